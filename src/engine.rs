@@ -1,0 +1,320 @@
+//! The [`Engine`]: adapter choice, device, and the caches every operation shares.
+
+use std::sync::{Arc, Mutex};
+
+use crate::dtype::{DType, Storage};
+use crate::error::{Error, Result};
+use crate::pipeline::PipelineCache;
+use crate::pool::{BufferPool, UniformCache};
+
+/// Which f16 kernel path to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HalfPath {
+    /// Native `f16` storage where the device has SHADER_F16, packed pairs elsewhere.
+    #[default]
+    Auto,
+    /// Always packed pairs in `u32`, even where SHADER_F16 is available.
+    Portable,
+}
+
+/// How invocations of a workgroup split a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessPattern {
+    /// Contiguous on CPU adapters, strided elsewhere.
+    #[default]
+    Auto,
+    /// Each invocation owns one contiguous chunk (fast where lanes run one after another).
+    Contiguous,
+    /// Invocation `i` takes elements `i, i + WG, ...` (coalesced on GPUs).
+    Strided,
+}
+
+/// How an [`Engine`] is set up. `Default` picks the best adapter, honouring `WGPU_BACKEND`
+/// and `WGPU_ADAPTER_NAME`.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// Backends to consider; `None` reads `WGPU_BACKEND`, else all.
+    pub backends: Option<wgpu::Backends>,
+    /// Pick the first adapter whose name contains this (case-insensitive); `None` reads
+    /// `WGPU_ADAPTER_NAME`.
+    pub adapter_name: Option<String>,
+    /// The f16 kernel path.
+    pub half_path: HalfPath,
+    /// The access pattern of the kernels.
+    pub access: AccessPattern,
+}
+
+/// What an engine runs on.
+#[derive(Clone, Debug)]
+pub struct EngineInfo {
+    /// The adapter's name, driver and backend.
+    pub adapter: wgpu::AdapterInfo,
+    /// Features enabled on the device (those of SHADER_F16, SUBGROUP, TIMESTAMP_QUERY it has).
+    pub features: wgpu::Features,
+    /// The device's limits (the adapter's own, not wgpu's defaults).
+    pub limits: wgpu::Limits,
+}
+
+impl std::fmt::Display for EngineInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.adapter;
+        let has = |feat| if self.features.contains(feat) { "yes" } else { "no" };
+        write!(
+            f,
+            "{} ({:?}, {:?}, driver {} {}); SHADER_F16 {}, SUBGROUP {}, TIMESTAMP_QUERY {}",
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            a.driver_info,
+            has(wgpu::Features::SHADER_F16),
+            has(wgpu::Features::SUBGROUP),
+            has(wgpu::Features::TIMESTAMP_QUERY),
+        )
+    }
+}
+
+/// The features this crate uses where the adapter offers them.
+pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY);
+
+/// A device with its cached pipelines and buffers. Build it once and reuse it: every
+/// operation after the first of its kind compiles nothing.
+pub struct Engine {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: EngineInfo,
+    pub(crate) options: EngineOptions,
+    pub(crate) pipelines: PipelineCache,
+    pub(crate) pool: BufferPool,
+    pub(crate) uniforms: UniformCache,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("info", &self.info).finish()
+    }
+}
+
+fn instance(options: &EngineOptions) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = options
+        .backends
+        .or_else(wgpu::Backends::from_env)
+        .unwrap_or(wgpu::Backends::all());
+    wgpu::Instance::new(desc)
+}
+
+/// Lower is better: real GPUs first, CPU adapters last; native APIs before GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let backend = u8::from(info.backend == wgpu::Backend::Gl);
+    (device, backend)
+}
+
+/// Every adapter the options allow, best first, filtered by name where one is asked for.
+pub async fn adapters(options: &EngineOptions) -> Vec<wgpu::Adapter> {
+    let inst = instance(options);
+    let mut list = inst.enumerate_adapters(wgpu::Backends::all()).await;
+    let name = options
+        .adapter_name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .map(|n| n.to_lowercase());
+    if let Some(name) = name {
+        list.retain(|a| a.get_info().name.to_lowercase().contains(&name));
+    }
+    list.sort_by_key(|a| rank(&a.get_info()));
+    list
+}
+
+fn no_adapter(options: &EngineOptions) -> Error {
+    let mut detail = String::new();
+    if let Some(b) = options.backends.or_else(wgpu::Backends::from_env) {
+        detail += &format!(" for backends {b:?}");
+    }
+    if let Some(n) = options
+        .adapter_name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+    {
+        detail += &format!(" named like {n:?}");
+    }
+    Error::NoAdapter { detail }
+}
+
+/// Runs `f` inside validation and out-of-memory error scopes and returns what they caught.
+pub(crate) fn capture_errors<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T> {
+    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let out = f();
+    let validation = pollster::block_on(validation.pop());
+    let oom = pollster::block_on(oom.pop());
+    match oom.or(validation) {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
+}
+
+impl Engine {
+    /// The best adapter (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), with a device
+    /// that has the adapter's own limits and whichever of SHADER_F16, SUBGROUP and
+    /// TIMESTAMP_QUERY it offers.
+    pub async fn new(options: EngineOptions) -> Result<Self> {
+        let adapter = adapters(&options)
+            .await
+            .into_iter()
+            .next()
+            .ok_or_else(|| no_adapter(&options))?;
+        Self::from_adapter(&adapter, options).await
+    }
+
+    /// Blocking [`Engine::new`].
+    pub fn new_blocking(options: EngineOptions) -> Result<Self> {
+        pollster::block_on(Self::new(options))
+    }
+
+    /// One engine per adapter found, best first (tests and benchmarks run on all of them).
+    pub async fn all(options: EngineOptions) -> Result<Vec<Self>> {
+        let mut out = Vec::new();
+        for adapter in adapters(&options).await {
+            out.push(Self::from_adapter(&adapter, options.clone()).await?);
+        }
+        if out.is_empty() {
+            return Err(no_adapter(&options));
+        }
+        Ok(out)
+    }
+
+    /// Blocking [`Engine::all`].
+    pub fn all_blocking(options: EngineOptions) -> Result<Vec<Self>> {
+        pollster::block_on(Self::all(options))
+    }
+
+    /// A device on `adapter`.
+    pub async fn from_adapter(adapter: &wgpu::Adapter, options: EngineOptions) -> Result<Self> {
+        let features = adapter.features() & WANTED_FEATURES;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("softmax-wgpu"),
+                required_features: features,
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await?;
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                *flag.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let mut engine = Self::from_device(device, queue, adapter.get_info(), options);
+        engine.lost = lost;
+        Ok(engine)
+    }
+
+    /// Wraps a device the caller already has; its features and limits are read from it.
+    /// Operations then record into the caller's encoders ([`Engine::record_forward`]).
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: wgpu::AdapterInfo,
+        options: EngineOptions,
+    ) -> Self {
+        let info = EngineInfo {
+            adapter,
+            features: device.features(),
+            limits: device.limits(),
+        };
+        Engine {
+            device,
+            queue,
+            info,
+            options,
+            pipelines: PipelineCache::default(),
+            pool: BufferPool::default(),
+            uniforms: UniformCache::default(),
+            lost: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Adapter, features and limits in use.
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// Number of pipelines compiled so far.
+    pub fn compiled_pipelines(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// Frees the idle buffers the host-slice API keeps for reuse.
+    pub fn release_buffers(&self) {
+        self.pool.clear();
+    }
+
+    /// Fails with [`Error::DeviceLost`] once the device is gone.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        match &*self.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(msg) => Err(Error::DeviceLost(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// How `dtype` is stored in shaders on this device.
+    pub(crate) fn storage(&self, dtype: DType) -> Storage {
+        match dtype {
+            DType::F32 => Storage::F32,
+            DType::BF16 => Storage::Bf16Packed,
+            DType::F16 => {
+                let native = self.info.features.contains(wgpu::Features::SHADER_F16)
+                    && self.options.half_path == HalfPath::Auto;
+                if native {
+                    Storage::F16Native
+                } else {
+                    Storage::F16Packed
+                }
+            }
+        }
+    }
+
+    /// Whether kernels give each invocation one contiguous chunk.
+    pub(crate) fn contiguous(&self) -> bool {
+        match self.options.access {
+            AccessPattern::Contiguous => true,
+            AccessPattern::Strided => false,
+            AccessPattern::Auto => self.info.adapter.device_type == wgpu::DeviceType::Cpu,
+        }
+    }
+
+    /// The workgroup size: 256, or the largest power of two the device allows below it.
+    pub(crate) fn workgroup_size(&self) -> u32 {
+        let max = self
+            .info
+            .limits
+            .max_compute_invocations_per_workgroup
+            .min(self.info.limits.max_compute_workgroup_size_x)
+            .min(256);
+        1 << (31 - max.max(1).leading_zeros())
+    }
+}

@@ -1,0 +1,43 @@
+//! Numerically stable softmax, log_softmax and logsumexp over batched logits on any GPU,
+//! in WGSL compute shaders through wgpu.
+//!
+//! Every kernel shifts by the row maximum, so no input overflows or underflows needlessly:
+//! `softmax(z)_i = exp((z_i - m)/T) / sum_j exp((z_j - m)/T)` with `m = max_j z_j`.
+//! Edge cases (NaN, `+inf`, all `-inf` rows) behave as PyTorch's. Results are checked
+//! against an f64 CPU [`oracle`] within the contract of [`accuracy`].
+//!
+//! Two layers:
+//! - host slices, blocking: [`Engine::softmax`], [`Engine::log_softmax`],
+//!   [`Engine::logsumexp`], [`Engine::forward`];
+//! - device level, for embedding: [`Engine::from_device`] wraps the caller's device and
+//!   [`Engine::record_forward`] records into the caller's command encoder.
+//!
+//! ```no_run
+//! use softmax_wgpu::{Engine, EngineOptions, Shape, SoftmaxOptions};
+//! let engine = Engine::new_blocking(EngineOptions::default())?;
+//! let p = engine.softmax(&[1000.0f32, 1001.0, 999.0], Shape::new(1, 3), &SoftmaxOptions::default())?;
+//! assert!((p[1] - 0.665_241).abs() < 1e-6);
+//! # Ok::<(), softmax_wgpu::Error>(())
+//! ```
+
+pub mod accuracy;
+mod dtype;
+mod engine;
+mod error;
+mod host;
+pub mod oracle;
+mod options;
+mod params;
+mod pipeline;
+mod pool;
+mod record;
+#[doc(hidden)]
+pub mod shader;
+
+pub use dtype::{DType, Element};
+pub use engine::{adapters, AccessPattern, Engine, EngineInfo, EngineOptions, HalfPath, WANTED_FEATURES};
+pub use error::{Error, Result};
+pub use host::ForwardResult;
+pub use options::{Forward, MaskedRows, Shape, SoftmaxOptions};
+pub use record::{ForwardArgs, TensorRef};
+pub use {half, wgpu};

@@ -1,0 +1,123 @@
+//! Shapes and options of the operations.
+
+use crate::error::{Error, Result};
+
+/// A row-major `[rows, cols]` batch of logits; every operation works along `cols`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    /// Number of rows (batch). At least 1.
+    pub rows: usize,
+    /// Length of each row (the vocabulary). At least 1.
+    pub cols: usize,
+}
+
+impl Shape {
+    /// A `[rows, cols]` shape.
+    pub const fn new(rows: usize, cols: usize) -> Self {
+        Shape { rows, cols }
+    }
+
+    /// `rows * cols`.
+    pub fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// True when either dimension is zero.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 || self.cols == 0
+    }
+
+    /// Refuses zero dimensions and counts that overflow.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let err = |reason| Error::InvalidShape {
+            rows: self.rows,
+            cols: self.cols,
+            reason,
+        };
+        if self.is_empty() {
+            return Err(err("rows and cols must both be at least 1"));
+        }
+        if self.rows.checked_mul(self.cols).is_none() || self.cols > u32::MAX as usize {
+            return Err(err("the element count overflows"));
+        }
+        Ok(())
+    }
+
+    /// Checks that `got` elements fill the shape.
+    pub(crate) fn expect_len(&self, what: &'static str, got: usize) -> Result<()> {
+        self.validate()?;
+        if got != self.len() {
+            return Err(Error::ShapeMismatch {
+                what,
+                got,
+                expected: self.len(),
+                rows: self.rows,
+                cols: self.cols,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The forward operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Forward {
+    /// `exp((z_i - m)/T) / sum_j exp((z_j - m)/T)`.
+    Softmax,
+    /// `(z_i - m)/T - log(sum_j exp((z_j - m)/T))`.
+    LogSoftmax,
+    /// One value per row: `m/T + log(sum_j exp((z_j - m)/T))`.
+    LogSumExp,
+}
+
+/// What rows that are entirely `-inf` produce in softmax and log_softmax.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MaskedRows {
+    /// NaN, as PyTorch.
+    #[default]
+    Nan,
+    /// Zeros, as attention code wants for fully masked rows. logsumexp stays `-inf`.
+    Zeros,
+}
+
+/// Options of the forward operations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SoftmaxOptions {
+    /// Divides the logits before the exponential. Finite, normal and > 0; default 1.
+    pub temperature: f32,
+    /// Output of fully masked (all `-inf`) rows.
+    pub masked_rows: MaskedRows,
+}
+
+impl Default for SoftmaxOptions {
+    fn default() -> Self {
+        SoftmaxOptions {
+            temperature: 1.0,
+            masked_rows: MaskedRows::Nan,
+        }
+    }
+}
+
+impl SoftmaxOptions {
+    /// Options with this temperature.
+    pub fn with_temperature(temperature: f32) -> Self {
+        SoftmaxOptions {
+            temperature,
+            ..Default::default()
+        }
+    }
+
+    /// `1 / temperature`, after checking that the temperature is usable.
+    pub(crate) fn inv_temperature(&self) -> Result<f32> {
+        validate_temperature(self.temperature)
+    }
+}
+
+/// Checks a temperature and returns its reciprocal, which is then finite.
+pub(crate) fn validate_temperature(t: f32) -> Result<f32> {
+    // Subnormal temperatures are refused: some adapters flush them to zero, and 1/T overflows.
+    if !t.is_finite() || t < f32::MIN_POSITIVE {
+        return Err(Error::InvalidTemperature { value: t });
+    }
+    Ok(1.0 / t)
+}

@@ -1,0 +1,87 @@
+//! Compiled pipelines, built once per [`KernelKey`] and shared.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::error::Result;
+use crate::shader::{self, slot, KernelKey};
+
+/// A compiled kernel and the layout its bind groups use.
+pub(crate) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Pipelines keyed by what varies: operation, dtypes, variant.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    kernels: RwLock<HashMap<KernelKey, Arc<Kernel>>>,
+}
+
+impl PipelineCache {
+    /// The kernel of `key`, compiled on first use. Read lock first; on a miss, compile, then
+    /// take the write lock and keep whichever copy got there first.
+    pub(crate) fn get(&self, device: &wgpu::Device, key: &KernelKey) -> Result<Arc<Kernel>> {
+        if let Some(k) = self.kernels.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return Ok(k.clone());
+        }
+        let kernel = Arc::new(build(device, key)?);
+        let mut map = self.kernels.write().unwrap_or_else(|e| e.into_inner());
+        Ok(map.entry(*key).or_insert(kernel).clone())
+    }
+
+    /// Number of compiled pipelines (tests check that repeated calls compile nothing).
+    pub(crate) fn len(&self) -> usize {
+        self.kernels.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+fn build(device: &wgpu::Device, key: &KernelKey) -> Result<Kernel> {
+    crate::engine::capture_errors(device, || {
+        let label = format!("softmax-wgpu {key:?}");
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(shader::source(key).into()),
+        });
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: slot::PARAMS,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (binding, read_only) in key.storage_bindings() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Kernel { pipeline, layout }
+    })
+}

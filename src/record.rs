@@ -1,0 +1,282 @@
+//! The device-level API: records operations on the caller's buffers into the caller's
+//! command encoder. Nothing is submitted here.
+
+use crate::dtype::DType;
+use crate::engine::{capture_errors, Engine};
+use crate::error::{Error, Result};
+use crate::options::{Forward, MaskedRows, Shape, SoftmaxOptions};
+use crate::params::ForwardParams;
+use crate::shader::{slot, KernelKey};
+
+/// A tensor in a caller's buffer: `dtype` elements starting `offset` bytes in.
+///
+/// The buffer needs `STORAGE` usage. `offset` must be a multiple of the element size; the
+/// buffer must extend to the end of the tensor rounded up to a whole 4-byte word.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorRef<'a> {
+    /// The buffer.
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of the first element.
+    pub offset: u64,
+    /// Element type.
+    pub dtype: DType,
+}
+
+impl<'a> TensorRef<'a> {
+    /// The tensor at the start of `buffer`.
+    pub fn new(buffer: &'a wgpu::Buffer, dtype: DType) -> Self {
+        TensorRef {
+            buffer,
+            offset: 0,
+            dtype,
+        }
+    }
+
+    /// The same tensor `offset` bytes into the buffer.
+    pub fn at(self, offset: u64) -> Self {
+        TensorRef { offset, ..self }
+    }
+
+    /// Checks usage, alignment and bounds for `n` elements.
+    fn check(&self, what: &'static str, n: u64) -> Result<()> {
+        let fail = |reason: String| Err(Error::InvalidBuffer { what, reason });
+        if !self.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return fail(format!("needs STORAGE usage, has {:?}", self.buffer.usage()));
+        }
+        if self.offset % self.dtype.size() != 0 {
+            return fail(format!(
+                "offset {} is not a multiple of the {:?} element size",
+                self.offset, self.dtype
+            ));
+        }
+        let end = (self.offset + n * self.dtype.size()).div_ceil(4) * 4;
+        if end > self.buffer.size() {
+            return fail(format!(
+                "{n} {:?} elements from offset {} need {end} bytes (rounded up to 4), buffer has {}",
+                self.dtype,
+                self.offset,
+                self.buffer.size()
+            ));
+        }
+        Ok(())
+    }
+
+    fn byte_range(&self, n: u64) -> std::ops::Range<u64> {
+        self.offset..self.offset + n * self.dtype.size()
+    }
+}
+
+/// Arguments of [`Engine::record_forward`].
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardArgs<'a> {
+    /// The operation.
+    pub op: Forward,
+    /// The logits' shape.
+    pub shape: Shape,
+    /// The logits.
+    pub input: TensorRef<'a>,
+    /// Where softmax and log_softmax write `[rows, cols]`; `None` overwrites the input in
+    /// place. Must be `None` for logsumexp.
+    pub output: Option<TensorRef<'a>>,
+    /// Per-row logsumexp (f32, `rows` values): required for logsumexp, optional for the
+    /// others, which then write it at no extra pass.
+    pub lse: Option<TensorRef<'a>>,
+    /// Temperature and masked-row behaviour.
+    pub options: SoftmaxOptions,
+}
+
+/// Where one chunk of a tensor is bound: binding offset and size, and the element index of
+/// the chunk's first element inside the binding.
+struct ChunkBinding {
+    offset: u64,
+    size: u64,
+    base: u32,
+}
+
+fn chunk_binding(t: &TensorRef, first: u64, n: u64, align: u64) -> ChunkBinding {
+    let start = t.offset + first * t.dtype.size();
+    let offset = start / align * align;
+    let end = (start + n * t.dtype.size()).div_ceil(4) * 4;
+    ChunkBinding {
+        offset,
+        size: end - offset,
+        base: ((start - offset) / t.dtype.size()) as u32,
+    }
+}
+
+fn bind<'a>(binding: u32, t: &TensorRef<'a>, c: &ChunkBinding) -> wgpu::BindGroupEntry<'a> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: t.buffer,
+            offset: c.offset,
+            size: std::num::NonZeroU64::new(c.size),
+        }),
+    }
+}
+
+fn overlaps(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+impl Engine {
+    /// Records a forward operation into `encoder`. The caller submits.
+    ///
+    /// Rows are split into as many dispatches as the adapter's binding-size and
+    /// dispatch limits need; all go into one compute pass.
+    pub fn record_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &ForwardArgs,
+    ) -> Result<()> {
+        self.check_alive()?;
+        let shape = args.shape;
+        shape.validate()?;
+        let inv_t = args.options.inv_temperature()?;
+        let (rows, cols) = (shape.rows as u64, shape.cols as u64);
+        let n = rows * cols;
+        args.input.check("input", n)?;
+        if let Some(lse) = &args.lse {
+            if lse.dtype != DType::F32 {
+                return Err(Error::UnsupportedDType {
+                    dtype: lse.dtype,
+                    reason: "logsumexp outputs are f32",
+                });
+            }
+            lse.check("lse", rows)?;
+        }
+        let mut in_place = false;
+        let output = match (args.op, args.output) {
+            (Forward::LogSumExp, Some(_)) => {
+                return Err(Error::InvalidBuffer {
+                    what: "output",
+                    reason: "logsumexp writes only `lse`; pass output: None".into(),
+                })
+            }
+            (Forward::LogSumExp, None) => {
+                if args.lse.is_none() {
+                    return Err(Error::InvalidBuffer {
+                        what: "lse",
+                        reason: "logsumexp needs an lse buffer".into(),
+                    });
+                }
+                None
+            }
+            (_, None) => {
+                in_place = true;
+                Some(args.input)
+            }
+            (_, Some(out)) => {
+                out.check("output", n)?;
+                if out.buffer == args.input.buffer
+                    && overlaps(&out.byte_range(n), &args.input.byte_range(n))
+                {
+                    if out.offset != args.input.offset || out.dtype != args.input.dtype {
+                        return Err(Error::InvalidBuffer {
+                            what: "output",
+                            reason: "overlaps the input without being exactly in place".into(),
+                        });
+                    }
+                    in_place = true;
+                }
+                Some(out)
+            }
+        };
+        if let (Some(lse), Some(out)) = (&args.lse, &output) {
+            if lse.buffer == out.buffer && overlaps(&lse.byte_range(rows), &out.byte_range(n)) {
+                return Err(Error::InvalidBuffer {
+                    what: "lse",
+                    reason: "overlaps the output".into(),
+                });
+            }
+        }
+
+        let key = KernelKey {
+            op: args.op,
+            input: self.storage(args.input.dtype),
+            output: output.map(|o| self.storage(o.dtype)),
+            in_place,
+            lse: args.lse.is_some(),
+            contiguous: self.contiguous(),
+            workgroup: self.workgroup_size(),
+        };
+        let kernel = self.pipelines.get(&self.device, &key)?;
+
+        // Rows per dispatch: every binding of a chunk must fit the binding-size limit, with
+        // room for the slack of aligning its offset down.
+        let limits = &self.info.limits;
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            / 4
+            * 4;
+        let usable = max_binding.saturating_sub(align + 4);
+        let row_bytes = [
+            cols * args.input.dtype.size(),
+            output.map_or(0, |o| cols * o.dtype.size()),
+            if args.lse.is_some() { 4 } else { 0 },
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        if row_bytes > usable {
+            return Err(Error::TooLarge {
+                what: "one row",
+                needed: row_bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: max_binding,
+            });
+        }
+        let rows_per_chunk = (usable / row_bytes).min(u64::from(u32::MAX));
+        let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
+        let masked_zeros = u32::from(args.options.masked_rows == MaskedRows::Zeros);
+
+        capture_errors(&self.device, || {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("softmax-wgpu forward"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&kernel.pipeline);
+            let mut row0 = 0;
+            while row0 < rows {
+                let nrows = rows_per_chunk.min(rows - row0);
+                let x = chunk_binding(&args.input, row0 * cols, nrows * cols, align);
+                let y = output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align));
+                let l = args.lse.map(|t| chunk_binding(&t, row0, nrows, align));
+                let params = ForwardParams {
+                    rows: nrows as u32,
+                    cols: cols as u32,
+                    x_base: if in_place { y.as_ref().map_or(0, |y| y.base) } else { x.base },
+                    y_base: y.as_ref().map_or(0, |y| y.base),
+                    lse_base: l.as_ref().map_or(0, |l| l.base),
+                    masked_zeros,
+                    inv_t: inv_t.to_bits(),
+                    _pad: 0,
+                };
+                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: slot::PARAMS,
+                    resource: uniform.as_entire_binding(),
+                }];
+                if !in_place {
+                    entries.push(bind(slot::X, &args.input, &x));
+                }
+                if let (Some(o), Some(y)) = (&output, &y) {
+                    entries.push(bind(slot::Y, o, y));
+                }
+                if let (Some(t), Some(l)) = (&args.lse, &l) {
+                    entries.push(bind(slot::LSE, t, l));
+                }
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("softmax-wgpu forward"),
+                    layout: &kernel.layout,
+                    entries: &entries,
+                });
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(nrows.min(max_groups) as u32, 1, 1);
+                row0 += nrows;
+            }
+        })
+    }
+}
