@@ -1,3 +1,249 @@
-//! The accuracy contract: how far a GPU result may be from the f64 [oracle](crate::oracle).
+//! The accuracy contract: how far a GPU result may be from the f64 [oracle](crate::oracle),
+//! and a checker that measures it.
 //!
-//! Placeholder until calibrated.
+//! With `eps = 2^-24` (half an f32 ulp), `a = (z - m) / T` the shifted, scaled logit and
+//! `L = log2(cols)`, an **f32** output satisfies
+//!
+//! - softmax: `|p - p*| <= eps * (SOFTMAX.base + SOFTMAX.per_arg * |a| + SOFTMAX.per_log_cols * L) * p* + f32::MIN_POSITIVE`
+//! - log_softmax: `|l - l*| <= eps * (LOG_SOFTMAX.base + LOG_SOFTMAX.per_arg * |a| + LOG_SOFTMAX.per_log_cols * L)`
+//! - logsumexp: `|s - s*| <= eps * (LOGSUMEXP.base + LOGSUMEXP.per_arg * |m / T| + LOGSUMEXP.per_log_cols * L)`
+//!
+//! Why this shape: `a` is computed in f32 (`z - m` rounded, times a rounded `1/T`), which
+//! is `~1.5 eps |a|` of absolute error, and WGSL allows `exp` an error of `3 + 2|x|` ulp, so
+//! the error of `exp(a)` grows with `|a|`; the row sum adds a few roundings per level of
+//! its reduction tree, `~log2(cols)`; the final division and `log` add a constant. The
+//! `f32::MIN_POSITIVE` floor allows adapters that flush subnormal results to zero.
+//!
+//! **f16 and bf16** outputs are within one ulp (of their own type, at the exact value) of
+//! the exact value: the f32 result is far inside half an ulp of a 16-bit type, so only the
+//! final rounding can differ from the correctly rounded value, and only near a tie.
+//! logsumexp is f32 for every input type.
+//!
+//! NaN equals NaN and infinities equal same-sign infinities; any other special value
+//! mismatch fails.
+
+use crate::dtype::{DType, Element};
+use crate::options::{Forward, Shape, SoftmaxOptions};
+use crate::oracle::{self, RowStats};
+
+/// Half an f32 ulp at 1.
+pub const EPS: f64 = 1.0 / 16_777_216.0;
+
+/// The coefficients of one bound (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bound {
+    /// Constant part, in units of `EPS`.
+    pub base: f64,
+    /// Per unit of `|a|` (or `|m / T|` for logsumexp).
+    pub per_arg: f64,
+    /// Per doubling of `cols`.
+    pub per_log_cols: f64,
+}
+
+impl Bound {
+    fn eval(&self, arg: f64, cols: usize) -> f64 {
+        EPS * (self.base + self.per_arg * arg.abs() + self.per_log_cols * (cols as f64).log2())
+    }
+}
+
+/// Bound of f32 softmax outputs (relative to `p*`).
+pub const SOFTMAX: Bound = Bound {
+    base: 8.0,
+    per_arg: 4.0,
+    per_log_cols: 2.0,
+};
+/// Bound of f32 log_softmax outputs (absolute).
+pub const LOG_SOFTMAX: Bound = Bound {
+    base: 8.0,
+    per_arg: 4.0,
+    per_log_cols: 2.0,
+};
+/// Bound of logsumexp outputs (absolute).
+pub const LOGSUMEXP: Bound = Bound {
+    base: 8.0,
+    per_arg: 2.0,
+    per_log_cols: 2.0,
+};
+
+/// One element outside the contract.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// Flat index.
+    pub index: usize,
+    /// What the GPU gave.
+    pub got: f64,
+    /// The oracle's exact value.
+    pub want: f64,
+    /// `|got - want|`.
+    pub error: f64,
+    /// What the contract allows there.
+    pub allowed: f64,
+}
+
+/// What [`check`] measured.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Elements compared.
+    pub count: usize,
+    /// Largest `error / allowed` over all finite elements (at most 1 when the contract holds).
+    pub worst_ratio: f64,
+    /// Largest error in units of the output type's ulp at the exact value.
+    pub worst_ulps: f64,
+    /// Elements equal to the exact value rounded to the output type.
+    pub correctly_rounded: usize,
+    /// Elements outside the contract (all of them are counted, the first 8 kept).
+    pub violations: usize,
+    /// The first violations.
+    pub first: Vec<Violation>,
+}
+
+impl Report {
+    /// True when every element meets the contract.
+    pub fn ok(&self) -> bool {
+        self.violations == 0
+    }
+
+    /// Share of elements that are exactly the correctly rounded value.
+    pub fn correctly_rounded_share(&self) -> f64 {
+        self.correctly_rounded as f64 / self.count.max(1) as f64
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} elements, worst error/allowed {:.3}, worst {:.2} ulp, {:.4}% correctly rounded, {} violations",
+            self.count,
+            self.worst_ratio,
+            self.worst_ulps,
+            100.0 * self.correctly_rounded_share(),
+            self.violations
+        )?;
+        for v in &self.first {
+            write!(
+                f,
+                "\n  [{}] got {:e} want {:e} error {:e} allowed {:e}",
+                v.index, v.got, v.want, v.error, v.allowed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The spacing of `dtype` at `x` (the ulp), for finite `x`.
+pub fn ulp(dtype: DType, x: f64) -> f64 {
+    let (mantissa_bits, min_exp) = match dtype {
+        DType::F32 => (23, -126),
+        DType::F16 => (10, -14),
+        DType::BF16 => (7, -126),
+    };
+    let e = if x == 0.0 {
+        min_exp
+    } else {
+        (x.abs().log2().floor() as i32).max(min_exp)
+    };
+    2f64.powi(e - mantissa_bits)
+}
+
+/// `x` rounded to `dtype` (to nearest, ties to even).
+pub fn round_to(dtype: DType, x: f64) -> f64 {
+    match dtype {
+        DType::F32 => f64::from(x as f32),
+        DType::F16 => f64::from(half::f16::from_f64(x)),
+        DType::BF16 => f64::from(half::bf16::from_f64(x)),
+    }
+}
+
+fn same_special(got: f64, want: f64) -> Option<bool> {
+    if want.is_nan() || got.is_nan() {
+        return Some(want.is_nan() && got.is_nan());
+    }
+    if want.is_infinite() || got.is_infinite() {
+        return Some(got == want);
+    }
+    None
+}
+
+/// Compares `got` (the GPU's output of `op` on `x`, in dtype `U`) with the oracle under the
+/// contract. For logsumexp `got` has one f32 per row.
+pub fn check<T: Element, U: Element>(
+    op: Forward,
+    x: &[T],
+    shape: Shape,
+    options: &SoftmaxOptions,
+    got: &[U],
+) -> Report {
+    let t = f64::from(options.temperature);
+    let want = match op {
+        Forward::Softmax => oracle::softmax(x, shape, options),
+        Forward::LogSoftmax => oracle::log_softmax(x, shape, options),
+        Forward::LogSumExp => oracle::logsumexp(x, shape, options),
+    };
+    let mut r = Report {
+        count: want.len(),
+        ..Default::default()
+    };
+    if got.len() != want.len() {
+        r.violations = want.len().max(1);
+        return r;
+    }
+    let per_row = if op == Forward::LogSumExp { 1 } else { shape.cols };
+    for (row, chunk) in x.chunks(shape.cols).enumerate().take(shape.rows) {
+        let zs: Vec<f64> = chunk.iter().map(|v| f64::from(v.to_f32())).collect();
+        let stats = RowStats::of(&zs, t);
+        for k in 0..per_row {
+            let i = row * per_row + k;
+            let (g, w) = (f64::from(got[i].to_f32()), want[i]);
+            let rounded = round_to(U::DTYPE, w);
+            if g == rounded || (g.is_nan() && w.is_nan()) {
+                r.correctly_rounded += 1;
+            }
+            if g == w || g == rounded {
+                continue;
+            }
+            let (error, allowed) = match same_special(g, w) {
+                Some(true) => continue,
+                Some(false) => ((g - w).abs(), 0.0),
+                None => {
+                    let error = (g - w).abs();
+                    let f32_bound = match op {
+                        Forward::Softmax => {
+                            SOFTMAX.eval((zs[k] - stats.max) / t, shape.cols) * w
+                                + f64::from(f32::MIN_POSITIVE)
+                        }
+                        Forward::LogSoftmax => {
+                            LOG_SOFTMAX.eval((zs[k] - stats.max) / t, shape.cols)
+                        }
+                        Forward::LogSumExp => LOGSUMEXP.eval(stats.max / t, shape.cols),
+                    };
+                    let allowed = match U::DTYPE {
+                        DType::F32 => f32_bound,
+                        half => f32_bound.max(ulp(half, w)),
+                    };
+                    r.worst_ulps = r.worst_ulps.max(error / ulp(U::DTYPE, w));
+                    (error, allowed)
+                }
+            };
+            let ratio = if allowed > 0.0 {
+                error / allowed
+            } else {
+                f64::INFINITY
+            };
+            r.worst_ratio = r.worst_ratio.max(ratio);
+            if ratio > 1.0 {
+                r.violations += 1;
+                if r.first.len() < 8 {
+                    r.first.push(Violation {
+                        index: i,
+                        got: g,
+                        want: w,
+                        error,
+                        allowed,
+                    });
+                }
+            }
+        }
+    }
+    r
+}

@@ -1,0 +1,81 @@
+//! Shared by the GPU tests: every adapter found, and contract checks with adapter names.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use softmax_wgpu::accuracy::{self, Report};
+use softmax_wgpu::{Element, Engine, EngineOptions, Forward, Shape, SoftmaxOptions};
+
+/// One engine per adapter found (lavapipe Vulkan and llvmpipe GL in CI). With none, every
+/// GPU test fails and says what to install.
+pub fn engines() -> &'static [Engine] {
+    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| match Engine::all_blocking(EngineOptions::default()) {
+        Ok(list) => list,
+        Err(e) => panic!("GPU tests need an adapter: {e}"),
+    })
+}
+
+/// Runs `f` on every adapter; a failure names the adapter.
+pub fn on_every_adapter(f: impl Fn(&Engine)) {
+    for e in engines() {
+        let name = format!("{} ({:?})", e.info().adapter.name, e.info().adapter.backend);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e)));
+        if let Err(p) = r {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("on adapter {name}: {msg}");
+        }
+    }
+}
+
+/// Runs `op` on the GPU with output dtype `U` and checks values (and logsumexp) under the
+/// accuracy contract. Returns the report of the main output.
+pub fn check_forward<T: Element, U: Element>(
+    e: &Engine,
+    op: Forward,
+    x: &[T],
+    shape: Shape,
+    options: &SoftmaxOptions,
+) -> Report {
+    let r = e
+        .forward::<T, U>(op, x, shape, options, true)
+        .unwrap_or_else(|err| panic!("{op:?} {shape:?} failed: {err}"));
+    let lse = r.lse.expect("lse asked for");
+    let lse_report = accuracy::check(Forward::LogSumExp, x, shape, options, &lse);
+    assert!(
+        lse_report.ok(),
+        "logsumexp beside {op:?} {shape:?}: {lse_report}"
+    );
+    if op == Forward::LogSumExp {
+        return lse_report;
+    }
+    let report = accuracy::check(op, x, shape, options, &r.values);
+    assert!(report.ok(), "{op:?} {shape:?} {options:?}: {report}");
+    report
+}
+
+/// All three operations in f32.
+pub fn check_all_ops(e: &Engine, x: &[f32], shape: Shape, options: &SoftmaxOptions) {
+    for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
+        check_forward::<f32, f32>(e, op, x, shape, options);
+    }
+}
+
+/// Deterministic pseudo-random logits (splitmix64), uniform in [-scale, scale].
+pub fn random_logits(n: usize, scale: f32, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
