@@ -1,0 +1,40 @@
+//! Measures the accuracy contract on adversarial inputs on every adapter and prints the
+//! figures the README quotes (`cargo test --release --test accuracy_contract -- --nocapture`).
+
+mod common;
+
+use common::{check_forward, on_every_adapter, random_logits};
+use softmax_wgpu::{Forward, Shape, SoftmaxOptions};
+
+/// Inputs that stress each error source: wide logit ranges (large |a|, tiny probabilities
+/// down to underflow), long rows (deep sums), many near-ties, temperatures.
+fn adversarial() -> Vec<(&'static str, Vec<f32>, Shape, SoftmaxOptions)> {
+    let t1 = SoftmaxOptions::default();
+    let mut ties = random_logits(4 * 4096, 1.0, 9);
+    for v in ties.iter_mut() {
+        *v = 1.0 + (*v * 8.0).round() * f32::EPSILON;
+    }
+    vec![
+        ("wide range 160, 262144 cols", random_logits(2 * 262_144, 80.0, 1), Shape::new(2, 262_144), t1),
+        ("range 20, 128256 cols", random_logits(2 * 128_256, 10.0, 2), Shape::new(2, 128_256), t1),
+        ("range 2e4, 32000 cols", random_logits(4 * 32_000, 1e4, 3), Shape::new(4, 32_000), t1),
+        ("near-ties, 4096 cols", ties, Shape::new(4, 4096), t1),
+        ("T = 0.05, 1000 cols", random_logits(8 * 1000, 4.0, 4), Shape::new(8, 1000), SoftmaxOptions::with_temperature(0.05)),
+        ("T = 7.3, 50000 cols", random_logits(2 * 50_000, 300.0, 5), Shape::new(2, 50_000), SoftmaxOptions::with_temperature(7.3)),
+        ("logits near 1e30", random_logits(4 * 999, 1.0, 6).iter().map(|v| 1e30 + v * 1e25).collect(), Shape::new(4, 999), t1),
+    ]
+}
+
+#[test]
+fn contract_holds_on_adversarial_inputs() {
+    on_every_adapter(|e| {
+        println!("adapter: {}", e.info());
+        for (name, x, shape, o) in adversarial() {
+            for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
+                let r = check_forward::<f32, f32>(e, op, &x, shape, &o);
+                println!("  {name:32} {op:?}: worst error/allowed {:.3}, worst {:.2} f32 ulp, {:.2}% correctly rounded",
+                    r.worst_ratio, r.worst_ulps, 100.0 * r.correctly_rounded_share());
+            }
+        }
+    });
+}

@@ -1,0 +1,96 @@
+//! The device-level API: caller's device, buffers with offsets, caller's encoder, in place,
+//! several operations in one submission.
+
+mod common;
+
+use common::{on_every_adapter, random_logits};
+use softmax_wgpu::{accuracy, DType, Engine, EngineOptions, Forward, ForwardArgs, Shape, SoftmaxOptions, TensorRef};
+use wgpu::util::DeviceExt;
+
+fn read_f32(e: &Engine, buf: &wgpu::Buffer, offset: u64, n: usize) -> Vec<f32> {
+    let d = e.device();
+    let staging = d.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (n * 4) as u64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = d.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(buf, offset, &staging, 0, (n * 4) as u64);
+    e.queue().submit([enc.finish()]);
+    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let v = bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
+    v
+}
+
+#[test]
+fn records_into_the_callers_encoder_with_offsets_and_in_place() {
+    on_every_adapter(|e| {
+        // The caller's own device, wrapped.
+        let engine = Engine::from_device(e.device().clone(), e.queue().clone(), e.info().adapter.clone(), EngineOptions::default());
+        let d = engine.device();
+        let shape = Shape::new(5, 301);
+        let n = shape.len();
+        let x = random_logits(n, 9.0, 77);
+        let pad = 37usize; // elements before the tensor: an offset that is not binding-aligned
+        let mut host = vec![0.0f32; pad];
+        host.extend(&x);
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let input = d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(&host), usage });
+        let inplace = d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(&host), usage });
+        let out = d.create_buffer(&wgpu::BufferDescriptor { label: None, size: ((n + 3) * 4) as u64, usage, mapped_at_creation: false });
+        let lse = d.create_buffer(&wgpu::BufferDescriptor { label: None, size: 64 * 4, usage, mapped_at_creation: false });
+        let o = SoftmaxOptions::with_temperature(1.5);
+        let off = (pad * 4) as u64;
+
+        let mut enc = d.create_command_encoder(&Default::default());
+        engine
+            .record_forward(&mut enc, &ForwardArgs {
+                op: Forward::Softmax,
+                shape,
+                input: TensorRef::new(&input, DType::F32).at(off),
+                output: Some(TensorRef::new(&out, DType::F32).at(12)),
+                lse: Some(TensorRef::new(&lse, DType::F32).at(20)),
+                options: o,
+            })
+            .unwrap();
+        engine
+            .record_forward(&mut enc, &ForwardArgs {
+                op: Forward::LogSoftmax,
+                shape,
+                input: TensorRef::new(&inplace, DType::F32).at(off),
+                output: None,
+                lse: Some(TensorRef::new(&lse, DType::F32).at(100)),
+                options: o,
+            })
+            .unwrap();
+        engine
+            .record_forward(&mut enc, &ForwardArgs {
+                op: Forward::LogSumExp,
+                shape,
+                input: TensorRef::new(&input, DType::F32).at(off),
+                output: None,
+                lse: Some(TensorRef::new(&lse, DType::F32).at(180)),
+                options: SoftmaxOptions::default(),
+            })
+            .unwrap();
+        engine.queue().submit([enc.finish()]);
+
+        let p = read_f32(&engine, &out, 12, n);
+        let r = accuracy::check(Forward::Softmax, &x, shape, &o, &p);
+        assert!(r.ok(), "softmax at offsets: {r}");
+        let l = read_f32(&engine, &inplace, off, n);
+        let r = accuracy::check(Forward::LogSoftmax, &x, shape, &o, &l);
+        assert!(r.ok(), "in place log_softmax: {r}");
+        let head = read_f32(&engine, &inplace, 0, pad);
+        assert!(head.iter().all(|&v| v == 0.0), "in place wrote outside its tensor");
+        let all = read_f32(&engine, &lse, 0, 64);
+        for (at, opts) in [(5, o), (25, o), (45, SoftmaxOptions::default())] {
+            let r = accuracy::check(Forward::LogSumExp, &x, shape, &opts, &all[at..at + 5]);
+            assert!(r.ok(), "lse at {at}: {r}");
+        }
+        // Slots between the three lse outputs were left alone.
+        assert!(all[10..25].iter().chain(&all[30..45]).all(|&v| v == 0.0));
+    });
+}

@@ -1,0 +1,41 @@
+//! Sizes past the adapter's single-binding limit: the driver splits rows across bindings.
+
+mod common;
+
+use common::{on_every_adapter, random_logits};
+use softmax_wgpu::{accuracy, Error, Forward, Shape, SoftmaxOptions};
+
+#[test]
+fn tensor_larger_than_one_binding() {
+    on_every_adapter(|e| {
+        let limit = e.info().limits.max_storage_buffer_binding_size;
+        // 160 MiB of f32 on lavapipe (128 MiB binding limit), and at least 1.25 bindings elsewhere.
+        let cols = 8192usize;
+        let rows = ((limit as usize / 4) * 5 / 4 / cols + 1).max(5120);
+        let bytes = (rows * cols * 4) as u64;
+        if bytes > e.info().limits.max_buffer_size {
+            panic!("adapter's max_buffer_size {} is below the test's {bytes} bytes", e.info().limits.max_buffer_size);
+        }
+        let x = random_logits(rows * cols, 12.0, 42);
+        let shape = Shape::new(rows, cols);
+        let o = SoftmaxOptions::default();
+        let r = e.forward::<f32, f32>(Forward::LogSoftmax, &x, shape, &o, true).unwrap();
+        let report = accuracy::check(Forward::LogSoftmax, &x, shape, &o, &r.values);
+        assert!(report.ok(), "{report}");
+        let lse = accuracy::check(Forward::LogSumExp, &x, shape, &o, &r.lse.unwrap());
+        assert!(lse.ok(), "{lse}");
+        e.release_buffers();
+    });
+}
+
+#[test]
+fn a_row_larger_than_one_binding_is_a_clear_error() {
+    on_every_adapter(|e| {
+        let limit = e.info().limits.max_storage_buffer_binding_size.min(e.info().limits.max_buffer_size);
+        let cols = (limit / 2 + 1) as usize; // f16: one row just past the binding limit
+        let x = vec![half::f16::ZERO; cols];
+        let err = e.softmax(&x, Shape::new(1, cols), &SoftmaxOptions::default());
+        assert!(matches!(err, Err(Error::TooLarge { what: "one row", .. })), "{err:?}");
+        e.release_buffers();
+    });
+}
