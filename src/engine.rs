@@ -58,7 +58,13 @@ pub struct EngineInfo {
 impl std::fmt::Display for EngineInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let a = &self.adapter;
-        let has = |feat| if self.features.contains(feat) { "yes" } else { "no" };
+        let has = |feat| {
+            if self.features.contains(feat) {
+                "yes"
+            } else {
+                "no"
+            }
+        };
         write!(
             f,
             "{} ({:?}, {:?}, driver {} {}); SHADER_F16 {}, SUBGROUP {}, TIMESTAMP_QUERY {}",
@@ -261,6 +267,11 @@ impl Engine {
     /// Adapter, features and limits in use.
     pub fn info(&self) -> &EngineInfo {
         &self.info
+    }
+
+    /// The f16 path this engine was asked for.
+    pub fn half_path(&self) -> HalfPath {
+        self.options.half_path
     }
 
     /// Number of pipelines compiled so far.

@@ -25,8 +25,8 @@ mod dtype;
 mod engine;
 mod error;
 mod host;
-pub mod oracle;
 mod options;
+pub mod oracle;
 mod params;
 mod pipeline;
 mod pool;
@@ -35,7 +35,9 @@ mod record;
 pub mod shader;
 
 pub use dtype::{DType, Element};
-pub use engine::{adapters, AccessPattern, Engine, EngineInfo, EngineOptions, HalfPath, WANTED_FEATURES};
+pub use engine::{
+    adapters, AccessPattern, Engine, EngineInfo, EngineOptions, HalfPath, WANTED_FEATURES,
+};
 pub use error::{Error, Result};
 pub use host::ForwardResult;
 pub use options::{Forward, MaskedRows, Shape, SoftmaxOptions};

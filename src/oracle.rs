@@ -22,7 +22,7 @@ impl RowStats {
     /// Stats of one row at temperature `t`.
     pub fn of(row: &[f64], t: f64) -> Self {
         let has_nan = row.iter().any(|v| v.is_nan());
-        let has_pos_inf = row.iter().any(|&v| v == f64::INFINITY);
+        let has_pos_inf = row.contains(&f64::INFINITY);
         let max = row
             .iter()
             .copied()
@@ -114,5 +114,7 @@ pub fn log_softmax<T: Element>(x: &[T], shape: Shape, options: &SoftmaxOptions) 
 /// Logsumexp in f64, one value per row. Mirrors the GPU `logsumexp` of shaders/softmax.wgsl.
 pub fn logsumexp<T: Element>(x: &[T], shape: Shape, options: &SoftmaxOptions) -> Vec<f64> {
     let t = f64::from(options.temperature);
-    rows(x, shape).map(|row| RowStats::of(&row, t).lse(t)).collect()
+    rows(x, shape)
+        .map(|row| RowStats::of(&row, t).lse(t))
+        .collect()
 }

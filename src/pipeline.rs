@@ -22,7 +22,12 @@ impl PipelineCache {
     /// The kernel of `key`, compiled on first use. Read lock first; on a miss, compile, then
     /// take the write lock and keep whichever copy got there first.
     pub(crate) fn get(&self, device: &wgpu::Device, key: &KernelKey) -> Result<Arc<Kernel>> {
-        if let Some(k) = self.kernels.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+        if let Some(k) = self
+            .kernels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
             return Ok(k.clone());
         }
         let kernel = Arc::new(build(device, key)?);

@@ -41,9 +41,12 @@ impl<'a> TensorRef<'a> {
     fn check(&self, what: &'static str, n: u64) -> Result<()> {
         let fail = |reason: String| Err(Error::InvalidBuffer { what, reason });
         if !self.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-            return fail(format!("needs STORAGE usage, has {:?}", self.buffer.usage()));
+            return fail(format!(
+                "needs STORAGE usage, has {:?}",
+                self.buffer.usage()
+            ));
         }
-        if self.offset % self.dtype.size() != 0 {
+        if !self.offset.is_multiple_of(self.dtype.size()) {
             return fail(format!(
                 "offset {} is not a multiple of the {:?} element size",
                 self.offset, self.dtype
@@ -247,7 +250,11 @@ impl Engine {
                 let params = ForwardParams {
                     rows: nrows as u32,
                     cols: cols as u32,
-                    x_base: if in_place { y.as_ref().map_or(0, |y| y.base) } else { x.base },
+                    x_base: if in_place {
+                        y.as_ref().map_or(0, |y| y.base)
+                    } else {
+                        x.base
+                    },
                     y_base: y.as_ref().map_or(0, |y| y.base),
                     lse_base: l.as_ref().map_or(0, |l| l.base),
                     masked_zeros,

@@ -91,7 +91,10 @@ fn store_source(s: Storage) -> &'static str {
 /// `store_lse(i, v)`.
 fn bindings(key: &KernelKey) -> String {
     use std::fmt::Write;
-    let mut s = format!("@group(0) @binding({}) var<uniform> params: Params;\n", slot::PARAMS);
+    let mut s = format!(
+        "@group(0) @binding({}) var<uniform> params: Params;\n",
+        slot::PARAMS
+    );
     if key.input != Storage::F32 || key.output.is_some_and(|o| o != Storage::F32) {
         s.push_str(HALF_BITS);
     }
@@ -171,7 +174,14 @@ pub(crate) fn source(key: &KernelKey) -> String {
         contiguous = key.contiguous,
         lse = key.lse,
     );
-    [header.as_str(), &bindings(key), COMMON, REDUCE_WORKGROUP, SOFTMAX].join("\n")
+    [
+        header.as_str(),
+        &bindings(key),
+        COMMON,
+        REDUCE_WORKGROUP,
+        SOFTMAX,
+    ]
+    .join("\n")
 }
 
 /// Every distinct WGSL module the crate can build, for validation without an adapter.

@@ -15,13 +15,46 @@ fn adversarial() -> Vec<(&'static str, Vec<f32>, Shape, SoftmaxOptions)> {
         *v = 1.0 + (*v * 8.0).round() * f32::EPSILON;
     }
     vec![
-        ("wide range 160, 262144 cols", random_logits(2 * 262_144, 80.0, 1), Shape::new(2, 262_144), t1),
-        ("range 20, 128256 cols", random_logits(2 * 128_256, 10.0, 2), Shape::new(2, 128_256), t1),
-        ("range 2e4, 32000 cols", random_logits(4 * 32_000, 1e4, 3), Shape::new(4, 32_000), t1),
+        (
+            "wide range 160, 262144 cols",
+            random_logits(2 * 262_144, 80.0, 1),
+            Shape::new(2, 262_144),
+            t1,
+        ),
+        (
+            "range 20, 128256 cols",
+            random_logits(2 * 128_256, 10.0, 2),
+            Shape::new(2, 128_256),
+            t1,
+        ),
+        (
+            "range 2e4, 32000 cols",
+            random_logits(4 * 32_000, 1e4, 3),
+            Shape::new(4, 32_000),
+            t1,
+        ),
         ("near-ties, 4096 cols", ties, Shape::new(4, 4096), t1),
-        ("T = 0.05, 1000 cols", random_logits(8 * 1000, 4.0, 4), Shape::new(8, 1000), SoftmaxOptions::with_temperature(0.05)),
-        ("T = 7.3, 50000 cols", random_logits(2 * 50_000, 300.0, 5), Shape::new(2, 50_000), SoftmaxOptions::with_temperature(7.3)),
-        ("logits near 1e30", random_logits(4 * 999, 1.0, 6).iter().map(|v| 1e30 + v * 1e25).collect(), Shape::new(4, 999), t1),
+        (
+            "T = 0.05, 1000 cols",
+            random_logits(8 * 1000, 4.0, 4),
+            Shape::new(8, 1000),
+            SoftmaxOptions::with_temperature(0.05),
+        ),
+        (
+            "T = 7.3, 50000 cols",
+            random_logits(2 * 50_000, 300.0, 5),
+            Shape::new(2, 50_000),
+            SoftmaxOptions::with_temperature(7.3),
+        ),
+        (
+            "logits near 1e30",
+            random_logits(4 * 999, 1.0, 6)
+                .iter()
+                .map(|v| 1e30 + v * 1e25)
+                .collect(),
+            Shape::new(4, 999),
+            t1,
+        ),
     ]
 }
 

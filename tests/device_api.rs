@@ -4,7 +4,9 @@
 mod common;
 
 use common::{on_every_adapter, random_logits};
-use softmax_wgpu::{accuracy, DType, Engine, EngineOptions, Forward, ForwardArgs, Shape, SoftmaxOptions, TensorRef};
+use softmax_wgpu::{
+    accuracy, DType, Engine, EngineOptions, Forward, ForwardArgs, Shape, SoftmaxOptions, TensorRef,
+};
 use wgpu::util::DeviceExt;
 
 fn read_f32(e: &Engine, buf: &wgpu::Buffer, offset: u64, n: usize) -> Vec<f32> {
@@ -18,7 +20,9 @@ fn read_f32(e: &Engine, buf: &wgpu::Buffer, offset: u64, n: usize) -> Vec<f32> {
     let mut enc = d.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(buf, offset, &staging, 0, (n * 4) as u64);
     e.queue().submit([enc.finish()]);
-    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
     d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
     let v = bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
     v
@@ -28,7 +32,12 @@ fn read_f32(e: &Engine, buf: &wgpu::Buffer, offset: u64, n: usize) -> Vec<f32> {
 fn records_into_the_callers_encoder_with_offsets_and_in_place() {
     on_every_adapter(|e| {
         // The caller's own device, wrapped.
-        let engine = Engine::from_device(e.device().clone(), e.queue().clone(), e.info().adapter.clone(), EngineOptions::default());
+        let engine = Engine::from_device(
+            e.device().clone(),
+            e.queue().clone(),
+            e.info().adapter.clone(),
+            EngineOptions::default(),
+        );
         let d = engine.device();
         let shape = Shape::new(5, 301);
         let n = shape.len();
@@ -37,43 +46,70 @@ fn records_into_the_callers_encoder_with_offsets_and_in_place() {
         let mut host = vec![0.0f32; pad];
         host.extend(&x);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let input = d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(&host), usage });
-        let inplace = d.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(&host), usage });
-        let out = d.create_buffer(&wgpu::BufferDescriptor { label: None, size: ((n + 3) * 4) as u64, usage, mapped_at_creation: false });
-        let lse = d.create_buffer(&wgpu::BufferDescriptor { label: None, size: 64 * 4, usage, mapped_at_creation: false });
+        let input = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&host),
+            usage,
+        });
+        let inplace = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&host),
+            usage,
+        });
+        let out = d.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: ((n + 3) * 4) as u64,
+            usage,
+            mapped_at_creation: false,
+        });
+        let lse = d.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 64 * 4,
+            usage,
+            mapped_at_creation: false,
+        });
         let o = SoftmaxOptions::with_temperature(1.5);
         let off = (pad * 4) as u64;
 
         let mut enc = d.create_command_encoder(&Default::default());
         engine
-            .record_forward(&mut enc, &ForwardArgs {
-                op: Forward::Softmax,
-                shape,
-                input: TensorRef::new(&input, DType::F32).at(off),
-                output: Some(TensorRef::new(&out, DType::F32).at(12)),
-                lse: Some(TensorRef::new(&lse, DType::F32).at(20)),
-                options: o,
-            })
+            .record_forward(
+                &mut enc,
+                &ForwardArgs {
+                    op: Forward::Softmax,
+                    shape,
+                    input: TensorRef::new(&input, DType::F32).at(off),
+                    output: Some(TensorRef::new(&out, DType::F32).at(12)),
+                    lse: Some(TensorRef::new(&lse, DType::F32).at(20)),
+                    options: o,
+                },
+            )
             .unwrap();
         engine
-            .record_forward(&mut enc, &ForwardArgs {
-                op: Forward::LogSoftmax,
-                shape,
-                input: TensorRef::new(&inplace, DType::F32).at(off),
-                output: None,
-                lse: Some(TensorRef::new(&lse, DType::F32).at(100)),
-                options: o,
-            })
+            .record_forward(
+                &mut enc,
+                &ForwardArgs {
+                    op: Forward::LogSoftmax,
+                    shape,
+                    input: TensorRef::new(&inplace, DType::F32).at(off),
+                    output: None,
+                    lse: Some(TensorRef::new(&lse, DType::F32).at(100)),
+                    options: o,
+                },
+            )
             .unwrap();
         engine
-            .record_forward(&mut enc, &ForwardArgs {
-                op: Forward::LogSumExp,
-                shape,
-                input: TensorRef::new(&input, DType::F32).at(off),
-                output: None,
-                lse: Some(TensorRef::new(&lse, DType::F32).at(180)),
-                options: SoftmaxOptions::default(),
-            })
+            .record_forward(
+                &mut enc,
+                &ForwardArgs {
+                    op: Forward::LogSumExp,
+                    shape,
+                    input: TensorRef::new(&input, DType::F32).at(off),
+                    output: None,
+                    lse: Some(TensorRef::new(&lse, DType::F32).at(180)),
+                    options: SoftmaxOptions::default(),
+                },
+            )
             .unwrap();
         engine.queue().submit([enc.finish()]);
 
@@ -84,7 +120,10 @@ fn records_into_the_callers_encoder_with_offsets_and_in_place() {
         let r = accuracy::check(Forward::LogSoftmax, &x, shape, &o, &l);
         assert!(r.ok(), "in place log_softmax: {r}");
         let head = read_f32(&engine, &inplace, 0, pad);
-        assert!(head.iter().all(|&v| v == 0.0), "in place wrote outside its tensor");
+        assert!(
+            head.iter().all(|&v| v == 0.0),
+            "in place wrote outside its tensor"
+        );
         let all = read_f32(&engine, &lse, 0, 64);
         for (at, opts) in [(5, o), (25, o), (45, SoftmaxOptions::default())] {
             let r = accuracy::check(Forward::LogSumExp, &x, shape, &opts, &all[at..at + 5]);
@@ -92,5 +131,57 @@ fn records_into_the_callers_encoder_with_offsets_and_in_place() {
         }
         // Slots between the three lse outputs were left alone.
         assert!(all[10..25].iter().chain(&all[30..45]).all(|&v| v == 0.0));
+    });
+}
+
+#[test]
+fn packed_half_in_place_with_rows_sharing_words() {
+    // cols = 7 and the tensor starting at byte 2: rows start in the middle of 32-bit words,
+    // which two workgroups then write; the packed path merges those words atomically. The
+    // f16 in front of the tensor shares a word with it and must survive.
+    common::on_every_half_path(|e| {
+        let d = e.device();
+        let shape = Shape::new(33, 7);
+        let x: Vec<half::f16> = random_logits(shape.len(), 6.0, 5)
+            .iter()
+            .map(|&v| half::f16::from_f32(v))
+            .collect();
+        let sentinel = half::f16::from_f32(-3.5);
+        let mut host = vec![sentinel];
+        host.extend(&x);
+        host.push(sentinel);
+        let mut bytes = bytemuck::cast_slice::<_, u8>(&host).to_vec();
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        let buf = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: &bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+        let o = SoftmaxOptions::default();
+        let mut enc = d.create_command_encoder(&Default::default());
+        e.record_forward(
+            &mut enc,
+            &ForwardArgs {
+                op: Forward::Softmax,
+                shape,
+                input: TensorRef::new(&buf, DType::F16).at(2),
+                output: None,
+                lse: None,
+                options: o,
+            },
+        )
+        .unwrap();
+        e.queue().submit([enc.finish()]);
+        let words = read_f32(e, &buf, 0, bytes.len() / 4);
+        let all: &[half::f16] = bytemuck::cast_slice(&words);
+        assert_eq!(
+            (all[0], all[shape.len() + 1]),
+            (sentinel, sentinel),
+            "neighbours overwritten"
+        );
+        let got = &all[1..=shape.len()];
+        let r = accuracy::check(Forward::Softmax, &x, shape, &o, got);
+        assert!(r.ok(), "{r}");
+        assert_eq!(r.correctly_rounded, r.count, "{r}");
     });
 }

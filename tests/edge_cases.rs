@@ -42,7 +42,11 @@ fn edge_case_table() {
         let (p, l, s) = run(&[0.0, -INF, 0.0]);
         assert_eq!(p, vec![0.5, 0.0, 0.5]);
         assert_eq!(l[1], -INF);
-        approx::assert_relative_eq!(l[0], -std::f32::consts::LN_2, max_relative = 4.0 * f32::EPSILON);
+        approx::assert_relative_eq!(
+            l[0],
+            -std::f32::consts::LN_2,
+            max_relative = 4.0 * f32::EPSILON
+        );
         approx::assert_relative_eq!(s, std::f32::consts::LN_2, max_relative = 4.0 * f32::EPSILON);
         // A single column is probability 1, log-probability 0.
         let (p, l, s) = run(&[-5.0]);
@@ -86,7 +90,12 @@ fn mixed_rows_in_one_batch_match_the_oracle() {
     let x: Vec<f32> = rows.iter().flatten().copied().collect();
     on_every_adapter(|e| {
         for t in [1.0, 0.25] {
-            check_all_ops(e, &x, Shape::new(6, 4), &SoftmaxOptions::with_temperature(t));
+            check_all_ops(
+                e,
+                &x,
+                Shape::new(6, 4),
+                &SoftmaxOptions::with_temperature(t),
+            );
         }
     });
 }

@@ -10,10 +10,30 @@ fn bad_shapes_and_temperatures() {
     on_every_adapter(|e| {
         let o = SoftmaxOptions::default();
         let x = [1.0f32; 6];
-        assert!(matches!(e.softmax(&x, Shape::new(2, 4), &o), Err(Error::ShapeMismatch { got: 6, expected: 8, .. })));
-        assert!(matches!(e.softmax(&x[..0], Shape::new(0, 3), &o), Err(Error::InvalidShape { .. })));
-        assert!(matches!(e.log_softmax(&x[..0], Shape::new(3, 0), &o), Err(Error::InvalidShape { .. })));
-        for t in [0.0f32, -1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-45] {
+        assert!(matches!(
+            e.softmax(&x, Shape::new(2, 4), &o),
+            Err(Error::ShapeMismatch {
+                got: 6,
+                expected: 8,
+                ..
+            })
+        ));
+        assert!(matches!(
+            e.softmax(&x[..0], Shape::new(0, 3), &o),
+            Err(Error::InvalidShape { .. })
+        ));
+        assert!(matches!(
+            e.log_softmax(&x[..0], Shape::new(3, 0), &o),
+            Err(Error::InvalidShape { .. })
+        ));
+        for t in [
+            0.0f32,
+            -1.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-45,
+        ] {
             let r = e.softmax(&x, Shape::new(2, 3), &SoftmaxOptions::with_temperature(t));
             match r {
                 Err(Error::InvalidTemperature { value }) => {
@@ -31,7 +51,14 @@ fn bad_shapes_and_temperatures() {
 fn bad_device_arguments() {
     on_every_adapter(|e| {
         let d = e.device();
-        let mk = |size, usage| d.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false });
+        let mk = |size, usage| {
+            d.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
         let storage = mk(64, wgpu::BufferUsages::STORAGE);
         let uniform_only = mk(64, wgpu::BufferUsages::UNIFORM);
         let small = mk(16, wgpu::BufferUsages::STORAGE);
@@ -47,18 +74,33 @@ fn bad_device_arguments() {
         };
         let t = |b| TensorRef::new(b, DType::F32);
         let r = e.record_forward(&mut enc, &args(t(&uniform_only), None, None));
-        assert!(matches!(r, Err(Error::InvalidBuffer { what: "input", .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(Error::InvalidBuffer { what: "input", .. })),
+            "{r:?}"
+        );
         let r = e.record_forward(&mut enc, &args(t(&small), None, None));
-        assert!(matches!(r, Err(Error::InvalidBuffer { what: "input", .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(Error::InvalidBuffer { what: "input", .. })),
+            "{r:?}"
+        );
         let r = e.record_forward(&mut enc, &args(t(&storage).at(2), None, None));
         assert!(matches!(r, Err(Error::InvalidBuffer { .. })), "{r:?}");
         let r = e.record_forward(&mut enc, &args(t(&storage), Some(t(&storage).at(4)), None));
-        assert!(matches!(r, Err(Error::InvalidBuffer { what: "output", .. })), "partial overlap: {r:?}");
-        let r = e.record_forward(&mut enc, &args(t(&storage), None, Some(TensorRef::new(&lse, DType::F16))));
+        assert!(
+            matches!(r, Err(Error::InvalidBuffer { what: "output", .. })),
+            "partial overlap: {r:?}"
+        );
+        let r = e.record_forward(
+            &mut enc,
+            &args(t(&storage), None, Some(TensorRef::new(&lse, DType::F16))),
+        );
         assert!(matches!(r, Err(Error::UnsupportedDType { .. })), "{r:?}");
         let mut lse_args = args(t(&storage), None, None);
         lse_args.op = Forward::LogSumExp;
-        assert!(matches!(e.record_forward(&mut enc, &lse_args), Err(Error::InvalidBuffer { what: "lse", .. })));
+        assert!(matches!(
+            e.record_forward(&mut enc, &lse_args),
+            Err(Error::InvalidBuffer { what: "lse", .. })
+        ));
         // Nothing was recorded: the encoder is still valid.
         e.queue().submit([enc.finish()]);
     });

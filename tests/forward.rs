@@ -50,11 +50,20 @@ fn extreme_temperatures() {
     on_every_adapter(|e| {
         let x = random_logits(3 * 1000, 20.0, 7);
         for t in [1e-6f32, 1e-3, 0.5, 3.0, 1e6] {
-            check_all_ops(e, &x, Shape::new(3, 1000), &SoftmaxOptions::with_temperature(t));
+            check_all_ops(
+                e,
+                &x,
+                Shape::new(3, 1000),
+                &SoftmaxOptions::with_temperature(t),
+            );
         }
         // A tiny temperature turns softmax into argmax, without overflow.
         let p = e
-            .softmax(&[1.0f32, 1.000001, 0.5], Shape::new(1, 3), &SoftmaxOptions::with_temperature(1e-6))
+            .softmax(
+                &[1.0f32, 1.000001, 0.5],
+                Shape::new(1, 3),
+                &SoftmaxOptions::with_temperature(1e-6),
+            )
             .unwrap();
         assert!(p.iter().all(|v| v.is_finite()), "{p:?}");
         assert!(p[1] > 0.7, "{p:?}");
@@ -63,7 +72,9 @@ fn extreme_temperatures() {
 
 #[test]
 fn every_vocabulary_size() {
-    let cols_list = [1usize, 2, 3, 7, 255, 256, 257, 1023, 1024, 1025, 4097, 32000, 65537, 128256, 262144];
+    let cols_list = [
+        1usize, 2, 3, 7, 255, 256, 257, 1023, 1024, 1025, 4097, 32000, 65537, 128256, 262144,
+    ];
     on_every_adapter(|e| {
         for (k, &cols) in cols_list.iter().enumerate() {
             let rows = (1 << 18) / cols.max(1);
@@ -103,7 +114,12 @@ fn pipelines_are_compiled_once() {
         let before = e.compiled_pipelines();
         for _ in 0..3 {
             e.softmax(&x, Shape::new(4, 100), &DEFAULT).unwrap();
-            e.softmax(&x, Shape::new(2, 200), &SoftmaxOptions::with_temperature(2.0)).unwrap();
+            e.softmax(
+                &x,
+                Shape::new(2, 200),
+                &SoftmaxOptions::with_temperature(2.0),
+            )
+            .unwrap();
         }
         assert_eq!(e.compiled_pipelines(), before);
     });
@@ -114,7 +130,9 @@ fn lse_beside_softmax_matches_logsumexp() {
     on_every_adapter(|e| {
         let x = random_logits(8 * 333, 10.0, 5);
         let shape = Shape::new(8, 333);
-        let r = e.forward::<f32, f32>(Forward::Softmax, &x, shape, &DEFAULT, true).unwrap();
+        let r = e
+            .forward::<f32, f32>(Forward::Softmax, &x, shape, &DEFAULT, true)
+            .unwrap();
         let lse = e.logsumexp(&x, shape, &DEFAULT).unwrap();
         assert_eq!(r.lse.unwrap(), lse);
     });

@@ -14,12 +14,17 @@ fn tensor_larger_than_one_binding() {
         let rows = ((limit as usize / 4) * 5 / 4 / cols + 1).max(5120);
         let bytes = (rows * cols * 4) as u64;
         if bytes > e.info().limits.max_buffer_size {
-            panic!("adapter's max_buffer_size {} is below the test's {bytes} bytes", e.info().limits.max_buffer_size);
+            panic!(
+                "adapter's max_buffer_size {} is below the test's {bytes} bytes",
+                e.info().limits.max_buffer_size
+            );
         }
         let x = random_logits(rows * cols, 12.0, 42);
         let shape = Shape::new(rows, cols);
         let o = SoftmaxOptions::default();
-        let r = e.forward::<f32, f32>(Forward::LogSoftmax, &x, shape, &o, true).unwrap();
+        let r = e
+            .forward::<f32, f32>(Forward::LogSoftmax, &x, shape, &o, true)
+            .unwrap();
         let report = accuracy::check(Forward::LogSoftmax, &x, shape, &o, &r.values);
         assert!(report.ok(), "{report}");
         let lse = accuracy::check(Forward::LogSumExp, &x, shape, &o, &r.lse.unwrap());
@@ -31,11 +36,24 @@ fn tensor_larger_than_one_binding() {
 #[test]
 fn a_row_larger_than_one_binding_is_a_clear_error() {
     on_every_adapter(|e| {
-        let limit = e.info().limits.max_storage_buffer_binding_size.min(e.info().limits.max_buffer_size);
+        let limit = e
+            .info()
+            .limits
+            .max_storage_buffer_binding_size
+            .min(e.info().limits.max_buffer_size);
         let cols = (limit / 2 + 1) as usize; // f16: one row just past the binding limit
         let x = vec![half::f16::ZERO; cols];
         let err = e.softmax(&x, Shape::new(1, cols), &SoftmaxOptions::default());
-        assert!(matches!(err, Err(Error::TooLarge { what: "one row", .. })), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Err(Error::TooLarge {
+                    what: "one row",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
         e.release_buffers();
     });
 }

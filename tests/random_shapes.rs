@@ -18,7 +18,10 @@ fn logit() -> impl Strategy<Value = f32> {
 fn batch() -> impl Strategy<Value = (Shape, Vec<f32>)> {
     let cols = prop_oneof![1usize..40, 250usize..260, 1020usize..1030, 4090usize..4100];
     (1usize..20, cols).prop_flat_map(|(rows, cols)| {
-        (Just(Shape::new(rows, cols)), prop::collection::vec(logit(), rows * cols))
+        (
+            Just(Shape::new(rows, cols)),
+            prop::collection::vec(logit(), rows * cols),
+        )
     })
 }
 

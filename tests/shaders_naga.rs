@@ -17,17 +17,30 @@ fn validate(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
 #[test]
 fn every_module_validates_and_translates() {
     let sources = softmax_wgpu::shader::all_sources();
-    assert!(sources.len() >= 50, "expected every variant, got {}", sources.len());
+    assert!(
+        sources.len() >= 50,
+        "expected every variant, got {}",
+        sources.len()
+    );
     for (name, src) in &sources {
         let (module, info) = validate(name, src);
 
-        msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default())
-            .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+        msl::write_string(
+            &module,
+            &info,
+            &msl::Options::default(),
+            &msl::PipelineOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
 
         let mut hlsl_out = String::new();
-        hlsl::Writer::new(&mut hlsl_out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
-            .write(&module, &info, None)
-            .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+        hlsl::Writer::new(
+            &mut hlsl_out,
+            &hlsl::Options::default(),
+            &hlsl::PipelineOptions::default(),
+        )
+        .write(&module, &info, None)
+        .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
 
         spv::write_vec(&module, &info, &spv::Options::default(), None)
             .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
@@ -36,7 +49,10 @@ fn every_module_validates_and_translates() {
         if !src.contains("enable f16") {
             let mut glsl_out = String::new();
             let options = glsl::Options {
-                version: glsl::Version::Embedded { version: 310, is_webgl: false },
+                version: glsl::Version::Embedded {
+                    version: 310,
+                    is_webgl: false,
+                },
                 ..Default::default()
             };
             let pipeline = glsl::PipelineOptions {
@@ -44,9 +60,16 @@ fn every_module_validates_and_translates() {
                 entry_point: "main".into(),
                 multiview: None,
             };
-            glsl::Writer::new(&mut glsl_out, &module, &info, &options, &pipeline, naga::proc::BoundsCheckPolicies::default())
-                .and_then(|mut w| w.write())
-                .unwrap_or_else(|e| panic!("{name}: GLSL: {e}"));
+            glsl::Writer::new(
+                &mut glsl_out,
+                &module,
+                &info,
+                &options,
+                &pipeline,
+                naga::proc::BoundsCheckPolicies::default(),
+            )
+            .and_then(|mut w| w.write())
+            .unwrap_or_else(|e| panic!("{name}: GLSL: {e}"));
         }
     }
 }

@@ -79,3 +79,37 @@ pub fn random_logits(n: usize, scale: f32, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Engines forced onto the portable (packed `u32`) f16 path, one per adapter, so that CI
+/// covers both f16 paths even on an adapter that has SHADER_F16.
+pub fn portable_engines() -> &'static [Engine] {
+    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| {
+        let options = EngineOptions {
+            half_path: softmax_wgpu::HalfPath::Portable,
+            ..Default::default()
+        };
+        Engine::all_blocking(options).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+    })
+}
+
+/// Every engine of both f16 paths, named.
+pub fn on_every_half_path(f: impl Fn(&Engine)) {
+    for e in engines().iter().chain(portable_engines()) {
+        let name = format!(
+            "{} ({:?}, {:?})",
+            e.info().adapter.name,
+            e.info().adapter.backend,
+            e.half_path()
+        );
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e)));
+        if let Err(p) = r {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("on adapter {name}: {msg}");
+        }
+    }
+}
