@@ -1,4 +1,4 @@
-//! The accuracy contract: how far a GPU result may be from the f64 [oracle](crate::oracle),
+//! The accuracy contract: how far a GPU result may be from the f64 [`crate::oracle`],
 //! and a checker that measures it.
 //!
 //! With `eps = 2^-24` (half an f32 ulp), `a = (z - m) / T` the shifted, scaled logit and
