@@ -26,3 +26,33 @@ fn reduce_online(st: Online, lid: u32, inv_t: f32) -> Online {
     workgroupBarrier();
     return out;
 }
+
+// Workgroup-wide sum; every invocation gets the total.
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    wg_s[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            wg_s[lid] += wg_s[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let out = wg_s[0];
+    workgroupBarrier();
+    return out;
+}
+
+// Workgroup-wide minimum of a u32; every invocation gets it.
+fn reduce_min_u32(v: u32, lid: u32) -> u32 {
+    wg_flags[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            wg_flags[lid] = min(wg_flags[lid], wg_flags[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let out = wg_flags[0];
+    workgroupBarrier();
+    return out;
+}

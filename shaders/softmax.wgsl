@@ -34,23 +34,6 @@ struct Params {
     _pad: u32,
 }
 
-// The share of `n` items that invocation `lid` owns: a contiguous chunk (CPU adapters, whose
-// lanes run one after another) or every WG-th item (GPUs, so that neighbours read neighbours).
-struct Share {
-    first: u32,
-    end: u32,
-    step: u32,
-}
-
-fn share_of(n: u32, lid: u32) -> Share {
-    if (CONTIGUOUS) {
-        let chunk = (n + WG - 1u) / WG;
-        let first = min(lid * chunk, n);
-        return Share(first, min(first + chunk, n), 1u);
-    }
-    return Share(lid, n, WG);
-}
-
 fn output_value(z: f32, st: RowStats, inv_t: f32) -> f32 {
     if (st.nan_row) {
         return select(f32_nan(), 0.0, st.empty && params.masked_zeros != 0u);

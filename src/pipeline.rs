@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::error::Result;
-use crate::shader::{self, slot, KernelKey};
+use crate::shader::{slot, PipelineKey};
 
 /// A compiled kernel and the layout its bind groups use.
 pub(crate) struct Kernel {
@@ -15,13 +15,13 @@ pub(crate) struct Kernel {
 /// Pipelines keyed by what varies: operation, dtypes, variant.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    kernels: RwLock<HashMap<KernelKey, Arc<Kernel>>>,
+    kernels: RwLock<HashMap<PipelineKey, Arc<Kernel>>>,
 }
 
 impl PipelineCache {
     /// The kernel of `key`, compiled on first use. Read lock first; on a miss, compile, then
     /// take the write lock and keep whichever copy got there first.
-    pub(crate) fn get(&self, device: &wgpu::Device, key: &KernelKey) -> Result<Arc<Kernel>> {
+    pub(crate) fn get(&self, device: &wgpu::Device, key: &PipelineKey) -> Result<Arc<Kernel>> {
         if let Some(k) = self
             .kernels
             .read()
@@ -41,12 +41,12 @@ impl PipelineCache {
     }
 }
 
-fn build(device: &wgpu::Device, key: &KernelKey) -> Result<Kernel> {
+fn build(device: &wgpu::Device, key: &PipelineKey) -> Result<Kernel> {
     crate::engine::capture_errors(device, || {
         let label = format!("softmax-wgpu {key:?}");
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(shader::source(key).into()),
+            source: wgpu::ShaderSource::Wgsl(key.source().into()),
         });
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: slot::PARAMS,
@@ -83,7 +83,7 @@ fn build(device: &wgpu::Device, key: &KernelKey) -> Result<Kernel> {
             label: Some(&label),
             layout: Some(&pipeline_layout),
             module: &module,
-            entry_point: Some("main"),
+            entry_point: Some(key.entry_point()),
             compilation_options: Default::default(),
             cache: None,
         });

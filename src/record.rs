@@ -6,7 +6,7 @@ use crate::engine::{capture_errors, Engine};
 use crate::error::{Error, Result};
 use crate::options::{Forward, MaskedRows, Shape, SoftmaxOptions};
 use crate::params::ForwardParams;
-use crate::shader::{slot, KernelKey};
+use crate::shader::{slot, KernelKey, PipelineKey};
 
 /// A tensor in a caller's buffer: `dtype` elements starting `offset` bytes in.
 ///
@@ -203,7 +203,9 @@ impl Engine {
             contiguous: self.contiguous(),
             workgroup: self.workgroup_size(),
         };
-        let kernel = self.pipelines.get(&self.device, &key)?;
+        let kernel = self
+            .pipelines
+            .get(&self.device, &PipelineKey::Forward(key))?;
 
         // Rows per dispatch: every binding of a chunk must fit the binding-size limit, with
         // room for the slack of aligning its offset down.

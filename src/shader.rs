@@ -12,6 +12,8 @@ use crate::options::Forward;
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const REDUCE_WORKGROUP: &str = include_str!("../shaders/reduce_workgroup.wgsl");
 const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
+const CROSS_ENTROPY: &str = include_str!("../shaders/cross_entropy.wgsl");
+const BACKWARD: &str = include_str!("../shaders/backward.wgsl");
 const HALF_BITS: &str = include_str!("../shaders/io/half_bits.wgsl");
 const STORE_WORD: &str = include_str!("../shaders/io/store_word.wgsl");
 
@@ -25,6 +27,14 @@ pub(crate) mod slot {
     pub const Y: u32 = 2;
     /// Per-row logsumexp (f32).
     pub const LSE: u32 = 3;
+    /// Cross-entropy targets (i32), or the upstream gradient `dy` of the backward kernels.
+    pub const TARGETS_OR_DY: u32 = 4;
+    /// Cross-entropy class weights (f32).
+    pub const WEIGHT: u32 = 5;
+    /// Cross-entropy per-row loss (f32).
+    pub const LOSS: u32 = 6;
+    /// Cross-entropy scratch: denominator, first invalid row, reduced loss.
+    pub const META: u32 = 7;
 }
 
 /// Everything that selects a distinct compiled pipeline.
@@ -59,6 +69,100 @@ impl KernelKey {
     }
 }
 
+/// The kernels of the cross-entropy module, one pipeline each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum CeEntry {
+    /// One workgroup: the mean's denominator and the first invalid target.
+    Prepare,
+    /// One workgroup per row: loss, logsumexp and gradient.
+    Main,
+    /// One workgroup: the reduced loss.
+    Reduce,
+}
+
+/// Variant of the cross-entropy module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CeKey {
+    pub input: Storage,
+    /// Storage of the gradient, where one is written.
+    pub grad: Option<Storage>,
+    /// The gradient overwrites the logits.
+    pub in_place: bool,
+    pub weight: bool,
+    pub contiguous: bool,
+    pub workgroup: u32,
+}
+
+/// Variant of the backward module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BackwardKey {
+    /// 0: softmax backward, 1: log_softmax backward.
+    pub log: bool,
+    /// Storage of `y` and `dy`.
+    pub input: Storage,
+    /// Storage of the gradient.
+    pub output: Storage,
+    pub contiguous: bool,
+    pub workgroup: u32,
+}
+
+/// Everything that selects a distinct compiled pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum PipelineKey {
+    Forward(KernelKey),
+    CrossEntropy(CeKey, CeEntry),
+    Backward(BackwardKey),
+}
+
+impl PipelineKey {
+    /// The storage bindings the kernel declares, as (slot, read_only).
+    pub(crate) fn storage_bindings(&self) -> Vec<(u32, bool)> {
+        match self {
+            PipelineKey::Forward(k) => k.storage_bindings(),
+            PipelineKey::CrossEntropy(k, _) => {
+                let mut b = Vec::new();
+                if !k.in_place {
+                    b.push((slot::X, true));
+                }
+                if k.grad.is_some() {
+                    b.push((slot::Y, false));
+                }
+                b.extend([(slot::LSE, false), (slot::TARGETS_OR_DY, true)]);
+                if k.weight {
+                    b.push((slot::WEIGHT, true));
+                }
+                b.extend([(slot::LOSS, false), (slot::META, false)]);
+                b
+            }
+            PipelineKey::Backward(_) => {
+                vec![
+                    (slot::X, true),
+                    (slot::Y, false),
+                    (slot::TARGETS_OR_DY, true),
+                ]
+            }
+        }
+    }
+
+    /// The entry point to compile.
+    pub(crate) fn entry_point(&self) -> &'static str {
+        match self {
+            PipelineKey::CrossEntropy(_, CeEntry::Prepare) => "prepare",
+            PipelineKey::CrossEntropy(_, CeEntry::Reduce) => "reduce",
+            _ => "main",
+        }
+    }
+
+    /// The complete WGSL module.
+    pub(crate) fn source(&self) -> String {
+        match self {
+            PipelineKey::Forward(k) => source(k),
+            PipelineKey::CrossEntropy(k, _) => cross_entropy_source(k),
+            PipelineKey::Backward(k) => backward_source(k),
+        }
+    }
+}
+
 /// The WGSL type of one slot of a binding of this storage.
 fn slot_type(s: Storage) -> &'static str {
     match s {
@@ -86,20 +190,38 @@ fn store_source(s: Storage) -> &'static str {
     }
 }
 
-/// The bindings and their raw accessors: `x_raw(i)`, `y_raw_store(i, v)` (and, for packed
-/// outputs, `y_raw_merge(i, bits, keep)` for words shared with a neighbouring row),
-/// `store_lse(i, v)`.
+/// The forward kernels' bindings: `x`, `y` and `store_lse(i, v)`.
 fn bindings(key: &KernelKey) -> String {
+    use std::fmt::Write;
+    let mut s = xy_bindings(key.input, key.output, key.in_place);
+    if key.lse {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read_write> lse_buf: array<f32>;\n\
+             fn store_lse(i: u32, v: f32) {{ lse_buf[i] = v; }}",
+            slot::LSE
+        );
+    } else {
+        s.push_str("fn store_lse(i: u32, v: f32) {}\n");
+    }
+    s
+}
+
+/// The uniform and the bindings shared by every kernel family, with their raw accessors:
+/// `x_raw(i)` and the input dtype's `load_x`, `y_raw_store(i, v)` (and, for packed outputs,
+/// `y_raw_merge(i, bits, keep)` for words shared with a neighbouring row) and the output
+/// dtype's `store_pair`. In place, `x` reads `y`'s binding.
+fn xy_bindings(input: Storage, output: Option<Storage>, in_place: bool) -> String {
     use std::fmt::Write;
     let mut s = format!(
         "@group(0) @binding({}) var<uniform> params: Params;\n",
         slot::PARAMS
     );
-    if key.input != Storage::F32 || key.output.is_some_and(|o| o != Storage::F32) {
+    if input != Storage::F32 || output.is_some_and(|o| o != Storage::F32) {
         s.push_str(HALF_BITS);
     }
-    let xt = slot_type(key.input);
-    if let Some(out) = key.output {
+    let xt = slot_type(input);
+    if let Some(out) = output {
         let yt = slot_type(out);
         if out.packed() {
             // Packed outputs are atomic so that the word shared by two rows can be merged.
@@ -126,8 +248,8 @@ fn bindings(key: &KernelKey) -> String {
     } else {
         s.push_str("fn store_pair(q: u32, v: vec2<f32>, lo: bool, hi: bool) {}\n");
     }
-    if key.in_place {
-        let read = if key.output.is_some_and(Storage::packed) {
+    if in_place {
+        let read = if output.is_some_and(Storage::packed) {
             "atomicLoad(&y_buf[i])"
         } else {
             "y_buf[i]"
@@ -141,18 +263,70 @@ fn bindings(key: &KernelKey) -> String {
             slot::X
         );
     }
-    s.push_str(load_source(key.input));
-    if key.lse {
+    s.push_str(load_source(input));
+    s
+}
+
+fn header(workgroup: u32, contiguous: bool, storages: &[Option<Storage>]) -> String {
+    let native_f16 = storages.contains(&Some(Storage::F16Native));
+    format!(
+        "{enable}const WG: u32 = {workgroup}u;\nconst CONTIGUOUS: bool = {contiguous};\n",
+        enable = if native_f16 { "enable f16;\n" } else { "" },
+    )
+}
+
+/// The cross-entropy module: logits as `x`, the gradient as `y`.
+fn cross_entropy_source(key: &CeKey) -> String {
+    use std::fmt::Write;
+    let mut s = header(key.workgroup, key.contiguous, &[Some(key.input), key.grad]);
+    let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
+    s += &xy_bindings(key.input, key.grad, key.in_place);
+    let _ = writeln!(
+        s,
+        "@group(0) @binding({lse}) var<storage, read_write> lse_buf: array<f32>;\n\
+         @group(0) @binding({t}) var<storage, read> targets: array<i32>;\n\
+         @group(0) @binding({loss}) var<storage, read_write> loss_buf: array<f32>;\n\
+         @group(0) @binding({meta}) var<storage, read_write> meta_buf: array<u32>;",
+        lse = slot::LSE,
+        t = slot::TARGETS_OR_DY,
+        loss = slot::LOSS,
+        meta = slot::META,
+    );
+    if key.weight {
         let _ = writeln!(
             s,
-            "@group(0) @binding({}) var<storage, read_write> lse_buf: array<f32>;\n\
-             fn store_lse(i: u32, v: f32) {{ lse_buf[i] = v; }}",
-            slot::LSE
+            "@group(0) @binding({}) var<storage, read> weight_buf: array<f32>;\n\
+             fn class_weight(j: u32) -> f32 {{ return weight_buf[j]; }}",
+            slot::WEIGHT
         );
     } else {
-        s.push_str("fn store_lse(i: u32, v: f32) {}\n");
+        s.push_str("fn class_weight(j: u32) -> f32 { return 1.0; }\n");
     }
-    s
+    [s.as_str(), COMMON, REDUCE_WORKGROUP, CROSS_ENTROPY].join("\n")
+}
+
+/// The backward module: `y` as `x`, the gradient as `y`, `dy` through `load_dy` (the input
+/// dtype's load prelude with its names changed).
+fn backward_source(key: &BackwardKey) -> String {
+    use std::fmt::Write;
+    let mut s = header(
+        key.workgroup,
+        key.contiguous,
+        &[Some(key.input), Some(key.output)],
+    );
+    let _ = writeln!(s, "const LOG: bool = {};", key.log);
+    s += &xy_bindings(key.input, Some(key.output), false);
+    let _ = writeln!(
+        s,
+        "@group(0) @binding({}) var<storage, read> dy_buf: array<{t}>;\n\
+         fn dy_raw(i: u32) -> {t} {{ return dy_buf[i]; }}",
+        slot::TARGETS_OR_DY,
+        t = slot_type(key.input)
+    );
+    s += &load_source(key.input)
+        .replace("x_raw", "dy_raw")
+        .replace("load_x", "load_dy");
+    [s.as_str(), COMMON, REDUCE_WORKGROUP, BACKWARD].join("\n")
 }
 
 fn op_index(op: Forward) -> u32 {
@@ -163,16 +337,17 @@ fn op_index(op: Forward) -> u32 {
     }
 }
 
-/// The complete WGSL module of a kernel.
+/// The complete WGSL module of a forward kernel.
 pub(crate) fn source(key: &KernelKey) -> String {
-    let native_f16 = key.input == Storage::F16Native || key.output == Some(Storage::F16Native);
     let header = format!(
-        "{enable}const WG: u32 = {wg}u;\nconst OP: u32 = {op}u;\nconst CONTIGUOUS: bool = {contiguous};\nconst HAS_LSE: bool = {lse};\n",
-        enable = if native_f16 { "enable f16;\n" } else { "" },
-        wg = key.workgroup,
-        op = op_index(key.op),
-        contiguous = key.contiguous,
-        lse = key.lse,
+        "{}const OP: u32 = {}u;\nconst HAS_LSE: bool = {};\n",
+        header(
+            key.workgroup,
+            key.contiguous,
+            &[Some(key.input), key.output]
+        ),
+        op_index(key.op),
+        key.lse,
     );
     [
         header.as_str(),
@@ -219,6 +394,38 @@ pub fn all_sources() -> Vec<(String, String)> {
                         out.push((format!("{key:?}"), source(&key)));
                     }
                 }
+            }
+        }
+    }
+    for input in storages {
+        for grad in [None, Some(input), Some(Storage::F32)] {
+            for in_place in [false, true] {
+                if in_place && grad != Some(input) {
+                    continue;
+                }
+                for weight in [false, true] {
+                    let key = CeKey {
+                        input,
+                        grad,
+                        in_place,
+                        weight,
+                        contiguous: in_place,
+                        workgroup: 256,
+                    };
+                    out.push((format!("{key:?}"), cross_entropy_source(&key)));
+                }
+            }
+        }
+        for output in [input, Storage::F32] {
+            for log in [false, true] {
+                let key = BackwardKey {
+                    log,
+                    input,
+                    output,
+                    contiguous: log,
+                    workgroup: 256,
+                };
+                out.push((format!("{key:?}"), backward_source(&key)));
             }
         }
     }

@@ -1,0 +1,196 @@
+// Fused cross-entropy over logits [rows, cols] and integer targets, with PyTorch's
+// `F.cross_entropy` options (ignore_index, label_smoothing, weight, reduction) plus a
+// temperature and a z-loss, and the gradient with respect to the logits in the same pass.
+// CPU mirror: `cross_entropy` in src/oracle.rs.
+//
+// Joined behind (see src/shader.rs): a header (WG, CONTIGUOUS, HAS_GRAD), the bindings
+// (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf, meta_buf, class_weight), the
+// dtype preludes, common.wgsl and reduce_workgroup.wgsl.
+//
+// Three entry points, dispatched in this order in one compute pass:
+//   prepare (1 workgroup): meta[0] = sum of w[t_i] over counted rows (the mean's
+//            denominator), meta[1] = first row whose target is out of range;
+//   main (a workgroup per row): per-row loss, logsumexp and gradient;
+//   reduce (1 workgroup): meta[2] = the reduced loss.
+//
+// With a = (z - m) / T, lse = m / T + log s, eps the smoothing, C = cols, W = sum_j w_j:
+//   loss_i = (1 - eps) w_t (lse - z_t / T) + eps / C * sum_j w_j (lse - z_j / T) + zl lse^2
+//   dloss_i/dz_j = [(1 - eps) w_t (p_j - [j == t]) + eps / C (W p_j - w_j) + 2 zl lse p_j] / T
+// scaled by grad_scale, and divided by the denominator for the mean.
+
+const REDUCTION_MEAN: u32 = 1u;
+const NO_ROW: u32 = 0xffffffffu;
+const TARGET_IGNORED: i32 = -1;
+const TARGET_INVALID: i32 = -2;
+
+// Rust side: `CeParams` in src/params.rs. Keep both in the same order.
+struct Params {
+    // Rows of this dispatch: a chunk for `main`, all rows for `prepare` and `reduce`.
+    rows: u32,
+    cols: u32,
+    // Element index of the chunk's first logit in the x binding.
+    x_base: u32,
+    // Element index of the chunk's first gradient in the y binding.
+    y_base: u32,
+    // Index of the chunk's first row in targets, lse and loss.
+    row0: u32,
+    ignore_index: i32,
+    // 0 none, 1 mean, 2 sum.
+    reduction: u32,
+    _pad0: u32,
+    inv_t: f32,
+    smoothing: f32,
+    z_loss: f32,
+    // Upstream gradient of the reduced loss (or of each row's loss for `none`).
+    grad_scale: f32,
+    // Sum of the class weights (cols when unweighted).
+    weight_sum: f32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+}
+
+// The class of row r, or TARGET_IGNORED, or TARGET_INVALID (never used as an index).
+fn target_class(r: u32) -> i32 {
+    let t = targets[r];
+    if (t == params.ignore_index) {
+        return TARGET_IGNORED;
+    }
+    if (t < 0 || u32(t) >= params.cols) {
+        return TARGET_INVALID;
+    }
+    return t;
+}
+
+@compute @workgroup_size(WG)
+fn prepare(@builtin(local_invocation_index) lid: u32) {
+    var d = 0.0;
+    var first = NO_ROW;
+    for (var r = lid; r < params.rows; r += WG) {
+        let t = target_class(r);
+        if (t >= 0) {
+            d += class_weight(u32(t));
+        } else if (t == TARGET_INVALID) {
+            first = min(first, r);
+        }
+    }
+    let total = reduce_sum(d, lid);
+    let bad = reduce_min_u32(first, lid);
+    if (lid == 0u) {
+        meta_buf[0] = bitcast<u32>(total);
+        meta_buf[1] = bad;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn reduce(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    for (var r = lid; r < params.rows; r += WG) {
+        acc += loss_buf[r];
+    }
+    let total = reduce_sum(acc, lid);
+    if (lid == 0u) {
+        var v = total;
+        if (params.reduction == REDUCTION_MEAN) {
+            let d = bitcast<f32>(meta_buf[0]);
+            // Every row ignored: NaN, as PyTorch.
+            v = select(total / d, f32_nan(), d == 0.0);
+        }
+        meta_buf[2] = bitcast<u32>(v);
+    }
+}
+
+fn grad_value(z: f32, c: u32, t: i32, st: RowStats, w_t: f32, scale: f32) -> f32 {
+    if (t < 0) {
+        return 0.0;
+    }
+    if (st.nan_row) {
+        return f32_nan();
+    }
+    let inv_t = params.inv_t;
+    let eps = params.smoothing;
+    let p = select(exp((z - st.m) * inv_t) * st.inv_s, 0.0, is_neg_inf(z));
+    var g = (1.0 - eps) * w_t * (p - select(0.0, 1.0, c == u32(t)));
+    g += eps / f32(params.cols) * (params.weight_sum * p - class_weight(c));
+    g += 2.0 * params.z_loss * st.lse * p;
+    return g * scale * inv_t;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let cols = params.cols;
+    let inv_t = params.inv_t;
+    let eps = params.smoothing;
+    var scale = params.grad_scale;
+    if (params.reduction == REDUCTION_MEAN) {
+        scale = scale / bitcast<f32>(meta_buf[0]);
+    }
+    for (var row = wid.x; row < params.rows; row += nwg.x) {
+        let x_row = params.x_base + row * cols;
+        let r = params.row0 + row;
+        let sh = share_of(cols, lid);
+
+        var st = online_empty();
+        for (var c = sh.first; c < sh.end; c += sh.step) {
+            fold(&st, load_x(x_row + c), inv_t);
+        }
+        let stats = row_stats(reduce_online(st, lid, inv_t), inv_t);
+        let t = target_class(r);
+
+        // sum_j w_j (m - z_j): a second read of the row, only when smoothing is on.
+        var smooth_sum = 0.0;
+        if (eps > 0.0) {
+            var acc = 0.0;
+            for (var c = sh.first; c < sh.end; c += sh.step) {
+                acc += class_weight(c) * (stats.m - load_x(x_row + c));
+            }
+            smooth_sum = reduce_sum(acc, lid);
+        }
+
+        if (lid == 0u) {
+            lse_buf[r] = stats.lse;
+            var loss = 0.0;
+            if (t == TARGET_INVALID || (t >= 0 && stats.nan_row)) {
+                loss = f32_nan();
+            } else if (t >= 0) {
+                let z_t = load_x(x_row + u32(t));
+                let nll = select((stats.m - z_t) * inv_t + stats.log_s, f32_pos_inf(), is_neg_inf(z_t));
+                loss = (1.0 - eps) * class_weight(u32(t)) * nll;
+                if (eps > 0.0) {
+                    loss += eps / f32(cols) * (inv_t * smooth_sum + params.weight_sum * stats.log_s);
+                }
+                loss += params.z_loss * stats.lse * stats.lse;
+            }
+            loss_buf[r] = loss;
+        }
+        // In place, the gradient overwrites logits that invocation 0 has just read.
+        workgroupBarrier();
+
+        if (HAS_GRAD) {
+            let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
+            let y_row = params.y_base + row * cols;
+            let q_first = y_row / 2u;
+            let pairs = (y_row + cols + 1u) / 2u - q_first;
+            let shq = share_of(pairs, lid);
+            for (var k = shq.first; k < shq.end; k += shq.step) {
+                let q = q_first + k;
+                let c0 = 2u * q - y_row;
+                let c1 = c0 + 1u;
+                let lo = c0 < cols;
+                let hi = c1 < cols;
+                var v = vec2<f32>(0.0);
+                if (lo) {
+                    v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
+                }
+                if (hi) {
+                    v.y = grad_value(load_x(x_row + c1), c1, t, stats, w_t, scale);
+                }
+                store_pair(q, v, lo, hi);
+            }
+        }
+    }
+}
