@@ -9,7 +9,8 @@
 //
 // Three entry points, dispatched in this order in one compute pass:
 //   prepare (1 workgroup): meta[0] = sum of w[t_i] over counted rows (the mean's
-//            denominator), meta[1] = first row whose target is out of range;
+//            denominator), meta[1] = first row whose target is out of range,
+//            meta[3] = W, the sum of the class weights;
 //   main (a workgroup per row): per-row loss, logsumexp and gradient;
 //   reduce (1 workgroup): meta[2] = the reduced loss.
 //
@@ -43,8 +44,7 @@ struct Params {
     z_loss: f32,
     // Upstream gradient of the reduced loss (or of each row's loss for `none`).
     grad_scale: f32,
-    // Sum of the class weights (cols when unweighted).
-    weight_sum: f32,
+    _pad4: u32,
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,
@@ -74,11 +74,17 @@ fn prepare(@builtin(local_invocation_index) lid: u32) {
             first = min(first, r);
         }
     }
+    var w = 0.0;
+    for (var j = lid; j < params.cols; j += WG) {
+        w += class_weight(j);
+    }
     let total = reduce_sum(d, lid);
     let bad = reduce_min_u32(first, lid);
+    let weight_sum = reduce_sum(w, lid);
     if (lid == 0u) {
         meta_buf[0] = bitcast<u32>(total);
         meta_buf[1] = bad;
+        meta_buf[3] = bitcast<u32>(weight_sum);
     }
 }
 
@@ -111,7 +117,7 @@ fn grad_value(z: f32, c: u32, t: i32, st: RowStats, w_t: f32, scale: f32) -> f32
     let eps = params.smoothing;
     let p = select(exp((z - st.m) * inv_t) * st.inv_s, 0.0, is_neg_inf(z));
     var g = (1.0 - eps) * w_t * (p - select(0.0, 1.0, c == u32(t)));
-    g += eps / f32(params.cols) * (params.weight_sum * p - class_weight(c));
+    g += eps / f32(params.cols) * (bitcast<f32>(meta_buf[3]) * p - class_weight(c));
     g += 2.0 * params.z_loss * st.lse * p;
     return g * scale * inv_t;
 }
@@ -161,7 +167,7 @@ fn main(
                 let nll = select((stats.m - z_t) * inv_t + stats.log_s, f32_pos_inf(), is_neg_inf(z_t));
                 loss = (1.0 - eps) * class_weight(u32(t)) * nll;
                 if (eps > 0.0) {
-                    loss += eps / f32(cols) * (inv_t * smooth_sum + params.weight_sum * stats.log_s);
+                    loss += eps / f32(cols) * (inv_t * smooth_sum + bitcast<f32>(meta_buf[3]) * stats.log_s);
                 }
                 loss += params.z_loss * stats.lse * stats.lse;
             }

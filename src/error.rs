@@ -80,6 +80,16 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// A cross-entropy target outside `[0, cols)` that is not `ignore_index`.
+    #[error("target {target} of row {row} is outside [0, {cols}) and is not ignore_index")]
+    InvalidTarget {
+        /// The first offending row.
+        row: usize,
+        /// Its target.
+        target: i64,
+        /// The number of classes.
+        cols: usize,
+    },
     /// The GPU ran out of memory.
     #[error("the GPU is out of memory: {0}")]
     OutOfMemory(String),
@@ -108,3 +118,10 @@ impl From<wgpu::Error> for Error {
 
 /// Shorthand for this crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The error for a target outside `[0, cols)` that is not `ignore_index`.
+    pub(crate) fn invalid_target(row: usize, target: i64, cols: usize) -> Self {
+        Error::InvalidTarget { row, target, cols }
+    }
+}

@@ -116,12 +116,12 @@ impl Engine {
     }
 
     /// Copies `x` into a pooled storage buffer, padded to a whole word.
-    pub(crate) fn upload<T: Element>(&self, x: &[T]) -> Result<Pooled<'_>> {
+    pub(crate) fn upload<T: bytemuck::Pod>(&self, x: &[T]) -> Result<Pooled<'_>> {
         let bytes: &[u8] = bytemuck::cast_slice(x);
         let buffer = self.pool.take(
             &self.device,
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            T::DTYPE.buffer_bytes(x.len() as u64),
+            (bytes.len() as u64).div_ceil(4) * 4,
         )?;
         let whole = bytes.len() / 4 * 4;
         self.queue.write_buffer(&buffer, 0, &bytes[..whole]);

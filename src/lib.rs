@@ -33,6 +33,7 @@ mod pool;
 mod record;
 #[doc(hidden)]
 pub mod shader;
+mod training;
 
 pub use dtype::{DType, Element};
 pub use engine::{
@@ -40,6 +41,7 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use host::ForwardResult;
-pub use options::{Forward, MaskedRows, Shape, SoftmaxOptions};
+pub use options::{CrossEntropyOptions, Forward, MaskedRows, Reduction, Shape, SoftmaxOptions};
 pub use record::{ForwardArgs, TensorRef};
+pub use training::{CrossEntropyArgs, CrossEntropyResult, GradOutput};
 pub use {half, wgpu};

@@ -121,3 +121,94 @@ pub(crate) fn validate_temperature(t: f32) -> Result<f32> {
     }
     Ok(1.0 / t)
 }
+
+/// How per-row losses reduce to one value, as `reduction` of `F.cross_entropy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// No reduction: the per-row losses are the result.
+    None,
+    /// Sum divided by the sum of the target weights of the rows not ignored (their count
+    /// without weights). NaN when every row is ignored.
+    #[default]
+    Mean,
+    /// Sum.
+    Sum,
+}
+
+impl Reduction {
+    pub(crate) fn index(self) -> u32 {
+        match self {
+            Reduction::None => 0,
+            Reduction::Mean => 1,
+            Reduction::Sum => 2,
+        }
+    }
+}
+
+/// Options of cross-entropy, as `torch.nn.functional.cross_entropy` plus a temperature and
+/// a z-loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrossEntropyOptions {
+    /// Rows whose target equals this give loss 0 and gradient 0 and do not count in the mean.
+    pub ignore_index: i32,
+    /// Label smoothing in [0, 1].
+    pub label_smoothing: f32,
+    /// The reduction.
+    pub reduction: Reduction,
+    /// Per-class weights (`cols` values), or none.
+    pub weight: Option<Vec<f32>>,
+    /// Logits are divided by it. Finite, normal and > 0.
+    pub temperature: f32,
+    /// Adds `z_loss * lse^2` to each counted row's loss (PaLM). 0 by default.
+    pub z_loss: f32,
+    /// Multiplies the gradient (the upstream gradient of the loss). 1 by default.
+    pub grad_scale: f32,
+}
+
+impl Default for CrossEntropyOptions {
+    fn default() -> Self {
+        CrossEntropyOptions {
+            ignore_index: -100,
+            label_smoothing: 0.0,
+            reduction: Reduction::Mean,
+            weight: None,
+            temperature: 1.0,
+            z_loss: 0.0,
+            grad_scale: 1.0,
+        }
+    }
+}
+
+impl CrossEntropyOptions {
+    /// Checks every option against `cols`; returns `1 / temperature`.
+    pub(crate) fn validate(&self, cols: usize) -> Result<f32> {
+        let bad = |name, value: f32, reason| {
+            Err(Error::InvalidOption {
+                name,
+                value: value.to_string(),
+                reason,
+            })
+        };
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return bad("label_smoothing", self.label_smoothing, "must be in [0, 1]");
+        }
+        if !self.z_loss.is_finite() || self.z_loss < 0.0 {
+            return bad("z_loss", self.z_loss, "must be finite and >= 0");
+        }
+        if !self.grad_scale.is_finite() {
+            return bad("grad_scale", self.grad_scale, "must be finite");
+        }
+        if let Some(w) = &self.weight {
+            if w.len() != cols {
+                return Err(Error::ShapeMismatch {
+                    what: "weight",
+                    got: w.len(),
+                    expected: cols,
+                    rows: 1,
+                    cols,
+                });
+            }
+        }
+        validate_temperature(self.temperature)
+    }
+}

@@ -118,3 +118,110 @@ pub fn logsumexp<T: Element>(x: &[T], shape: Shape, options: &SoftmaxOptions) ->
         .map(|row| RowStats::of(&row, t).lse(t))
         .collect()
 }
+
+/// What the f64 cross-entropy oracle gives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrossEntropyOracle {
+    /// The reduced loss (the sum for `Reduction::None`).
+    pub loss: f64,
+    /// Per-row losses.
+    pub per_row: Vec<f64>,
+    /// Per-row logsumexp of `logits / T`.
+    pub lse: Vec<f64>,
+    /// Gradient with respect to the logits.
+    pub grad: Vec<f64>,
+}
+
+/// Cross-entropy in f64, PyTorch's `F.cross_entropy` with its options, plus temperature and
+/// z-loss. Mirrors shaders/cross_entropy.wgsl. Out-of-range targets give NaN loss and zero
+/// gradient here; the API refuses them before.
+pub fn cross_entropy<T: Element>(
+    x: &[T],
+    targets: &[i64],
+    shape: Shape,
+    options: &crate::options::CrossEntropyOptions,
+) -> CrossEntropyOracle {
+    use crate::options::Reduction;
+    let t = f64::from(options.temperature);
+    let eps = f64::from(options.label_smoothing);
+    let zl = f64::from(options.z_loss);
+    let c = shape.cols as f64;
+    let w = |j: usize| options.weight.as_ref().map_or(1.0, |w| f64::from(w[j]));
+    let w_sum: f64 = (0..shape.cols).map(w).sum();
+    let counted =
+        |tgt: i64| tgt != i64::from(options.ignore_index) && (0..shape.cols as i64).contains(&tgt);
+    let denom: f64 = targets
+        .iter()
+        .filter(|&&tg| counted(tg))
+        .map(|&tg| w(tg as usize))
+        .sum();
+    let mut scale = f64::from(options.grad_scale);
+    if options.reduction == Reduction::Mean {
+        scale /= denom;
+    }
+    let mut out = CrossEntropyOracle {
+        loss: 0.0,
+        per_row: vec![],
+        lse: vec![],
+        grad: vec![],
+    };
+    for (row, &tg) in rows(x, shape).zip(targets) {
+        let s = RowStats::of(&row, t);
+        let lse = s.lse(t);
+        out.lse.push(lse);
+        if !counted(tg) {
+            let ignored = tg == i64::from(options.ignore_index);
+            out.per_row.push(if ignored { 0.0 } else { f64::NAN });
+            out.grad.extend(std::iter::repeat_n(0.0, row.len()));
+            continue;
+        }
+        let tg = tg as usize;
+        if s.nan_row() {
+            out.per_row.push(f64::NAN);
+            out.grad.extend(std::iter::repeat_n(f64::NAN, row.len()));
+            continue;
+        }
+        let logp = |z: f64| (z - s.max) / t - s.sum.ln();
+        let mut loss = -(1.0 - eps) * w(tg) * logp(row[tg]);
+        if eps > 0.0 {
+            loss -= eps / c
+                * row
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &z)| w(j) * logp(z))
+                    .sum::<f64>();
+        }
+        loss += zl * lse * lse;
+        out.per_row.push(loss);
+        for (j, &z) in row.iter().enumerate() {
+            let p = ((z - s.max) / t).exp() / s.sum;
+            let onehot = if j == tg { 1.0 } else { 0.0 };
+            let g = (1.0 - eps) * w(tg) * (p - onehot)
+                + eps / c * (w_sum * p - w(j))
+                + 2.0 * zl * lse * p;
+            out.grad.push(g * scale / t);
+        }
+    }
+    let sum: f64 = out.per_row.iter().sum();
+    out.loss = match options.reduction {
+        Reduction::Mean => sum / denom,
+        _ => sum,
+    };
+    out
+}
+
+/// Softmax backward (`log = false`: `y (dy - sum dy y)`) or log_softmax backward (`log =
+/// true`: `dy - exp(y) sum dy`) in f64. Mirrors shaders/backward.wgsl.
+pub fn softmax_backward<T: Element>(log: bool, y: &[T], dy: &[T], shape: Shape) -> Vec<f64> {
+    let mut out = Vec::with_capacity(y.len());
+    for (yr, dr) in rows(y, shape).zip(rows(dy, shape)) {
+        if log {
+            let s: f64 = dr.iter().sum();
+            out.extend(yr.iter().zip(&dr).map(|(y, d)| d - y.exp() * s));
+        } else {
+            let s: f64 = yr.iter().zip(&dr).map(|(y, d)| y * d).sum();
+            out.extend(yr.iter().zip(&dr).map(|(y, d)| y * (d - s)));
+        }
+    }
+    out
+}

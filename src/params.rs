@@ -18,3 +18,39 @@ pub(crate) struct ForwardParams {
 }
 
 const _: () = assert!(std::mem::size_of::<ForwardParams>() == 32);
+
+/// Uniform of the cross-entropy kernels. WGSL side: `struct Params` in
+/// shaders/cross_entropy.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct CeParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub x_base: u32,
+    pub y_base: u32,
+    pub row0: u32,
+    pub ignore_index: i32,
+    pub reduction: u32,
+    pub _pad0: u32,
+    pub inv_t: f32,
+    pub smoothing: f32,
+    pub z_loss: f32,
+    pub grad_scale: f32,
+    pub _pad1: [u32; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<CeParams>() == 64);
+
+/// Uniform of the backward kernels. WGSL side: `struct Params` in shaders/backward.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct BackwardParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub x_base: u32,
+    pub y_base: u32,
+    pub dy_base: u32,
+    pub _pad: [u32; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<BackwardParams>() == 32);

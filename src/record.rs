@@ -38,7 +38,7 @@ impl<'a> TensorRef<'a> {
     }
 
     /// Checks usage, alignment and bounds for `n` elements.
-    fn check(&self, what: &'static str, n: u64) -> Result<()> {
+    pub(crate) fn check(&self, what: &'static str, n: u64) -> Result<()> {
         let fail = |reason: String| Err(Error::InvalidBuffer { what, reason });
         if !self.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
             return fail(format!(
@@ -90,13 +90,13 @@ pub struct ForwardArgs<'a> {
 
 /// Where one chunk of a tensor is bound: binding offset and size, and the element index of
 /// the chunk's first element inside the binding.
-struct ChunkBinding {
-    offset: u64,
-    size: u64,
-    base: u32,
+pub(crate) struct ChunkBinding {
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+    pub(crate) base: u32,
 }
 
-fn chunk_binding(t: &TensorRef, first: u64, n: u64, align: u64) -> ChunkBinding {
+pub(crate) fn chunk_binding(t: &TensorRef, first: u64, n: u64, align: u64) -> ChunkBinding {
     let start = t.offset + first * t.dtype.size();
     let offset = start / align * align;
     let end = (start + n * t.dtype.size()).div_ceil(4) * 4;
@@ -107,7 +107,11 @@ fn chunk_binding(t: &TensorRef, first: u64, n: u64, align: u64) -> ChunkBinding 
     }
 }
 
-fn bind<'a>(binding: u32, t: &TensorRef<'a>, c: &ChunkBinding) -> wgpu::BindGroupEntry<'a> {
+pub(crate) fn bind<'a>(
+    binding: u32,
+    t: &TensorRef<'a>,
+    c: &ChunkBinding,
+) -> wgpu::BindGroupEntry<'a> {
     wgpu::BindGroupEntry {
         binding,
         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -123,6 +127,34 @@ fn overlaps(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> bool {
 }
 
 impl Engine {
+    /// `(rows per dispatch, binding offset alignment, max workgroups per dimension)` for rows
+    /// of `row_bytes` in their widest binding: every binding of a chunk must fit the
+    /// binding-size limit, with room for the slack of aligning its offset down.
+    pub(crate) fn chunking(&self, row_bytes: u64) -> Result<(u64, u64, u64)> {
+        let limits = &self.info.limits;
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            / 4
+            * 4;
+        let usable = max_binding.saturating_sub(align + 4);
+        if row_bytes > usable {
+            return Err(Error::TooLarge {
+                what: "one row",
+                needed: row_bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: max_binding,
+            });
+        }
+        let rows_per_chunk = (usable / row_bytes.max(4)).min(u64::from(u32::MAX));
+        Ok((
+            rows_per_chunk,
+            align,
+            u64::from(limits.max_compute_workgroups_per_dimension),
+        ))
+    }
+
     /// Records a forward operation into `encoder`. The caller submits.
     ///
     /// Rows are split into as many dispatches as the adapter's binding-size and
@@ -235,6 +267,10 @@ impl Engine {
         }
         let rows_per_chunk = (usable / row_bytes).min(u64::from(u32::MAX));
         let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
+        debug_assert_eq!(
+            self.chunking(row_bytes)?,
+            (rows_per_chunk, align, max_groups)
+        );
         let masked_zeros = u32::from(args.options.masked_rows == MaskedRows::Zeros);
 
         capture_errors(&self.device, || {

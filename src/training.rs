@@ -1,0 +1,422 @@
+//! Training operations: fused cross-entropy with its gradient, softmax and log_softmax
+//! backward. Device-level recording and host-slice wrappers.
+
+use crate::dtype::{DType, Element};
+use crate::engine::{capture_errors, Engine};
+use crate::error::{Error, Result};
+use crate::options::{CrossEntropyOptions, Shape};
+use crate::params::{BackwardParams, CeParams};
+use crate::record::{bind, chunk_binding, TensorRef};
+use crate::shader::{slot, BackwardKey, CeEntry, CeKey, PipelineKey};
+
+/// Where the cross-entropy gradient goes.
+#[derive(Clone, Copy, Debug)]
+pub enum GradOutput<'a> {
+    /// No gradient.
+    None,
+    /// Over the logits (the training step then holds no second `[rows, cols]` tensor).
+    InPlace,
+    /// Into this tensor.
+    To(TensorRef<'a>),
+}
+
+/// Arguments of [`Engine::record_cross_entropy`]. Every f32/i32 argument is a
+/// [`TensorRef`] whose `dtype` is ignored.
+#[derive(Clone, Copy, Debug)]
+pub struct CrossEntropyArgs<'a> {
+    /// The logits' shape.
+    pub shape: Shape,
+    /// The logits.
+    pub logits: TensorRef<'a>,
+    /// `rows` class indices, i32.
+    pub targets: TensorRef<'a>,
+    /// `cols` class weights, f32, or none (options.weight is for the host API).
+    pub weight: Option<TensorRef<'a>>,
+    /// The gradient with respect to the logits.
+    pub grad: GradOutput<'a>,
+    /// `rows` per-row losses, f32.
+    pub loss: TensorRef<'a>,
+    /// `rows` per-row logsumexp of `logits / T`, f32.
+    pub lse: TensorRef<'a>,
+    /// Scratch of 16 bytes (STORAGE | COPY_SRC): `[denominator, first invalid row or
+    /// u32::MAX, reduced loss, class-weight sum]` after the submission.
+    pub meta: &'a wgpu::Buffer,
+}
+
+/// Result of [`Engine::cross_entropy`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrossEntropyResult<T> {
+    /// The reduced loss (the sum for `Reduction::None`).
+    pub loss: f32,
+    /// Loss of each row (0 for ignored rows).
+    pub per_row: Vec<f32>,
+    /// logsumexp of each row of `logits / T`.
+    pub lse: Vec<f32>,
+    /// The gradient with respect to the logits, where asked for.
+    pub grad: Option<Vec<T>>,
+}
+
+fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
+    TensorRef {
+        dtype: DType::F32,
+        ..t
+    }
+}
+
+impl Engine {
+    /// Records cross-entropy (loss, logsumexp and, where asked, the gradient) into `encoder`:
+    /// three dispatches in one compute pass. A target outside `[0, cols)` never indexes
+    /// memory: its row's loss is NaN, its gradient 0, and `meta[1]` names the first such row.
+    pub fn record_cross_entropy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &CrossEntropyArgs,
+        options: &CrossEntropyOptions,
+    ) -> Result<()> {
+        self.check_alive()?;
+        let shape = args.shape;
+        shape.validate()?;
+        let inv_t = options.validate(shape.cols)?;
+        let (rows, cols) = (shape.rows as u64, shape.cols as u64);
+        args.logits.check("logits", rows * cols)?;
+        let targets = f32_ref(args.targets);
+        targets.check("targets", rows)?;
+        let loss = f32_ref(args.loss);
+        loss.check("loss", rows)?;
+        let lse = f32_ref(args.lse);
+        lse.check("lse", rows)?;
+        if let Some(w) = args.weight {
+            f32_ref(w).check("weight", cols)?;
+        }
+        if args.meta.size() < 16 || !args.meta.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::InvalidBuffer {
+                what: "meta",
+                reason: "needs 16 bytes and STORAGE usage".into(),
+            });
+        }
+        let (grad, in_place) = match args.grad {
+            GradOutput::None => (None, false),
+            GradOutput::InPlace => (Some(args.logits), true),
+            GradOutput::To(g) => {
+                g.check("grad", rows * cols)?;
+                (Some(g), false)
+            }
+        };
+        let key = CeKey {
+            input: self.storage(args.logits.dtype),
+            grad: grad.map(|g| self.storage(g.dtype)),
+            in_place,
+            weight: args.weight.is_some(),
+            contiguous: self.contiguous(),
+            workgroup: self.workgroup_size(),
+        };
+        let kernels = [CeEntry::Prepare, CeEntry::Main, CeEntry::Reduce].map(|e| {
+            self.pipelines
+                .get(&self.device, &PipelineKey::CrossEntropy(key, e))
+        });
+        let [prepare, main, reduce] = kernels;
+        let (prepare, main, reduce) = (prepare?, main?, reduce?);
+        let row_bytes = [
+            cols * args.logits.dtype.size(),
+            grad.map_or(0, |g| cols * g.dtype.size()),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        // The small per-row and per-class arrays are bound whole.
+        let whole = |t: &TensorRef<'_>, n: u64| chunk_binding(t, 0, n, align);
+        let base = CeParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            x_base: 0,
+            y_base: 0,
+            row0: 0,
+            ignore_index: options.ignore_index,
+            reduction: options.reduction.index(),
+            _pad0: 0,
+            inv_t,
+            smoothing: options.label_smoothing,
+            z_loss: options.z_loss,
+            grad_scale: options.grad_scale,
+            _pad1: [0; 4],
+        };
+        capture_errors(&self.device, || {
+            let group =
+                |kernel: &crate::pipeline::Kernel, params: &CeParams, x: Option<(u64, u64)>| {
+                    let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(params));
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: slot::PARAMS,
+                        resource: uniform.as_entire_binding(),
+                    }];
+                    let (first, n) = x.unwrap_or((0, 1));
+                    if !in_place {
+                        entries.push(bind(
+                            slot::X,
+                            &args.logits,
+                            &chunk_binding(&args.logits, first, n, align),
+                        ));
+                    }
+                    if let Some(g) = &grad {
+                        entries.push(bind(slot::Y, g, &chunk_binding(g, first, n, align)));
+                    }
+                    entries.push(bind(slot::LSE, &lse, &whole(&lse, rows)));
+                    entries.push(bind(slot::TARGETS_OR_DY, &targets, &whole(&targets, rows)));
+                    if let Some(w) = args.weight {
+                        let w = f32_ref(w);
+                        entries.push(bind(slot::WEIGHT, &w, &whole(&w, cols)));
+                    }
+                    entries.push(bind(slot::LOSS, &loss, &whole(&loss, rows)));
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: slot::META,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: args.meta,
+                            offset: 0,
+                            size: std::num::NonZeroU64::new(16),
+                        }),
+                    });
+                    self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("softmax-wgpu cross-entropy"),
+                        layout: &kernel.layout,
+                        entries: &entries,
+                    })
+                };
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("softmax-wgpu cross-entropy"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&prepare.pipeline);
+            pass.set_bind_group(0, &group(&prepare, &base, None), &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+            pass.set_pipeline(&main.pipeline);
+            let mut row0 = 0;
+            while row0 < rows {
+                let nrows = rows_per_chunk.min(rows - row0);
+                let range = (row0 * cols, nrows * cols);
+                let x = chunk_binding(&args.logits, range.0, range.1, align);
+                let y = grad.map(|g| chunk_binding(&g, range.0, range.1, align));
+                let params = CeParams {
+                    rows: nrows as u32,
+                    x_base: if in_place {
+                        y.as_ref().map_or(0, |y| y.base)
+                    } else {
+                        x.base
+                    },
+                    y_base: y.as_ref().map_or(0, |y| y.base),
+                    row0: row0 as u32,
+                    ..base
+                };
+                pass.set_bind_group(0, &group(&main, &params, Some(range)), &[]);
+                pass.dispatch_workgroups(nrows.min(max_groups) as u32, 1, 1);
+                row0 += nrows;
+            }
+            pass.set_pipeline(&reduce.pipeline);
+            pass.set_bind_group(0, &group(&reduce, &base, None), &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        })
+    }
+
+    /// Records `dx = y * (dy - sum(dy * y))` (softmax backward, `log = false`) or
+    /// `dx = dy - exp(y) * sum(dy)` (log_softmax backward, `log = true`), row-wise. `y` and
+    /// `dy` share a dtype; `dx` may differ.
+    pub fn record_backward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        log: bool,
+        shape: Shape,
+        y: TensorRef,
+        dy: TensorRef,
+        dx: TensorRef,
+    ) -> Result<()> {
+        self.check_alive()?;
+        shape.validate()?;
+        let n = shape.len() as u64;
+        y.check("y", n)?;
+        dy.check("dy", n)?;
+        dx.check("dx", n)?;
+        if dy.dtype != y.dtype {
+            return Err(Error::UnsupportedDType {
+                dtype: dy.dtype,
+                reason: "dy must have y's dtype",
+            });
+        }
+        if dx.buffer == y.buffer || dx.buffer == dy.buffer {
+            return Err(Error::InvalidBuffer {
+                what: "dx",
+                reason: "must be a different buffer from y and dy".into(),
+            });
+        }
+        let key = BackwardKey {
+            log,
+            input: self.storage(y.dtype),
+            output: self.storage(dx.dtype),
+            contiguous: self.contiguous(),
+            workgroup: self.workgroup_size(),
+        };
+        let kernel = self
+            .pipelines
+            .get(&self.device, &PipelineKey::Backward(key))?;
+        let cols = shape.cols as u64;
+        let (rows_per_chunk, align, max_groups) =
+            self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
+        capture_errors(&self.device, || {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("softmax-wgpu backward"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&kernel.pipeline);
+            let rows = shape.rows as u64;
+            let mut row0 = 0;
+            while row0 < rows {
+                let nrows = rows_per_chunk.min(rows - row0);
+                let (first, count) = (row0 * cols, nrows * cols);
+                let (yb, db, xb) = (
+                    chunk_binding(&y, first, count, align),
+                    chunk_binding(&dy, first, count, align),
+                    chunk_binding(&dx, first, count, align),
+                );
+                let params = BackwardParams {
+                    rows: nrows as u32,
+                    cols: cols as u32,
+                    x_base: yb.base,
+                    y_base: xb.base,
+                    dy_base: db.base,
+                    _pad: [0; 3],
+                };
+                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
+                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("softmax-wgpu backward"),
+                    layout: &kernel.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: slot::PARAMS,
+                            resource: uniform.as_entire_binding(),
+                        },
+                        bind(slot::X, &y, &yb),
+                        bind(slot::Y, &dx, &xb),
+                        bind(slot::TARGETS_OR_DY, &dy, &db),
+                    ],
+                });
+                pass.set_bind_group(0, &bg, &[]);
+                pass.dispatch_workgroups(nrows.min(max_groups) as u32, 1, 1);
+                row0 += nrows;
+            }
+        })
+    }
+
+    /// Cross-entropy of `logits` against `targets` (class indices), with the gradient with
+    /// respect to the logits when `with_grad` is set. Blocking.
+    pub fn cross_entropy<T: Element>(
+        &self,
+        logits: &[T],
+        targets: &[i64],
+        shape: Shape,
+        options: &CrossEntropyOptions,
+        with_grad: bool,
+    ) -> Result<CrossEntropyResult<T>> {
+        shape.expect_len("logits", logits.len())?;
+        if targets.len() != shape.rows {
+            return Err(Error::ShapeMismatch {
+                what: "targets",
+                got: targets.len(),
+                expected: shape.rows,
+                rows: shape.rows,
+                cols: 1,
+            });
+        }
+        options.validate(shape.cols)?;
+        let ignore = i64::from(options.ignore_index);
+        let mut t32 = Vec::with_capacity(targets.len());
+        for (row, &t) in targets.iter().enumerate() {
+            if t != ignore && !(0..shape.cols as i64).contains(&t) {
+                return Err(Error::invalid_target(row, t, shape.cols));
+            }
+            t32.push(t as i32);
+        }
+        let n = logits.len() as u64;
+        let rows = shape.rows as u64;
+        let out_usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let x = self.upload(logits)?;
+        let tb = self.upload(&t32)?;
+        let wb = options
+            .weight
+            .as_deref()
+            .map(|w| self.upload(w))
+            .transpose()?;
+        let grad = match with_grad {
+            true => Some(
+                self.pool
+                    .take(&self.device, out_usage, T::DTYPE.buffer_bytes(n))?,
+            ),
+            false => None,
+        };
+        let loss = self.pool.take(&self.device, out_usage, 4 * rows)?;
+        let lse = self.pool.take(&self.device, out_usage, 4 * rows)?;
+        let meta = self.pool.take(&self.device, out_usage, 16)?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.record_cross_entropy(
+            &mut encoder,
+            &CrossEntropyArgs {
+                shape,
+                logits: TensorRef::new(&x, T::DTYPE),
+                targets: TensorRef::new(&tb, DType::F32),
+                weight: wb.as_ref().map(|w| TensorRef::new(w, DType::F32)),
+                grad: grad.as_ref().map_or(GradOutput::None, |g| {
+                    GradOutput::To(TensorRef::new(g, T::DTYPE))
+                }),
+                loss: TensorRef::new(&loss, DType::F32),
+                lse: TensorRef::new(&lse, DType::F32),
+                meta: &meta,
+            },
+            options,
+        )?;
+        let mut reads = vec![(&*loss, 4 * rows), (&*lse, 4 * rows), (&*meta, 16)];
+        if let Some(g) = &grad {
+            reads.push((&**g, T::DTYPE.buffer_bytes(n)));
+        }
+        let out = self.submit_and_read(encoder, &reads)?;
+        let f32s = |b: &[u8], n: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(&b[..4 * n]) };
+        let meta = f32s(&out[2], 4);
+        Ok(CrossEntropyResult {
+            loss: meta[2],
+            per_row: f32s(&out[0], shape.rows),
+            lse: f32s(&out[1], shape.rows),
+            grad: grad
+                .map(|_| bytemuck::pod_collect_to_vec(&out[3][..std::mem::size_of_val(logits)])),
+        })
+    }
+
+    /// Softmax backward (`log = false`) or log_softmax backward (`log = true`) of host
+    /// slices: `y` the forward output, `dy` the upstream gradient. Blocking.
+    pub fn softmax_backward<T: Element>(
+        &self,
+        log: bool,
+        y: &[T],
+        dy: &[T],
+        shape: Shape,
+    ) -> Result<Vec<T>> {
+        shape.expect_len("y", y.len())?;
+        shape.expect_len("dy", dy.len())?;
+        let n = y.len() as u64;
+        let yb = self.upload(y)?;
+        let db = self.upload(dy)?;
+        let out = self.pool.take(
+            &self.device,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            T::DTYPE.buffer_bytes(n),
+        )?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.record_backward(
+            &mut encoder,
+            log,
+            shape,
+            TensorRef::new(&yb, T::DTYPE),
+            TensorRef::new(&db, T::DTYPE),
+            TensorRef::new(&out, T::DTYPE),
+        )?;
+        let bytes = self.submit_and_read(encoder, &[(&out, T::DTYPE.buffer_bytes(n))])?;
+        Ok(bytemuck::pod_collect_to_vec(
+            &bytes[0][..std::mem::size_of_val(y)],
+        ))
+    }
+}

@@ -1,0 +1,353 @@
+//! Cross-entropy with its gradient, and softmax / log_softmax backward, on every adapter
+//! against the f64 oracle.
+
+mod common;
+
+use common::{on_every_adapter, random_logits};
+use softmax_wgpu::accuracy::{EPS, SOFTMAX};
+use softmax_wgpu::{oracle, CrossEntropyOptions, Element, Engine, Error, Reduction, Shape};
+
+/// Loss: each term is a log-probability, whose error the log_softmax contract bounds
+/// (`~eps (8 + 4|a| + 2 log2 C)`), times its weight; plus the rounding of the sum.
+fn loss_tol(want: f64, cols: usize, max_abs_a: f64) -> f64 {
+    EPS * (8.0 + 4.0 * max_abs_a + 2.0 * (cols as f64).log2()) * (1.0 + want.abs()) * 4.0
+}
+
+fn check_ce<T: Element>(
+    e: &Engine,
+    x: &[T],
+    targets: &[i64],
+    shape: Shape,
+    o: &CrossEntropyOptions,
+) {
+    let got = e.cross_entropy(x, targets, shape, o, true).unwrap();
+    let want = oracle::cross_entropy(x, targets, shape, o);
+    let zs: Vec<f64> = x.iter().map(|v| f64::from(v.to_f32())).collect();
+    let finite: Vec<f64> = zs.iter().copied().filter(|v| v.is_finite()).collect();
+    let spread = finite.iter().cloned().fold(f64::MIN, f64::max)
+        - finite.iter().cloned().fold(f64::MAX, f64::min);
+    let max_a = spread / f64::from(o.temperature);
+    let same =
+        |g: f64, w: f64, tol: f64| (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol;
+    for (i, (&g, &w)) in got.per_row.iter().zip(&want.per_row).enumerate() {
+        assert!(
+            same(f64::from(g), w, loss_tol(w, shape.cols, max_a)),
+            "row {i} loss {g} want {w} ({o:?})"
+        );
+    }
+    for (i, (&g, &w)) in got.lse.iter().zip(&want.lse).enumerate() {
+        assert!(
+            same(
+                f64::from(g),
+                w,
+                loss_tol(w, shape.cols, 0.0) + EPS * 4.0 * w.abs()
+            ),
+            "row {i} lse {g} want {w}"
+        );
+    }
+    let lw = want.loss;
+    let tol = loss_tol(lw, shape.cols, max_a) * (shape.rows as f64).log2().max(1.0);
+    assert!(
+        same(f64::from(got.loss), lw, tol),
+        "reduced loss {} want {lw} ({o:?})",
+        got.loss
+    );
+    // Gradient: (p - onehot) and (W p - w_j) times coefficients; p obeys the softmax contract.
+    let grad = got.grad.unwrap();
+    let w_max = o
+        .weight
+        .as_ref()
+        .map_or(1.0, |w| w.iter().cloned().fold(0.0f32, f32::max)) as f64;
+    let lse_max = want
+        .lse
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |a, v| a.max(v.abs()));
+    let mut scale = f64::from(o.grad_scale) / f64::from(o.temperature);
+    if o.reduction == Reduction::Mean {
+        scale /= want
+            .per_row
+            .iter()
+            .zip(targets)
+            .filter(|(_, &t)| t != i64::from(o.ignore_index))
+            .count()
+            .max(1) as f64
+            / w_max.max(1e-30);
+    }
+    let coef = scale.abs()
+        * (w_max * (1.0 + f64::from(o.label_smoothing) * shape.cols as f64)
+            + 2.0 * f64::from(o.z_loss) * lse_max);
+    let half_ulp = match T::DTYPE {
+        softmax_wgpu::DType::F32 => 0.0,
+        d => 1.0 * softmax_wgpu::accuracy::ulp(d, 1.0),
+    };
+    for (i, (g, &w)) in grad.iter().zip(&want.grad).enumerate() {
+        let g = f64::from(g.to_f32());
+        let tol = coef
+            * (EPS
+                * (SOFTMAX.base
+                    + SOFTMAX.per_arg * max_a
+                    + SOFTMAX.per_log_cols * (shape.cols as f64).log2())
+                + f64::from(f32::MIN_POSITIVE))
+            + 8.0 * EPS * w.abs()
+            + softmax_wgpu::accuracy::ulp(T::DTYPE, w) * f64::from(half_ulp > 0.0);
+        assert!(
+            same(g, w, tol),
+            "grad[{i}] = {g}, want {w}, tol {tol:e} ({o:?})"
+        );
+    }
+}
+
+fn targets(rows: usize, cols: usize, seed: u64) -> Vec<i64> {
+    random_logits(rows, 1.0, seed)
+        .iter()
+        .map(|v| ((v.abs() * cols as f32) as i64).min(cols as i64 - 1))
+        .collect()
+}
+
+#[test]
+fn cross_entropy_matches_pytorch_semantics() {
+    on_every_adapter(|e| {
+        let (rows, cols) = (7, 1000);
+        let shape = Shape::new(rows, cols);
+        let x = random_logits(rows * cols, 8.0, 3);
+        let mut t = targets(rows, cols, 4);
+        t[2] = -100; // ignored
+        let weights: Vec<f32> = random_logits(cols, 1.0, 5)
+            .iter()
+            .map(|v| 0.5 + v.abs())
+            .collect();
+        let cases = [
+            CrossEntropyOptions::default(),
+            CrossEntropyOptions {
+                label_smoothing: 0.1,
+                reduction: Reduction::Sum,
+                ..Default::default()
+            },
+            CrossEntropyOptions {
+                weight: Some(weights.clone()),
+                label_smoothing: 0.2,
+                ..Default::default()
+            },
+            CrossEntropyOptions {
+                reduction: Reduction::None,
+                z_loss: 1e-4,
+                temperature: 0.7,
+                grad_scale: 3.0,
+                ..Default::default()
+            },
+            CrossEntropyOptions {
+                ignore_index: 5,
+                weight: Some(weights),
+                ..Default::default()
+            },
+        ];
+        for o in &cases {
+            let t: Vec<i64> = t
+                .iter()
+                .map(|&v| {
+                    if v == -100 {
+                        i64::from(o.ignore_index)
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            check_ce(e, &x, &t, shape, o);
+        }
+        // Half-precision logits and gradient, f32 loss.
+        let xh: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        check_ce(e, &xh, &t, shape, &cases[1]);
+        let xb: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        check_ce(e, &xb, &t, shape, &cases[0]);
+    });
+}
+
+#[test]
+fn cross_entropy_hard_rows() {
+    on_every_adapter(|e| {
+        let inf = f32::INFINITY;
+        let x = [
+            1e30f32, -1e30, 5.0, 0.0, // huge logits
+            1.0, -inf, 2.0, 3.0, // -inf at a non-target class
+            -inf, 1.0, 2.0, 3.0, // -inf at the target: loss +inf
+            1000.0, 1001.0, 999.0, 0.0,
+        ];
+        let t = [0i64, 2, 0, 1];
+        let shape = Shape::new(4, 4);
+        check_ce(
+            e,
+            &x,
+            &t,
+            shape,
+            &CrossEntropyOptions {
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+        );
+        let r = e
+            .cross_entropy(
+                &x,
+                &t,
+                shape,
+                &CrossEntropyOptions {
+                    reduction: Reduction::None,
+                    ..Default::default()
+                },
+                true,
+            )
+            .unwrap();
+        assert_eq!(r.per_row[2], f32::INFINITY);
+        assert!(r.grad.unwrap()[8..12].iter().all(|g| g.is_finite()));
+        check_ce(
+            e,
+            &x,
+            &t,
+            shape,
+            &CrossEntropyOptions {
+                label_smoothing: 0.3,
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+        );
+    });
+}
+
+#[test]
+fn cross_entropy_errors_and_all_ignored() {
+    on_every_adapter(|e| {
+        let x = random_logits(12, 1.0, 1);
+        let shape = Shape::new(3, 4);
+        let r = e.cross_entropy(
+            &x,
+            &[0, 4, 1],
+            shape,
+            &CrossEntropyOptions::default(),
+            false,
+        );
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidTarget {
+                    row: 1,
+                    target: 4,
+                    cols: 4
+                })
+            ),
+            "{r:?}"
+        );
+        assert!(r.unwrap_err().to_string().contains("row 1"));
+        let r = e.cross_entropy(
+            &x,
+            &[0, -1, 1],
+            shape,
+            &CrossEntropyOptions::default(),
+            false,
+        );
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidTarget {
+                    row: 1,
+                    target: -1,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let r = e.cross_entropy(&x, &[0, 1], shape, &CrossEntropyOptions::default(), false);
+        assert!(
+            matches!(
+                r,
+                Err(Error::ShapeMismatch {
+                    what: "targets",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let r = e.cross_entropy(
+            &x,
+            &[0, 1, 2],
+            shape,
+            &CrossEntropyOptions {
+                label_smoothing: 1.5,
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidOption {
+                    name: "label_smoothing",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let all_ignored = e
+            .cross_entropy(
+                &x,
+                &[-100, -100, -100],
+                shape,
+                &CrossEntropyOptions::default(),
+                true,
+            )
+            .unwrap();
+        assert!(
+            all_ignored.loss.is_nan(),
+            "mean over no rows is NaN, as PyTorch"
+        );
+        assert!(all_ignored.grad.unwrap().iter().all(|&g| g == 0.0));
+    });
+}
+
+#[test]
+fn cross_entropy_large_vocabulary() {
+    on_every_adapter(|e| {
+        let (rows, cols) = (3, 262_144);
+        let x = random_logits(rows * cols, 10.0, 8);
+        check_ce(
+            e,
+            &x,
+            &targets(rows, cols, 9),
+            Shape::new(rows, cols),
+            &CrossEntropyOptions {
+                label_smoothing: 0.1,
+                ..Default::default()
+            },
+        );
+    });
+}
+
+#[test]
+fn softmax_and_log_softmax_backward() {
+    on_every_adapter(|e| {
+        for (rows, cols) in [(5usize, 7usize), (3, 1025), (2, 65537)] {
+            let shape = Shape::new(rows, cols);
+            let z = random_logits(rows * cols, 6.0, 21);
+            let dy = random_logits(rows * cols, 1.0, 22);
+            let y = e.softmax(&z, shape, &Default::default()).unwrap();
+            let ly = e.log_softmax(&z, shape, &Default::default()).unwrap();
+            for (log, y) in [(false, &y), (true, &ly)] {
+                let got = e.softmax_backward(log, y, &dy, shape).unwrap();
+                let want = oracle::softmax_backward(log, y, &dy, shape);
+                // Each output is a product and a difference of O(1) terms and a row sum:
+                // error ~ eps (|terms| (4 + 2 log2 C)); |terms| <= 1 + |dy| + sum|dy y|.
+                let sum_abs: Vec<f64> = dy
+                    .chunks(cols)
+                    .map(|d| d.iter().map(|v| f64::from(v.abs())).sum::<f64>())
+                    .collect();
+                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    let scale = if log { 1.0 + sum_abs[i / cols] } else { 2.0 };
+                    let tol = EPS * (8.0 + 3.0 * (cols as f64).log2()) * scale;
+                    assert!(
+                        (f64::from(g) - w).abs() <= tol,
+                        "log={log} [{i}] {g} want {w} tol {tol:e}"
+                    );
+                }
+            }
+        }
+    });
+}
