@@ -45,11 +45,8 @@ fn main(
         let s = reduce_sum(acc, lid);
 
         let out_row = params.y_base + row * cols;
-        let q_first = out_row / 2u;
-        let pairs = (out_row + cols + 1u) / 2u - q_first;
-        let shq = share_of(pairs, lid);
-        for (var k = shq.first; k < shq.end; k += shq.step) {
-            let q = q_first + k;
+        let out = output_pairs(out_row, cols, lid);
+        for (var q = out.first; q < out.end; q += out.step) {
             let c0 = 2u * q - out_row;
             let c1 = c0 + 1u;
             let lo = c0 < cols;

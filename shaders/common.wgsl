@@ -118,3 +118,13 @@ fn share_of(n: u32, lid: u32) -> Share {
     }
     return Share(lid, n, WG);
 }
+
+// The output pairs invocation `lid` writes for a row starting at element `out_row` of its
+// binding, as absolute pair indices: pair q covers elements 2q and 2q + 1, so that packed
+// 16-bit outputs write whole words. Column `2q - out_row` wraps below zero for a row that
+// starts at an odd index; a `< cols` test rejects it.
+fn output_pairs(out_row: u32, cols: u32, lid: u32) -> Share {
+    let q_first = out_row / 2u;
+    let sh = share_of((out_row + cols + 1u) / 2u - q_first, lid);
+    return Share(q_first + sh.first, q_first + sh.end, sh.step);
+}

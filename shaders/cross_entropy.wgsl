@@ -179,11 +179,8 @@ fn main(
         if (HAS_GRAD) {
             let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
             let y_row = params.y_base + row * cols;
-            let q_first = y_row / 2u;
-            let pairs = (y_row + cols + 1u) / 2u - q_first;
-            let shq = share_of(pairs, lid);
-            for (var k = shq.first; k < shq.end; k += shq.step) {
-                let q = q_first + k;
+            let out = output_pairs(y_row, cols, lid);
+            for (var q = out.first; q < out.end; q += out.step) {
                 let c0 = 2u * q - y_row;
                 let c1 = c0 + 1u;
                 let lo = c0 < cols;

@@ -69,15 +69,10 @@ fn main(
             continue;
         }
 
-        // Output pairs (q covers elements 2q and 2q + 1 of the y binding), so that packed
-        // 16-bit outputs write whole words. `c0` wraps below zero for a row starting at an
-        // odd index; the `< cols` test rejects it.
+        // Whole output pairs (see `output_pairs` in common.wgsl).
         let y_row = params.y_base + row * cols;
-        let q_first = y_row / 2u;
-        let pairs = (y_row + cols + 1u) / 2u - q_first;
-        let shq = share_of(pairs, lid);
-        for (var k = shq.first; k < shq.end; k += shq.step) {
-            let q = q_first + k;
+        let out = output_pairs(y_row, cols, lid);
+        for (var q = out.first; q < out.end; q += out.step) {
             let c0 = 2u * q - y_row;
             let c1 = c0 + 1u;
             let lo = c0 < cols;

@@ -239,16 +239,6 @@ impl Engine {
             .pipelines
             .get(&self.device, &PipelineKey::Forward(key))?;
 
-        // Rows per dispatch: every binding of a chunk must fit the binding-size limit, with
-        // room for the slack of aligning its offset down.
-        let limits = &self.info.limits;
-        let align = u64::from(limits.min_storage_buffer_offset_alignment);
-        let max_binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size)
-            / 4
-            * 4;
-        let usable = max_binding.saturating_sub(align + 4);
         let row_bytes = [
             cols * args.input.dtype.size(),
             output.map_or(0, |o| cols * o.dtype.size()),
@@ -257,20 +247,7 @@ impl Engine {
         .into_iter()
         .max()
         .unwrap_or(0);
-        if row_bytes > usable {
-            return Err(Error::TooLarge {
-                what: "one row",
-                needed: row_bytes,
-                limit_name: "max_storage_buffer_binding_size",
-                limit: max_binding,
-            });
-        }
-        let rows_per_chunk = (usable / row_bytes).min(u64::from(u32::MAX));
-        let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
-        debug_assert_eq!(
-            self.chunking(row_bytes)?,
-            (rows_per_chunk, align, max_groups)
-        );
+        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
         let masked_zeros = u32::from(args.options.masked_rows == MaskedRows::Zeros);
 
         capture_errors(&self.device, || {

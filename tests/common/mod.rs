@@ -18,8 +18,14 @@ pub fn engines() -> &'static [Engine] {
 
 /// Runs `f` on every adapter; a failure names the adapter.
 pub fn on_every_adapter(f: impl Fn(&Engine)) {
-    for e in engines() {
-        let name = format!("{} ({:?})", e.info().adapter.name, e.info().adapter.backend);
+    on_each(engines(), f);
+}
+
+/// Runs `f` on each engine; a failure names the adapter and its f16 path.
+fn on_each<'a>(list: impl IntoIterator<Item = &'a Engine>, f: impl Fn(&Engine)) {
+    for e in list {
+        let info = &e.info().adapter;
+        let name = format!("{} ({:?}, {:?})", info.name, info.backend, e.half_path());
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e)));
         if let Err(p) = r {
             let msg = p
@@ -95,21 +101,5 @@ pub fn portable_engines() -> &'static [Engine] {
 
 /// Every engine of both f16 paths, named.
 pub fn on_every_half_path(f: impl Fn(&Engine)) {
-    for e in engines().iter().chain(portable_engines()) {
-        let name = format!(
-            "{} ({:?}, {:?})",
-            e.info().adapter.name,
-            e.info().adapter.backend,
-            e.half_path()
-        );
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e)));
-        if let Err(p) = r {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            panic!("on adapter {name}: {msg}");
-        }
-    }
+    on_each(engines().iter().chain(portable_engines()), f);
 }
