@@ -67,6 +67,22 @@ fn merge(a: Online, b: Online, inv_t: f32) -> Online {
     return Online(m, rescale(a.s, a.m, m, inv_t) + rescale(b.s, b.m, m, inv_t), a.flags | b.flags);
 }
 
+// Folds a pair of elements: one rescale for the pair where both are finite (the common case).
+fn fold_pair(st: ptr<function, Online>, v: vec2<f32>, inv_t: f32) {
+    let mag = bitcast<vec2<u32>>(v) & vec2<u32>(F32_ABS_MASK);
+    if (all(mag < vec2<u32>(F32_INF_BITS))) {
+        let top = max(v.x, v.y);
+        if (top > (*st).m) {
+            (*st).s = rescale((*st).s, (*st).m, top, inv_t);
+            (*st).m = top;
+        }
+        (*st).s += exp((v.x - (*st).m) * inv_t) + exp((v.y - (*st).m) * inv_t);
+    } else {
+        fold(st, v.x, inv_t);
+        fold(st, v.y, inv_t);
+    }
+}
+
 // The per-row results every forward and backward kernel derives from the merged state.
 struct RowStats {
     // The row max of the finite elements, the shift of every exponent.
@@ -102,29 +118,40 @@ fn row_stats(st: Online, inv_t: f32) -> RowStats {
     return r;
 }
 
-// The share of `n` items that invocation `lid` owns: a contiguous chunk (CPU adapters, whose
-// lanes run one after another) or every WG-th item (GPUs, so that neighbours read neighbours).
+// The share of `n` items that lane `lane` of `lanes` owns: a contiguous chunk (CPU adapters,
+// whose lanes run one after another) or every `lanes`-th item (GPUs, so that neighbours read
+// neighbours).
 struct Share {
     first: u32,
     end: u32,
     step: u32,
 }
 
-fn share_of(n: u32, lid: u32) -> Share {
+fn share_in(n: u32, lane: u32, lanes: u32) -> Share {
     if (CONTIGUOUS) {
-        let chunk = (n + WG - 1u) / WG;
-        let first = min(lid * chunk, n);
+        let chunk = (n + lanes - 1u) / lanes;
+        let first = min(lane * chunk, n);
         return Share(first, min(first + chunk, n), 1u);
     }
-    return Share(lid, n, WG);
+    return Share(lane, n, lanes);
 }
 
-// The output pairs invocation `lid` writes for a row starting at element `out_row` of its
+// `share_in` over the whole workgroup.
+fn share_of(n: u32, lid: u32) -> Share {
+    return share_in(n, lid, WG);
+}
+
+// The output pairs lane `lane` of `lanes` owns in a row starting at element `out_row` of its
 // binding, as absolute pair indices: pair q covers elements 2q and 2q + 1, so that packed
 // 16-bit outputs write whole words. Column `2q - out_row` wraps below zero for a row that
 // starts at an odd index; a `< cols` test rejects it.
-fn output_pairs(out_row: u32, cols: u32, lid: u32) -> Share {
+fn pairs_in(out_row: u32, cols: u32, lane: u32, lanes: u32) -> Share {
     let q_first = out_row / 2u;
-    let sh = share_of((out_row + cols + 1u) / 2u - q_first, lid);
+    let sh = share_in((out_row + cols + 1u) / 2u - q_first, lane, lanes);
     return Share(q_first + sh.first, q_first + sh.end, sh.step);
+}
+
+// `pairs_in` over the whole workgroup.
+fn output_pairs(out_row: u32, cols: u32, lid: u32) -> Share {
+    return pairs_in(out_row, cols, lid, WG);
 }

@@ -95,6 +95,9 @@ pub struct Engine {
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
     pub(crate) uniforms: UniformCache,
+    /// Split-row partial states, grown on demand and shared by every operation (each one
+    /// writes its partials before it reads them, and the queue orders operations).
+    scratch: Mutex<Option<wgpu::Buffer>>,
     lost: Arc<Mutex<Option<String>>>,
 }
 
@@ -250,6 +253,7 @@ impl Engine {
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             uniforms: UniformCache::default(),
+            scratch: Mutex::new(None),
             lost: Arc::new(Mutex::new(None)),
         }
     }
@@ -282,6 +286,25 @@ impl Engine {
     /// Frees the idle buffers the host-slice API keeps for reuse.
     pub fn release_buffers(&self) {
         self.pool.clear();
+    }
+
+    /// The split-row scratch buffer, at least `bytes` long.
+    pub(crate) fn split_scratch(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        let mut slot = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = slot.as_ref().filter(|b| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        let size = bytes.max(4096).next_power_of_two();
+        let buffer = capture_errors(&self.device, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("softmax-wgpu split-row partials"),
+                size,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        })?;
+        *slot = Some(buffer.clone());
+        Ok(buffer)
     }
 
     /// Fails with [`Error::DeviceLost`] once the device is gone.

@@ -52,6 +52,14 @@ pub enum Error {
         /// The allowed range.
         reason: &'static str,
     },
+    /// A forced kernel variant cannot run this shape on this adapter.
+    #[error("the {variant} kernel variant cannot run this operation: {reason}")]
+    UnsupportedVariant {
+        /// The variant asked for.
+        variant: &'static str,
+        /// Why not, and the limit.
+        reason: String,
+    },
     /// The problem exceeds a limit of the adapter.
     #[error("{what} needs {needed} bytes, past the adapter's {limit_name} of {limit} bytes")]
     TooLarge {

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod accuracy;
+pub mod bench;
 mod dtype;
 mod engine;
 mod error;
@@ -29,6 +30,7 @@ mod options;
 pub mod oracle;
 mod params;
 mod pipeline;
+mod plan;
 mod pool;
 mod record;
 #[doc(hidden)]
@@ -41,7 +43,9 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use host::ForwardResult;
-pub use options::{CrossEntropyOptions, Forward, MaskedRows, Reduction, Shape, SoftmaxOptions};
+pub use options::{
+    CrossEntropyOptions, Forward, MaskedRows, Reduction, Shape, SoftmaxOptions, Variant,
+};
 pub use record::{ForwardArgs, TensorRef};
 pub use training::{CrossEntropyArgs, CrossEntropyResult, GradOutput};
 pub use {half, wgpu};

@@ -80,6 +80,70 @@ pub enum MaskedRows {
     Zeros,
 }
 
+/// The kernel variant of a forward operation. Every variant gives results under the same
+/// accuracy contract and edge-case rules; they differ in speed only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Chosen from the shape, the dtype and the adapter ([`crate::Engine::forward_variant`]
+    /// tells which).
+    #[default]
+    Auto,
+    /// One workgroup per row, the row held in registers: one read, one write. For rows up
+    /// to [`crate::Engine::resident_cols`] long.
+    Resident,
+    /// One workgroup per row, a running (max, sum) over one read, then a second read to
+    /// write: any row length.
+    Online,
+    /// Each row cut into pieces over many workgroups, whose partial (max, sum) merge: for a
+    /// few long rows, so that one row uses the whole GPU.
+    SplitRow,
+    /// Several rows per workgroup (one subgroup, or a slice of the workgroup, per row),
+    /// each held in registers: for short rows.
+    MultiRow,
+}
+
+impl Variant {
+    /// Every variant that names a kernel (all but `Auto`).
+    pub const KERNELS: [Variant; 4] = [
+        Variant::Resident,
+        Variant::Online,
+        Variant::SplitRow,
+        Variant::MultiRow,
+    ];
+
+    /// The variant's name as the command-line tool and the benchmarks print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Auto => "auto",
+            Variant::Resident => "resident",
+            Variant::Online => "online",
+            Variant::SplitRow => "split-row",
+            Variant::MultiRow => "multi-row",
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Variant::Auto]
+            .into_iter()
+            .chain(Variant::KERNELS)
+            .find(|v| v.name() == s)
+            .ok_or_else(|| Error::InvalidOption {
+                name: "variant",
+                value: s.to_string(),
+                reason: "must be auto, resident, online, split-row or multi-row",
+            })
+    }
+}
+
 /// Options of the forward operations.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SoftmaxOptions {
@@ -87,6 +151,8 @@ pub struct SoftmaxOptions {
     pub temperature: f32,
     /// Output of fully masked (all `-inf`) rows.
     pub masked_rows: MaskedRows,
+    /// The kernel variant; [`Variant::Auto`] by default.
+    pub variant: Variant,
 }
 
 impl Default for SoftmaxOptions {
@@ -94,6 +160,7 @@ impl Default for SoftmaxOptions {
         SoftmaxOptions {
             temperature: 1.0,
             masked_rows: MaskedRows::Nan,
+            variant: Variant::Auto,
         }
     }
 }
@@ -105,6 +172,11 @@ impl SoftmaxOptions {
             temperature,
             ..Default::default()
         }
+    }
+
+    /// The same options with the kernel variant forced.
+    pub fn with_variant(self, variant: Variant) -> Self {
+        SoftmaxOptions { variant, ..self }
     }
 
     /// `1 / temperature`, after checking that the temperature is usable.

@@ -14,7 +14,8 @@ pub(crate) struct ForwardParams {
     pub masked_zeros: u32,
     /// `1 / temperature` as bits, so that the struct can be hashed.
     pub inv_t: u32,
-    pub _pad: u32,
+    /// Split-row pieces per row; 1 otherwise.
+    pub chunks: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<ForwardParams>() == 32);
@@ -54,3 +55,14 @@ pub(crate) struct BackwardParams {
 }
 
 const _: () = assert!(std::mem::size_of::<BackwardParams>() == 32);
+
+/// Uniform of the copy kernel. WGSL side: `struct Params` in shaders/copy.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct CopyParams {
+    pub words: u32,
+    pub groups_x: u32,
+    pub _pad: [u32; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<CopyParams>() == 16);

@@ -6,7 +6,10 @@ use crate::engine::{capture_errors, Engine};
 use crate::error::{Error, Result};
 use crate::options::{Forward, MaskedRows, Shape, SoftmaxOptions};
 use crate::params::ForwardParams;
-use crate::shader::{slot, KernelKey, PipelineKey};
+use crate::shader::{slot, ForwardEntry, KernelKey, PipelineKey};
+
+/// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).
+const MAX_SPLIT_PARTIALS: u64 = 1 << 20;
 
 /// A tensor in a caller's buffer: `dtype` elements starting `offset` bytes in.
 ///
@@ -226,6 +229,7 @@ impl Engine {
             }
         }
 
+        let plan = self.plan(shape, args.options.variant)?;
         let key = KernelKey {
             op: args.op,
             input: self.storage(args.input.dtype),
@@ -234,10 +238,24 @@ impl Engine {
             lse: args.lse.is_some(),
             contiguous: self.contiguous(),
             workgroup: self.workgroup_size(),
+            layout: plan.layout,
         };
-        let kernel = self
-            .pipelines
-            .get(&self.device, &PipelineKey::Forward(key))?;
+        let kernels = if plan.layout.split {
+            vec![
+                self.pipelines.get(
+                    &self.device,
+                    &PipelineKey::Forward(key, ForwardEntry::Partials),
+                )?,
+                self.pipelines.get(
+                    &self.device,
+                    &PipelineKey::Forward(key, ForwardEntry::Finish),
+                )?,
+            ]
+        } else {
+            vec![self
+                .pipelines
+                .get(&self.device, &PipelineKey::Forward(key, ForwardEntry::Main))?]
+        };
 
         let row_bytes = [
             cols * args.input.dtype.size(),
@@ -247,7 +265,15 @@ impl Engine {
         .into_iter()
         .max()
         .unwrap_or(0);
-        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        let (mut rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        let chunks = u64::from(plan.chunks);
+        let partials = if plan.layout.split {
+            // Each dispatch's partial states fit the scratch buffer (16 bytes each).
+            rows_per_chunk = rows_per_chunk.min(MAX_SPLIT_PARTIALS / chunks).max(1);
+            Some(self.split_scratch(rows_per_chunk.min(rows) * chunks * 16)?)
+        } else {
+            None
+        };
         let masked_zeros = u32::from(args.options.masked_rows == MaskedRows::Zeros);
 
         capture_errors(&self.device, || {
@@ -255,26 +281,23 @@ impl Engine {
                 label: Some("softmax-wgpu forward"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&kernel.pipeline);
             let mut row0 = 0;
             while row0 < rows {
                 let nrows = rows_per_chunk.min(rows - row0);
                 let x = chunk_binding(&args.input, row0 * cols, nrows * cols, align);
                 let y = output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align));
                 let l = args.lse.map(|t| chunk_binding(&t, row0, nrows, align));
+                // Logsumexp has no output: its pairs follow the input.
+                let y_base = y.as_ref().map_or(x.base, |y| y.base);
                 let params = ForwardParams {
                     rows: nrows as u32,
                     cols: cols as u32,
-                    x_base: if in_place {
-                        y.as_ref().map_or(0, |y| y.base)
-                    } else {
-                        x.base
-                    },
-                    y_base: y.as_ref().map_or(0, |y| y.base),
+                    x_base: if in_place { y_base } else { x.base },
+                    y_base,
                     lse_base: l.as_ref().map_or(0, |l| l.base),
                     masked_zeros,
                     inv_t: inv_t.to_bits(),
-                    _pad: 0,
+                    chunks: plan.chunks,
                 };
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
                 let mut entries = vec![wgpu::BindGroupEntry {
@@ -290,13 +313,31 @@ impl Engine {
                 if let (Some(t), Some(l)) = (&args.lse, &l) {
                     entries.push(bind(slot::LSE, t, l));
                 }
+                if let Some(p) = &partials {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: slot::PARTIALS,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: p,
+                            offset: 0,
+                            size: std::num::NonZeroU64::new(nrows * chunks * 16),
+                        }),
+                    });
+                }
                 let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("softmax-wgpu forward"),
-                    layout: &kernel.layout,
+                    layout: &kernels[0].layout,
                     entries: &entries,
                 });
                 pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(nrows.min(max_groups) as u32, 1, 1);
+                for kernel in &kernels {
+                    pass.set_pipeline(&kernel.pipeline);
+                    if plan.layout.split {
+                        pass.dispatch_workgroups(plan.chunks, nrows.min(max_groups) as u32, 1);
+                    } else {
+                        let groups = nrows.div_ceil(u64::from(plan.rows_per_group));
+                        pass.dispatch_workgroups(groups.min(max_groups) as u32, 1, 1);
+                    }
+                }
                 row0 += nrows;
             }
         })

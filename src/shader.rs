@@ -11,9 +11,12 @@ use crate::options::Forward;
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const REDUCE_WORKGROUP: &str = include_str!("../shaders/reduce_workgroup.wgsl");
+const REDUCE_ROW_TREE: &str = include_str!("../shaders/reduce_row_tree.wgsl");
+const REDUCE_ROW_SUBGROUP: &str = include_str!("../shaders/reduce_row_subgroup.wgsl");
 const SOFTMAX: &str = include_str!("../shaders/softmax.wgsl");
 const CROSS_ENTROPY: &str = include_str!("../shaders/cross_entropy.wgsl");
 const BACKWARD: &str = include_str!("../shaders/backward.wgsl");
+const COPY: &str = include_str!("../shaders/copy.wgsl");
 const HALF_BITS: &str = include_str!("../shaders/io/half_bits.wgsl");
 const STORE_WORD: &str = include_str!("../shaders/io/store_word.wgsl");
 
@@ -35,9 +38,26 @@ pub(crate) mod slot {
     pub const LOSS: u32 = 6;
     /// Cross-entropy scratch: denominator, first invalid row, reduced loss.
     pub const META: u32 = 7;
+    /// Split-row scratch: one partial (max, sum, flags) state per piece of a row.
+    pub const PARTIALS: u32 = 8;
 }
 
-/// Everything that selects a distinct compiled pipeline.
+/// How the forward kernel lays work out: the variants of `src/plan.rs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Layout {
+    /// Invocations per row (a power of two dividing the workgroup), without subgroup rows.
+    pub lanes: u32,
+    /// Row reductions with subgroup operations (needs SUBGROUP).
+    pub subgroups: bool,
+    /// With `subgroups`: each subgroup takes its own row.
+    pub subgroup_rows: bool,
+    /// Pairs of logits each lane holds in registers (row-resident); 0 for online.
+    pub resident_pairs: u32,
+    /// Split-row: `partials` and `finish` entry points and a scratch binding.
+    pub split: bool,
+}
+
+/// Everything that selects a distinct forward pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct KernelKey {
     pub op: Forward,
@@ -50,12 +70,14 @@ pub(crate) struct KernelKey {
     pub contiguous: bool,
     /// Workgroup size, a power of two.
     pub workgroup: u32,
+    /// The variant's layout.
+    pub layout: Layout,
 }
 
 impl KernelKey {
     /// The storage bindings this kernel declares, as (slot, read_only).
     pub(crate) fn storage_bindings(&self) -> Vec<(u32, bool)> {
-        let mut b = Vec::with_capacity(3);
+        let mut b = Vec::with_capacity(4);
         if !self.in_place {
             b.push((slot::X, true));
         }
@@ -65,8 +87,22 @@ impl KernelKey {
         if self.lse {
             b.push((slot::LSE, false));
         }
+        if self.layout.split {
+            b.push((slot::PARTIALS, false));
+        }
         b
     }
+}
+
+/// The entry points of the forward module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ForwardEntry {
+    /// Every variant but split-row: `main`.
+    Main,
+    /// Split-row, first dispatch.
+    Partials,
+    /// Split-row, second dispatch.
+    Finish,
 }
 
 /// The kernels of the cross-entropy module, one pipeline each.
@@ -106,19 +142,27 @@ pub(crate) struct BackwardKey {
     pub workgroup: u32,
 }
 
+/// Variant of the copy kernel (the benchmarks' roofline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CopyKey {
+    pub contiguous: bool,
+    pub workgroup: u32,
+}
+
 /// Everything that selects a distinct compiled pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum PipelineKey {
-    Forward(KernelKey),
+    Forward(KernelKey, ForwardEntry),
     CrossEntropy(CeKey, CeEntry),
     Backward(BackwardKey),
+    Copy(CopyKey),
 }
 
 impl PipelineKey {
     /// The storage bindings the kernel declares, as (slot, read_only).
     pub(crate) fn storage_bindings(&self) -> Vec<(u32, bool)> {
         match self {
-            PipelineKey::Forward(k) => k.storage_bindings(),
+            PipelineKey::Forward(k, _) => k.storage_bindings(),
             PipelineKey::CrossEntropy(k, _) => {
                 let mut b = Vec::new();
                 if !k.in_place {
@@ -134,6 +178,7 @@ impl PipelineKey {
                 b.extend([(slot::LOSS, false), (slot::META, false)]);
                 b
             }
+            PipelineKey::Copy(_) => vec![(slot::X, true), (slot::Y, false)],
             PipelineKey::Backward(_) => {
                 vec![
                     (slot::X, true),
@@ -149,6 +194,8 @@ impl PipelineKey {
         match self {
             PipelineKey::CrossEntropy(_, CeEntry::Prepare) => "prepare",
             PipelineKey::CrossEntropy(_, CeEntry::Reduce) => "reduce",
+            PipelineKey::Forward(_, ForwardEntry::Partials) => "partials",
+            PipelineKey::Forward(_, ForwardEntry::Finish) => "finish",
             _ => "main",
         }
     }
@@ -156,9 +203,10 @@ impl PipelineKey {
     /// The complete WGSL module.
     pub(crate) fn source(&self) -> String {
         match self {
-            PipelineKey::Forward(k) => source(k),
+            PipelineKey::Forward(k, _) => source(k),
             PipelineKey::CrossEntropy(k, _) => cross_entropy_source(k),
             PipelineKey::Backward(k) => backward_source(k),
+            PipelineKey::Copy(k) => copy_source(k),
         }
     }
 }
@@ -203,6 +251,23 @@ fn bindings(key: &KernelKey) -> String {
         );
     } else {
         s.push_str("fn store_lse(i: u32, v: f32) {}\n");
+    }
+    if key.layout.split {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read_write> partials_buf: array<vec4<u32>>;\n\
+             fn store_partial(i: u32, st: Online) {{\n    \
+             partials_buf[i] = vec4<u32>(bitcast<u32>(st.m), bitcast<u32>(st.s), st.flags, 0u);\n}}\n\
+             fn load_partial(i: u32) -> Online {{\n    \
+             let p = partials_buf[i];\n    \
+             return Online(bitcast<f32>(p.x), bitcast<f32>(p.y), p.z);\n}}",
+            slot::PARTIALS
+        );
+    } else {
+        s.push_str(
+            "fn store_partial(i: u32, st: Online) {}\n\
+             fn load_partial(i: u32) -> Online { return online_empty(); }\n",
+        );
     }
     s
 }
@@ -329,6 +394,24 @@ fn backward_source(key: &BackwardKey) -> String {
     [s.as_str(), COMMON, REDUCE_WORKGROUP, BACKWARD].join("\n")
 }
 
+/// The copy module: 16-byte words from `src` to `dst`.
+fn copy_source(key: &CopyKey) -> String {
+    let bindings = format!(
+        "@group(0) @binding({}) var<uniform> params: Params;\n\
+         @group(0) @binding({}) var<storage, read> src: array<vec4<u32>>;\n\
+         @group(0) @binding({}) var<storage, read_write> dst: array<vec4<u32>>;\n",
+        slot::PARAMS,
+        slot::X,
+        slot::Y
+    );
+    [
+        header(key.workgroup, key.contiguous, &[]).as_str(),
+        &bindings,
+        COPY,
+    ]
+    .join("\n")
+}
+
 fn op_index(op: Forward) -> u32 {
     match op {
         Forward::Softmax => 0,
@@ -337,10 +420,30 @@ fn op_index(op: Forward) -> u32 {
     }
 }
 
+/// The entry points' builtins: with the subgroup ones where the kernel uses subgroups.
+fn ids_struct(subgroups: bool) -> &'static str {
+    if subgroups {
+        "struct Ids {\n    @builtin(workgroup_id) wid: vec3<u32>,\n    \
+         @builtin(num_workgroups) nwg: vec3<u32>,\n    \
+         @builtin(local_invocation_index) lid: u32,\n    \
+         @builtin(subgroup_id) sg_id: u32,\n    \
+         @builtin(num_subgroups) n_sg: u32,\n    \
+         @builtin(subgroup_invocation_id) sg_lane: u32,\n    \
+         @builtin(subgroup_size) sg_size: u32,\n}\n"
+    } else {
+        "struct Ids {\n    @builtin(workgroup_id) wid: vec3<u32>,\n    \
+         @builtin(num_workgroups) nwg: vec3<u32>,\n    \
+         @builtin(local_invocation_index) lid: u32,\n}\n"
+    }
+}
+
 /// The complete WGSL module of a forward kernel.
 pub(crate) fn source(key: &KernelKey) -> String {
+    let l = &key.layout;
     let header = format!(
-        "{}const OP: u32 = {}u;\nconst HAS_LSE: bool = {};\n",
+        "{}const OP: u32 = {}u;\nconst HAS_LSE: bool = {};\nconst LANES: u32 = {}u;\n\
+         const RESIDENT: bool = {};\nconst RESIDENT_PAIRS: u32 = {}u;\n\
+         const SUBGROUP_ROWS: bool = {};\n{}",
         header(
             key.workgroup,
             key.contiguous,
@@ -348,15 +451,18 @@ pub(crate) fn source(key: &KernelKey) -> String {
         ),
         op_index(key.op),
         key.lse,
+        l.lanes,
+        l.resident_pairs > 0,
+        l.resident_pairs.max(1),
+        l.subgroup_rows,
+        ids_struct(l.subgroups),
     );
-    [
-        header.as_str(),
-        &bindings(key),
-        COMMON,
-        REDUCE_WORKGROUP,
-        SOFTMAX,
-    ]
-    .join("\n")
+    let reduce = if l.subgroups {
+        REDUCE_ROW_SUBGROUP
+    } else {
+        REDUCE_ROW_TREE
+    };
+    [header.as_str(), &bindings(key), COMMON, reduce, SOFTMAX].join("\n")
 }
 
 /// Every distinct WGSL module the crate can build, for validation without an adapter.
@@ -369,6 +475,13 @@ pub fn all_sources() -> Vec<(String, String)> {
         Storage::Bf16Packed,
     ];
     let mut out = Vec::new();
+    for contiguous in [false, true] {
+        let key = CopyKey {
+            contiguous,
+            workgroup: 256,
+        };
+        out.push((format!("{key:?}"), copy_source(&key)));
+    }
     for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
         for input in storages {
             let outputs: Vec<Option<Storage>> = if op == Forward::LogSumExp {
@@ -381,7 +494,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                     if in_place && output != Some(input) {
                         continue;
                     }
-                    for contiguous in [false, true] {
+                    for (contiguous, layout) in test_layouts() {
                         let key = KernelKey {
                             op,
                             input,
@@ -390,6 +503,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                             lse: true,
                             contiguous,
                             workgroup: 256,
+                            layout,
                         };
                         out.push((format!("{key:?}"), source(&key)));
                     }
@@ -430,4 +544,46 @@ pub fn all_sources() -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// One layout of each kind of variant, each with both access patterns.
+fn test_layouts() -> Vec<(bool, Layout)> {
+    let base = Layout {
+        lanes: 256,
+        subgroups: false,
+        subgroup_rows: false,
+        resident_pairs: 0,
+        split: false,
+    };
+    let layouts = [
+        base,
+        Layout {
+            resident_pairs: 8,
+            ..base
+        },
+        Layout { lanes: 16, ..base },
+        Layout {
+            split: true,
+            ..base
+        },
+        Layout {
+            subgroups: true,
+            ..base
+        },
+        Layout {
+            subgroups: true,
+            subgroup_rows: true,
+            resident_pairs: 4,
+            ..base
+        },
+        Layout {
+            subgroups: true,
+            split: true,
+            ..base
+        },
+    ];
+    layouts
+        .into_iter()
+        .flat_map(|l| [(false, l), (true, l)])
+        .collect()
 }

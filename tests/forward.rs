@@ -3,11 +3,12 @@
 mod common;
 
 use common::{check_all_ops, on_every_adapter, random_logits};
-use softmax_wgpu::{Forward, MaskedRows, Shape, SoftmaxOptions};
+use softmax_wgpu::{Forward, MaskedRows, Shape, SoftmaxOptions, Variant};
 
 const DEFAULT: SoftmaxOptions = SoftmaxOptions {
     temperature: 1.0,
     masked_rows: MaskedRows::Nan,
+    variant: Variant::Auto,
 };
 
 #[test]
@@ -110,7 +111,9 @@ fn rows_past_the_dispatch_limit() {
 fn pipelines_are_compiled_once() {
     on_every_adapter(|e| {
         let x = random_logits(4 * 100, 5.0, 1);
+        // The first call of each shape class compiles its variant's pipeline.
         e.softmax(&x, Shape::new(4, 100), &DEFAULT).unwrap();
+        e.softmax(&x, Shape::new(2, 200), &DEFAULT).unwrap();
         let before = e.compiled_pipelines();
         for _ in 0..3 {
             e.softmax(&x, Shape::new(4, 100), &DEFAULT).unwrap();

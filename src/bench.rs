@@ -1,0 +1,432 @@
+//! Benchmark support, shared by `cargo bench` and the `bench` subcommand: a device stopwatch,
+//! the copy kernel that serves as the roofline, and the measurement of one case.
+//!
+//! Throughput counts the bytes an operation must move at least: one read of the logits and
+//! one write of the output (`[rows, cols]`, or `rows` f32 values for logsumexp). The copy
+//! kernel moves the same number of bytes (half read, half written), and the two are timed in
+//! alternation so that a machine's drift cancels out of their ratio.
+
+use std::time::{Duration, Instant};
+
+use crate::dtype::DType;
+use crate::engine::{capture_errors, Engine};
+use crate::error::{Error, Result};
+use crate::options::{Forward, Shape, SoftmaxOptions, Variant};
+use crate::oracle;
+use crate::params::CopyParams;
+use crate::record::{ForwardArgs, TensorRef};
+use crate::shader::{slot, CopyKey, PipelineKey};
+
+/// Where a [`Stopwatch`] reads its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// GPU timestamps written before and after the recorded work (TIMESTAMP_QUERY).
+    GpuTimestamps,
+    /// Wall time around submit and wait (adapters without TIMESTAMP_QUERY).
+    WallClock,
+}
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Clock::GpuTimestamps => "gpu-timestamps",
+            Clock::WallClock => "wall-clock",
+        })
+    }
+}
+
+/// Times recorded GPU work: two timestamps around it where the device has TIMESTAMP_QUERY,
+/// wall time around submit and wait otherwise.
+pub struct Stopwatch {
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    period_ns: f64,
+}
+
+impl Stopwatch {
+    /// A stopwatch for `engine`'s device.
+    pub fn new(engine: &Engine) -> Self {
+        let device = engine.device();
+        let queries = device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("softmax-wgpu stopwatch"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                });
+                let buffer = |usage| {
+                    device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("softmax-wgpu stopwatch"),
+                        size: 16,
+                        usage,
+                        mapped_at_creation: false,
+                    })
+                };
+                let resolve =
+                    buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+                let read = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+                (set, resolve, read)
+            });
+        Stopwatch {
+            queries,
+            period_ns: f64::from(engine.queue().get_timestamp_period()),
+        }
+    }
+
+    /// The clock in use.
+    pub fn clock(&self) -> Clock {
+        match self.queries {
+            Some(_) => Clock::GpuTimestamps,
+            None => Clock::WallClock,
+        }
+    }
+
+    /// Records `work` into a fresh encoder between two timestamps, submits, waits and
+    /// returns the time between them.
+    pub fn time(
+        &self,
+        engine: &Engine,
+        work: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<Duration> {
+        let device = engine.device();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let mark = |encoder: &mut wgpu::CommandEncoder, set: &wgpu::QuerySet, index: u32| {
+            // An empty pass whose only job is its timestamp.
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("softmax-wgpu stopwatch"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(index),
+                    end_of_pass_write_index: None,
+                }),
+            });
+        };
+        if let Some((set, _, _)) = &self.queries {
+            mark(&mut encoder, set, 0);
+        }
+        work(&mut encoder)?;
+        if let Some((set, resolve, read)) = &self.queries {
+            mark(&mut encoder, set, 1);
+            encoder.resolve_query_set(set, 0..2, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
+        }
+        let commands = capture_errors(device, || encoder.finish())?;
+        let start = Instant::now();
+        engine.queue().submit([commands]);
+        device.poll(wgpu::PollType::wait_indefinitely())?;
+        let wall = start.elapsed();
+        engine.check_alive()?;
+        let Some((_, _, read)) = &self.queries else {
+            return Ok(wall);
+        };
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        device.poll(wgpu::PollType::wait_indefinitely())?;
+        pollster::block_on(rx.receive())
+            .ok_or_else(|| Error::DeviceLost("map callback dropped".into()))??;
+        let ticks: [u64; 2] = {
+            let view = read
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Validation(e.to_string()))?;
+            bytemuck::pod_read_unaligned(&view[..16])
+        };
+        read.unmap();
+        let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.period_ns;
+        Ok(Duration::from_secs_f64(ns * 1e-9))
+    }
+}
+
+impl Engine {
+    /// Records a copy of `bytes` (a multiple of 16) from the start of `src` to the start of
+    /// `dst`, with the fastest plain copy kernel this crate has for the adapter: the roofline
+    /// the benchmarks compare against.
+    pub fn record_copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<()> {
+        self.check_alive()?;
+        if bytes == 0 || !bytes.is_multiple_of(16) || bytes > src.size() || bytes > dst.size() {
+            return Err(Error::InvalidBuffer {
+                what: "copy",
+                reason: format!(
+                    "{bytes} bytes must be a non-zero multiple of 16 within both buffers"
+                ),
+            });
+        }
+        let workgroup = self.workgroup_size();
+        let key = PipelineKey::Copy(CopyKey {
+            contiguous: self.contiguous(),
+            workgroup,
+        });
+        let kernel = self.pipelines.get(&self.device, &key)?;
+        let limits = &self.info.limits;
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        // Chunks start at multiples of 256 bytes, a valid offset on every adapter.
+        let chunk = (max_binding / 256 * 256).max(256);
+        let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
+        let words_per_group = u64::from(workgroup) * 8;
+        capture_errors(&self.device, || {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("softmax-wgpu copy"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&kernel.pipeline);
+            let mut start = 0;
+            while start < bytes {
+                let size = chunk.min(bytes - start);
+                let words = size / 16;
+                let groups = words.div_ceil(words_per_group);
+                let groups_x = groups.min(max_groups);
+                let params = CopyParams {
+                    words: words as u32,
+                    groups_x: groups_x as u32,
+                    _pad: [0; 2],
+                };
+                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
+                fn binding(
+                    binding: u32,
+                    buffer: &wgpu::Buffer,
+                    offset: u64,
+                    size: u64,
+                ) -> wgpu::BindGroupEntry<'_> {
+                    wgpu::BindGroupEntry {
+                        binding,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer,
+                            offset,
+                            size: std::num::NonZeroU64::new(size),
+                        }),
+                    }
+                }
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("softmax-wgpu copy"),
+                    layout: &kernel.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: slot::PARAMS,
+                            resource: uniform.as_entire_binding(),
+                        },
+                        binding(slot::X, src, start, size),
+                        binding(slot::Y, dst, start, size),
+                    ],
+                });
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(groups_x as u32, groups.div_ceil(groups_x) as u32, 1);
+                start += size;
+            }
+        })
+    }
+}
+
+/// One benchmark case: an operation on `[rows, cols]` logits of `dtype`, output in `dtype`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Case {
+    /// The operation.
+    pub op: Forward,
+    /// Logits and output dtype.
+    pub dtype: DType,
+    /// The shape.
+    pub shape: Shape,
+    /// Options, including the kernel variant (automatic by default).
+    pub options: SoftmaxOptions,
+}
+
+impl Case {
+    /// Bytes the operation moves at least: one read of the logits, one write of the output.
+    pub fn bytes(&self) -> u64 {
+        let n = self.shape.len() as u64;
+        let read = n * self.dtype.size();
+        let write = match self.op {
+            Forward::LogSumExp => 4 * self.shape.rows as u64,
+            _ => n * self.dtype.size(),
+        };
+        read + write
+    }
+}
+
+/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+/// What [`measure`] found for one case.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    /// The case.
+    pub case: Case,
+    /// The kernel variant that ran.
+    pub variant: Variant,
+    /// Where the times come from.
+    pub clock: Clock,
+    /// Median seconds of the operation.
+    pub seconds: f64,
+    /// Median seconds of the copy kernel over the same bytes.
+    pub copy_seconds: f64,
+    /// [`Case::bytes`] over `seconds`, in GB/s (1e9 bytes).
+    pub gbps: f64,
+    /// The same bytes over `copy_seconds`, in GB/s.
+    pub copy_gbps: f64,
+    /// Median over runs of copy time / operation time, each pair timed back to back.
+    pub ratio_to_copy: f64,
+    /// Median seconds of the f64 CPU oracle on the same logits, where it was timed.
+    pub cpu_seconds: Option<f64>,
+}
+
+impl Measurement {
+    /// How many times faster than the CPU oracle.
+    pub fn speedup_over_cpu(&self) -> Option<f64> {
+        self.cpu_seconds.map(|c| c / self.seconds)
+    }
+
+    /// Logits per second.
+    pub fn logits_per_second(&self) -> f64 {
+        self.case.shape.len() as f64 / self.seconds
+    }
+}
+
+/// How [`measure`] runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Untimed runs first (compilation, caches, clocks).
+    pub warmup: usize,
+    /// Timed pairs of (copy, operation).
+    pub runs: usize,
+    /// Also time the f64 CPU oracle this many times (0: not at all).
+    pub cpu_runs: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            warmup: 2,
+            runs: 7,
+            cpu_runs: 1,
+        }
+    }
+}
+
+/// Deterministic logits in [-8, 8) (a xorshift generator), for benchmarks.
+pub fn bench_logits(n: usize) -> Vec<f32> {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 16.0
+        })
+        .collect()
+}
+
+/// Times `case` and the copy kernel over the same bytes in alternation on `engine`.
+pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Measurement> {
+    case.shape.validate()?;
+    let device = engine.device();
+    let n = case.shape.len() as u64;
+    let in_bytes = case.dtype.buffer_bytes(n).div_ceil(16) * 16;
+    let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+    let buffer = |label, size| {
+        capture_errors(device, || {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: storage,
+                mapped_at_creation: false,
+            })
+        })
+    };
+    let x = buffer("softmax-wgpu bench logits", in_bytes)?;
+    let y = buffer("softmax-wgpu bench output", in_bytes)?;
+    let lse = buffer(
+        "softmax-wgpu bench lse",
+        (4 * case.shape.rows as u64).max(16),
+    )?;
+    let logits = bench_logits(case.shape.len());
+    let raw: Vec<u8> = match case.dtype {
+        DType::F32 => bytemuck::cast_slice(&logits).to_vec(),
+        DType::F16 => bytemuck::cast_slice(
+            &logits
+                .iter()
+                .map(|&v| half::f16::from_f32(v))
+                .collect::<Vec<_>>(),
+        )
+        .to_vec(),
+        DType::BF16 => bytemuck::cast_slice(
+            &logits
+                .iter()
+                .map(|&v| half::bf16::from_f32(v))
+                .collect::<Vec<_>>(),
+        )
+        .to_vec(),
+    };
+    engine.queue().write_buffer(&x, 0, &raw);
+
+    // The copy moves the same bytes as the operation: half read, half written.
+    let copy_bytes = (case.bytes() / 2).div_ceil(16) * 16;
+    let stopwatch = Stopwatch::new(engine);
+    let args = ForwardArgs {
+        op: case.op,
+        shape: case.shape,
+        input: TensorRef::new(&x, case.dtype),
+        output: (case.op != Forward::LogSumExp).then(|| TensorRef::new(&y, case.dtype)),
+        lse: (case.op == Forward::LogSumExp).then(|| TensorRef::new(&lse, DType::F32)),
+        options: case.options,
+    };
+    let run_op = || stopwatch.time(engine, |e| engine.record_forward(e, &args));
+    let run_copy = || stopwatch.time(engine, |e| engine.record_copy(e, &x, &y, copy_bytes));
+    for _ in 0..settings.warmup {
+        run_copy()?;
+        run_op()?;
+    }
+    let (mut op_s, mut copy_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..settings.runs.max(1) {
+        let c = run_copy()?.as_secs_f64();
+        let o = run_op()?.as_secs_f64();
+        copy_s.push(c);
+        op_s.push(o);
+        ratios.push(c / o);
+    }
+    let cpu_seconds = (settings.cpu_runs > 0).then(|| {
+        let times: Vec<f64> = (0..settings.cpu_runs)
+            .map(|_| {
+                let start = Instant::now();
+                let out = match case.op {
+                    Forward::Softmax => oracle::softmax(&logits, case.shape, &case.options),
+                    Forward::LogSoftmax => oracle::log_softmax(&logits, case.shape, &case.options),
+                    Forward::LogSumExp => oracle::logsumexp(&logits, case.shape, &case.options),
+                };
+                std::hint::black_box(out);
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        median(&times)
+    });
+    let seconds = median(&op_s);
+    let copy_seconds = median(&copy_s);
+    Ok(Measurement {
+        case: *case,
+        variant: engine.forward_variant(case.shape, &case.options)?,
+        clock: stopwatch.clock(),
+        seconds,
+        copy_seconds,
+        gbps: case.bytes() as f64 / seconds / 1e9,
+        copy_gbps: (2 * copy_bytes) as f64 / copy_seconds / 1e9,
+        ratio_to_copy: median(&ratios),
+        cpu_seconds,
+    })
+}

@@ -1,0 +1,196 @@
+//! Which kernel variant runs a forward operation, and how it is laid out: the automatic
+//! choice from shape and adapter, or a forced [`Variant`] checked against what it can hold.
+//!
+//! The rules, for `pairs = ceil(cols / 2)` (lanes own pairs of logits, see shaders/softmax.wgsl):
+//! - split-row when there are too few rows to keep the adapter busy (fewer than its
+//!   `parallel_groups`) and the rows are long enough to cut into pieces worth a workgroup;
+//! - multi-row when a row fits `MULTI_ROW_LANES` lanes' registers: several rows per workgroup;
+//! - resident when a row fits the workgroup's registers;
+//! - online otherwise.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::options::{Shape, Variant};
+use crate::shader::Layout;
+
+/// Pairs each lane may hold in registers: CPU adapters keep "registers" in cached stack
+/// memory and gain from long runs; GPUs spill past a few dozen registers.
+const RESIDENT_PAIRS_CPU: u32 = 64;
+const RESIDENT_PAIRS_GPU: u32 = 8;
+/// Lanes per row of the multi-row variant without subgroups.
+const MULTI_ROW_LANES: u32 = 32;
+/// Smallest split-row piece, in pairs: below it a workgroup's fixed costs dominate.
+const MIN_PIECE_PAIRS_CPU: u32 = 4096;
+const MIN_PIECE_PAIRS_GPU: u32 = 1024;
+
+/// A forward operation's variant and layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The variant (never `Auto`).
+    pub variant: Variant,
+    /// The kernel's layout.
+    pub layout: Layout,
+    /// Split-row pieces per row; 1 for the other variants.
+    pub chunks: u32,
+    /// Rows one workgroup takes at a time (dispatch size = rows / this).
+    pub rows_per_group: u32,
+}
+
+impl Engine {
+    fn is_cpu(&self) -> bool {
+        self.info.adapter.device_type == wgpu::DeviceType::Cpu
+    }
+
+    fn max_resident_pairs(&self) -> u32 {
+        if self.is_cpu() {
+            RESIDENT_PAIRS_CPU
+        } else {
+            RESIDENT_PAIRS_GPU
+        }
+    }
+
+    /// The subgroup size where it is fixed and the device has SUBGROUP.
+    fn fixed_subgroup(&self) -> Option<u32> {
+        let a = &self.info.adapter;
+        let usable = self.info.features.contains(wgpu::Features::SUBGROUP)
+            && a.subgroup_min_size == a.subgroup_max_size
+            && a.subgroup_min_size >= 4
+            && self.workgroup_size().is_multiple_of(a.subgroup_min_size);
+        usable.then_some(a.subgroup_min_size)
+    }
+
+    /// Workgroups that keep the adapter busy: a few per thread on CPU adapters (lavapipe
+    /// runs one workgroup per thread at a time), a few hundred on GPUs.
+    fn parallel_groups(&self) -> u32 {
+        if self.is_cpu() {
+            let threads = std::env::var("LP_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+                .unwrap_or(4);
+            4 * threads.clamp(1, 64) as u32
+        } else {
+            512
+        }
+    }
+
+    /// The longest row the resident variant holds in registers on this adapter.
+    pub fn resident_cols(&self) -> usize {
+        2 * (self.workgroup_size() * self.max_resident_pairs()) as usize
+    }
+
+    /// The variant `options.variant` resolves to for this operation and shape.
+    pub fn forward_variant(
+        &self,
+        shape: Shape,
+        options: &crate::SoftmaxOptions,
+    ) -> Result<Variant> {
+        shape.validate()?;
+        Ok(self.plan(shape, options.variant)?.variant)
+    }
+
+    /// The plan of a forward operation on `shape` (validated by the caller).
+    pub(crate) fn plan(&self, shape: Shape, forced: Variant) -> Result<Plan> {
+        let wg = self.workgroup_size();
+        let pairs = (shape.cols as u64).div_ceil(2) + 1;
+        let rows = shape.rows as u64;
+        let max_pairs = u64::from(self.max_resident_pairs());
+        let subgroups = self.info.features.contains(wgpu::Features::SUBGROUP);
+        let base = Layout {
+            lanes: wg,
+            subgroups,
+            subgroup_rows: false,
+            resident_pairs: 0,
+            split: false,
+        };
+        // Pairs per lane rounded up to a power of two, so that few pipelines cover all sizes.
+        let per_lane = |lanes: u64| (pairs.div_ceil(lanes).next_power_of_two()) as u32;
+        let multi_lanes = u64::from(self.fixed_subgroup().unwrap_or(MULTI_ROW_LANES.min(wg)));
+
+        let pieces = {
+            let min_piece = u64::from(if self.is_cpu() {
+                MIN_PIECE_PAIRS_CPU
+            } else {
+                MIN_PIECE_PAIRS_GPU
+            });
+            let wanted = u64::from(self.parallel_groups()).div_ceil(rows);
+            wanted.min(pairs / min_piece).min(u64::from(wg))
+        };
+        let variant = match forced {
+            Variant::Auto if rows < u64::from(self.parallel_groups()) && pieces >= 2 => {
+                Variant::SplitRow
+            }
+            Variant::Auto if pairs <= multi_lanes * max_pairs && multi_lanes < u64::from(wg) => {
+                Variant::MultiRow
+            }
+            Variant::Auto if pairs <= u64::from(wg) * max_pairs => Variant::Resident,
+            Variant::Auto => Variant::Online,
+            v => v,
+        };
+        let unsupported = |reason: String| Error::UnsupportedVariant {
+            variant: variant.name(),
+            reason,
+        };
+        let plan = match variant {
+            Variant::Auto | Variant::Online => Plan {
+                variant: Variant::Online,
+                layout: base,
+                chunks: 1,
+                rows_per_group: 1,
+            },
+            Variant::Resident => {
+                if pairs > u64::from(wg) * max_pairs {
+                    return Err(unsupported(format!(
+                        "rows of {} logits exceed the {} this adapter holds in registers",
+                        shape.cols,
+                        self.resident_cols()
+                    )));
+                }
+                Plan {
+                    variant,
+                    layout: Layout {
+                        resident_pairs: per_lane(u64::from(wg)),
+                        ..base
+                    },
+                    chunks: 1,
+                    rows_per_group: 1,
+                }
+            }
+            Variant::MultiRow => {
+                if pairs > multi_lanes * max_pairs {
+                    return Err(unsupported(format!(
+                        "rows of {} logits exceed the {} that {} lanes hold in registers",
+                        shape.cols,
+                        2 * multi_lanes * max_pairs,
+                        multi_lanes
+                    )));
+                }
+                let subgroup_rows = self.fixed_subgroup().is_some();
+                let lanes = multi_lanes as u32;
+                Plan {
+                    variant,
+                    layout: Layout {
+                        lanes: if subgroup_rows { wg } else { lanes },
+                        subgroups: subgroup_rows,
+                        subgroup_rows,
+                        resident_pairs: per_lane(multi_lanes),
+                        split: false,
+                    },
+                    chunks: 1,
+                    rows_per_group: wg / lanes,
+                }
+            }
+            Variant::SplitRow => Plan {
+                variant,
+                layout: Layout {
+                    split: true,
+                    ..base
+                },
+                // Forced on any shape: at least two pieces, at most one pair each.
+                chunks: pieces.max(2).min(pairs - 1).max(1) as u32,
+                rows_per_group: 1,
+            },
+        };
+        Ok(plan)
+    }
+}
