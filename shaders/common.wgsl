@@ -23,6 +23,12 @@ fn f32_pos_inf() -> f32 { return bitcast<f32>(F32_INF_BITS); }
 fn f32_neg_inf() -> f32 { return bitcast<f32>(F32_NEG_INF_BITS); }
 fn is_neg_inf(v: f32) -> bool { return bitcast<u32>(v) == F32_NEG_INF_BITS; }
 
+// Eight consecutive elements, widened to f32: the unit of vector loads and stores.
+struct Block {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
 // Running state of the online normaliser (Milakov and Gimelshein, 2018):
 // `m` is the max of the finite elements seen, `s = sum exp((z - m) * inv_t)` over them.
 struct Online {

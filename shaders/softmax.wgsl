@@ -3,12 +3,13 @@
 // `log_softmax`, `logsumexp`), which every result of this file is tested against.
 //
 // Joined behind (see src/shader.rs): a header of constants (WG, OP, CONTIGUOUS, HAS_LSE,
-// LANES, RESIDENT, RESIDENT_PAIRS) and `struct Ids`, the bindings with raw accessors, the
-// dtype's `load_x` and `store_pair`, `store_partial`/`load_partial`, common.wgsl and one of
+// LANES, RESIDENT, RESIDENT_BLOCKS, ALIGNED, SUBGROUP_ROWS) and `struct Ids`, the bindings
+// with raw and vector accessors, the dtypes' `load_x`, `load_block`, `store_pair` and
+// `store_block`, `store_partial`/`load_partial`, common.wgsl and one of
 // reduce_row_tree.wgsl / reduce_row_subgroup.wgsl.
 //
 // One algorithm, four shapes of work (the variants of src/plan.rs):
-// - `main` with RESIDENT: a row lives in registers, RESIDENT_PAIRS pairs per lane. Each lane
+// - `main` with RESIDENT: a row lives in registers, RESIDENT_BLOCKS blocks per lane. Each lane
 //   finds its max, stores exp(z - its max) and sums it; the lanes' (max, sum) states merge;
 //   outputs are the stored exponentials times exp(lane max - row max) / sum. One read, one
 //   write, one exp per element.
@@ -21,8 +22,9 @@
 //   workgroups; each stores its piece's partial state; then every workgroup merges its row's
 //   partials and writes its piece. For a few long rows, so that one row uses the whole GPU.
 //
-// Pairs: a lane always owns whole output pairs (elements 2q, 2q + 1 of the output binding),
-// so packed 16-bit outputs write whole words; reads follow the same pairs.
+// Blocks: lanes own blocks of 8 elements aligned in the output binding (16 or 32 bytes), so
+// that loads and stores are vectors and packed 16-bit outputs write whole words; lane 0 of a
+// row also takes the row's unaligned head and tail, by pairs (shared words are merged).
 
 const OP_SOFTMAX: u32 = 0u;
 const OP_LOG_SOFTMAX: u32 = 1u;
@@ -84,16 +86,145 @@ fn store_output_pair(out_row: u32, q: u32, cols: u32, v: vec2<f32>) {
     store_pair(q, v, c0 < cols, c0 + 1u < cols);
 }
 
-// One row of the online variant: fold the lane's pairs, merge, write. `live` is false for
-// lanes past the last row, which still take part in the merge.
-fn online_row(row: u32, pairs: Share, at: Lane, ids: Ids, live: bool) {
+// How a row splits into blocks of 8 elements aligned in the output binding (vector loads
+// and stores) and the pairs of its unaligned head and tail (fewer than 8 elements each).
+struct Row {
+    x_row: u32,
+    out_row: u32,
+    // Blocks [first_block, end_block), as block indices of the output binding.
+    first_block: u32,
+    end_block: u32,
+    // Head pairs [head.first, head.end) and tail pairs [tail_first, tail_end).
+    head_end: u32,
+    tail_first: u32,
+    tail_end: u32,
+}
+
+fn row_of(row: u32) -> Row {
     let cols = params.cols;
-    let inv_t = params.inv_t;
     let x_row = params.x_base + row * cols;
     let out_row = params.y_base + row * cols;
+    let end = out_row + cols;
+    var r: Row;
+    r.x_row = x_row;
+    r.out_row = out_row;
+    r.first_block = (out_row + 7u) / 8u;
+    r.end_block = max(end / 8u, r.first_block);
+    r.tail_end = (end + 1u) / 2u;
+    if (end / 8u <= r.first_block) {
+        // No whole block: every pair is head.
+        r.head_end = r.tail_end;
+        r.tail_first = r.tail_end;
+    } else {
+        r.head_end = 4u * r.first_block;
+        r.tail_first = 4u * r.end_block;
+    }
+    return r;
+}
+
+// Block b of the output binding's row, read from the logits: one vector load where the input
+// is aligned like the output (ALIGNED), eight scalar loads elsewhere.
+fn load_row_block(r: Row, b: u32) -> Block {
+    if (ALIGNED) {
+        return load_block(b + r.x_row / 8u - r.out_row / 8u);
+    }
+    let x = r.x_row + 8u * b - r.out_row;
+    return Block(
+        vec4<f32>(load_x(x), load_x(x + 1u), load_x(x + 2u), load_x(x + 3u)),
+        vec4<f32>(load_x(x + 4u), load_x(x + 5u), load_x(x + 6u), load_x(x + 7u)),
+    );
+}
+
+fn block_finite(v: Block) -> bool {
+    let m = vec4<u32>(F32_ABS_MASK);
+    let inf = vec4<u32>(F32_INF_BITS);
+    return all((bitcast<vec4<u32>>(v.lo) & m) < inf) && all((bitcast<vec4<u32>>(v.hi) & m) < inf);
+}
+
+// Folds a block: one rescale per block where all eight are finite (the common case).
+fn fold_block(st: ptr<function, Online>, v: Block, inv_t: f32) {
+    if (block_finite(v)) {
+        let top4 = max(v.lo, v.hi);
+        let top = max(max(top4.x, top4.y), max(top4.z, top4.w));
+        if (top > (*st).m) {
+            (*st).s = rescale((*st).s, (*st).m, top, inv_t);
+            (*st).m = top;
+        }
+        let m = vec4<f32>((*st).m);
+        let e = exp((v.lo - m) * inv_t) + exp((v.hi - m) * inv_t);
+        (*st).s += (e.x + e.y) + (e.z + e.w);
+    } else {
+        fold_pair(st, v.lo.xy, inv_t);
+        fold_pair(st, v.lo.zw, inv_t);
+        fold_pair(st, v.hi.xy, inv_t);
+        fold_pair(st, v.hi.zw, inv_t);
+    }
+}
+
+// The outputs of a block from the row's stats.
+fn block_output(v: Block, st: RowStats, inv_t: f32) -> Block {
+    if (st.nan_row || !block_finite(v)) {
+        return Block(
+            vec4<f32>(output_value(v.lo.x, st, inv_t), output_value(v.lo.y, st, inv_t),
+                      output_value(v.lo.z, st, inv_t), output_value(v.lo.w, st, inv_t)),
+            vec4<f32>(output_value(v.hi.x, st, inv_t), output_value(v.hi.y, st, inv_t),
+                      output_value(v.hi.z, st, inv_t), output_value(v.hi.w, st, inv_t)),
+        );
+    }
+    let m = vec4<f32>(st.m);
+    if (OP == OP_SOFTMAX) {
+        return Block(exp((v.lo - m) * inv_t) * st.inv_s, exp((v.hi - m) * inv_t) * st.inv_s);
+    }
+    let l = vec4<f32>(st.log_s);
+    return Block((v.lo - m) * inv_t - l, (v.hi - m) * inv_t - l);
+}
+
+// Folds the head and tail pairs of a row (lane 0's job).
+fn fold_edges(st: ptr<function, Online>, r: Row, inv_t: f32) {
+    for (var q = r.out_row / 2u; q < r.head_end; q++) {
+        fold_pair(st, load_pair(r.x_row, r.out_row, q, params.cols), inv_t);
+    }
+    for (var q = r.tail_first; q < r.tail_end; q++) {
+        fold_pair(st, load_pair(r.x_row, r.out_row, q, params.cols), inv_t);
+    }
+}
+
+// Writes the head and tail pairs of a row (lane 0's job).
+fn write_edges(r: Row, stats: RowStats, inv_t: f32) {
+    let cols = params.cols;
+    for (var q = r.out_row / 2u; q < r.head_end; q++) {
+        let v = load_pair(r.x_row, r.out_row, q, cols);
+        let out = vec2<f32>(output_value(v.x, stats, inv_t), output_value(v.y, stats, inv_t));
+        store_output_pair(r.out_row, q, cols, out);
+    }
+    for (var q = r.tail_first; q < r.tail_end; q++) {
+        let v = load_pair(r.x_row, r.out_row, q, cols);
+        let out = vec2<f32>(output_value(v.x, stats, inv_t), output_value(v.y, stats, inv_t));
+        store_output_pair(r.out_row, q, cols, out);
+    }
+}
+
+// The blocks [first, end) a lane owns, as a Share of block indices.
+fn lane_blocks(first: u32, end: u32, lane: u32, lanes: u32) -> Share {
+    let sh = share_in(end - first, lane, lanes);
+    return Share(first + sh.first, first + sh.end, sh.step);
+}
+
+// One row of the online variant: fold the lane's blocks, merge, write. `live` is false for
+// lanes past the last row, which still take part in the merge.
+fn online_row(row: u32, at: Lane, ids: Ids, live: bool) {
+    let inv_t = params.inv_t;
+    let r = row_of(row);
+    var blocks = lane_blocks(r.first_block, r.end_block, at.lane, at.lanes);
+    if (!live) {
+        blocks.end = blocks.first;
+    }
     var st = online_empty();
-    for (var q = pairs.first; q < pairs.end; q += pairs.step) {
-        fold_pair(&st, load_pair(x_row, out_row, q, cols), inv_t);
+    for (var b = blocks.first; b < blocks.end; b += blocks.step) {
+        fold_block(&st, load_row_block(r, b), inv_t);
+    }
+    if (live && at.lane == 0u) {
+        fold_edges(&st, r, inv_t);
     }
     let stats = row_stats(reduce_row(st, at, ids, inv_t), inv_t);
     if (HAS_LSE && live && at.lane == 0u) {
@@ -102,52 +233,63 @@ fn online_row(row: u32, pairs: Share, at: Lane, ids: Ids, live: bool) {
     if (OP == OP_LOGSUMEXP) {
         return;
     }
-    for (var q = pairs.first; q < pairs.end; q += pairs.step) {
-        let v = load_pair(x_row, out_row, q, cols);
-        let out = vec2<f32>(output_value(v.x, stats, inv_t), output_value(v.y, stats, inv_t));
-        store_output_pair(out_row, q, cols, out);
+    for (var b = blocks.first; b < blocks.end; b += blocks.step) {
+        store_block(b, block_output(load_row_block(r, b), stats, inv_t));
+    }
+    if (live && at.lane == 0u) {
+        write_edges(r, stats, inv_t);
     }
 }
 
-// One row of the row-resident variant (see the top of the file). Pair k of the lane is
-// `pairs.first + k * pairs.step`; the plan guarantees RESIDENT_PAIRS of them cover the share.
-fn resident_row(row: u32, pairs: Share, at: Lane, ids: Ids, live: bool) {
-    let cols = params.cols;
+// One row of the row-resident variant (see the top of the file). Block k of the lane is
+// `blocks.first + k * blocks.step`; the plan guarantees RESIDENT_BLOCKS of them cover the
+// share. Lane 0 also folds and writes the row's head and tail, re-reading them.
+fn resident_row(row: u32, at: Lane, ids: Ids, live: bool) {
     let inv_t = params.inv_t;
-    let x_row = params.x_base + row * cols;
-    let out_row = params.y_base + row * cols;
+    let r = row_of(row);
+    var blocks = lane_blocks(r.first_block, r.end_block, at.lane, at.lanes);
+    if (!live) {
+        blocks.end = blocks.first;
+    }
     // Logits, NaN and +inf replaced by -inf (they only set flags); later the exponentials.
-    var held: array<vec2<f32>, RESIDENT_PAIRS>;
+    var held: array<Block, RESIDENT_BLOCKS>;
     var top = F32_LOWEST;
     var flags = 0u;
-    for (var k = 0u; k < RESIDENT_PAIRS; k++) {
-        let q = pairs.first + k * pairs.step;
-        var v = vec2<f32>(f32_neg_inf());
-        if (q < pairs.end) {
-            v = load_pair(x_row, out_row, q, cols);
+    let neg = vec4<f32>(f32_neg_inf());
+    for (var k = 0u; k < RESIDENT_BLOCKS; k++) {
+        let b = blocks.first + k * blocks.step;
+        var v = Block(neg, neg);
+        if (b < blocks.end) {
+            v = load_row_block(r, b);
         }
-        let bits = bitcast<vec2<u32>>(v);
-        let mag = bits & vec2<u32>(F32_ABS_MASK);
-        let finite = mag < vec2<u32>(F32_INF_BITS);
-        if (!all(finite)) {
-            flags |= select(0u, FLAG_NAN, any(mag > vec2<u32>(F32_INF_BITS)));
-            flags |= select(0u, FLAG_POS_INF, any(bits == vec2<u32>(F32_INF_BITS)));
-            v = select(vec2<f32>(f32_neg_inf()), v, finite);
+        if (!block_finite(v)) {
+            v.lo = screen(&flags, v.lo);
+            v.hi = screen(&flags, v.hi);
         }
-        top = max(top, max(select(F32_LOWEST, v.x, finite.x), select(F32_LOWEST, v.y, finite.y)));
+        let t4 = max(v.lo, v.hi);
+        top = max(top, max(max(t4.x, t4.y), max(t4.z, t4.w)));
         held[k] = v;
     }
+    // `top` stays F32_LOWEST for a lane without finite logits (-inf is below it).
     var s = 0.0;
-    for (var k = 0u; k < RESIDENT_PAIRS; k++) {
+    let m = vec4<f32>(top);
+    for (var k = 0u; k < RESIDENT_BLOCKS; k++) {
         let v = held[k];
-        let skip = bitcast<vec2<u32>>(v) == vec2<u32>(F32_NEG_INF_BITS);
-        let e = select(exp((v - vec2<f32>(top)) * inv_t), vec2<f32>(0.0), skip);
-        s += e.x + e.y;
+        let lo = select(exp((v.lo - m) * inv_t), vec4<f32>(0.0), is_neg_inf4(v.lo));
+        let hi = select(exp((v.hi - m) * inv_t), vec4<f32>(0.0), is_neg_inf4(v.hi));
+        let e = lo + hi;
+        s += (e.x + e.y) + (e.z + e.w);
         if (OP == OP_SOFTMAX) {
-            held[k] = e;
+            held[k] = Block(lo, hi);
         }
     }
-    let stats = row_stats(reduce_row(Online(top, s, flags), at, ids, inv_t), inv_t);
+    var st = Online(top, s, flags);
+    if (live && at.lane == 0u) {
+        var edges = online_empty();
+        fold_edges(&edges, r, inv_t);
+        st = merge(st, edges, inv_t);
+    }
+    let stats = row_stats(reduce_row(st, at, ids, inv_t), inv_t);
     if (HAS_LSE && live && at.lane == 0u) {
         store_lse(params.lse_base + row, stats.lse);
     }
@@ -155,71 +297,89 @@ fn resident_row(row: u32, pairs: Share, at: Lane, ids: Ids, live: bool) {
         return;
     }
     // Softmax: exp(z - top) * exp(top - m) / s; a lane without finite logits has held 0.
-    let scale = rescale(1.0, top, stats.m, inv_t) * stats.inv_s;
-    let special = vec2<f32>(special_output(stats));
-    for (var k = 0u; k < RESIDENT_PAIRS; k++) {
-        let q = pairs.first + k * pairs.step;
-        if (q < pairs.end) {
+    let scale = vec4<f32>(rescale(1.0, top, stats.m, inv_t) * stats.inv_s);
+    let special = vec4<f32>(special_output(stats));
+    let row_m = vec4<f32>(stats.m);
+    let log_s = vec4<f32>(stats.log_s);
+    for (var k = 0u; k < RESIDENT_BLOCKS; k++) {
+        let b = blocks.first + k * blocks.step;
+        if (b < blocks.end) {
             let v = held[k];
-            var out: vec2<f32>;
+            var out: Block;
             if (OP == OP_SOFTMAX) {
-                out = v * scale;
+                out = Block(v.lo * scale, v.hi * scale);
             } else {
-                let skip = bitcast<vec2<u32>>(v) == vec2<u32>(F32_NEG_INF_BITS);
-                out = select((v - vec2<f32>(stats.m)) * inv_t - vec2<f32>(stats.log_s),
-                             vec2<f32>(f32_neg_inf()), skip);
+                out = Block(
+                    select((v.lo - row_m) * inv_t - log_s, neg, is_neg_inf4(v.lo)),
+                    select((v.hi - row_m) * inv_t - log_s, neg, is_neg_inf4(v.hi)),
+                );
             }
-            store_output_pair(out_row, q, cols, select(out, special, stats.nan_row));
+            if (stats.nan_row) {
+                out = Block(special, special);
+            }
+            store_block(b, out);
         }
     }
+    if (live && at.lane == 0u) {
+        write_edges(r, stats, inv_t);
+    }
+}
+
+fn is_neg_inf4(v: vec4<f32>) -> vec4<bool> {
+    return bitcast<vec4<u32>>(v) == vec4<u32>(F32_NEG_INF_BITS);
+}
+
+// Records NaN and +inf of `v` in `flags` and replaces them by -inf.
+fn screen(flags: ptr<function, u32>, v: vec4<f32>) -> vec4<f32> {
+    let bits = bitcast<vec4<u32>>(v);
+    let mag = bits & vec4<u32>(F32_ABS_MASK);
+    *flags |= select(0u, FLAG_NAN, any(mag > vec4<u32>(F32_INF_BITS)));
+    *flags |= select(0u, FLAG_POS_INF, any(bits == vec4<u32>(F32_INF_BITS)));
+    return select(vec4<f32>(f32_neg_inf()), v, mag < vec4<u32>(F32_INF_BITS));
 }
 
 @compute @workgroup_size(WG)
 fn main(ids: Ids) {
     let at = lane_of(ids);
-    let cols = params.cols;
     // Rows go in groups of `at.rows`, one group per workgroup at a time, so that every
     // invocation of a workgroup runs the same iterations (the merge has barriers).
     let groups = (params.rows + at.rows - 1u) / at.rows;
     for (var g = ids.wid.x; g < groups; g += ids.nwg.x) {
         let row = g * at.rows + at.row;
         let live = row < params.rows;
-        var pairs = pairs_in(params.y_base + row * cols, cols, at.lane, at.lanes);
-        if (!live) {
-            pairs.end = pairs.first;
-        }
         if (RESIDENT) {
-            resident_row(row, pairs, at, ids, live);
+            resident_row(row, at, ids, live);
         } else {
-            online_row(row, pairs, at, ids, live);
+            online_row(row, at, ids, live);
         }
     }
 }
 
-// Split-row: the pairs of piece `c` of the row starting at output element `out_row`.
-fn piece(out_row: u32, c: u32) -> Share {
-    let q_first = out_row / 2u;
-    let n = (out_row + params.cols + 1u) / 2u - q_first;
+// Split-row: the blocks of piece `c` of a row.
+fn piece(r: Row, c: u32) -> Share {
+    let n = r.end_block - r.first_block;
     let len = (n + params.chunks - 1u) / params.chunks;
     let first = min(c * len, n);
-    return Share(q_first + first, q_first + min(first + len, n), 1u);
+    return Share(r.first_block + first, r.first_block + min(first + len, n), 1u);
 }
 
-// Split-row, first dispatch, `chunks` x rows workgroups: the partial state of each piece.
+// Split-row, first dispatch, `chunks` x rows workgroups: the partial state of each piece
+// (piece 0 also takes the row's head and tail).
 @compute @workgroup_size(WG)
 fn partials(ids: Ids) {
     let at = lane_of(ids);
-    let cols = params.cols;
     let inv_t = params.inv_t;
     let c = ids.wid.x;
     for (var row = ids.wid.y; row < params.rows; row += ids.nwg.y) {
-        let x_row = params.x_base + row * cols;
-        let out_row = params.y_base + row * cols;
-        let p = piece(out_row, c);
-        let sh = share_in(p.end - p.first, at.lane, at.lanes);
+        let r = row_of(row);
+        let p = piece(r, c);
+        let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
         var st = online_empty();
-        for (var i = sh.first; i < sh.end; i += sh.step) {
-            fold_pair(&st, load_pair(x_row, out_row, p.first + i, cols), inv_t);
+        for (var b = blocks.first; b < blocks.end; b += blocks.step) {
+            fold_block(&st, load_row_block(r, b), inv_t);
+        }
+        if (c == 0u && at.lane == 0u) {
+            fold_edges(&st, r, inv_t);
         }
         let merged = reduce_row(st, at, ids, inv_t);
         if (at.lane == 0u) {
@@ -232,7 +392,6 @@ fn partials(ids: Ids) {
 @compute @workgroup_size(WG)
 fn finish(ids: Ids) {
     let at = lane_of(ids);
-    let cols = params.cols;
     let inv_t = params.inv_t;
     let c = ids.wid.x;
     if (OP == OP_LOGSUMEXP && c != 0u) {
@@ -250,15 +409,14 @@ fn finish(ids: Ids) {
         if (OP == OP_LOGSUMEXP) {
             continue;
         }
-        let x_row = params.x_base + row * cols;
-        let out_row = params.y_base + row * cols;
-        let p = piece(out_row, c);
-        let sh = share_in(p.end - p.first, at.lane, at.lanes);
-        for (var i = sh.first; i < sh.end; i += sh.step) {
-            let q = p.first + i;
-            let v = load_pair(x_row, out_row, q, cols);
-            let out = vec2<f32>(output_value(v.x, stats, inv_t), output_value(v.y, stats, inv_t));
-            store_output_pair(out_row, q, cols, out);
+        let r = row_of(row);
+        let p = piece(r, c);
+        let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
+        for (var b = blocks.first; b < blocks.end; b += blocks.step) {
+            store_block(b, block_output(load_row_block(r, b), stats, inv_t));
+        }
+        if (c == 0u && at.lane == 0u) {
+            write_edges(r, stats, inv_t);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Which kernel variant runs a forward operation, and how it is laid out: the automatic
 //! choice from shape and adapter, or a forced [`Variant`] checked against what it can hold.
 //!
-//! The rules, for `pairs = ceil(cols / 2)` (lanes own pairs of logits, see shaders/softmax.wgsl):
+//! The rules, for `blocks = cols / 8` (lanes own blocks of 8 logits, see shaders/softmax.wgsl):
 //! - split-row when there are too few rows to keep the adapter busy (fewer than its
 //!   `parallel_groups`) and the rows are long enough to cut into pieces worth a workgroup;
 //! - multi-row when a row fits `MULTI_ROW_LANES` lanes' registers: several rows per workgroup;
@@ -13,15 +13,15 @@ use crate::error::{Error, Result};
 use crate::options::{Shape, Variant};
 use crate::shader::Layout;
 
-/// Pairs each lane may hold in registers: CPU adapters keep "registers" in cached stack
-/// memory and gain from long runs; GPUs spill past a few dozen registers.
-const RESIDENT_PAIRS_CPU: u32 = 64;
-const RESIDENT_PAIRS_GPU: u32 = 8;
+/// Blocks of 8 logits each lane may hold in registers: CPU adapters keep "registers" in
+/// cached stack memory and gain from long runs; GPUs spill past a few dozen registers.
+const RESIDENT_BLOCKS_CPU: u32 = 64;
+const RESIDENT_BLOCKS_GPU: u32 = 2;
 /// Lanes per row of the multi-row variant without subgroups.
 const MULTI_ROW_LANES: u32 = 32;
-/// Smallest split-row piece, in pairs: below it a workgroup's fixed costs dominate.
-const MIN_PIECE_PAIRS_CPU: u32 = 4096;
-const MIN_PIECE_PAIRS_GPU: u32 = 1024;
+/// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
+const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
+const MIN_PIECE_BLOCKS_GPU: u32 = 256;
 
 /// A forward operation's variant and layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +41,11 @@ impl Engine {
         self.info.adapter.device_type == wgpu::DeviceType::Cpu
     }
 
-    fn max_resident_pairs(&self) -> u32 {
+    fn max_resident_blocks(&self) -> u32 {
         if self.is_cpu() {
-            RESIDENT_PAIRS_CPU
+            RESIDENT_BLOCKS_CPU
         } else {
-            RESIDENT_PAIRS_GPU
+            RESIDENT_BLOCKS_GPU
         }
     }
 
@@ -76,7 +76,7 @@ impl Engine {
 
     /// The longest row the resident variant holds in registers on this adapter.
     pub fn resident_cols(&self) -> usize {
-        2 * (self.workgroup_size() * self.max_resident_pairs()) as usize
+        8 * (self.workgroup_size() * self.max_resident_blocks()) as usize
     }
 
     /// The variant `options.variant` resolves to for this operation and shape.
@@ -92,38 +92,38 @@ impl Engine {
     /// The plan of a forward operation on `shape` (validated by the caller).
     pub(crate) fn plan(&self, shape: Shape, forced: Variant) -> Result<Plan> {
         let wg = self.workgroup_size();
-        let pairs = (shape.cols as u64).div_ceil(2) + 1;
+        let blocks = shape.cols as u64 / 8;
         let rows = shape.rows as u64;
-        let max_pairs = u64::from(self.max_resident_pairs());
+        let max_blocks = u64::from(self.max_resident_blocks());
         let subgroups = self.info.features.contains(wgpu::Features::SUBGROUP);
         let base = Layout {
             lanes: wg,
             subgroups,
             subgroup_rows: false,
-            resident_pairs: 0,
+            resident_blocks: 0,
             split: false,
         };
-        // Pairs per lane rounded up to a power of two, so that few pipelines cover all sizes.
-        let per_lane = |lanes: u64| (pairs.div_ceil(lanes).next_power_of_two()) as u32;
+        // Blocks per lane rounded up to a power of two, so that few pipelines cover all sizes.
+        let per_lane = |lanes: u64| (blocks.div_ceil(lanes).next_power_of_two().max(1)) as u32;
         let multi_lanes = u64::from(self.fixed_subgroup().unwrap_or(MULTI_ROW_LANES.min(wg)));
 
         let pieces = {
             let min_piece = u64::from(if self.is_cpu() {
-                MIN_PIECE_PAIRS_CPU
+                MIN_PIECE_BLOCKS_CPU
             } else {
-                MIN_PIECE_PAIRS_GPU
+                MIN_PIECE_BLOCKS_GPU
             });
             let wanted = u64::from(self.parallel_groups()).div_ceil(rows);
-            wanted.min(pairs / min_piece).min(u64::from(wg))
+            wanted.min(blocks / min_piece).min(u64::from(wg))
         };
         let variant = match forced {
             Variant::Auto if rows < u64::from(self.parallel_groups()) && pieces >= 2 => {
                 Variant::SplitRow
             }
-            Variant::Auto if pairs <= multi_lanes * max_pairs && multi_lanes < u64::from(wg) => {
+            Variant::Auto if blocks <= multi_lanes * max_blocks && multi_lanes < u64::from(wg) => {
                 Variant::MultiRow
             }
-            Variant::Auto if pairs <= u64::from(wg) * max_pairs => Variant::Resident,
+            Variant::Auto if blocks <= u64::from(wg) * max_blocks => Variant::Resident,
             Variant::Auto => Variant::Online,
             v => v,
         };
@@ -139,7 +139,7 @@ impl Engine {
                 rows_per_group: 1,
             },
             Variant::Resident => {
-                if pairs > u64::from(wg) * max_pairs {
+                if blocks > u64::from(wg) * max_blocks {
                     return Err(unsupported(format!(
                         "rows of {} logits exceed the {} this adapter holds in registers",
                         shape.cols,
@@ -149,7 +149,7 @@ impl Engine {
                 Plan {
                     variant,
                     layout: Layout {
-                        resident_pairs: per_lane(u64::from(wg)),
+                        resident_blocks: per_lane(u64::from(wg)),
                         ..base
                     },
                     chunks: 1,
@@ -157,11 +157,11 @@ impl Engine {
                 }
             }
             Variant::MultiRow => {
-                if pairs > multi_lanes * max_pairs {
+                if blocks > multi_lanes * max_blocks {
                     return Err(unsupported(format!(
                         "rows of {} logits exceed the {} that {} lanes hold in registers",
                         shape.cols,
-                        2 * multi_lanes * max_pairs,
+                        8 * multi_lanes * max_blocks,
                         multi_lanes
                     )));
                 }
@@ -173,7 +173,7 @@ impl Engine {
                         lanes: if subgroup_rows { wg } else { lanes },
                         subgroups: subgroup_rows,
                         subgroup_rows,
-                        resident_pairs: per_lane(multi_lanes),
+                        resident_blocks: per_lane(multi_lanes),
                         split: false,
                     },
                     chunks: 1,
@@ -186,8 +186,8 @@ impl Engine {
                     split: true,
                     ..base
                 },
-                // Forced on any shape: at least two pieces, at most one pair each.
-                chunks: pieces.max(2).min(pairs - 1).max(1) as u32,
+                // Forced on any shape: at least two pieces, none empty where blocks allow.
+                chunks: pieces.max(2).min(blocks).max(1) as u32,
                 rows_per_group: 1,
             },
         };

@@ -125,6 +125,30 @@ pub(crate) fn bind<'a>(
     }
 }
 
+/// The vector view of a chunk: the same offset, whole 16-byte vectors only. A chunk too
+/// small to hold one has no block either; `tiny` stands in for it.
+pub(crate) fn bind_vectors<'a>(
+    binding: u32,
+    t: &TensorRef<'a>,
+    c: &ChunkBinding,
+    tiny: &'a wgpu::Buffer,
+) -> wgpu::BindGroupEntry<'a> {
+    let size = c.size / 16 * 16;
+    let (buffer, offset, size) = if size == 0 {
+        (tiny, 0, 16)
+    } else {
+        (t.buffer, c.offset, size)
+    };
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset,
+            size: std::num::NonZeroU64::new(size),
+        }),
+    }
+}
+
 fn overlaps(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
 }
@@ -230,33 +254,6 @@ impl Engine {
         }
 
         let plan = self.plan(shape, args.options.variant)?;
-        let key = KernelKey {
-            op: args.op,
-            input: self.storage(args.input.dtype),
-            output: output.map(|o| self.storage(o.dtype)),
-            in_place,
-            lse: args.lse.is_some(),
-            contiguous: self.contiguous(),
-            workgroup: self.workgroup_size(),
-            layout: plan.layout,
-        };
-        let kernels = if plan.layout.split {
-            vec![
-                self.pipelines.get(
-                    &self.device,
-                    &PipelineKey::Forward(key, ForwardEntry::Partials),
-                )?,
-                self.pipelines.get(
-                    &self.device,
-                    &PipelineKey::Forward(key, ForwardEntry::Finish),
-                )?,
-            ]
-        } else {
-            vec![self
-                .pipelines
-                .get(&self.device, &PipelineKey::Forward(key, ForwardEntry::Main))?]
-        };
-
         let row_bytes = [
             cols * args.input.dtype.size(),
             output.map_or(0, |o| cols * o.dtype.size()),
@@ -274,6 +271,52 @@ impl Engine {
         } else {
             None
         };
+        // The dispatches: first row, rows, and where each tensor's chunk is bound.
+        let mut dispatches = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let nrows = rows_per_chunk.min(rows - row0);
+            let x = chunk_binding(&args.input, row0 * cols, nrows * cols, align);
+            let y = output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align));
+            let l = args.lse.map(|t| chunk_binding(&t, row0, nrows, align));
+            dispatches.push((nrows, x, y, l));
+            row0 += nrows;
+        }
+        // Blocks of 8 are aligned in the output; the input loads them as vectors where it
+        // sits at the same element offset modulo 8 in every dispatch.
+        // Logsumexp has no output: its blocks follow the input. In place, both are one.
+        let aligned = in_place
+            || dispatches.iter().all(|(_, x, y, _)| {
+                x.size >= 16 && y.as_ref().is_none_or(|y| x.base % 8 == y.base % 8)
+            });
+        let key = KernelKey {
+            op: args.op,
+            input: self.storage(args.input.dtype),
+            output: output.map(|o| self.storage(o.dtype)),
+            in_place,
+            lse: args.lse.is_some(),
+            contiguous: self.contiguous(),
+            workgroup: self.workgroup_size(),
+            layout: plan.layout,
+            aligned,
+        };
+        let kernels = if plan.layout.split {
+            vec![
+                self.pipelines.get(
+                    &self.device,
+                    &PipelineKey::Forward(key, ForwardEntry::Partials),
+                )?,
+                self.pipelines.get(
+                    &self.device,
+                    &PipelineKey::Forward(key, ForwardEntry::Finish),
+                )?,
+            ]
+        } else {
+            vec![self
+                .pipelines
+                .get(&self.device, &PipelineKey::Forward(key, ForwardEntry::Main))?]
+        };
+        let tiny = self.tiny_buffer()?;
         let masked_zeros = u32::from(args.options.masked_rows == MaskedRows::Zeros);
 
         capture_errors(&self.device, || {
@@ -281,12 +324,8 @@ impl Engine {
                 label: Some("softmax-wgpu forward"),
                 timestamp_writes: None,
             });
-            let mut row0 = 0;
-            while row0 < rows {
-                let nrows = rows_per_chunk.min(rows - row0);
-                let x = chunk_binding(&args.input, row0 * cols, nrows * cols, align);
-                let y = output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align));
-                let l = args.lse.map(|t| chunk_binding(&t, row0, nrows, align));
+            for (nrows, x, y, l) in &dispatches {
+                let nrows = *nrows;
                 // Logsumexp has no output: its pairs follow the input.
                 let y_base = y.as_ref().map_or(x.base, |y| y.base);
                 let params = ForwardParams {
@@ -305,10 +344,14 @@ impl Engine {
                     resource: uniform.as_entire_binding(),
                 }];
                 if !in_place {
-                    entries.push(bind(slot::X, &args.input, &x));
+                    entries.push(bind(slot::X, &args.input, x));
+                    if aligned {
+                        entries.push(bind_vectors(slot::X_VEC, &args.input, x, &tiny));
+                    }
                 }
                 if let (Some(o), Some(y)) = (&output, &y) {
                     entries.push(bind(slot::Y, o, y));
+                    entries.push(bind_vectors(slot::Y_VEC, o, y, &tiny));
                 }
                 if let (Some(t), Some(l)) = (&args.lse, &l) {
                     entries.push(bind(slot::LSE, t, l));
@@ -338,7 +381,6 @@ impl Engine {
                         pass.dispatch_workgroups(groups.min(max_groups) as u32, 1, 1);
                     }
                 }
-                row0 += nrows;
             }
         })
     }

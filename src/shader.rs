@@ -40,6 +40,10 @@ pub(crate) mod slot {
     pub const META: u32 = 7;
     /// Split-row scratch: one partial (max, sum, flags) state per piece of a row.
     pub const PARTIALS: u32 = 8;
+    /// The input again, as 16-byte vectors (the forward kernels' block loads).
+    pub const X_VEC: u32 = 9;
+    /// The output again, as 16-byte vectors (the forward kernels' block stores).
+    pub const Y_VEC: u32 = 10;
 }
 
 /// How the forward kernel lays work out: the variants of `src/plan.rs`.
@@ -51,8 +55,8 @@ pub(crate) struct Layout {
     pub subgroups: bool,
     /// With `subgroups`: each subgroup takes its own row.
     pub subgroup_rows: bool,
-    /// Pairs of logits each lane holds in registers (row-resident); 0 for online.
-    pub resident_pairs: u32,
+    /// Blocks of 8 logits each lane holds in registers (row-resident); 0 for online.
+    pub resident_blocks: u32,
     /// Split-row: `partials` and `finish` entry points and a scratch binding.
     pub split: bool,
 }
@@ -72,17 +76,24 @@ pub(crate) struct KernelKey {
     pub workgroup: u32,
     /// The variant's layout.
     pub layout: Layout,
+    /// The input sits at the same offset modulo 8 elements as the output, so blocks load
+    /// as vectors.
+    pub aligned: bool,
 }
 
 impl KernelKey {
     /// The storage bindings this kernel declares, as (slot, read_only).
     pub(crate) fn storage_bindings(&self) -> Vec<(u32, bool)> {
-        let mut b = Vec::with_capacity(4);
+        let mut b = Vec::with_capacity(6);
         if !self.in_place {
             b.push((slot::X, true));
+            if self.aligned {
+                b.push((slot::X_VEC, true));
+            }
         }
         if self.output.is_some() {
             b.push((slot::Y, false));
+            b.push((slot::Y_VEC, false));
         }
         if self.lse {
             b.push((slot::LSE, false));
@@ -238,10 +249,68 @@ fn store_source(s: Storage) -> &'static str {
     }
 }
 
-/// The forward kernels' bindings: `x`, `y` and `store_lse(i, v)`.
+/// The 16-byte vector type of a storage's vector view.
+fn vec_type(s: Storage) -> &'static str {
+    match s {
+        Storage::F32 => "vec4<f32>",
+        _ => "vec4<u32>",
+    }
+}
+
+fn load_block_source(s: Storage) -> &'static str {
+    match s {
+        Storage::F32 => include_str!("../shaders/io/load_block_f32.wgsl"),
+        Storage::F16Native | Storage::F16Packed => {
+            include_str!("../shaders/io/load_block_f16.wgsl")
+        }
+        Storage::Bf16Packed => include_str!("../shaders/io/load_block_bf16.wgsl"),
+    }
+}
+
+fn store_block_source(s: Storage) -> &'static str {
+    match s {
+        Storage::F32 => include_str!("../shaders/io/store_block_f32.wgsl"),
+        Storage::F16Native | Storage::F16Packed => {
+            include_str!("../shaders/io/store_block_f16.wgsl")
+        }
+        Storage::Bf16Packed => include_str!("../shaders/io/store_block_bf16.wgsl"),
+    }
+}
+
+/// The forward kernels' bindings: `x`, `y` with their vector views (`x_vec(i)`,
+/// `y_vec_store(i, v)`, `load_block`, `store_block`) and `store_lse(i, v)`.
 fn bindings(key: &KernelKey) -> String {
     use std::fmt::Write;
     let mut s = xy_bindings(key.input, key.output, key.in_place);
+    if let Some(out) = key.output {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read_write> y_vec_buf: array<{t}>;\n\
+             fn y_vec_store(i: u32, v: {t}) {{ y_vec_buf[i] = v; }}",
+            slot::Y_VEC,
+            t = vec_type(out)
+        );
+        s.push_str(store_block_source(out));
+    } else {
+        s.push_str("fn store_block(b: u32, v: Block) {}\n");
+    }
+    let xt = vec_type(key.input);
+    if key.in_place {
+        let _ = writeln!(s, "fn x_vec(i: u32) -> {xt} {{ return y_vec_buf[i]; }}");
+        s.push_str(load_block_source(key.input));
+    } else if key.aligned {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read> x_vec_buf: array<{xt}>;\n\
+             fn x_vec(i: u32) -> {xt} {{ return x_vec_buf[i]; }}",
+            slot::X_VEC
+        );
+        s.push_str(load_block_source(key.input));
+    } else {
+        s.push_str(
+            "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n",
+        );
+    }
     if key.lse {
         let _ = writeln!(
             s,
@@ -442,8 +511,8 @@ pub(crate) fn source(key: &KernelKey) -> String {
     let l = &key.layout;
     let header = format!(
         "{}const OP: u32 = {}u;\nconst HAS_LSE: bool = {};\nconst LANES: u32 = {}u;\n\
-         const RESIDENT: bool = {};\nconst RESIDENT_PAIRS: u32 = {}u;\n\
-         const SUBGROUP_ROWS: bool = {};\n{}",
+         const RESIDENT: bool = {};\nconst RESIDENT_BLOCKS: u32 = {}u;\n\
+         const SUBGROUP_ROWS: bool = {};\nconst ALIGNED: bool = {};\n{}",
         header(
             key.workgroup,
             key.contiguous,
@@ -452,9 +521,10 @@ pub(crate) fn source(key: &KernelKey) -> String {
         op_index(key.op),
         key.lse,
         l.lanes,
-        l.resident_pairs > 0,
-        l.resident_pairs.max(1),
+        l.resident_blocks > 0,
+        l.resident_blocks.max(1),
         l.subgroup_rows,
+        key.aligned,
         ids_struct(l.subgroups),
     );
     let reduce = if l.subgroups {
@@ -496,6 +566,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                     }
                     for (contiguous, layout) in test_layouts() {
                         let key = KernelKey {
+                            aligned: contiguous || in_place,
                             op,
                             input,
                             output,
@@ -552,13 +623,13 @@ fn test_layouts() -> Vec<(bool, Layout)> {
         lanes: 256,
         subgroups: false,
         subgroup_rows: false,
-        resident_pairs: 0,
+        resident_blocks: 0,
         split: false,
     };
     let layouts = [
         base,
         Layout {
-            resident_pairs: 8,
+            resident_blocks: 8,
             ..base
         },
         Layout { lanes: 16, ..base },
@@ -573,7 +644,7 @@ fn test_layouts() -> Vec<(bool, Layout)> {
         Layout {
             subgroups: true,
             subgroup_rows: true,
-            resident_pairs: 4,
+            resident_blocks: 4,
             ..base
         },
         Layout {
