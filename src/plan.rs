@@ -17,7 +17,7 @@ use crate::shader::Layout;
 /// cached stack memory and gain from long runs; GPUs spill past a few dozen registers.
 const RESIDENT_BLOCKS_CPU: u32 = 64;
 const RESIDENT_BLOCKS_GPU: u32 = 2;
-/// Lanes per row of the multi-row variant without subgroups.
+/// Lanes per row of the multi-row variant without subgroups (at most half the workgroup).
 const MULTI_ROW_LANES: u32 = 32;
 /// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
 const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
@@ -105,7 +105,10 @@ impl Engine {
         };
         // Blocks per lane rounded up to a power of two, so that few pipelines cover all sizes.
         let per_lane = |lanes: u64| (blocks.div_ceil(lanes).next_power_of_two().max(1)) as u32;
-        let multi_lanes = u64::from(self.fixed_subgroup().unwrap_or(MULTI_ROW_LANES.min(wg)));
+        let multi_lanes = u64::from(
+            self.fixed_subgroup()
+                .unwrap_or(MULTI_ROW_LANES.min(wg / 2).max(1)),
+        );
 
         let pieces = {
             let min_piece = u64::from(if self.is_cpu() {

@@ -9,25 +9,6 @@ use softmax_wgpu::{
 };
 use wgpu::util::DeviceExt;
 
-fn read_f32(e: &Engine, buf: &wgpu::Buffer, offset: u64, n: usize) -> Vec<f32> {
-    let d = e.device();
-    let staging = d.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: (n * 4) as u64,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = d.create_command_encoder(&Default::default());
-    enc.copy_buffer_to_buffer(buf, offset, &staging, 0, (n * 4) as u64);
-    e.queue().submit([enc.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let v = bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
-    v
-}
-
 #[test]
 fn records_into_the_callers_encoder_with_offsets_and_in_place() {
     on_every_adapter(|e| {
@@ -113,18 +94,18 @@ fn records_into_the_callers_encoder_with_offsets_and_in_place() {
             .unwrap();
         engine.queue().submit([enc.finish()]);
 
-        let p = read_f32(&engine, &out, 12, n);
+        let p = common::read_f32(&engine, &out, 12, n);
         let r = accuracy::check(Forward::Softmax, &x, shape, &o, &p);
         assert!(r.ok(), "softmax at offsets: {r}");
-        let l = read_f32(&engine, &inplace, off, n);
+        let l = common::read_f32(&engine, &inplace, off, n);
         let r = accuracy::check(Forward::LogSoftmax, &x, shape, &o, &l);
         assert!(r.ok(), "in place log_softmax: {r}");
-        let head = read_f32(&engine, &inplace, 0, pad);
+        let head = common::read_f32(&engine, &inplace, 0, pad);
         assert!(
             head.iter().all(|&v| v == 0.0),
             "in place wrote outside its tensor"
         );
-        let all = read_f32(&engine, &lse, 0, 64);
+        let all = common::read_f32(&engine, &lse, 0, 64);
         for (at, opts) in [(5, o), (25, o), (45, SoftmaxOptions::default())] {
             let r = accuracy::check(Forward::LogSumExp, &x, shape, &opts, &all[at..at + 5]);
             assert!(r.ok(), "lse at {at}: {r}");
@@ -172,7 +153,7 @@ fn packed_half_in_place_with_rows_sharing_words() {
         )
         .unwrap();
         e.queue().submit([enc.finish()]);
-        let words = read_f32(e, &buf, 0, bytes.len() / 4);
+        let words = common::read_f32(e, &buf, 0, bytes.len() / 4);
         let all: &[half::f16] = bytemuck::cast_slice(&words);
         assert_eq!(
             (all[0], all[shape.len() + 1]),

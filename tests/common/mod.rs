@@ -103,3 +103,23 @@ pub fn portable_engines() -> &'static [Engine] {
 pub fn on_every_half_path(f: impl Fn(&Engine)) {
     on_each(engines().iter().chain(portable_engines()), f);
 }
+
+/// Reads `n` f32 values from `buf` at byte `offset` (a multiple of 4).
+pub fn read_f32(e: &Engine, buf: &wgpu::Buffer, offset: u64, n: usize) -> Vec<f32> {
+    let d = e.device();
+    let staging = d.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (n * 4) as u64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = d.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(buf, offset, &staging, 0, (n * 4) as u64);
+    e.queue().submit([enc.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let v = bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
+    v
+}

@@ -1,0 +1,220 @@
+//! Every kernel variant, forced explicitly, on every adapter (and both f16 paths): the same
+//! accuracy contract and the same edge-case semantics as the automatic choice.
+
+mod common;
+
+use common::{check_forward, on_every_adapter, on_every_half_path, random_logits};
+use half::{bf16, f16};
+use softmax_wgpu::{
+    DType, Element, Engine, Error, Forward, ForwardArgs, Shape, SoftmaxOptions, TensorRef, Variant,
+};
+
+const OPS: [Forward; 3] = [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp];
+const INF: f32 = f32::INFINITY;
+
+/// Whether `v` can hold rows of `cols` on `e`; where it cannot, the error must say so.
+fn runs(e: &Engine, v: Variant, shape: Shape) -> bool {
+    match e.forward_variant(shape, &SoftmaxOptions::default().with_variant(v)) {
+        Ok(got) => {
+            assert_eq!(got, v, "a forced variant runs as itself");
+            true
+        }
+        Err(Error::UnsupportedVariant { .. }) => {
+            // Only the variants that hold rows in registers refuse, and only long rows.
+            assert!(
+                matches!(v, Variant::Resident | Variant::MultiRow),
+                "{v} refused {shape:?}"
+            );
+            assert!(shape.cols > 8, "{v} refused a short row: {shape:?}");
+            false
+        }
+        Err(other) => panic!("{v} on {shape:?}: {other}"),
+    }
+}
+
+/// Every op with every variant that can run the shape, in `T` and to f32.
+fn check_variants<T: Element>(e: &Engine, x: &[T], shape: Shape, options: &SoftmaxOptions) {
+    for v in Variant::KERNELS {
+        if !runs(e, v, shape) {
+            continue;
+        }
+        let o = options.with_variant(v);
+        for op in OPS {
+            check_forward::<T, T>(e, op, x, shape, &o);
+            if T::DTYPE != DType::F32 {
+                check_forward::<T, f32>(e, op, x, shape, &o);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_variant_on_shapes_around_block_and_workgroup_sizes() {
+    on_every_adapter(|e| {
+        let shapes = [
+            (1, 1),
+            (3, 7),
+            (2, 8),
+            (5, 9),
+            (4, 31),
+            (64, 100),
+            (7, 257),
+            (3, 1000),
+            (2, 4099),
+            (2, 20_001),
+        ];
+        for (k, &(rows, cols)) in shapes.iter().enumerate() {
+            let shape = Shape::new(rows, cols);
+            let x = random_logits(shape.len(), 20.0, 100 + k as u64);
+            check_variants(e, &x, shape, &SoftmaxOptions::default());
+            check_variants(e, &x, shape, &SoftmaxOptions::with_temperature(0.3));
+        }
+    });
+}
+
+#[test]
+fn every_variant_on_special_rows() {
+    // NaN, +inf, all -inf and ordinary rows interleaved, 40 columns so that every variant has
+    // blocks and an unaligned tail, and with masked rows as zeros.
+    let cols = 40;
+    let mut x = random_logits(6 * cols, 5.0, 7);
+    x[3] = f32::NAN;
+    x[cols + 39] = INF;
+    x[2 * cols..3 * cols].fill(-INF);
+    x[3 * cols + 17] = -INF;
+    x[4 * cols + 8] = 1e30;
+    x[5 * cols..5 * cols + 20].fill(-INF);
+    let shape = Shape::new(6, cols);
+    on_every_adapter(|e| {
+        check_variants(e, &x, shape, &SoftmaxOptions::default());
+        let zeros = SoftmaxOptions {
+            masked_rows: softmax_wgpu::MaskedRows::Zeros,
+            ..Default::default()
+        };
+        for v in Variant::KERNELS {
+            let p = e.softmax(&x, shape, &zeros.with_variant(v)).unwrap();
+            assert!(p[2 * cols..3 * cols].iter().all(|&p| p == 0.0), "{v}");
+            assert!(p[..cols].iter().all(|p| p.is_nan()), "{v}");
+            assert!(p[cols..2 * cols].iter().all(|p| p.is_nan()), "{v}");
+        }
+    });
+}
+
+#[test]
+fn every_variant_in_half_precision() {
+    on_every_half_path(|e| {
+        for (k, &(rows, cols)) in [(3, 17), (9, 250), (2, 3001)].iter().enumerate() {
+            let shape = Shape::new(rows, cols);
+            let x = random_logits(shape.len(), 12.0, 40 + k as u64);
+            let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+            check_variants(e, &h, shape, &SoftmaxOptions::default());
+            check_variants(e, &b, shape, &SoftmaxOptions::default());
+        }
+    });
+}
+
+#[test]
+fn every_variant_in_place_and_at_unaligned_offsets() {
+    // Input and output at offsets that differ modulo 8 elements (scalar block loads), and in
+    // place (vector loads through the output's binding).
+    on_every_adapter(|e| {
+        let shape = Shape::new(5, 203);
+        let n = shape.len();
+        let x = random_logits(n, 10.0, 3);
+        let want = softmax_wgpu::oracle::softmax(&x, shape, &SoftmaxOptions::default());
+        let device = e.device();
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
+        let make = |size: u64| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        for v in Variant::KERNELS {
+            if !runs(e, v, shape) {
+                continue;
+            }
+            let options = SoftmaxOptions::default().with_variant(v);
+            let input = make(4 * n as u64 + 64);
+            let output = make(4 * n as u64 + 64);
+            e.queue().write_buffer(&input, 12, bytemuck::cast_slice(&x));
+            e.queue()
+                .write_buffer(&output, 20, bytemuck::cast_slice(&x));
+            let mut encoder = device.create_command_encoder(&Default::default());
+            // Out of place: input at element 3, output at element 9 (2 modulo 8 apart).
+            e.record_forward(
+                &mut encoder,
+                &ForwardArgs {
+                    op: Forward::Softmax,
+                    shape,
+                    input: TensorRef::new(&input, DType::F32).at(12),
+                    output: Some(TensorRef::new(&output, DType::F32).at(36)),
+                    lse: None,
+                    options,
+                },
+            )
+            .unwrap();
+            // In place on the output buffer's second copy at element 5.
+            let in_place = make(4 * n as u64 + 64);
+            e.queue()
+                .write_buffer(&in_place, 20, bytemuck::cast_slice(&x));
+            e.record_forward(
+                &mut encoder,
+                &ForwardArgs {
+                    op: Forward::Softmax,
+                    shape,
+                    input: TensorRef::new(&in_place, DType::F32).at(20),
+                    output: None,
+                    lse: None,
+                    options,
+                },
+            )
+            .unwrap();
+            e.queue().submit([encoder.finish()]);
+            for (buffer, offset) in [(&output, 36u64), (&in_place, 20)] {
+                let got = common::read_f32(e, buffer, offset, n);
+                let report = softmax_wgpu::accuracy::check(
+                    Forward::Softmax,
+                    &x,
+                    shape,
+                    &SoftmaxOptions::default(),
+                    &got,
+                );
+                assert!(report.ok(), "{v} at offset {offset}: {report}");
+                assert_eq!(got.len(), want.len());
+            }
+        }
+    });
+}
+
+#[test]
+fn automatic_choice_follows_the_shape() {
+    on_every_adapter(|e| {
+        let auto = SoftmaxOptions::default();
+        let pick = |rows, cols| e.forward_variant(Shape::new(rows, cols), &auto).unwrap();
+        // One long row: cut over many workgroups.
+        assert_eq!(pick(1, 262_144), Variant::SplitRow);
+        assert_eq!(pick(1, 1 << 20), Variant::SplitRow);
+        // Many short rows: several per workgroup.
+        assert_eq!(pick(4096, 64), Variant::MultiRow);
+        // Many rows too long for registers: online.
+        assert_eq!(pick(4096, 128_256), Variant::Online);
+        // Rows that fit a workgroup's registers but not a subgroup's: resident.
+        let cols = e.resident_cols();
+        assert_eq!(pick(4096, cols), Variant::Resident);
+        assert_eq!(pick(4096, cols + 8), Variant::Online);
+        // Forcing a variant that cannot hold the row is an error that names it.
+        let err = e
+            .forward_variant(
+                Shape::new(2, cols + 8),
+                &auto.with_variant(Variant::Resident),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("resident"), "{err}");
+    });
+}
