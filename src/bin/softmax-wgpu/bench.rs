@@ -1,0 +1,295 @@
+//! `softmax-wgpu bench`: a sweep of operations, dtypes and shapes, each timed against the
+//! copy kernel in alternation (`softmax_wgpu::bench::measure`); a table, JSON and an SVG plot.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use plotters::prelude::*;
+use serde::Serialize;
+use softmax_wgpu::bench::{measure, Case, Measurement, Settings};
+use softmax_wgpu::{DType, Engine, Forward, Shape, SoftmaxOptions, Variant};
+
+#[derive(Args)]
+pub struct BenchCmd {
+    /// Row counts (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32, 256])]
+    rows: Vec<usize>,
+    /// Vocabulary sizes (comma-separated); one row also runs 1048576.
+    #[arg(long, value_delimiter = ',', default_values_t = [32_000usize, 128_256, 262_144])]
+    cols: Vec<usize>,
+    /// Dtypes: f32, f16, bf16 (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = ["f32".to_string(), "f16".to_string()])]
+    dtype: Vec<String>,
+    /// Operations: softmax, log-softmax, logsumexp (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = ["softmax".to_string(), "log-softmax".to_string(), "logsumexp".to_string()])]
+    op: Vec<String>,
+    /// Kernel variant: auto, resident, online, split-row, multi-row.
+    #[arg(long, default_value = "auto")]
+    variant: Variant,
+    /// Timed runs per case (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Skip timing the f64 CPU oracle.
+    #[arg(long)]
+    no_cpu: bool,
+    /// Write the records as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw GB/s against cols as SVG here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// One line of `--json`.
+#[derive(Serialize)]
+struct Record {
+    adapter: String,
+    op: &'static str,
+    dtype: &'static str,
+    rows: usize,
+    cols: usize,
+    variant: &'static str,
+    clock: String,
+    seconds: f64,
+    gbps: f64,
+    copy_seconds: f64,
+    copy_gbps: f64,
+    ratio_to_copy: f64,
+    cpu_seconds: Option<f64>,
+    speedup_over_cpu: Option<f64>,
+}
+
+fn op_name(op: Forward) -> &'static str {
+    match op {
+        Forward::Softmax => "softmax",
+        Forward::LogSoftmax => "log-softmax",
+        Forward::LogSumExp => "logsumexp",
+    }
+}
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+    }
+}
+
+fn parse_op(s: &str) -> Result<Forward, String> {
+    match s {
+        "softmax" => Ok(Forward::Softmax),
+        "log-softmax" => Ok(Forward::LogSoftmax),
+        "logsumexp" => Ok(Forward::LogSumExp),
+        _ => Err(format!(
+            "unknown op {s:?}; use softmax, log-softmax or logsumexp"
+        )),
+    }
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
+        _ => Err(format!("unknown dtype {s:?}; use f32, f16 or bf16")),
+    }
+}
+
+pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
+    let ops = cmd
+        .op
+        .iter()
+        .map(|s| parse_op(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dtypes = cmd
+        .dtype
+        .iter()
+        .map(|s| parse_dtype(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut shapes = Vec::new();
+    for &rows in &cmd.rows {
+        for &cols in &cmd.cols {
+            shapes.push(Shape::new(rows, cols));
+        }
+        if rows == 1 && !cmd.cols.contains(&(1 << 20)) {
+            shapes.push(Shape::new(1, 1 << 20));
+        }
+    }
+    let mut cases = Vec::new();
+    for &shape in &shapes {
+        for &dtype in &dtypes {
+            for &op in &ops {
+                cases.push(Case {
+                    op,
+                    dtype,
+                    shape,
+                    options: SoftmaxOptions::default().with_variant(cmd.variant),
+                });
+            }
+        }
+    }
+    let adapter = engine.info().adapter.name.clone();
+    eprintln!("adapter: {}", engine.info());
+    let bar = ProgressBar::new(cases.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?,
+    );
+    let settings = Settings {
+        warmup: 2,
+        runs: cmd.runs.max(1),
+        cpu_runs: usize::from(!cmd.no_cpu),
+    };
+    let mut results: Vec<Measurement> = Vec::new();
+    for case in &cases {
+        bar.set_message(format!(
+            "{} {} {}x{}",
+            op_name(case.op),
+            dtype_name(case.dtype),
+            case.shape.rows,
+            case.shape.cols
+        ));
+        results.push(measure(engine, case, &settings).map_err(|e| e.to_string())?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    println!(
+        "{:<12} {:<5} {:>6} {:>8} {:<10} {:>10} {:>8} {:>9} {:>7} {:>8}",
+        "op", "dtype", "rows", "cols", "variant", "median", "GB/s", "copy GB/s", "ratio", "vs CPU"
+    );
+    for m in &results {
+        println!(
+            "{:<12} {:<5} {:>6} {:>8} {:<10} {:>8.3}ms {:>8.2} {:>9.2} {:>7.3} {:>8}",
+            op_name(m.case.op),
+            dtype_name(m.case.dtype),
+            m.case.shape.rows,
+            m.case.shape.cols,
+            m.variant.name(),
+            m.seconds * 1e3,
+            m.gbps,
+            m.copy_gbps,
+            m.ratio_to_copy,
+            m.speedup_over_cpu()
+                .map_or("-".to_string(), |s| format!("{s:.1}x"))
+        );
+    }
+    println!(
+        "clock: {}",
+        results.first().map_or("-".into(), |m| m.clock.to_string())
+    );
+
+    let records: Vec<Record> = results
+        .iter()
+        .map(|m| Record {
+            adapter: adapter.clone(),
+            op: op_name(m.case.op),
+            dtype: dtype_name(m.case.dtype),
+            rows: m.case.shape.rows,
+            cols: m.case.shape.cols,
+            variant: m.variant.name(),
+            clock: m.clock.to_string(),
+            seconds: m.seconds,
+            gbps: m.gbps,
+            copy_seconds: m.copy_seconds,
+            copy_gbps: m.copy_gbps,
+            ratio_to_copy: m.ratio_to_copy,
+            cpu_seconds: m.cpu_seconds,
+            speedup_over_cpu: m.speedup_over_cpu(),
+        })
+        .collect();
+    if let Some(path) = &cmd.json {
+        let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+        write_atomic(path, text.as_bytes())?;
+    }
+    if let Some(path) = &cmd.plot {
+        plot(path, &records, &adapter)?;
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot write {}: {e}", path.display())
+        })
+}
+
+/// GB/s against cols (log scale) for the largest row count of the sweep: one line per op and
+/// dtype, and the copy kernel (the roofline) dashed.
+fn plot(path: &std::path::Path, records: &[Record], adapter: &str) -> Result<(), String> {
+    let rows = records.iter().map(|r| r.rows).max().unwrap_or(1);
+    let mine: Vec<&Record> = records.iter().filter(|r| r.rows == rows).collect();
+    if mine.is_empty() {
+        return Err("nothing to plot".into());
+    }
+    let xmin = mine.iter().map(|r| r.cols).min().unwrap_or(1) as f64;
+    let xmax = mine.iter().map(|r| r.cols).max().unwrap_or(2) as f64;
+    let ymax = mine
+        .iter()
+        .map(|r| r.gbps.max(r.copy_gbps))
+        .fold(0.0f64, f64::max)
+        * 1.15;
+    let tmp = path.with_extension(format!("partial-{}.svg", std::process::id()));
+    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(&tmp, (900, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{adapter}: {rows} rows"), ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((xmin * 0.8..xmax * 1.25).log_scale(), 0.0..ymax.max(1e-3))?;
+        chart
+            .configure_mesh()
+            .x_desc("cols (vocabulary)")
+            .y_desc("GB/s (one read + one write)")
+            .draw()?;
+        let mut keys: Vec<(&str, &str)> = mine.iter().map(|r| (r.op, r.dtype)).collect();
+        keys.dedup();
+        keys.sort();
+        keys.dedup();
+        for (i, (op, dtype)) in keys.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let mut pts: Vec<(f64, f64)> = mine
+                .iter()
+                .filter(|r| r.op == *op && r.dtype == *dtype)
+                .map(|r| (r.cols as f64, r.gbps))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(format!("{op} {dtype}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            let mut copy: Vec<(f64, f64)> = mine
+                .iter()
+                .filter(|r| r.op == *op && r.dtype == *dtype)
+                .map(|r| (r.cols as f64, r.copy_gbps))
+                .collect();
+            copy.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if i == 0 {
+                chart
+                    .draw_series(DashedLineSeries::new(copy, 6, 4, BLACK.stroke_width(2)))?
+                    .label("copy kernel (roofline)")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
+            }
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })();
+    result
+        .map_err(|e| e.to_string())
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot write {}: {e}", path.display())
+        })
+}

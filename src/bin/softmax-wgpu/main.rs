@@ -1,0 +1,357 @@
+//! `softmax-wgpu`: the softmax family over `.npy` files on any GPU, adapter information, and
+//! a benchmark against a copy kernel. `softmax-wgpu --help` lists the subcommands.
+
+mod bench;
+mod npy;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use half::{bf16, f16};
+use softmax_wgpu::{
+    CrossEntropyOptions, Element, Engine, EngineOptions, Forward, MaskedRows, Reduction, Shape,
+    SoftmaxOptions, Variant,
+};
+
+use npy::Logits;
+
+#[derive(Parser)]
+#[command(
+    name = "softmax-wgpu",
+    version,
+    about = "Numerically stable softmax, log_softmax, logsumexp and cross-entropy on any GPU through wgpu"
+)]
+struct Cli {
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Picks the adapter, as the WGPU_BACKEND and WGPU_ADAPTER_NAME variables do.
+#[derive(Args)]
+struct AdapterArgs {
+    /// Backends to consider: vulkan, metal, dx12, gl (comma-separated).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// The first adapter whose name contains this (case-insensitive).
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every adapter found, its features and limits, and which one would be chosen.
+    Info,
+    /// Softmax along the last axis.
+    Softmax(ForwardCmd),
+    /// Log-softmax along the last axis.
+    LogSoftmax(ForwardCmd),
+    /// Logsumexp along the last axis (f32, the last axis dropped).
+    Logsumexp(ForwardCmd),
+    /// Cross-entropy loss of logits against class targets, and its gradient.
+    CrossEntropy(CrossEntropyCmd),
+    /// Times the operations against a copy kernel over large-vocabulary shapes.
+    Bench(bench::BenchCmd),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Masked {
+    /// NaN, as PyTorch.
+    Nan,
+    /// Zeros.
+    Zeros,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Compute {
+    /// The input file's dtype (f32 or f16).
+    Input,
+    /// bfloat16: an f32 file is rounded to bf16, computed, and written back as f32.
+    Bf16,
+}
+
+#[derive(Args)]
+struct ForwardCmd {
+    /// Logits: a float32 or float16 .npy of any rank; the last axis is the vocabulary.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the result (.npy), written whole or not at all.
+    #[arg(long)]
+    output: PathBuf,
+    /// Divides the logits; finite and > 0.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// What rows that are entirely -inf produce.
+    #[arg(long, value_enum, default_value = "nan")]
+    masked_rows: Masked,
+    /// The dtype to compute and store in.
+    #[arg(long, value_enum, default_value = "input")]
+    dtype: Compute,
+    /// Kernel variant: auto, resident, online, split-row, multi-row.
+    #[arg(long, default_value = "auto")]
+    variant: Variant,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReductionArg {
+    None,
+    Mean,
+    Sum,
+}
+
+#[derive(Args)]
+struct CrossEntropyCmd {
+    /// Logits: a float32 or float16 .npy; the last axis is the classes.
+    #[arg(long)]
+    input: PathBuf,
+    /// Class indices: an int32 or int64 .npy with the logits' leading axes.
+    #[arg(long)]
+    targets: PathBuf,
+    /// Rows whose target is this count for nothing.
+    #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
+    ignore_index: i32,
+    /// Label smoothing in [0, 1].
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// How per-row losses reduce.
+    #[arg(long, value_enum, default_value = "mean")]
+    reduction: ReductionArg,
+    /// Adds z_loss * logsumexp^2 per row.
+    #[arg(long, default_value_t = 0.0)]
+    z_loss: f32,
+    /// Divides the logits; finite and > 0.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// The loss (.npy, f32): a scalar, or one value per row with --reduction none.
+    #[arg(long)]
+    output: PathBuf,
+    /// The gradient with respect to the logits (.npy, the logits' dtype and shape).
+    #[arg(long)]
+    grad: Option<PathBuf>,
+}
+
+impl AdapterArgs {
+    fn options(&self) -> Result<EngineOptions, String> {
+        let backends = match &self.backend {
+            Some(b) => {
+                let parsed = wgpu::Backends::from_comma_list(b);
+                if parsed.is_empty() {
+                    return Err(format!(
+                        "unknown backend {b:?}; use vulkan, metal, dx12 or gl"
+                    ));
+                }
+                Some(parsed)
+            }
+            None => None,
+        };
+        Ok(EngineOptions {
+            backends,
+            adapter_name: self.adapter.clone(),
+            ..Default::default()
+        })
+    }
+
+    fn engine(&self) -> Result<Engine, String> {
+        Engine::new_blocking(self.options()?).map_err(|e| e.to_string())
+    }
+}
+
+/// `[rows, cols]` of an array whose last axis is the vocabulary.
+fn matrix(shape: &[u64]) -> Result<Shape, String> {
+    let cols = *shape.last().ok_or("rank-0 array")?;
+    let rows = shape[..shape.len() - 1]
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .ok_or("the element count overflows")?;
+    let to = |v: u64| usize::try_from(v).map_err(|_| "the shape is too large".to_string());
+    Ok(Shape::new(to(rows)?, to(cols)?))
+}
+
+fn run_forward(engine: &Engine, op: Forward, cmd: &ForwardCmd) -> Result<(), String> {
+    let options = SoftmaxOptions {
+        temperature: cmd.temperature,
+        masked_rows: match cmd.masked_rows {
+            Masked::Nan => MaskedRows::Nan,
+            Masked::Zeros => MaskedRows::Zeros,
+        },
+        variant: cmd.variant,
+    };
+    let input = npy::read_logits(&cmd.input)?;
+    let shape = matrix(&input.shape)?;
+    let lead = &input.shape[..input.shape.len() - 1];
+    fn go<T: Element>(
+        engine: &Engine,
+        op: Forward,
+        x: &[T],
+        shape: Shape,
+        options: &SoftmaxOptions,
+    ) -> Result<Vec<T>, String> {
+        let r = engine
+            .forward::<T, T>(op, x, shape, options, op == Forward::LogSumExp)
+            .map_err(|e| e.to_string())?;
+        Ok(r.values)
+    }
+    if op == Forward::LogSumExp {
+        let lse = match (&input.data, cmd.dtype) {
+            (Logits::F32(x), Compute::Input) => engine.logsumexp(x, shape, &options),
+            (Logits::F16(x), Compute::Input) => engine.logsumexp(x, shape, &options),
+            (Logits::F32(x), Compute::Bf16) => {
+                let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+                engine.logsumexp(&b, shape, &options)
+            }
+            (Logits::F16(_), Compute::Bf16) => return Err(bf16_needs_f32()),
+        }
+        .map_err(|e| e.to_string())?;
+        return npy::write(&cmd.output, lead, &lse);
+    }
+    match (&input.data, cmd.dtype) {
+        (Logits::F32(x), Compute::Input) => npy::write(
+            &cmd.output,
+            &input.shape,
+            &go(engine, op, x, shape, &options)?,
+        ),
+        (Logits::F16(x), Compute::Input) => npy::write(
+            &cmd.output,
+            &input.shape,
+            &go(engine, op, x, shape, &options)?,
+        ),
+        (Logits::F32(x), Compute::Bf16) => {
+            let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+            let y: Vec<f32> = go(engine, op, &b, shape, &options)?
+                .into_iter()
+                .map(f32::from)
+                .collect();
+            npy::write(&cmd.output, &input.shape, &y)
+        }
+        (Logits::F16(_), Compute::Bf16) => Err(bf16_needs_f32()),
+    }
+}
+
+fn bf16_needs_f32() -> String {
+    "--dtype bf16 takes a float32 .npy (NumPy has no bfloat16)".into()
+}
+
+fn run_cross_entropy(engine: &Engine, cmd: &CrossEntropyCmd) -> Result<(), String> {
+    let input = npy::read_logits(&cmd.input)?;
+    let targets = npy::read_targets(&cmd.targets)?;
+    let lead = &input.shape[..input.shape.len() - 1];
+    if targets.shape != lead {
+        return Err(format!(
+            "targets have shape {:?}; logits of shape {:?} need {:?}",
+            targets.shape, input.shape, lead
+        ));
+    }
+    let shape = matrix(&input.shape)?;
+    let reduction = match cmd.reduction {
+        ReductionArg::None => Reduction::None,
+        ReductionArg::Mean => Reduction::Mean,
+        ReductionArg::Sum => Reduction::Sum,
+    };
+    let options = CrossEntropyOptions {
+        ignore_index: cmd.ignore_index,
+        label_smoothing: cmd.label_smoothing,
+        reduction,
+        temperature: cmd.temperature,
+        z_loss: cmd.z_loss,
+        ..Default::default()
+    };
+    let with_grad = cmd.grad.is_some();
+    // Compute everything first, so that no file is written when anything fails.
+    let (loss, per_row, grad_f32, grad_f16) = match &input.data {
+        Logits::F32(x) => {
+            let r = engine
+                .cross_entropy(x, &targets.data, shape, &options, with_grad)
+                .map_err(|e| e.to_string())?;
+            (r.loss, r.per_row, r.grad, None)
+        }
+        Logits::F16(x) => {
+            let r = engine
+                .cross_entropy(x, &targets.data, shape, &options, with_grad)
+                .map_err(|e| e.to_string())?;
+            (r.loss, r.per_row, None, r.grad)
+        }
+    };
+    if let Some(path) = &cmd.grad {
+        match (grad_f32, grad_f16) {
+            (Some(g), _) => npy::write(path, &input.shape, &g)?,
+            (_, Some(g)) => npy::write::<f16>(path, &input.shape, &g)?,
+            _ => return Err("no gradient was computed".into()),
+        }
+    }
+    match reduction {
+        Reduction::None => npy::write(&cmd.output, lead, &per_row),
+        _ => npy::write(&cmd.output, &[], &[loss]),
+    }
+}
+
+fn info(args: &AdapterArgs) -> Result<(), String> {
+    let options = args.options()?;
+    let adapters = pollster::block_on(softmax_wgpu::adapters(&options));
+    if adapters.is_empty() {
+        return Err(format!(
+            "no adapter found{}; on Debian without a GPU install mesa-vulkan-drivers libvulkan1 \
+             (lavapipe) or libegl1 libegl-mesa0 libgl1-mesa-dri (llvmpipe GL)",
+            if args.backend.is_some() || args.adapter.is_some() {
+                " for the --backend/--adapter given"
+            } else {
+                ""
+            }
+        ));
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        let info = a.get_info();
+        let f = a.features();
+        let l = a.limits();
+        let has = |x| if f.contains(x) { "yes" } else { "no" };
+        println!(
+            "{} {} ({:?}, {:?}){}",
+            if i == 0 { "*" } else { " " },
+            info.name,
+            info.backend,
+            info.device_type,
+            if i == 0 { "  <- chosen" } else { "" }
+        );
+        println!("    driver: {} {}", info.driver, info.driver_info);
+        println!(
+            "    SHADER_F16 {}, SUBGROUP {} (sizes {}..{}), TIMESTAMP_QUERY {}",
+            has(wgpu::Features::SHADER_F16),
+            has(wgpu::Features::SUBGROUP),
+            info.subgroup_min_size,
+            info.subgroup_max_size,
+            has(wgpu::Features::TIMESTAMP_QUERY)
+        );
+        println!(
+            "    max_storage_buffer_binding_size {} B, max_buffer_size {} B, \
+             max_compute_workgroups_per_dimension {}, max_compute_invocations_per_workgroup {}",
+            l.max_storage_buffer_binding_size,
+            l.max_buffer_size,
+            l.max_compute_workgroups_per_dimension,
+            l.max_compute_invocations_per_workgroup
+        );
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Info => info(&cli.adapter),
+        Command::Softmax(c) => run_forward(&cli.adapter.engine()?, Forward::Softmax, c),
+        Command::LogSoftmax(c) => run_forward(&cli.adapter.engine()?, Forward::LogSoftmax, c),
+        Command::Logsumexp(c) => run_forward(&cli.adapter.engine()?, Forward::LogSumExp, c),
+        Command::CrossEntropy(c) => run_cross_entropy(&cli.adapter.engine()?, c),
+        Command::Bench(c) => bench::run(&cli.adapter.engine()?, c),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
