@@ -1,0 +1,348 @@
+//! The `softmax-wgpu` binary end to end on every adapter: real `.npy` files in and out,
+//! results under the library's accuracy contract, one-line errors and no partial outputs.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{engines, random_logits};
+use half::f16;
+use npyz::WriterBuilder;
+use softmax_wgpu::{accuracy, Engine, Forward, Shape, SoftmaxOptions};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"));
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    c
+}
+
+/// The binary pointed at `e`'s adapter.
+fn on(e: &Engine) -> Command {
+    let info = &e.info().adapter;
+    let backend = match info.backend {
+        wgpu::Backend::Gl => "gl",
+        wgpu::Backend::Metal => "metal",
+        wgpu::Backend::Dx12 => "dx12",
+        _ => "vulkan",
+    };
+    let mut c = bin();
+    c.args(["--backend", backend, "--adapter", &info.name]);
+    c
+}
+
+fn save<T: npyz::Serialize + npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
+    let mut out = std::fs::File::create(path).unwrap();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+fn load<T: npyz::Deserialize>(path: &Path) -> (Vec<u64>, Vec<T>) {
+    let npy = npyz::NpyFile::new(std::fs::File::open(path).unwrap()).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec().unwrap())
+}
+
+fn ok(out: Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A failure: non-zero exit, one `error:` line naming `needle`, and no `output` file.
+fn fails(out: Output, needle: &str, output: &Path) {
+    assert!(
+        !out.status.success(),
+        "expected a failure mentioning {needle}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line of error, got {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[0].contains(needle), "{err} should mention {needle}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !output.exists(),
+        "no partial output at {}",
+        output.display()
+    );
+}
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn path(d: &tempfile::TempDir, name: &str) -> PathBuf {
+    d.path().join(name)
+}
+
+#[test]
+fn forward_subcommands_on_every_adapter() {
+    let d = dir();
+    // Rank 3: two leading batch axes.
+    let shape = [2u64, 3, 1000];
+    let flat = Shape::new(6, 1000);
+    let x = random_logits(flat.len(), 30.0, 9);
+    let xin = path(&d, "x.npy");
+    save(&xin, &shape, &x);
+    let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    let hin = path(&d, "xh.npy");
+    save(&hin, &shape, &xh);
+    let t = 0.7;
+    let o = SoftmaxOptions::with_temperature(t);
+    for e in engines() {
+        for (cmd, op) in [
+            ("softmax", Forward::Softmax),
+            ("log-softmax", Forward::LogSoftmax),
+            ("logsumexp", Forward::LogSumExp),
+        ] {
+            let out = path(&d, &format!("{cmd}.npy"));
+            ok(on(e)
+                .args([cmd, "--temperature", "0.7", "--input"])
+                .arg(&xin)
+                .arg("--output")
+                .arg(&out)
+                .output()
+                .unwrap());
+            let (s, y) = load::<f32>(&out);
+            let want_shape = if op == Forward::LogSumExp {
+                &shape[..2]
+            } else {
+                &shape[..]
+            };
+            assert_eq!(s, want_shape, "{cmd}");
+            let r = accuracy::check(op, &x, flat, &o, &y);
+            assert!(r.ok(), "{cmd} on {}: {r}", e.info().adapter.name);
+
+            // f16 in, f16 out (logsumexp: f32).
+            let outh = path(&d, &format!("{cmd}-h.npy"));
+            ok(on(e)
+                .args([cmd, "--temperature", "0.7", "--input"])
+                .arg(&hin)
+                .arg("--output")
+                .arg(&outh)
+                .output()
+                .unwrap());
+            let r = if op == Forward::LogSumExp {
+                accuracy::check(op, &xh, flat, &o, &load::<f32>(&outh).1)
+            } else {
+                accuracy::check(op, &xh, flat, &o, &load::<f16>(&outh).1)
+            };
+            assert!(r.ok(), "{cmd} f16: {r}");
+
+            // bf16 compute with f32 files on both ends.
+            let outb = path(&d, &format!("{cmd}-b.npy"));
+            ok(on(e)
+                .args([cmd, "--dtype", "bf16", "--input"])
+                .arg(&xin)
+                .arg("--output")
+                .arg(&outb)
+                .output()
+                .unwrap());
+            let xb: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            let (_, yb) = load::<f32>(&outb);
+            let yb: Vec<half::bf16> = yb.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            if op != Forward::LogSumExp {
+                let r = accuracy::check(op, &xb, flat, &SoftmaxOptions::default(), &yb);
+                assert!(r.ok(), "{cmd} bf16: {r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_subcommand_on_every_adapter() {
+    let d = dir();
+    let flat = Shape::new(4, 300);
+    let x = random_logits(flat.len(), 8.0, 2);
+    let xin = path(&d, "x.npy");
+    save(&xin, &[4, 300], &x);
+    let targets: Vec<i32> = vec![5, -100, 299, 0];
+    let tin = path(&d, "t.npy");
+    save(&tin, &[4], &targets);
+    let t64: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
+    let opts = softmax_wgpu::CrossEntropyOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let want = softmax_wgpu::oracle::cross_entropy(&x, &t64, flat, &opts);
+    for e in engines() {
+        let loss = path(&d, "loss.npy");
+        let grad = path(&d, "grad.npy");
+        ok(on(e)
+            .args(["cross-entropy", "--label-smoothing", "0.1", "--input"])
+            .arg(&xin)
+            .arg("--targets")
+            .arg(&tin)
+            .arg("--output")
+            .arg(&loss)
+            .arg("--grad")
+            .arg(&grad)
+            .output()
+            .unwrap());
+        let (s, l) = load::<f32>(&loss);
+        assert!(s.is_empty(), "the mean is a scalar");
+        // A mean of three rows of f32 logsumexp-sized terms: a few f32 ulps of the total.
+        let tol = 8.0 * f64::from(f32::EPSILON) * want.loss.abs().max(1.0);
+        assert!(
+            (f64::from(l[0]) - want.loss).abs() <= tol,
+            "{} vs {}",
+            l[0],
+            want.loss
+        );
+        let (gs, g) = load::<f32>(&grad);
+        assert_eq!(gs, [4, 300]);
+        for (a, b) in g.iter().zip(&want.grad) {
+            assert!((f64::from(*a) - b).abs() <= 1e-6, "{a} vs {b}");
+        }
+        // Per-row losses.
+        let rows = path(&d, "rows.npy");
+        ok(on(e)
+            .args(["cross-entropy", "--reduction", "none", "--input"])
+            .arg(&xin)
+            .arg("--targets")
+            .arg(&tin)
+            .arg("--output")
+            .arg(&rows)
+            .output()
+            .unwrap());
+        let (s, per_row) = load::<f32>(&rows);
+        assert_eq!(s, [4]);
+        assert_eq!(per_row[1], 0.0, "ignored row");
+    }
+}
+
+#[test]
+fn bad_input_gives_one_line_and_no_output() {
+    let d = dir();
+    let out = path(&d, "out.npy");
+    let good = path(&d, "good.npy");
+    save(&good, &[2, 5], &[0.0f32; 10]);
+    let ints = path(&d, "ints.npy");
+    save(&ints, &[2, 5], &[0i32; 10]);
+    let scalar = path(&d, "scalar.npy");
+    save(&scalar, &[], &[1.0f32]);
+    let empty = path(&d, "empty.npy");
+    save::<f32>(&empty, &[3, 0], &[]);
+    let garbage = path(&d, "garbage.npy");
+    std::fs::write(&garbage, b"not a numpy file").unwrap();
+    let e = &engines()[0];
+    let run = |args: &[&str], input: &Path| {
+        on(e)
+            .args(args)
+            .arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    fails(
+        run(&["softmax"], &path(&d, "missing.npy")),
+        "cannot read",
+        &out,
+    );
+    fails(run(&["softmax"], &garbage), "not a valid .npy", &out);
+    fails(run(&["softmax"], &ints), "float32 or float16", &out);
+    fails(run(&["softmax"], &scalar), "rank-0", &out);
+    fails(run(&["softmax"], &empty), "zero-size", &out);
+    fails(
+        run(&["softmax", "--temperature", "0"], &good),
+        "temperature",
+        &out,
+    );
+    fails(
+        run(&["softmax", "--temperature", "inf"], &good),
+        "temperature",
+        &out,
+    );
+    // Targets of the wrong shape, and out of range.
+    let targets = path(&d, "t.npy");
+    save(&targets, &[3], &[0i64, 1, 2]);
+    let ce = |t: &Path| {
+        on(e)
+            .args(["cross-entropy", "--input"])
+            .arg(&good)
+            .arg("--targets")
+            .arg(t)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    fails(ce(&targets), "targets have shape", &out);
+    let far = path(&d, "far.npy");
+    save(&far, &[2], &[0i64, 5]);
+    fails(ce(&far), "target", &out);
+    // A backend that does not exist.
+    let o = bin()
+        .args(["--backend", "nonsense", "info"])
+        .output()
+        .unwrap();
+    fails(o, "backend", &out);
+}
+
+#[test]
+fn bench_writes_json_and_plot() {
+    let d = dir();
+    let json = path(&d, "bench.json");
+    let svg = path(&d, "bench.svg");
+    for e in engines() {
+        ok(on(e)
+            .args([
+                "bench",
+                "--rows",
+                "2",
+                "--cols",
+                "4096,8192",
+                "--dtype",
+                "f32,f16",
+                "--op",
+                "softmax",
+                "--runs",
+                "2",
+                "--json",
+            ])
+            .arg(&json)
+            .arg("--plot")
+            .arg(&svg)
+            .output()
+            .unwrap());
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let records = v.as_array().unwrap();
+        assert_eq!(records.len(), 4, "2 cols x 2 dtypes");
+        for r in records {
+            for key in [
+                "op",
+                "dtype",
+                "rows",
+                "cols",
+                "variant",
+                "seconds",
+                "gbps",
+                "copy_gbps",
+                "ratio_to_copy",
+            ] {
+                assert!(r.get(key).is_some(), "{key} missing in {r}");
+            }
+            assert!(r["seconds"].as_f64().unwrap() > 0.0);
+            assert!(r["ratio_to_copy"].as_f64().unwrap() > 0.0);
+        }
+        let plot = std::fs::read_to_string(&svg).unwrap();
+        assert!(plot.starts_with("<svg") && plot.contains("copy kernel"));
+    }
+}
