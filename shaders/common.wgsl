@@ -124,6 +124,16 @@ fn row_stats(st: Online, inv_t: f32) -> RowStats {
     return r;
 }
 
+// Where an invocation works in the forward kernels (see `lane_of` in reduce_row_tree.wgsl
+// and reduce_row_subgroup.wgsl): row `row` of the `rows` its workgroup takes at a time, lane
+// `lane` of the `lanes` that share that row.
+struct Lane {
+    row: u32,
+    rows: u32,
+    lane: u32,
+    lanes: u32,
+}
+
 // The share of `n` items that lane `lane` of `lanes` owns: a contiguous chunk (CPU adapters,
 // whose lanes run one after another) or every `lanes`-th item (GPUs, so that neighbours read
 // neighbours).

@@ -9,15 +9,6 @@ var<workgroup> row_m: array<f32, WG>;
 var<workgroup> row_s: array<f32, WG>;
 var<workgroup> row_flags: array<u32, WG>;
 
-// Where an invocation works: row `row` of the `rows` its workgroup takes at a time, lane
-// `lane` of the `lanes` that share that row.
-struct Lane {
-    row: u32,
-    rows: u32,
-    lane: u32,
-    lanes: u32,
-}
-
 fn lane_of(ids: Ids) -> Lane {
     return Lane(ids.lid / LANES, WG / LANES, ids.lid % LANES, LANES);
 }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::options::{Forward, Shape, SoftmaxOptions, Variant};
 use crate::oracle;
 use crate::params::CopyParams;
-use crate::record::{ForwardArgs, TensorRef};
+use crate::record::{bind, ChunkBinding, ForwardArgs, TensorRef};
 use crate::shader::{slot, CopyKey, PipelineKey};
 
 /// Where a [`Stopwatch`] reads its time.
@@ -201,21 +201,11 @@ impl Engine {
                     _pad: [0; 2],
                 };
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
-                fn binding(
-                    binding: u32,
-                    buffer: &wgpu::Buffer,
-                    offset: u64,
-                    size: u64,
-                ) -> wgpu::BindGroupEntry<'_> {
-                    wgpu::BindGroupEntry {
-                        binding,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer,
-                            offset,
-                            size: std::num::NonZeroU64::new(size),
-                        }),
-                    }
-                }
+                let chunk = ChunkBinding {
+                    offset: start,
+                    size,
+                    base: 0,
+                };
                 let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("softmax-wgpu copy"),
                     layout: &kernel.layout,
@@ -224,8 +214,8 @@ impl Engine {
                             binding: slot::PARAMS,
                             resource: uniform.as_entire_binding(),
                         },
-                        binding(slot::X, src, start, size),
-                        binding(slot::Y, dst, start, size),
+                        bind(slot::X, &TensorRef::new(src, DType::F32), &chunk),
+                        bind(slot::Y, &TensorRef::new(dst, DType::F32), &chunk),
                     ],
                 });
                 pass.set_bind_group(0, &bind_group, &[]);
