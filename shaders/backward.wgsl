@@ -37,12 +37,12 @@ fn main(
         let y_in = params.x_base + row * cols;
         let dy_row = params.dy_base + row * cols;
         let sh = share_of(cols, lid);
-        var acc = 0.0;
+        var acc = stream_empty();
         for (var c = sh.first; c < sh.end; c += sh.step) {
             let dy = load_dy(dy_row + c);
-            acc += select(dy * load_x(y_in + c), dy, LOG);
+            stream_push(&acc, select(dy * load_x(y_in + c), dy, LOG));
         }
-        let s = reduce_sum(acc, lid);
+        let s = reduce_sum(stream_state(acc).s, lid);
 
         let out_row = params.y_base + row * cols;
         let out = output_pairs(out_row, cols, lid);

@@ -41,17 +41,24 @@ fn online_empty() -> Online {
     return Online(F32_LOWEST, 0.0, 0u);
 }
 
+fn is_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & F32_ABS_MASK) < F32_INF_BITS;
+}
+
+// The flags a non-finite element sets: NaN or +inf; -inf sets none (it adds exp(-inf) = 0).
+fn non_finite_flags(v: f32) -> u32 {
+    let bits = bitcast<u32>(v);
+    if ((bits & F32_ABS_MASK) > F32_INF_BITS) {
+        return FLAG_NAN;
+    }
+    return select(0u, FLAG_POS_INF, bits == F32_INF_BITS);
+}
+
 // Folds one element into the state. NaN and +inf only set flags; -inf contributes
 // exp(-inf) = 0 and is skipped.
 fn fold(st: ptr<function, Online>, v: f32, inv_t: f32) {
-    let bits = bitcast<u32>(v);
-    let mag = bits & F32_ABS_MASK;
-    if (mag >= F32_INF_BITS) {
-        if (mag > F32_INF_BITS) {
-            (*st).flags |= FLAG_NAN;
-        } else if (bits == F32_INF_BITS) {
-            (*st).flags |= FLAG_POS_INF;
-        }
+    if (!is_finite(v)) {
+        (*st).flags |= non_finite_flags(v);
         return;
     }
     if (v > (*st).m) {
@@ -87,6 +94,85 @@ fn fold_pair(st: ptr<function, Online>, v: vec2<f32>, inv_t: f32) {
         fold(st, v.x, inv_t);
         fold(st, v.y, inv_t);
     }
+}
+
+// A lane's online state over a stream of terms: the max `m`, the flags, and the sum of
+// exp((z - m) * inv_t) kept as a cascade of radix 16: `l0` adds up to 16 terms, then passes
+// its sum to `l1`, which adds up to 16 of those, and so on; `l3` keeps a running sum past
+// 4096 terms. A term then passes through at most 15 additions per level, about log2 of the
+// count in all (random rounding), the depth the accuracy contract allows for
+// (src/accuracy.rs); a running sum's error would grow with the count itself (a lane of a
+// 16-wide workgroup folds a thousand blocks of a 128256 row). No loop: lavapipe stops any
+// loop after 65535 iterations per invocation, and an inner loop here would count them all.
+struct Stream {
+    m: f32,
+    flags: u32,
+    l0: f32,
+    l1: f32,
+    l2: f32,
+    l3: f32,
+    count: u32,
+}
+
+fn stream_empty() -> Stream {
+    return Stream(F32_LOWEST, 0u, 0.0, 0.0, 0.0, 0.0, 0u);
+}
+
+// Adds a term already relative to the stream's max.
+fn stream_push(st: ptr<function, Stream>, v: f32) {
+    (*st).l0 += v;
+    (*st).count += 1u;
+    if (((*st).count & 0xfu) == 0u) {
+        (*st).l1 += (*st).l0;
+        (*st).l0 = 0.0;
+        if (((*st).count & 0xffu) == 0u) {
+            (*st).l2 += (*st).l1;
+            (*st).l1 = 0.0;
+            if (((*st).count & 0xfffu) == 0u) {
+                (*st).l3 += (*st).l2;
+                (*st).l2 = 0.0;
+            }
+        }
+    }
+}
+
+// Raises the stream's max to `m` (never lowers it), rescaling the partial sums.
+fn stream_raise(st: ptr<function, Stream>, m: f32, inv_t: f32) {
+    if (m > (*st).m) {
+        if ((*st).count != 0u) {
+            let f = exp(((*st).m - m) * inv_t);
+            (*st).l0 *= f;
+            (*st).l1 *= f;
+            (*st).l2 *= f;
+            (*st).l3 *= f;
+        }
+        (*st).m = m;
+    }
+}
+
+// Adds a partial state (its own max, sum and flags).
+fn stream_add(st: ptr<function, Stream>, part: Online, inv_t: f32) {
+    (*st).flags |= part.flags;
+    if (part.s != 0.0) {
+        stream_raise(st, part.m, inv_t);
+        stream_push(st, rescale(part.s, part.m, (*st).m, inv_t));
+    }
+}
+
+// Folds one logit, as `fold` does for an `Online`: NaN and +inf only set flags, -inf adds 0.
+fn stream_fold(st: ptr<function, Stream>, v: f32, inv_t: f32) {
+    if (!is_finite(v)) {
+        (*st).flags |= non_finite_flags(v);
+        return;
+    }
+    stream_raise(st, v, inv_t);
+    stream_push(st, exp((v - (*st).m) * inv_t));
+}
+
+// The stream as one online state; for a stream of plain terms (`stream_push` only), `.s` is
+// their sum.
+fn stream_state(st: Stream) -> Online {
+    return Online(st.m, ((st.l0 + st.l1) + st.l2) + st.l3, st.flags);
 }
 
 // The per-row results every forward and backward kernel derives from the merged state.

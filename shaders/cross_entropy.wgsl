@@ -64,23 +64,23 @@ fn target_class(r: u32) -> i32 {
 
 @compute @workgroup_size(WG)
 fn prepare(@builtin(local_invocation_index) lid: u32) {
-    var d = 0.0;
+    var d = stream_empty();
     var first = NO_ROW;
     for (var r = lid; r < params.rows; r += WG) {
         let t = target_class(r);
         if (t >= 0) {
-            d += class_weight(u32(t));
+            stream_push(&d, class_weight(u32(t)));
         } else if (t == TARGET_INVALID) {
             first = min(first, r);
         }
     }
-    var w = 0.0;
+    var w = stream_empty();
     for (var j = lid; j < params.cols; j += WG) {
-        w += class_weight(j);
+        stream_push(&w, class_weight(j));
     }
-    let total = reduce_sum(d, lid);
+    let total = reduce_sum(stream_state(d).s, lid);
     let bad = reduce_min_u32(first, lid);
-    let weight_sum = reduce_sum(w, lid);
+    let weight_sum = reduce_sum(stream_state(w).s, lid);
     if (lid == 0u) {
         meta_buf[0] = bitcast<u32>(total);
         meta_buf[1] = bad;
@@ -90,11 +90,11 @@ fn prepare(@builtin(local_invocation_index) lid: u32) {
 
 @compute @workgroup_size(WG)
 fn reduce(@builtin(local_invocation_index) lid: u32) {
-    var acc = 0.0;
+    var acc = stream_empty();
     for (var r = lid; r < params.rows; r += WG) {
-        acc += loss_buf[r];
+        stream_push(&acc, loss_buf[r]);
     }
-    let total = reduce_sum(acc, lid);
+    let total = reduce_sum(stream_state(acc).s, lid);
     if (lid == 0u) {
         var v = total;
         if (params.reduction == REDUCTION_MEAN) {
@@ -140,21 +140,21 @@ fn main(
         let r = params.row0 + row;
         let sh = share_of(cols, lid);
 
-        var st = online_empty();
+        var st = stream_empty();
         for (var c = sh.first; c < sh.end; c += sh.step) {
-            fold(&st, load_x(x_row + c), inv_t);
+            stream_fold(&st, load_x(x_row + c), inv_t);
         }
-        let stats = row_stats(reduce_online(st, lid, inv_t), inv_t);
+        let stats = row_stats(reduce_online(stream_state(st), lid, inv_t), inv_t);
         let t = target_class(r);
 
         // sum_j w_j (m - z_j): a second read of the row, only when smoothing is on.
         var smooth_sum = 0.0;
         if (eps > 0.0) {
-            var acc = 0.0;
+            var acc = stream_empty();
             for (var c = sh.first; c < sh.end; c += sh.step) {
-                acc += class_weight(c) * (stats.m - load_x(x_row + c));
+                stream_push(&acc, class_weight(c) * (stats.m - load_x(x_row + c)));
             }
-            smooth_sum = reduce_sum(acc, lid);
+            smooth_sum = reduce_sum(stream_state(acc).s, lid);
         }
 
         if (lid == 0u) {

@@ -141,23 +141,22 @@ fn block_finite(v: Block) -> bool {
     return all((bitcast<vec4<u32>>(v.lo) & m) < inf) && all((bitcast<vec4<u32>>(v.hi) & m) < inf);
 }
 
-// Folds a block: one rescale per block where all eight are finite (the common case).
-fn fold_block(st: ptr<function, Online>, v: Block, inv_t: f32) {
+// Folds a block into a lane's stream: one rescale at most and one pairwise addition per
+// block where all eight are finite (the common case).
+fn fold_block(st: ptr<function, Stream>, v: Block, inv_t: f32) {
     if (block_finite(v)) {
         let top4 = max(v.lo, v.hi);
-        let top = max(max(top4.x, top4.y), max(top4.z, top4.w));
-        if (top > (*st).m) {
-            (*st).s = rescale((*st).s, (*st).m, top, inv_t);
-            (*st).m = top;
-        }
+        stream_raise(st, max(max(top4.x, top4.y), max(top4.z, top4.w)), inv_t);
         let m = vec4<f32>((*st).m);
         let e = exp((v.lo - m) * inv_t) + exp((v.hi - m) * inv_t);
-        (*st).s += (e.x + e.y) + (e.z + e.w);
+        stream_push(st, (e.x + e.y) + (e.z + e.w));
     } else {
-        fold_pair(st, v.lo.xy, inv_t);
-        fold_pair(st, v.lo.zw, inv_t);
-        fold_pair(st, v.hi.xy, inv_t);
-        fold_pair(st, v.hi.zw, inv_t);
+        var part = online_empty();
+        fold_pair(&part, v.lo.xy, inv_t);
+        fold_pair(&part, v.lo.zw, inv_t);
+        fold_pair(&part, v.hi.xy, inv_t);
+        fold_pair(&part, v.hi.zw, inv_t);
+        stream_add(st, part, inv_t);
     }
 }
 
@@ -219,10 +218,11 @@ fn online_row(row: u32, at: Lane, ids: Ids, live: bool) {
     if (!live) {
         blocks.end = blocks.first;
     }
-    var st = online_empty();
+    var stream = stream_empty();
     for (var b = blocks.first; b < blocks.end; b += blocks.step) {
-        fold_block(&st, load_row_block(r, b), inv_t);
+        fold_block(&stream, load_row_block(r, b), inv_t);
     }
+    var st = stream_state(stream);
     if (live && at.lane == 0u) {
         fold_edges(&st, r, inv_t);
     }
@@ -271,19 +271,22 @@ fn resident_row(row: u32, at: Lane, ids: Ids, live: bool) {
         held[k] = v;
     }
     // `top` stays F32_LOWEST for a lane without finite logits (-inf is below it).
-    var s = 0.0;
+    // The exponentials' sum, pairwise; the max is already known.
+    var sum = stream_empty();
+    sum.m = top;
+    sum.flags = flags;
     let m = vec4<f32>(top);
     for (var k = 0u; k < RESIDENT_BLOCKS; k++) {
         let v = held[k];
         let lo = select(exp((v.lo - m) * inv_t), vec4<f32>(0.0), is_neg_inf4(v.lo));
         let hi = select(exp((v.hi - m) * inv_t), vec4<f32>(0.0), is_neg_inf4(v.hi));
         let e = lo + hi;
-        s += (e.x + e.y) + (e.z + e.w);
+        stream_push(&sum, (e.x + e.y) + (e.z + e.w));
         if (OP == OP_SOFTMAX) {
             held[k] = Block(lo, hi);
         }
     }
-    var st = Online(top, s, flags);
+    var st = stream_state(sum);
     if (live && at.lane == 0u) {
         var edges = online_empty();
         fold_edges(&edges, r, inv_t);
@@ -374,10 +377,11 @@ fn partials(ids: Ids) {
         let r = row_of(row);
         let p = piece(r, c);
         let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
-        var st = online_empty();
+        var stream = stream_empty();
         for (var b = blocks.first; b < blocks.end; b += blocks.step) {
-            fold_block(&st, load_row_block(r, b), inv_t);
+            fold_block(&stream, load_row_block(r, b), inv_t);
         }
+        var st = stream_state(stream);
         if (c == 0u && at.lane == 0u) {
             fold_edges(&st, r, inv_t);
         }

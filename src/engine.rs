@@ -80,6 +80,10 @@ impl std::fmt::Display for EngineInfo {
     }
 }
 
+/// The most iterations one invocation's loop over its share may run on a CPU adapter:
+/// half of the 65535 after which Mesa's lavapipe and llvmpipe end a loop.
+const MAX_LANE_ITERATIONS: u64 = 32_768;
+
 /// The features this crate uses where the adapter offers them.
 pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::SUBGROUP)
@@ -373,6 +377,29 @@ impl Engine {
             256
         };
         self.largest_workgroup(wanted)
+    }
+
+    /// The workgroup size for kernels whose invocations each loop over a share of
+    /// `items` (a row's logits or blocks, or the rows of a batch): `workgroup_size()`, but on
+    /// CPU adapters as large as it takes to keep every share within
+    /// `MAX_LANE_ITERATIONS`, since Mesa's CPU drivers silently end a shader loop after
+    /// 65535 iterations per invocation (measured: cross-entropy over 16 x 65534 logits on
+    /// 16 lanes came out wrong).
+    pub(crate) fn workgroup_for(&self, what: &'static str, items: u64) -> Result<u32> {
+        let base = self.workgroup_size();
+        if self.info.adapter.device_type != wgpu::DeviceType::Cpu {
+            return Ok(base);
+        }
+        let needed = items.div_ceil(MAX_LANE_ITERATIONS).next_power_of_two();
+        let wg = self.largest_workgroup(u32::try_from(needed).unwrap_or(u32::MAX).max(base));
+        if items.div_ceil(u64::from(wg)) > MAX_LANE_ITERATIONS {
+            return Err(Error::RowTooLong {
+                what,
+                items,
+                limit: u64::from(wg) * MAX_LANE_ITERATIONS,
+            });
+        }
+        Ok(wg)
     }
 
     /// The largest power of two up to `wanted` the device allows as a workgroup size.

@@ -52,6 +52,20 @@ pub enum Error {
         /// The allowed range.
         reason: &'static str,
     },
+    /// A row is too long for one workgroup of a CPU adapter: Mesa's lavapipe and llvmpipe
+    /// end any shader loop after 65535 iterations per invocation, silently.
+    #[error(
+        "{what}: {items} items per row exceed the {limit} that one workgroup of this CPU \
+         adapter can loop over (Mesa ends shader loops after 65535 iterations)"
+    )]
+    RowTooLong {
+        /// The operation.
+        what: &'static str,
+        /// Items (logits, blocks or rows) one workgroup would loop over.
+        items: u64,
+        /// The most it can.
+        limit: u64,
+    },
     /// A forced kernel variant cannot run this shape on this adapter.
     #[error("the {variant} kernel variant cannot run this operation: {reason}")]
     UnsupportedVariant {

@@ -34,6 +34,9 @@ pub(crate) struct Plan {
     pub chunks: u32,
     /// Rows one workgroup takes at a time (dispatch size = rows / this).
     pub rows_per_group: u32,
+    /// The workgroup size (larger than usual on CPU adapters for very long rows, see
+    /// `Engine::workgroup_for`).
+    pub workgroup: u32,
 }
 
 impl Engine {
@@ -135,12 +138,17 @@ impl Engine {
             reason,
         };
         let plan = match variant {
-            Variant::Auto | Variant::Online => Plan {
-                variant: Variant::Online,
-                layout: base,
-                chunks: 1,
-                rows_per_group: 1,
-            },
+            Variant::Auto | Variant::Online => {
+                // Each lane loops over its share of the row's blocks.
+                let lanes = self.workgroup_for("softmax (online)", blocks)?;
+                Plan {
+                    variant: Variant::Online,
+                    layout: Layout { lanes, ..base },
+                    chunks: 1,
+                    rows_per_group: 1,
+                    workgroup: lanes,
+                }
+            }
             Variant::Resident => {
                 if blocks > u64::from(wg) * max_blocks {
                     return Err(unsupported(format!(
@@ -157,6 +165,7 @@ impl Engine {
                     },
                     chunks: 1,
                     rows_per_group: 1,
+                    workgroup: wg,
                 }
             }
             Variant::MultiRow => {
@@ -181,18 +190,27 @@ impl Engine {
                     },
                     chunks: 1,
                     rows_per_group: wg / lanes,
+                    workgroup: wg,
                 }
             }
-            Variant::SplitRow => Plan {
-                variant,
-                layout: Layout {
-                    split: true,
-                    ..base
-                },
+            Variant::SplitRow => {
                 // Forced on any shape: at least two pieces, none empty where blocks allow.
-                chunks: pieces.max(2).min(blocks).max(1) as u32,
-                rows_per_group: 1,
-            },
+                let chunks = pieces.max(2).min(blocks).max(1) as u32;
+                // Each lane loops over its share of a piece's blocks.
+                let lanes =
+                    self.workgroup_for("softmax (split-row)", blocks.div_ceil(u64::from(chunks)))?;
+                Plan {
+                    variant,
+                    layout: Layout {
+                        lanes,
+                        split: true,
+                        ..base
+                    },
+                    chunks,
+                    rows_per_group: 1,
+                    workgroup: lanes,
+                }
+            }
         };
         Ok(plan)
     }

@@ -296,7 +296,7 @@ impl Engine {
             in_place,
             lse: args.lse.is_some(),
             contiguous: self.contiguous(),
-            workgroup: self.workgroup_size(),
+            workgroup: plan.workgroup,
             layout: plan.layout,
             aligned,
         };

@@ -108,7 +108,8 @@ impl Engine {
             in_place,
             weight: args.weight.is_some(),
             contiguous: self.contiguous(),
-            workgroup: self.workgroup_size(),
+            // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
+            workgroup: self.workgroup_for("cross-entropy", rows.max(cols))?,
         };
         let kernels = [CeEntry::Prepare, CeEntry::Main, CeEntry::Reduce].map(|e| {
             self.pipelines
@@ -251,7 +252,7 @@ impl Engine {
             input: self.storage(y.dtype),
             output: self.storage(dx.dtype),
             contiguous: self.contiguous(),
-            workgroup: self.workgroup_size(),
+            workgroup: self.workgroup_for("softmax backward", shape.cols as u64)?,
         };
         let kernel = self
             .pipelines

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{check_forward, on_every_adapter, random_logits};
-use softmax_wgpu::{Forward, Shape, SoftmaxOptions};
+use softmax_wgpu::{Forward, Shape, SoftmaxOptions, Variant};
 
 /// Inputs that stress each error source: wide logit ranges (large |a|, tiny probabilities
 /// down to underflow), long rows (deep sums), many near-ties, temperatures.
@@ -35,6 +35,15 @@ fn adversarial() -> Vec<(&'static str, Vec<f32>, Shape, SoftmaxOptions)> {
         ),
         ("near-ties, 4096 cols", ties, Shape::new(4, 4096), t1),
         (
+            // Many terms of similar size: a running sum's error grows with the count.
+            "golden-ratio sequence, 128256 cols",
+            (0..32 * 128_256)
+                .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 40.0)
+                .collect(),
+            Shape::new(32, 128_256),
+            t1,
+        ),
+        (
             "T = 0.05, 1000 cols",
             random_logits(8 * 1000, 4.0, 4),
             Shape::new(8, 1000),
@@ -63,10 +72,17 @@ fn contract_holds_on_adversarial_inputs() {
     on_every_adapter(|e| {
         println!("adapter: {}", e.info());
         for (name, x, shape, o) in adversarial() {
-            for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
-                let r = check_forward::<f32, f32>(e, op, &x, shape, &o);
-                println!("  {name:32} {op:?}: worst error/allowed {:.3}, worst {:.2} f32 ulp, {:.2}% correctly rounded",
-                    r.worst_ratio, r.worst_ulps, 100.0 * r.correctly_rounded_share());
+            // Every variant that can hold the rows: they sum in different orders.
+            for v in Variant::KERNELS {
+                let o = o.with_variant(v);
+                if e.forward_variant(shape, &o).is_err() {
+                    continue;
+                }
+                for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
+                    let r = check_forward::<f32, f32>(e, op, &x, shape, &o);
+                    println!("  {name:36} {v:10} {op:?}: worst error/allowed {:.3}, worst {:.2} f32 ulp, {:.2}% correctly rounded",
+                        r.worst_ratio, r.worst_ulps, 100.0 * r.correctly_rounded_share());
+                }
             }
         }
     });

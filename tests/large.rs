@@ -3,7 +3,7 @@
 mod common;
 
 use common::{on_every_adapter, random_logits};
-use softmax_wgpu::{accuracy, Error, Forward, Shape, SoftmaxOptions};
+use softmax_wgpu::{accuracy, Error, Forward, Shape, SoftmaxOptions, Variant};
 
 #[test]
 fn tensor_larger_than_one_binding() {
@@ -54,6 +54,27 @@ fn a_row_larger_than_one_binding_is_a_clear_error() {
             ),
             "{err:?}"
         );
+        e.release_buffers();
+    });
+}
+
+#[test]
+fn rows_past_the_loop_limit_of_cpu_adapters() {
+    // One row of 9M logits on one workgroup (online forced) and in pieces (split-row): each
+    // lane's loop over its share stays within the 65535 iterations after which Mesa's CPU
+    // adapters end a loop (more than 16 lanes x 65535 blocks of 8 logits).
+    on_every_adapter(|e| {
+        let shape = Shape::new(1, 9_000_000);
+        let x = random_logits(shape.len(), 10.0, 51);
+        for v in [Variant::Online, Variant::SplitRow] {
+            common::check_forward::<f32, f32>(
+                e,
+                Forward::Softmax,
+                &x,
+                shape,
+                &SoftmaxOptions::default().with_variant(v),
+            );
+        }
         e.release_buffers();
     });
 }

@@ -322,9 +322,39 @@ fn cross_entropy_large_vocabulary() {
 }
 
 #[test]
+fn past_the_loop_limit_of_cpu_adapters() {
+    // Mesa's CPU adapters end a shader loop after 65535 iterations per invocation: rows of
+    // more than 16 x 65535 classes, and batches of more than 16 x 65535 rows, take wider
+    // workgroups there (Engine::workgroup_for). Both came out wrong before.
+    on_every_adapter(|e| {
+        let (rows, cols) = (1, (1 << 20) + 64);
+        let x = random_logits(rows * cols, 10.0, 31);
+        check_ce(
+            e,
+            &x,
+            &targets(rows, cols, 32),
+            Shape::new(rows, cols),
+            &CrossEntropyOptions {
+                label_smoothing: 0.1,
+                ..Default::default()
+            },
+        );
+        let (rows, cols) = (1_100_000, 3);
+        let x = random_logits(rows * cols, 4.0, 33);
+        check_ce(
+            e,
+            &x,
+            &targets(rows, cols, 34),
+            Shape::new(rows, cols),
+            &CrossEntropyOptions::default(),
+        );
+    });
+}
+
+#[test]
 fn softmax_and_log_softmax_backward() {
     on_every_adapter(|e| {
-        for (rows, cols) in [(5usize, 7usize), (3, 1025), (2, 65537)] {
+        for (rows, cols) in [(5usize, 7usize), (3, 1025), (2, 65537), (1, (1 << 20) + 64)] {
             let shape = Shape::new(rows, cols);
             let z = random_logits(rows * cols, 6.0, 21);
             let dy = random_logits(rows * cols, 1.0, 22);
