@@ -29,6 +29,20 @@ pub enum AccessPattern {
     Strided,
 }
 
+/// Which kind of adapter the kernels are tuned for: workgroup size, access pattern, how much
+/// of a row a lane holds in registers and how many workgroups keep the adapter busy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tuning {
+    /// CPU tuning on CPU adapters (lavapipe, llvmpipe), GPU tuning elsewhere.
+    #[default]
+    Auto,
+    /// Small workgroups, one contiguous chunk per invocation, long register-resident rows.
+    Cpu,
+    /// 256-invocation workgroups, strided (coalesced) access, short register-resident rows.
+    /// Forcing it on a CPU adapter lets CI run the GPU code paths.
+    Gpu,
+}
+
 /// How an [`Engine`] is set up. `Default` picks the best adapter, honouring `WGPU_BACKEND`
 /// and `WGPU_ADAPTER_NAME`.
 #[derive(Clone, Debug, Default)]
@@ -40,8 +54,10 @@ pub struct EngineOptions {
     pub adapter_name: Option<String>,
     /// The f16 kernel path.
     pub half_path: HalfPath,
-    /// The access pattern of the kernels.
+    /// The access pattern of the kernels (`Auto` follows the tuning).
     pub access: AccessPattern,
+    /// What the kernels are tuned for.
+    pub tuning: Tuning,
 }
 
 /// What an engine runs on.
@@ -104,6 +120,8 @@ pub struct Engine {
     scratch: Mutex<Option<wgpu::Buffer>>,
     /// 16 bytes that stand in for a vector view of a tensor too small to have one.
     tiny: Mutex<Option<wgpu::Buffer>>,
+    /// Held through each host-slice operation on the GL backend (see `host_guard`).
+    gl_host: Mutex<()>,
     lost: Arc<Mutex<Option<String>>>,
 }
 
@@ -261,6 +279,7 @@ impl Engine {
             uniforms: UniformCache::default(),
             scratch: Mutex::new(None),
             tiny: Mutex::new(None),
+            gl_host: Mutex::new(()),
             lost: Arc::new(Mutex::new(None)),
         }
     }
@@ -283,6 +302,15 @@ impl Engine {
     /// The f16 path this engine was asked for.
     pub fn half_path(&self) -> HalfPath {
         self.options.half_path
+    }
+
+    /// What the kernels are tuned for, `Auto` resolved from the adapter.
+    pub fn tuning(&self) -> Tuning {
+        if self.cpu_tuned() {
+            Tuning::Cpu
+        } else {
+            Tuning::Gpu
+        }
     }
 
     /// Number of pipelines compiled so far.
@@ -362,8 +390,31 @@ impl Engine {
         match self.options.access {
             AccessPattern::Contiguous => true,
             AccessPattern::Strided => false,
-            AccessPattern::Auto => self.info.adapter.device_type == wgpu::DeviceType::Cpu,
+            AccessPattern::Auto => self.cpu_tuned(),
         }
+    }
+
+    /// On the GL backend, a guard that makes the host-slice operations of one engine take
+    /// turns: wgpu's GL backend holds its one context while a thread waits for the GPU, and
+    /// panics when another thread waits more than a second for it (gfx-rs/wgpu#5299), which
+    /// a long kernel on llvmpipe reaches. Other backends run operations side by side.
+    pub(crate) fn host_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        (self.info.adapter.backend == wgpu::Backend::Gl)
+            .then(|| self.gl_host.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether the kernels are tuned for a CPU adapter (see [`Tuning`]).
+    pub(crate) fn cpu_tuned(&self) -> bool {
+        match self.options.tuning {
+            Tuning::Cpu => true,
+            Tuning::Gpu => false,
+            Tuning::Auto => self.runs_on_cpu(),
+        }
+    }
+
+    /// Whether the adapter is a CPU implementation (whatever the tuning).
+    pub(crate) fn runs_on_cpu(&self) -> bool {
+        self.info.adapter.device_type == wgpu::DeviceType::Cpu
     }
 
     /// The workgroup size of the softmax-family kernels: 256 on GPUs; 16 on CPU adapters,
@@ -371,11 +422,7 @@ impl Engine {
     /// batch at each barrier (measured on lavapipe: 256 lanes take 1.6 times as long as 16).
     /// Never above what the device allows.
     pub(crate) fn workgroup_size(&self) -> u32 {
-        let wanted = if self.info.adapter.device_type == wgpu::DeviceType::Cpu {
-            16
-        } else {
-            256
-        };
+        let wanted = if self.cpu_tuned() { 16 } else { 256 };
         self.largest_workgroup(wanted)
     }
 
@@ -387,7 +434,7 @@ impl Engine {
     /// 16 lanes came out wrong).
     pub(crate) fn workgroup_for(&self, what: &'static str, items: u64) -> Result<u32> {
         let base = self.workgroup_size();
-        if self.info.adapter.device_type != wgpu::DeviceType::Cpu {
+        if !self.runs_on_cpu() {
             return Ok(base);
         }
         let needed = items.div_ceil(MAX_LANE_ITERATIONS).next_power_of_two();

@@ -63,6 +63,7 @@ impl Engine {
         options: &SoftmaxOptions,
         with_lse: bool,
     ) -> Result<ForwardResult<U>> {
+        let _turn = self.host_guard();
         self.check_alive()?;
         shape.expect_len("logits", x.len())?;
         options.inv_temperature()?;

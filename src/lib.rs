@@ -39,7 +39,7 @@ mod training;
 
 pub use dtype::{DType, Element};
 pub use engine::{
-    adapters, AccessPattern, Engine, EngineInfo, EngineOptions, HalfPath, WANTED_FEATURES,
+    adapters, AccessPattern, Engine, EngineInfo, EngineOptions, HalfPath, Tuning, WANTED_FEATURES,
 };
 pub use error::{Error, Result};
 pub use host::ForwardResult;

@@ -40,12 +40,8 @@ pub(crate) struct Plan {
 }
 
 impl Engine {
-    fn is_cpu(&self) -> bool {
-        self.info.adapter.device_type == wgpu::DeviceType::Cpu
-    }
-
     fn max_resident_blocks(&self) -> u32 {
-        if self.is_cpu() {
+        if self.cpu_tuned() {
             RESIDENT_BLOCKS_CPU
         } else {
             RESIDENT_BLOCKS_GPU
@@ -65,7 +61,7 @@ impl Engine {
     /// Workgroups that keep the adapter busy: a few per thread on CPU adapters (lavapipe
     /// runs one workgroup per thread at a time), a few hundred on GPUs.
     fn parallel_groups(&self) -> u32 {
-        if self.is_cpu() {
+        if self.cpu_tuned() {
             let threads = std::env::var("LP_NUM_THREADS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -114,7 +110,7 @@ impl Engine {
         );
 
         let pieces = {
-            let min_piece = u64::from(if self.is_cpu() {
+            let min_piece = u64::from(if self.cpu_tuned() {
                 MIN_PIECE_BLOCKS_CPU
             } else {
                 MIN_PIECE_BLOCKS_GPU

@@ -315,6 +315,7 @@ impl Engine {
         options: &CrossEntropyOptions,
         with_grad: bool,
     ) -> Result<CrossEntropyResult<T>> {
+        let _turn = self.host_guard();
         shape.expect_len("logits", logits.len())?;
         if targets.len() != shape.rows {
             return Err(Error::ShapeMismatch {
@@ -396,6 +397,7 @@ impl Engine {
         dy: &[T],
         shape: Shape,
     ) -> Result<Vec<T>> {
+        let _turn = self.host_guard();
         shape.expect_len("y", y.len())?;
         shape.expect_len("dy", dy.len())?;
         let n = y.len() as u64;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{check_forward, on_every_adapter, random_logits};
+use common::{check_forward, on_every_tuning, random_logits};
 use softmax_wgpu::{Forward, Shape, SoftmaxOptions, Variant};
 
 /// Inputs that stress each error source: wide logit ranges (large |a|, tiny probabilities
@@ -69,7 +69,7 @@ fn adversarial() -> Vec<(&'static str, Vec<f32>, Shape, SoftmaxOptions)> {
 
 #[test]
 fn contract_holds_on_adversarial_inputs() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         println!("adapter: {}", e.info());
         for (name, x, shape, o) in adversarial() {
             // Every variant that can hold the rows: they sum in different orders.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{check_all_ops, on_every_adapter};
+use common::{check_all_ops, on_every_tuning};
 use softmax_wgpu::{MaskedRows, Shape, SoftmaxOptions};
 
 const NAN: f32 = f32::NAN;
@@ -15,7 +15,7 @@ fn all_nan(v: &[f32]) -> bool {
 #[test]
 fn edge_case_table() {
     let o = SoftmaxOptions::default();
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let run = |row: &[f32]| {
             let s = Shape::new(1, row.len());
             (
@@ -63,7 +63,7 @@ fn masked_rows_option_gives_zeros() {
         masked_rows: MaskedRows::Zeros,
         ..Default::default()
     };
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let x = [-INF, -INF, -INF, 1.0, 2.0, -INF, NAN, 1.0, 0.0];
         let s = Shape::new(3, 3);
         let p = e.softmax(&x, s, &o).unwrap();
@@ -88,7 +88,7 @@ fn mixed_rows_in_one_batch_match_the_oracle() {
         [-1e30, 1e30, 0.0, -0.0],
     ];
     let x: Vec<f32> = rows.iter().flatten().copied().collect();
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         for t in [1.0, 0.25] {
             check_all_ops(
                 e,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{on_every_adapter, random_logits};
+use common::{on_every_tuning, random_logits};
 use softmax_wgpu::accuracy::{EPS, SOFTMAX};
 use softmax_wgpu::{oracle, CrossEntropyOptions, Element, Engine, Error, Reduction, Shape};
 
@@ -107,7 +107,7 @@ fn targets(rows: usize, cols: usize, seed: u64) -> Vec<i64> {
 
 #[test]
 fn cross_entropy_matches_pytorch_semantics() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let (rows, cols) = (7, 1000);
         let shape = Shape::new(rows, cols);
         let x = random_logits(rows * cols, 8.0, 3);
@@ -165,7 +165,7 @@ fn cross_entropy_matches_pytorch_semantics() {
 
 #[test]
 fn cross_entropy_hard_rows() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let inf = f32::INFINITY;
         let x = [
             1e30f32, -1e30, 5.0, 0.0, // huge logits
@@ -215,7 +215,7 @@ fn cross_entropy_hard_rows() {
 
 #[test]
 fn cross_entropy_errors_and_all_ignored() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let x = random_logits(12, 1.0, 1);
         let shape = Shape::new(3, 4);
         let r = e.cross_entropy(
@@ -305,7 +305,7 @@ fn cross_entropy_errors_and_all_ignored() {
 
 #[test]
 fn cross_entropy_large_vocabulary() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let (rows, cols) = (3, 262_144);
         let x = random_logits(rows * cols, 10.0, 8);
         check_ce(
@@ -326,7 +326,7 @@ fn past_the_loop_limit_of_cpu_adapters() {
     // Mesa's CPU adapters end a shader loop after 65535 iterations per invocation: rows of
     // more than 16 x 65535 classes, and batches of more than 16 x 65535 rows, take wider
     // workgroups there (Engine::workgroup_for). Both came out wrong before.
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let (rows, cols) = (1, (1 << 20) + 64);
         let x = random_logits(rows * cols, 10.0, 31);
         check_ce(
@@ -353,7 +353,7 @@ fn past_the_loop_limit_of_cpu_adapters() {
 
 #[test]
 fn softmax_and_log_softmax_backward() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         for (rows, cols) in [(5usize, 7usize), (3, 1025), (2, 65537), (1, (1 << 20) + 64)] {
             let shape = Shape::new(rows, cols);
             let z = random_logits(rows * cols, 6.0, 21);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{check_forward, on_every_adapter, on_every_half_path, random_logits};
+use common::{check_forward, on_every_half_path, on_every_tuning, random_logits};
 use half::{bf16, f16};
 use softmax_wgpu::{
     DType, Element, Engine, Error, Forward, ForwardArgs, Shape, SoftmaxOptions, TensorRef, Variant,
@@ -50,7 +50,7 @@ fn check_variants<T: Element>(e: &Engine, x: &[T], shape: Shape, options: &Softm
 
 #[test]
 fn every_variant_on_shapes_around_block_and_workgroup_sizes() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let shapes = [
             (1, 1),
             (3, 7),
@@ -85,7 +85,7 @@ fn every_variant_on_special_rows() {
     x[4 * cols + 8] = 1e30;
     x[5 * cols..5 * cols + 20].fill(-INF);
     let shape = Shape::new(6, cols);
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         check_variants(e, &x, shape, &SoftmaxOptions::default());
         let zeros = SoftmaxOptions {
             masked_rows: softmax_wgpu::MaskedRows::Zeros,
@@ -118,7 +118,7 @@ fn every_variant_in_half_precision() {
 fn every_variant_in_place_and_at_unaligned_offsets() {
     // Input and output at offsets that differ modulo 8 elements (scalar block loads), and in
     // place (vector loads through the output's binding).
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let shape = Shape::new(5, 203);
         let n = shape.len();
         let x = random_logits(n, 10.0, 3);
@@ -194,7 +194,7 @@ fn every_variant_in_place_and_at_unaligned_offsets() {
 
 #[test]
 fn automatic_choice_follows_the_shape() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let auto = SoftmaxOptions::default();
         let pick = |rows, cols| e.forward_variant(Shape::new(rows, cols), &auto).unwrap();
         // One long row: cut over many workgroups.

@@ -25,7 +25,13 @@ pub fn on_every_adapter(f: impl Fn(&Engine)) {
 fn on_each<'a>(list: impl IntoIterator<Item = &'a Engine>, f: impl Fn(&Engine)) {
     for e in list {
         let info = &e.info().adapter;
-        let name = format!("{} ({:?}, {:?})", info.name, info.backend, e.half_path());
+        let name = format!(
+            "{} ({:?}, {:?}, {:?} tuning)",
+            info.name,
+            info.backend,
+            e.half_path(),
+            e.tuning()
+        );
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e)));
         if let Err(p) = r {
             let msg = p
@@ -97,6 +103,29 @@ pub fn portable_engines() -> &'static [Engine] {
         };
         Engine::all_blocking(options).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
     })
+}
+
+/// Engines with GPU tuning (256-invocation workgroups, strided access, short resident rows,
+/// GPU split thresholds) on every CPU adapter, so that CI runs the code paths a real GPU
+/// takes; empty where no CPU adapter is found (a real GPU runs them anyway).
+pub fn gpu_tuned_engines() -> &'static [Engine] {
+    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| {
+        let options = EngineOptions {
+            tuning: softmax_wgpu::Tuning::Gpu,
+            ..Default::default()
+        };
+        Engine::all_blocking(options)
+            .unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+            .into_iter()
+            .filter(|e| e.info().adapter.device_type == wgpu::DeviceType::Cpu)
+            .collect()
+    })
+}
+
+/// Every engine, and each CPU adapter once more with GPU tuning.
+pub fn on_every_tuning(f: impl Fn(&Engine)) {
+    on_each(engines().iter().chain(gpu_tuned_engines()), f);
 }
 
 /// Every engine of both f16 paths, named.
