@@ -10,10 +10,13 @@ use crate::pool::{BufferPool, UniformCache};
 /// Which f16 kernel path to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HalfPath {
-    /// Native `f16` storage where the device has SHADER_F16, packed pairs elsewhere.
+    /// Native `f16` storage where the device has SHADER_F16, packed pairs elsewhere;
+    /// conversions by WGSL's `pack2x16float`/`unpack2x16float` where a probe at start-up
+    /// finds them exact on the adapter, by bit manipulation elsewhere.
     #[default]
     Auto,
-    /// Always packed pairs in `u32`, even where SHADER_F16 is available.
+    /// Always packed pairs in `u32`, even where SHADER_F16 is available, and conversions by
+    /// bit manipulation even where the adapter's conversion builtins are exact.
     Portable,
 }
 
@@ -120,6 +123,9 @@ pub struct Engine {
     scratch: Mutex<Option<wgpu::Buffer>>,
     /// 16 bytes that stand in for a vector view of a tensor too small to have one.
     tiny: Mutex<Option<wgpu::Buffer>>,
+    /// The kernels convert f16 with WGSL's pack/unpack builtins, proven exact on this
+    /// adapter (see src/half_probe.rs); bit manipulation otherwise.
+    pub(crate) half_builtins: bool,
     /// Held through each host-slice operation on the GL backend (see `host_guard`).
     gl_host: Mutex<()>,
     lost: Arc<Mutex<Option<String>>>,
@@ -257,6 +263,8 @@ impl Engine {
     }
 
     /// Wraps a device the caller already has; its features and limits are read from it.
+    /// With [`HalfPath::Auto`] this runs one small kernel on the device and waits for it,
+    /// to learn whether the adapter's f16 conversion builtins are exact.
     /// Operations then record into the caller's encoders ([`Engine::record_forward`]).
     pub fn from_device(
         device: wgpu::Device,
@@ -269,7 +277,10 @@ impl Engine {
             features: device.features(),
             limits: device.limits(),
         };
+        let half_builtins = options.half_path == HalfPath::Auto
+            && crate::half_probe::builtins_are_exact(&device, &queue);
         Engine {
+            half_builtins,
             device,
             queue,
             info,
@@ -302,6 +313,12 @@ impl Engine {
     /// The f16 path this engine was asked for.
     pub fn half_path(&self) -> HalfPath {
         self.options.half_path
+    }
+
+    /// Whether the kernels convert f16 with WGSL's builtins (found exact on this adapter)
+    /// rather than by bit manipulation.
+    pub fn half_builtins(&self) -> bool {
+        self.half_builtins
     }
 
     /// What the kernels are tuned for, `Auto` resolved from the adapter.

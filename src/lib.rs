@@ -25,6 +25,7 @@ pub mod bench;
 mod dtype;
 mod engine;
 mod error;
+mod half_probe;
 mod host;
 mod options;
 pub mod oracle;

@@ -298,6 +298,7 @@ impl Engine {
             contiguous: self.contiguous(),
             workgroup: plan.workgroup,
             layout: plan.layout,
+            half_builtins: self.half_builtins,
             aligned,
         };
         let kernels = if plan.layout.split {

@@ -79,6 +79,8 @@ pub(crate) struct KernelKey {
     /// The input sits at the same offset modulo 8 elements as the output, so blocks load
     /// as vectors.
     pub aligned: bool,
+    /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
+    pub half_builtins: bool,
 }
 
 impl KernelKey {
@@ -138,6 +140,8 @@ pub(crate) struct CeKey {
     pub weight: bool,
     pub contiguous: bool,
     pub workgroup: u32,
+    /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
+    pub half_builtins: bool,
 }
 
 /// Variant of the backward module.
@@ -151,6 +155,8 @@ pub(crate) struct BackwardKey {
     pub output: Storage,
     pub contiguous: bool,
     pub workgroup: u32,
+    /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
+    pub half_builtins: bool,
 }
 
 /// Variant of the copy kernel (the benchmarks' roofline).
@@ -281,7 +287,7 @@ fn store_block_source(s: Storage) -> &'static str {
 /// `y_vec_store(i, v)`, `load_block`, `store_block`) and `store_lse(i, v)`.
 fn bindings(key: &KernelKey) -> String {
     use std::fmt::Write;
-    let mut s = xy_bindings(key.input, key.output, key.in_place);
+    let mut s = xy_bindings(key.input, key.output, key.in_place, key.half_builtins);
     if let Some(out) = key.output {
         let _ = writeln!(
             s,
@@ -345,13 +351,19 @@ fn bindings(key: &KernelKey) -> String {
 /// `x_raw(i)` and the input dtype's `load_x`, `y_raw_store(i, v)` (and, for packed outputs,
 /// `y_raw_merge(i, bits, keep)` for words shared with a neighbouring row) and the output
 /// dtype's `store_pair`. In place, `x` reads `y`'s binding.
-fn xy_bindings(input: Storage, output: Option<Storage>, in_place: bool) -> String {
+fn xy_bindings(
+    input: Storage,
+    output: Option<Storage>,
+    in_place: bool,
+    half_builtins: bool,
+) -> String {
     use std::fmt::Write;
     let mut s = format!(
         "@group(0) @binding({}) var<uniform> params: Params;\n",
         slot::PARAMS
     );
     if input != Storage::F32 || output.is_some_and(|o| o != Storage::F32) {
+        let _ = writeln!(s, "const HALF_BUILTINS: bool = {half_builtins};");
         s.push_str(HALF_BITS);
     }
     let xt = slot_type(input);
@@ -414,7 +426,7 @@ fn cross_entropy_source(key: &CeKey) -> String {
     use std::fmt::Write;
     let mut s = header(key.workgroup, key.contiguous, &[Some(key.input), key.grad]);
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
-    s += &xy_bindings(key.input, key.grad, key.in_place);
+    s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins);
     let _ = writeln!(
         s,
         "@group(0) @binding({lse}) var<storage, read_write> lse_buf: array<f32>;\n\
@@ -449,7 +461,7 @@ fn backward_source(key: &BackwardKey) -> String {
         &[Some(key.input), Some(key.output)],
     );
     let _ = writeln!(s, "const LOG: bool = {};", key.log);
-    s += &xy_bindings(key.input, Some(key.output), false);
+    s += &xy_bindings(key.input, Some(key.output), false, key.half_builtins);
     let _ = writeln!(
         s,
         "@group(0) @binding({}) var<storage, read> dy_buf: array<{t}>;\n\
@@ -575,6 +587,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                             contiguous,
                             workgroup: 256,
                             layout,
+                            half_builtins: !contiguous,
                         };
                         out.push((format!("{key:?}"), source(&key)));
                     }
@@ -596,6 +609,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                         weight,
                         contiguous: in_place,
                         workgroup: 256,
+                        half_builtins: weight,
                     };
                     out.push((format!("{key:?}"), cross_entropy_source(&key)));
                 }
@@ -609,6 +623,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                     output,
                     contiguous: log,
                     workgroup: 256,
+                    half_builtins: !log,
                 };
                 out.push((format!("{key:?}"), backward_source(&key)));
             }

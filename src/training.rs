@@ -110,6 +110,7 @@ impl Engine {
             contiguous: self.contiguous(),
             // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
             workgroup: self.workgroup_for("cross-entropy", rows.max(cols))?,
+            half_builtins: self.half_builtins,
         };
         let kernels = [CeEntry::Prepare, CeEntry::Main, CeEntry::Reduce].map(|e| {
             self.pipelines
@@ -253,6 +254,7 @@ impl Engine {
             output: self.storage(dx.dtype),
             contiguous: self.contiguous(),
             workgroup: self.workgroup_for("softmax backward", shape.cols as u64)?,
+            half_builtins: self.half_builtins,
         };
         let kernel = self
             .pipelines

@@ -2,9 +2,16 @@
 // 16-bit load and store. WGSL leaves the rounding mode, overflow and subnormal handling of
 // `pack2x16float`, `unpack2x16float` and `f16(x)` to the implementation; these do not:
 // round to nearest even, overflow to infinity, subnormals kept, NaN kept NaN.
+//
+// Where a probe at start-up found the builtins exact on the adapter (src/half_probe.rs),
+// HALF_BUILTINS is true (set in front of this file by src/shader.rs) and the f16
+// conversions are the builtins, one instruction each instead of a dozen.
 
 // f32 -> f16 bits (low 16 bits of the result).
 fn f16_bits(v: f32) -> u32 {
+    if (HALF_BUILTINS) {
+        return pack2x16float(vec2<f32>(v, 0.0));
+    }
     let b = bitcast<u32>(v);
     let sign = (b >> 16u) & 0x8000u;
     let mag = b & 0x7fffffffu;
@@ -26,6 +33,9 @@ fn f16_bits(v: f32) -> u32 {
 
 // f16 bits (low 16 bits of h) -> f32, exact.
 fn f16_to_f32(h: u32) -> f32 {
+    if (HALF_BUILTINS) {
+        return unpack2x16float(h).x;
+    }
     let sign = (h & 0x8000u) << 16u;
     let e = (h >> 10u) & 0x1fu;
     let m = h & 0x3ffu;
@@ -37,6 +47,22 @@ fn f16_to_f32(h: u32) -> f32 {
         return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
     }
     return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}
+
+// Two f16 in one word (low half first) -> f32.
+fn f16x2_to_f32(w: u32) -> vec2<f32> {
+    if (HALF_BUILTINS) {
+        return unpack2x16float(w);
+    }
+    return vec2<f32>(f16_to_f32(w & 0xffffu), f16_to_f32(w >> 16u));
+}
+
+// Two f32 -> f16 bits in one word (low half first).
+fn f16x2_bits(v: vec2<f32>) -> u32 {
+    if (HALF_BUILTINS) {
+        return pack2x16float(v);
+    }
+    return f16_bits(v.x) | (f16_bits(v.y) << 16u);
 }
 
 // f32 -> bf16 bits (low 16 bits of the result): the upper half, rounded to nearest even.

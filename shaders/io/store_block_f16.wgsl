@@ -2,9 +2,9 @@
 // into the vector view of the y binding, rounded to nearest even (half_bits.wgsl).
 fn store_block(b: u32, v: Block) {
     y_vec_store(b, vec4<u32>(
-        f16_bits(v.lo.x) | (f16_bits(v.lo.y) << 16u),
-        f16_bits(v.lo.z) | (f16_bits(v.lo.w) << 16u),
-        f16_bits(v.hi.x) | (f16_bits(v.hi.y) << 16u),
-        f16_bits(v.hi.z) | (f16_bits(v.hi.w) << 16u),
+        f16x2_bits(v.lo.xy),
+        f16x2_bits(v.lo.zw),
+        f16x2_bits(v.hi.xy),
+        f16x2_bits(v.hi.zw),
     ));
 }

@@ -21,9 +21,16 @@ pub fn on_every_adapter(f: impl Fn(&Engine)) {
     on_each(engines(), f);
 }
 
+/// Taken around each engine's share of a test: the tests of one binary run on several
+/// threads, and two of Mesa's CPU drivers busy at once in one process slow each other down
+/// thirtyfold (measured: tests/half.rs took 168 s on lavapipe and llvmpipe together, 10 s
+/// one engine at a time). Each driver already uses every core.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `f` on each engine; a failure names the adapter and its f16 path.
 fn on_each<'a>(list: impl IntoIterator<Item = &'a Engine>, f: impl Fn(&Engine)) {
     for e in list {
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let info = &e.info().adapter;
         let name = format!(
             "{} ({:?}, {:?}, {:?} tuning)",

@@ -330,6 +330,18 @@ fn info(args: &AdapterArgs) -> Result<(), String> {
             l.max_compute_workgroups_per_dimension,
             l.max_compute_invocations_per_workgroup
         );
+        let options = args.options()?;
+        match pollster::block_on(Engine::from_adapter(a, options)) {
+            Ok(e) => println!(
+                "    device: ok; f16 conversions by {}",
+                if e.half_builtins() {
+                    "WGSL builtins (exact here)"
+                } else {
+                    "bit manipulation"
+                }
+            ),
+            Err(e) => println!("    device: cannot start: {e}"),
+        }
     }
     Ok(())
 }
