@@ -169,7 +169,10 @@ fn main(
                 if (eps > 0.0) {
                     loss += eps / f32(cols) * (inv_t * smooth_sum + bitcast<f32>(meta_buf[3]) * stats.log_s);
                 }
-                loss += params.z_loss * stats.lse * stats.lse;
+                // Skipped when off: lse^2 overflows f32 for logits near 1e30, and 0 * inf is NaN.
+                if (params.z_loss != 0.0) {
+                    loss += params.z_loss * stats.lse * stats.lse;
+                }
             }
             loss_buf[r] = loss;
         }

@@ -303,6 +303,10 @@ impl Measurement {
 pub struct Settings {
     /// Untimed runs first (compilation, caches, clocks).
     pub warmup: usize,
+    /// Untimed runs go on until this much wall time has passed too, so that a GPU left
+    /// idle while the host prepared the case has raised its clocks again (on an H100, two
+    /// warm-up runs left some cases three times slower than the same case run on its own).
+    pub warmup_seconds: f64,
     /// Timed pairs of (copy, operation).
     pub runs: usize,
     /// Also time the f64 CPU oracle this many times (0: not at all).
@@ -313,6 +317,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             warmup: 2,
+            warmup_seconds: 0.25,
             runs: 7,
             cpu_runs: 1,
         }
@@ -388,9 +393,14 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     };
     let run_op = || stopwatch.time(engine, |e| engine.record_forward(e, &args));
     let run_copy = || stopwatch.time(engine, |e| engine.record_copy(e, &x, &y, copy_bytes));
-    for _ in 0..settings.warmup {
+    let warm_start = Instant::now();
+    let mut warm_runs = 0;
+    while warm_runs < settings.warmup
+        || warm_start.elapsed().as_secs_f64() < settings.warmup_seconds
+    {
         run_copy()?;
         run_op()?;
+        warm_runs += 1;
     }
     let (mut op_s, mut copy_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..settings.runs.max(1) {

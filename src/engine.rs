@@ -225,7 +225,16 @@ impl Engine {
     pub async fn all(options: EngineOptions) -> Result<Vec<Self>> {
         let mut out = Vec::new();
         for adapter in adapters(&options).await {
-            out.push(Self::from_adapter(&adapter, options.clone()).await?);
+            let engine = Self::from_adapter(&adapter, options.clone())
+                .await
+                .map_err(|e| {
+                    let info = adapter.get_info();
+                    Error::Adapter {
+                        adapter: format!("{} ({:?})", info.name, info.backend),
+                        source: Box::new(e),
+                    }
+                })?;
+            out.push(engine);
         }
         if out.is_empty() {
             return Err(no_adapter(&options));

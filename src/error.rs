@@ -12,6 +12,14 @@ pub enum Error {
     /// The adapter refused to create a device.
     #[error("the adapter could not create a device: {0}")]
     RequestDevice(#[from] wgpu::RequestDeviceError),
+    /// One of several adapters failed ([`crate::Engine::all`]); names which.
+    #[error("adapter {adapter}: {source}")]
+    Adapter {
+        /// The adapter's name and backend.
+        adapter: String,
+        /// What went wrong.
+        source: Box<Error>,
+    },
     /// A shape with a zero dimension, or one whose element count overflows.
     #[error("invalid shape [{rows}, {cols}]: {reason}")]
     InvalidShape {

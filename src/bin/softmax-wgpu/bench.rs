@@ -136,9 +136,9 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").map_err(|e| e.to_string())?,
     );
     let settings = Settings {
-        warmup: 2,
         runs: cmd.runs.max(1),
         cpu_runs: usize::from(!cmd.no_cpu),
+        ..Settings::default()
     };
     let mut results: Vec<Measurement> = Vec::new();
     for case in &cases {
