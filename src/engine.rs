@@ -443,9 +443,9 @@ impl Engine {
         self.info.adapter.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// The workgroup size of the softmax-family kernels: 256 on GPUs; 16 on CPU adapters,
-    /// which run a workgroup's lanes in SIMD batches one after another and pay for every
-    /// batch at each barrier (measured on lavapipe: 256 lanes take 1.6 times as long as 16).
+    /// The workgroup size of the softmax-family kernels: 256 with GPU tuning; 16 with CPU
+    /// tuning, since CPU adapters run a workgroup's lanes in SIMD batches one after another
+    /// and pay for every batch at each barrier (measured on lavapipe: 256 lanes take 1.6 times as long as 16).
     /// Never above what the device allows.
     pub(crate) fn workgroup_size(&self) -> u32 {
         let wanted = if self.cpu_tuned() { 16 } else { 256 };

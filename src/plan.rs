@@ -2,9 +2,8 @@
 //! choice from shape and adapter, or a forced [`Variant`] checked against what it can hold.
 //!
 //! The rules, for `blocks = cols / 8` (lanes own blocks of 8 logits, see shaders/softmax.wgsl):
-//! - split-row when one workgroup per row would leave the adapter idle (fewer rows than its
-//!   `parallel_groups` on CPU adapters, fewer invocations than `parallel_groups` full
-//!   workgroups on GPUs) and the rows are long enough to cut into pieces worth a workgroup;
+//! - split-row when there are too few rows to keep the adapter busy (fewer than its
+//!   `parallel_groups`) and the rows are long enough to cut into pieces worth a workgroup;
 //! - multi-row when a row fits `MULTI_ROW_LANES` lanes' registers: several rows per workgroup;
 //! - resident when a row fits the workgroup's registers (CPU adapters only: on GPUs the
 //!   online variant measured faster);
@@ -21,9 +20,6 @@ use crate::shader::Layout;
 /// ran at 0.27 to 0.38 of copy where the online variant ran at 0.62).
 const RESIDENT_BLOCKS_CPU: u32 = 64;
 const RESIDENT_BLOCKS_GPU: u32 = 2;
-/// The workgroup of the online variant on GPUs (1024 measured no better on an H100: faster
-/// on some shapes, half as fast on 4096 x 128256).
-const ONLINE_WORKGROUP_GPU: u32 = 256;
 /// Lanes per row of the multi-row variant without subgroups (at most half the workgroup).
 const MULTI_ROW_LANES: u32 = 32;
 /// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
@@ -126,21 +122,10 @@ impl Engine {
             wanted.min(blocks / min_piece).min(u64::from(wg))
         };
         let fits_resident = blocks <= u64::from(wg) * max_blocks;
-        let online_wg = if self.cpu_tuned() {
-            wg
-        } else {
-            self.largest_workgroup(ONLINE_WORKGROUP_GPU)
-        };
-        // Whether one workgroup per row keeps the adapter busy: enough workgroups on CPU
-        // adapters (one per thread at a time), enough invocations on GPUs.
-        let busy = if self.cpu_tuned() {
-            rows >= u64::from(self.parallel_groups())
-        } else {
-            let lanes = if fits_resident { wg } else { online_wg };
-            rows * u64::from(lanes) >= u64::from(self.parallel_groups()) * u64::from(wg)
-        };
         let variant = match forced {
-            Variant::Auto if !busy && pieces >= 2 => Variant::SplitRow,
+            Variant::Auto if rows < u64::from(self.parallel_groups()) && pieces >= 2 => {
+                Variant::SplitRow
+            }
             Variant::Auto if blocks <= multi_lanes * max_blocks && multi_lanes < u64::from(wg) => {
                 Variant::MultiRow
             }
@@ -157,9 +142,9 @@ impl Engine {
         let plan = match variant {
             Variant::Auto | Variant::Online => {
                 // Each lane loops over its share of the row's blocks.
-                let lanes = self
-                    .workgroup_for("softmax (online)", blocks)?
-                    .max(online_wg);
+                // (On GPUs, 1024 lanes instead of 256 measured no better on an H100: faster
+                // on some shapes, half as fast on 4096 x 128256.)
+                let lanes = self.workgroup_for("softmax (online)", blocks)?;
                 Plan {
                     variant: Variant::Online,
                     layout: Layout { lanes, ..base },
