@@ -140,3 +140,26 @@ fn half_accuracy_figures() {
         }
     });
 }
+
+#[test]
+fn f16_conversions_follow_the_probe() {
+    // The portable path never takes the builtins. Mesa's CPU adapters convert through LLVM,
+    // exactly, so the probe must find them exact there; a probe that wrongly failed would
+    // only lose speed, silently, without this check.
+    for e in common::portable_engines() {
+        assert!(
+            !e.half_builtins(),
+            "{}: portable path uses builtins",
+            e.info()
+        );
+    }
+    for e in common::engines() {
+        if e.info().adapter.device_type == wgpu::DeviceType::Cpu {
+            assert!(
+                e.half_builtins(),
+                "{}: probe found builtins inexact",
+                e.info()
+            );
+        }
+    }
+}

@@ -330,8 +330,7 @@ fn info(args: &AdapterArgs) -> Result<(), String> {
             l.max_compute_workgroups_per_dimension,
             l.max_compute_invocations_per_workgroup
         );
-        let options = args.options()?;
-        match pollster::block_on(Engine::from_adapter(a, options)) {
+        match pollster::block_on(Engine::from_adapter(a, options.clone())) {
             Ok(e) => println!(
                 "    device: ok; f16 conversions by {}",
                 if e.half_builtins() {
