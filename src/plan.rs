@@ -4,10 +4,11 @@
 //! The rules, for `blocks = cols / 8` (lanes own blocks of 8 logits, see shaders/softmax.wgsl):
 //! - split-row when there are too few rows to keep the adapter busy (fewer than its
 //!   `parallel_groups`) and the rows are long enough to cut into pieces worth a workgroup;
-//! - multi-row when a row fits `MULTI_ROW_LANES` lanes' registers: several rows per workgroup;
-//! - resident when a row fits the workgroup's registers (CPU adapters only: on GPUs the
-//!   online variant measured faster);
-//! - online otherwise.
+//! - multi-row when a row is short (it fits `MULTI_ROW_LANES` lanes' registers, and on CPU
+//!   adapters at most `MULTI_ROW_AUTO_BLOCKS_CPU` blocks per lane): several rows per
+//!   workgroup;
+//! - online otherwise. The resident variant is never the automatic choice: the online
+//!   variant measured faster wherever both run, on the H100 and on lavapipe (see `plan`).
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -22,6 +23,11 @@ const RESIDENT_BLOCKS_CPU: u32 = 64;
 const RESIDENT_BLOCKS_GPU: u32 = 2;
 /// Lanes per row of the multi-row variant without subgroups (at most half the workgroup).
 const MULTI_ROW_LANES: u32 = 32;
+/// Blocks per lane up to which CPU adapters choose multi-row automatically (lavapipe, 1024
+/// rows, ratio to copy of softmax / logsumexp: 0.33 / 0.36 against 0.14 / 0.13 for online at
+/// 256 logits, 0.32 / 0.23 against 0.24 / 0.26 at 1024, 0.32 / 0.24 against 0.35 / 0.39 at
+/// 4096, where each lane holds 64 blocks).
+const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = 16;
 /// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
 const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
 const MIN_PIECE_BLOCKS_GPU: u32 = 256;
@@ -122,16 +128,24 @@ impl Engine {
             wanted.min(blocks / min_piece).min(u64::from(wg))
         };
         let fits_resident = blocks <= u64::from(wg) * max_blocks;
+        let auto_multi_blocks = if self.cpu_tuned() {
+            u64::from(MULTI_ROW_AUTO_BLOCKS_CPU).min(max_blocks)
+        } else {
+            max_blocks
+        };
         let variant = match forced {
             Variant::Auto if rows < u64::from(self.parallel_groups()) && pieces >= 2 => {
                 Variant::SplitRow
             }
-            Variant::Auto if blocks <= multi_lanes * max_blocks && multi_lanes < u64::from(wg) => {
+            Variant::Auto
+                if blocks <= multi_lanes * auto_multi_blocks && multi_lanes < u64::from(wg) =>
+            {
                 Variant::MultiRow
             }
-            // On GPUs the online variant beat resident rows even where they fit (H100, 4096
-            // rows: 0.59 against 0.53 of copy at 1024 logits, 0.90 against 0.82 at 4096).
-            Variant::Auto if fits_resident && self.cpu_tuned() => Variant::Resident,
+            // The online variant beat resident rows wherever they fit: on the H100 (4096 rows:
+            // 0.59 against 0.53 of copy at 1024 logits, 0.90 against 0.82 at 4096) and on
+            // lavapipe (1024 rows, softmax / logsumexp: 0.35 / 0.42 against 0.25 / 0.19 at
+            // 8192 logits, where each lane holds 64 blocks).
             Variant::Auto => Variant::Online,
             v => v,
         };
