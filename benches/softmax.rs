@@ -22,7 +22,7 @@ fn forward(c: &mut Criterion) {
     for (rows, cols) in shapes {
         let shape = Shape::new(rows, cols);
         for dtype in [DType::F32, DType::F16] {
-            let bytes = dtype.buffer_bytes(shape.len() as u64).div_ceil(16) * 16;
+            let bytes = dtype.buffer_bytes(shape.len() as u64).div_ceil(32) * 32;
             let make = |size| {
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: None,
@@ -72,18 +72,23 @@ fn forward(c: &mut Criterion) {
                         })
                     },
                 );
-                let copy_bytes = (case.bytes() / 2).div_ceil(16) * 16;
-                group.bench_with_input(
-                    BenchmarkId::new(format!("copy/{op:?}/{dtype:?}"), format!("{rows}x{cols}")),
-                    &(),
-                    |b, _| {
-                        b.iter(|| {
-                            stopwatch
-                                .time(&engine, |e| engine.record_copy(e, &x, &y, copy_bytes))
-                                .unwrap()
-                        })
-                    },
-                );
+                let copy_bytes = (case.bytes() / 2).div_ceil(32) * 32;
+                for word in engine.copy_words() {
+                    let id = format!("copy ({word})/{op:?}/{dtype:?}");
+                    group.bench_with_input(
+                        BenchmarkId::new(id, format!("{rows}x{cols}")),
+                        &(),
+                        |b, _| {
+                            b.iter(|| {
+                                stopwatch
+                                    .time(&engine, |e| {
+                                        engine.record_copy(e, &x, &y, copy_bytes, word)
+                                    })
+                                    .unwrap()
+                            })
+                        },
+                    );
+                }
             }
         }
     }

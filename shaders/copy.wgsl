@@ -1,15 +1,15 @@
-// A plain copy of 16-byte words: the roofline every benchmark divides by. It moves the same
-// bytes as one read and one write of the logits, as fast as this adapter allows: vec4 loads,
-// COPY_PER_THREAD words per invocation, laid out for the adapter (see `CONTIGUOUS`).
+// A plain copy of words: the roofline every benchmark divides by. It moves the same bytes as
+// one read and one write of the logits, as fast as this adapter allows: vector words
+// (`Word`: vec4<u32>, or vec4<u64> where the adapter has SHADER_INT64, which lavapipe copies
+// faster), COPY_PER_THREAD words (128 bytes) per invocation, laid out for the adapter (see
+// `CONTIGUOUS`).
 //
-// Joined behind (see src/shader.rs): a header of constants (WG, CONTIGUOUS) and the bindings
-// `params`, `src` (array<vec4<u32>>) and `dst` (array<vec4<u32>>).
-
-const COPY_PER_THREAD: u32 = 8u;
+// Joined behind (see src/shader.rs, `copy_source`): a header of constants (WG, CONTIGUOUS),
+// `alias Word`, COPY_PER_THREAD and the bindings `params`, `src` and `dst` (array<Word>).
 
 // Rust side: `CopyParams` in src/params.rs. Keep both in the same order.
 struct Params {
-    // 16-byte words in this dispatch.
+    // Words in this dispatch.
     words: u32,
     // Workgroups along x (the dispatch is 2-D past 65535 workgroups).
     groups_x: u32,

@@ -17,6 +17,48 @@ use crate::params::CopyParams;
 use crate::record::{bind, ChunkBinding, ForwardArgs, TensorRef};
 use crate::shader::{slot, CopyKey, PipelineKey};
 
+/// The word the copy kernel moves with each load and store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CopyWord {
+    /// 16 bytes (`vec4<u32>`), on every adapter.
+    Bytes16,
+    /// 32 bytes (`vec4<u64>`), where the device has SHADER_INT64: on lavapipe about 1.35
+    /// times faster than 16-byte words (Mesa loads and stores every component separately).
+    Bytes32,
+}
+
+impl CopyWord {
+    /// Bytes per word.
+    pub fn bytes(self) -> u64 {
+        match self {
+            CopyWord::Bytes16 => 16,
+            CopyWord::Bytes32 => 32,
+        }
+    }
+
+    /// The WGSL type of a word.
+    pub(crate) fn wgsl_type(self) -> &'static str {
+        match self {
+            CopyWord::Bytes16 => "vec4<u32>",
+            CopyWord::Bytes32 => "vec4<u64>",
+        }
+    }
+
+    /// Words per invocation: 128 bytes either way.
+    pub(crate) fn per_thread(self) -> u32 {
+        (128 / self.bytes()) as u32
+    }
+}
+
+impl std::fmt::Display for CopyWord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CopyWord::Bytes16 => "16-byte words",
+            CopyWord::Bytes32 => "32-byte words",
+        })
+    }
+}
+
 /// Where a [`Stopwatch`] reads its time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
@@ -149,30 +191,53 @@ impl Stopwatch {
 }
 
 impl Engine {
-    /// Records a copy of `bytes` (a multiple of 16) from the start of `src` to the start of
-    /// `dst`, with the fastest plain copy kernel this crate has for the adapter: the roofline
-    /// the benchmarks compare against.
+    /// The words the copy kernel can move on this device: 16 bytes everywhere, 32 where the
+    /// device has SHADER_INT64. [`measure`] times each and divides by the faster.
+    pub fn copy_words(&self) -> Vec<CopyWord> {
+        let mut words = vec![CopyWord::Bytes16];
+        if self
+            .device()
+            .features()
+            .contains(wgpu::Features::SHADER_INT64)
+        {
+            words.push(CopyWord::Bytes32);
+        }
+        words
+    }
+
+    /// Records a copy of `bytes` (a multiple of the word) from the start of `src` to the
+    /// start of `dst` with the plain copy kernel, the roofline the benchmarks compare
+    /// against, moving `word`s (one of [`Engine::copy_words`]).
     pub fn record_copy(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
         bytes: u64,
+        word: CopyWord,
     ) -> Result<()> {
         self.check_alive()?;
-        if bytes == 0 || !bytes.is_multiple_of(16) || bytes > src.size() || bytes > dst.size() {
+        let w = word.bytes();
+        if !self.copy_words().contains(&word) {
+            return Err(Error::InvalidBuffer {
+                what: "copy",
+                reason: format!("{word} need SHADER_INT64, which this device lacks"),
+            });
+        }
+        if bytes == 0 || !bytes.is_multiple_of(w) || bytes > src.size() || bytes > dst.size() {
             return Err(Error::InvalidBuffer {
                 what: "copy",
                 reason: format!(
-                    "{bytes} bytes must be a non-zero multiple of 16 within both buffers"
+                    "{bytes} bytes must be a non-zero multiple of {w} within both buffers"
                 ),
             });
         }
-        // 256 lanes of 8 vectors each: the fastest plain copy on both lavapipe and GPUs.
+        // 256 lanes of 128 bytes each: the fastest plain copy on both lavapipe and GPUs.
         let workgroup = self.largest_workgroup(256);
         let key = PipelineKey::Copy(CopyKey {
             contiguous: self.contiguous(),
             workgroup,
+            word,
         });
         let kernel = self.pipelines.get(&self.device, &key)?;
         let limits = &self.info.limits;
@@ -182,7 +247,7 @@ impl Engine {
         // Chunks start at multiples of 256 bytes, a valid offset on every adapter.
         let chunk = (max_binding / 256 * 256).max(256);
         let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
-        let words_per_group = u64::from(workgroup) * 8;
+        let words_per_group = u64::from(workgroup) * u64::from(word.per_thread());
         capture_errors(&self.device, || {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("softmax-wgpu copy"),
@@ -192,7 +257,7 @@ impl Engine {
             let mut start = 0;
             while start < bytes {
                 let size = chunk.min(bytes - start);
-                let words = size / 16;
+                let words = size / w;
                 let groups = words.div_ceil(words_per_group);
                 let groups_x = groups.min(max_groups);
                 let params = CopyParams {
@@ -274,6 +339,8 @@ pub struct Measurement {
     pub clock: Clock,
     /// Median seconds of the operation.
     pub seconds: f64,
+    /// The copy kernel's word: the faster of [`Engine::copy_words`] over the warm-up.
+    pub copy_word: CopyWord,
     /// Median seconds of the copy kernel over the same bytes.
     pub copy_seconds: f64,
     /// [`Case::bytes`] over `seconds`, in GB/s (1e9 bytes).
@@ -342,7 +409,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     case.shape.validate()?;
     let device = engine.device();
     let n = case.shape.len() as u64;
-    let in_bytes = case.dtype.buffer_bytes(n).div_ceil(16) * 16;
+    let in_bytes = case.dtype.buffer_bytes(n).div_ceil(32) * 32;
     let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
     let buffer = |label, size| {
         capture_errors(device, || {
@@ -380,8 +447,9 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     };
     engine.queue().write_buffer(&x, 0, &raw);
 
-    // The copy moves the same bytes as the operation: half read, half written.
-    let copy_bytes = (case.bytes() / 2).div_ceil(16) * 16;
+    // The copy moves the same bytes as the operation: half read, half written (rounded up
+    // to whole 32-byte words).
+    let copy_bytes = (case.bytes() / 2).div_ceil(32) * 32;
     let stopwatch = Stopwatch::new(engine);
     let args = ForwardArgs {
         op: case.op,
@@ -392,19 +460,31 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         options: case.options,
     };
     let run_op = || stopwatch.time(engine, |e| engine.record_forward(e, &args));
-    let run_copy = || stopwatch.time(engine, |e| engine.record_copy(e, &x, &y, copy_bytes));
+    let run_copy =
+        |word| stopwatch.time(engine, |e| engine.record_copy(e, &x, &y, copy_bytes, word));
+    // The warm-up also times every copy word; the faster (median) is the roofline.
+    let words = engine.copy_words();
+    let mut warm_copies = vec![Vec::new(); words.len()];
     let warm_start = Instant::now();
     let mut warm_runs = 0;
-    while warm_runs < settings.warmup
+    while warm_runs < settings.warmup.max(3)
         || warm_start.elapsed().as_secs_f64() < settings.warmup_seconds
     {
-        run_copy()?;
+        for (times, &word) in warm_copies.iter_mut().zip(&words) {
+            times.push(run_copy(word)?.as_secs_f64());
+        }
         run_op()?;
         warm_runs += 1;
     }
+    let copy_word = words
+        .iter()
+        .zip(&warm_copies)
+        .map(|(&word, times)| (median(times), word))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or(CopyWord::Bytes16, |(_, word)| word);
     let (mut op_s, mut copy_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..settings.runs.max(1) {
-        let c = run_copy()?.as_secs_f64();
+        let c = run_copy(copy_word)?.as_secs_f64();
         let o = run_op()?.as_secs_f64();
         copy_s.push(c);
         op_s.push(o);
@@ -431,6 +511,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         case: *case,
         variant: engine.forward_variant(case.shape, &case.options)?,
         clock: stopwatch.clock(),
+        copy_word,
         seconds,
         copy_seconds,
         gbps: case.bytes() as f64 / seconds / 1e9,

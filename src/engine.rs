@@ -106,7 +106,8 @@ const MAX_LANE_ITERATIONS: u64 = 32_768;
 /// The features this crate uses where the adapter offers them.
 pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::SUBGROUP)
-    .union(wgpu::Features::TIMESTAMP_QUERY);
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::SHADER_INT64);
 
 /// A device with its cached pipelines and buffers. Build it once and reuse it: every
 /// operation after the first of its kind compiles nothing.

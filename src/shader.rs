@@ -164,6 +164,8 @@ pub(crate) struct BackwardKey {
 pub(crate) struct CopyKey {
     pub contiguous: bool,
     pub workgroup: u32,
+    /// The word each load and store moves.
+    pub word: crate::bench::CopyWord,
 }
 
 /// Everything that selects a distinct compiled pipeline.
@@ -475,15 +477,19 @@ fn backward_source(key: &BackwardKey) -> String {
     [s.as_str(), COMMON, REDUCE_WORKGROUP, BACKWARD].join("\n")
 }
 
-/// The copy module: 16-byte words from `src` to `dst`.
+/// The copy module: words of 16 or 32 bytes from `src` to `dst`.
 fn copy_source(key: &CopyKey) -> String {
     let bindings = format!(
-        "@group(0) @binding({}) var<uniform> params: Params;\n\
-         @group(0) @binding({}) var<storage, read> src: array<vec4<u32>>;\n\
-         @group(0) @binding({}) var<storage, read_write> dst: array<vec4<u32>>;\n",
+        "alias Word = {word};\n\
+         const COPY_PER_THREAD: u32 = {per}u;\n\
+         @group(0) @binding({}) var<uniform> params: Params;\n\
+         @group(0) @binding({}) var<storage, read> src: array<Word>;\n\
+         @group(0) @binding({}) var<storage, read_write> dst: array<Word>;\n",
         slot::PARAMS,
         slot::X,
-        slot::Y
+        slot::Y,
+        word = key.word.wgsl_type(),
+        per = key.word.per_thread(),
     );
     [
         header(key.workgroup, key.contiguous, &[]).as_str(),
@@ -558,11 +564,17 @@ pub fn all_sources() -> Vec<(String, String)> {
     ];
     let mut out = Vec::new();
     for contiguous in [false, true] {
-        let key = CopyKey {
-            contiguous,
-            workgroup: 256,
-        };
-        out.push((format!("{key:?}"), copy_source(&key)));
+        for word in [
+            crate::bench::CopyWord::Bytes16,
+            crate::bench::CopyWord::Bytes32,
+        ] {
+            let key = CopyKey {
+                contiguous,
+                workgroup: 256,
+                word,
+            };
+            out.push((format!("{key:?}"), copy_source(&key)));
+        }
     }
     for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
         for input in storages {

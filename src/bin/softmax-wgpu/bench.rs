@@ -51,6 +51,7 @@ struct Record {
     cols: usize,
     variant: &'static str,
     clock: String,
+    copy_word_bytes: u64,
     seconds: f64,
     gbps: f64,
     copy_seconds: f64,
@@ -178,6 +179,15 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
         "clock: {}",
         results.first().map_or("-".into(), |m| m.clock.to_string())
     );
+    // The roofline of each case is the faster copy word over its warm-up.
+    let mut words: Vec<String> = Vec::new();
+    for word in engine.copy_words() {
+        let n = results.iter().filter(|m| m.copy_word == word).count();
+        if n > 0 {
+            words.push(format!("{word} in {n} of {} cases", results.len()));
+        }
+    }
+    println!("copy kernel: {}", words.join(", "));
 
     let records: Vec<Record> = results
         .iter()
@@ -189,6 +199,7 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
             cols: m.case.shape.cols,
             variant: m.variant.name(),
             clock: m.clock.to_string(),
+            copy_word_bytes: m.copy_word.bytes(),
             seconds: m.seconds,
             gbps: m.gbps,
             copy_seconds: m.copy_seconds,
