@@ -341,6 +341,8 @@ fn bench_writes_json_and_plot() {
             }
             assert!(r["seconds"].as_f64().unwrap() > 0.0);
             assert!(r["ratio_to_copy"].as_f64().unwrap() > 0.0);
+            let word = r["copy_word_bytes"].as_u64().unwrap();
+            assert!(word == 16 || word == 32, "copy word of {word} bytes");
         }
         let plot = std::fs::read_to_string(&svg).unwrap();
         assert!(plot.starts_with("<svg") && plot.contains("copy kernel"));
