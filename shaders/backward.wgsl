@@ -32,33 +32,44 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let cols = params.cols;
-    for (var row = wid.x; row < params.rows; row += nwg.x) {
-        let y_in = params.x_base + row * cols;
-        let dy_row = params.dy_base + row * cols;
-        let sh = share_of(cols, lid);
-        var acc = stream_empty();
-        for (var c = sh.first; c < sh.end; c += sh.step) {
-            let dy = load_dy(dy_row + c);
-            stream_push(&acc, select(dy * load_x(y_in + c), dy, LOG));
+    if (ROW_LOOP) {
+        // More rows than one dimension of a dispatch holds: workgroups take turns.
+        for (var row = wid.x; row < params.rows; row += nwg.x) {
+            backward_row(row, lid);
         }
-        let s = reduce_sum(stream_state(acc).s, lid);
+    } else if (wid.x < params.rows) {
+        // One row per workgroup, no loop (see `main` in softmax.wgsl).
+        backward_row(wid.x, lid);
+    }
+}
 
-        let out_row = params.y_base + row * cols;
-        let out = output_pairs(out_row, cols, lid);
-        for (var q = out.first; q < out.end; q += out.step) {
-            let c0 = 2u * q - out_row;
-            let c1 = c0 + 1u;
-            let lo = c0 < cols;
-            let hi = c1 < cols;
-            var v = vec2<f32>(0.0);
-            if (lo) {
-                v.x = grad_value(load_x(y_in + c0), load_dy(dy_row + c0), s);
-            }
-            if (hi) {
-                v.y = grad_value(load_x(y_in + c1), load_dy(dy_row + c1), s);
-            }
-            store_pair(q, v, lo, hi);
+// One row: the sum of dy * y (or of dy, LOG), then the outputs.
+fn backward_row(row: u32, lid: u32) {
+    let cols = params.cols;
+    let y_in = params.x_base + row * cols;
+    let dy_row = params.dy_base + row * cols;
+    let sh = share_of(cols, lid);
+    var acc = stream_empty();
+    for (var c = sh.first; c < sh.end; c += sh.step) {
+        let dy = load_dy(dy_row + c);
+        stream_push(&acc, select(dy * load_x(y_in + c), dy, LOG));
+    }
+    let s = reduce_sum(stream_state(acc).s, lid);
+
+    let out_row = params.y_base + row * cols;
+    let out = output_pairs(out_row, cols, lid);
+    for (var q = out.first; q < out.end; q += out.step) {
+        let c0 = 2u * q - out_row;
+        let c1 = c0 + 1u;
+        let lo = c0 < cols;
+        let hi = c1 < cols;
+        var v = vec2<f32>(0.0);
+        if (lo) {
+            v.x = grad_value(load_x(y_in + c0), load_dy(dy_row + c0), s);
         }
+        if (hi) {
+            v.y = grad_value(load_x(y_in + c1), load_dy(dy_row + c1), s);
+        }
+        store_pair(q, v, lo, hi);
     }
 }

@@ -128,6 +128,19 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    if (ROW_LOOP) {
+        // More rows than one dimension of a dispatch holds: workgroups take turns.
+        for (var row = wid.x; row < params.rows; row += nwg.x) {
+            loss_and_grad_row(row, lid);
+        }
+    } else if (wid.x < params.rows) {
+        // One row per workgroup, no loop (see `main` in softmax.wgsl).
+        loss_and_grad_row(wid.x, lid);
+    }
+}
+
+// One row: its logsumexp, loss and (HAS_GRAD) gradient.
+fn loss_and_grad_row(row: u32, lid: u32) {
     let cols = params.cols;
     let inv_t = params.inv_t;
     let eps = params.smoothing;
@@ -135,68 +148,66 @@ fn main(
     if (params.reduction == REDUCTION_MEAN) {
         scale = scale / bitcast<f32>(meta_buf[0]);
     }
-    for (var row = wid.x; row < params.rows; row += nwg.x) {
-        let x_row = params.x_base + row * cols;
-        let r = params.row0 + row;
-        let sh = share_of(cols, lid);
+    let x_row = params.x_base + row * cols;
+    let r = params.row0 + row;
+    let sh = share_of(cols, lid);
 
-        var st = stream_empty();
+    var st = stream_empty();
+    for (var c = sh.first; c < sh.end; c += sh.step) {
+        stream_fold(&st, load_x(x_row + c), inv_t);
+    }
+    let stats = row_stats(reduce_online(stream_state(st), lid, inv_t), inv_t);
+    let t = target_class(r);
+
+    // sum_j w_j (m - z_j): a second read of the row, only when smoothing is on.
+    var smooth_sum = 0.0;
+    if (eps > 0.0) {
+        var acc = stream_empty();
         for (var c = sh.first; c < sh.end; c += sh.step) {
-            stream_fold(&st, load_x(x_row + c), inv_t);
+            stream_push(&acc, class_weight(c) * (stats.m - load_x(x_row + c)));
         }
-        let stats = row_stats(reduce_online(stream_state(st), lid, inv_t), inv_t);
-        let t = target_class(r);
+        smooth_sum = reduce_sum(stream_state(acc).s, lid);
+    }
 
-        // sum_j w_j (m - z_j): a second read of the row, only when smoothing is on.
-        var smooth_sum = 0.0;
-        if (eps > 0.0) {
-            var acc = stream_empty();
-            for (var c = sh.first; c < sh.end; c += sh.step) {
-                stream_push(&acc, class_weight(c) * (stats.m - load_x(x_row + c)));
+    if (lid == 0u) {
+        lse_buf[r] = stats.lse;
+        var loss = 0.0;
+        if (t == TARGET_INVALID || (t >= 0 && stats.nan_row)) {
+            loss = f32_nan();
+        } else if (t >= 0) {
+            let z_t = load_x(x_row + u32(t));
+            let nll = select((stats.m - z_t) * inv_t + stats.log_s, f32_pos_inf(), is_neg_inf(z_t));
+            loss = (1.0 - eps) * class_weight(u32(t)) * nll;
+            if (eps > 0.0) {
+                loss += eps / f32(cols) * (inv_t * smooth_sum + bitcast<f32>(meta_buf[3]) * stats.log_s);
             }
-            smooth_sum = reduce_sum(stream_state(acc).s, lid);
+            // Skipped when off: lse^2 overflows f32 for logits near 1e30, and 0 * inf is NaN.
+            if (params.z_loss != 0.0) {
+                loss += params.z_loss * stats.lse * stats.lse;
+            }
         }
+        loss_buf[r] = loss;
+    }
+    // In place, the gradient overwrites logits that invocation 0 has just read.
+    workgroupBarrier();
 
-        if (lid == 0u) {
-            lse_buf[r] = stats.lse;
-            var loss = 0.0;
-            if (t == TARGET_INVALID || (t >= 0 && stats.nan_row)) {
-                loss = f32_nan();
-            } else if (t >= 0) {
-                let z_t = load_x(x_row + u32(t));
-                let nll = select((stats.m - z_t) * inv_t + stats.log_s, f32_pos_inf(), is_neg_inf(z_t));
-                loss = (1.0 - eps) * class_weight(u32(t)) * nll;
-                if (eps > 0.0) {
-                    loss += eps / f32(cols) * (inv_t * smooth_sum + bitcast<f32>(meta_buf[3]) * stats.log_s);
-                }
-                // Skipped when off: lse^2 overflows f32 for logits near 1e30, and 0 * inf is NaN.
-                if (params.z_loss != 0.0) {
-                    loss += params.z_loss * stats.lse * stats.lse;
-                }
+    if (HAS_GRAD) {
+        let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
+        let y_row = params.y_base + row * cols;
+        let out = output_pairs(y_row, cols, lid);
+        for (var q = out.first; q < out.end; q += out.step) {
+            let c0 = 2u * q - y_row;
+            let c1 = c0 + 1u;
+            let lo = c0 < cols;
+            let hi = c1 < cols;
+            var v = vec2<f32>(0.0);
+            if (lo) {
+                v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
             }
-            loss_buf[r] = loss;
-        }
-        // In place, the gradient overwrites logits that invocation 0 has just read.
-        workgroupBarrier();
-
-        if (HAS_GRAD) {
-            let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
-            let y_row = params.y_base + row * cols;
-            let out = output_pairs(y_row, cols, lid);
-            for (var q = out.first; q < out.end; q += out.step) {
-                let c0 = 2u * q - y_row;
-                let c1 = c0 + 1u;
-                let lo = c0 < cols;
-                let hi = c1 < cols;
-                var v = vec2<f32>(0.0);
-                if (lo) {
-                    v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
-                }
-                if (hi) {
-                    v.y = grad_value(load_x(x_row + c1), c1, t, stats, w_t, scale);
-                }
-                store_pair(q, v, lo, hi);
+            if (hi) {
+                v.y = grad_value(load_x(x_row + c1), c1, t, stats, w_t, scale);
             }
+            store_pair(q, v, lo, hi);
         }
     }
 }

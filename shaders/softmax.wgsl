@@ -401,17 +401,30 @@ fn screen(flags: ptr<function, u32>, v: vec4<f32>) -> vec4<f32> {
 @compute @workgroup_size(WG)
 fn main(ids: Ids) {
     let at = lane_of(ids);
-    // Rows go in groups of `at.rows`, one group per workgroup at a time, so that every
-    // invocation of a workgroup runs the same iterations (the merge has barriers).
+    // Rows go in groups of `at.rows`, one group per workgroup at a time.
     let groups = (params.rows + at.rows - 1u) / at.rows;
-    for (var g = ids.wid.x; g < groups; g += ids.nwg.x) {
-        let row = g * at.rows + at.row;
-        let live = row < params.rows;
-        if (RESIDENT) {
-            resident_row(row, at, ids, live);
-        } else {
-            online_row(row, at, ids, live);
+    if (ROW_LOOP) {
+        // More groups than one dimension of a dispatch holds: workgroups take turns, every
+        // invocation of a workgroup running the same iterations (the merge has barriers).
+        for (var g = ids.wid.x; g < groups; g += ids.nwg.x) {
+            row_group(g, at, ids);
         }
+    } else if (ids.wid.x < groups) {
+        // One group per workgroup, no loop: lavapipe ran a loop around the merge's barriers
+        // at about half speed, even when it went round once.
+        row_group(ids.wid.x, at, ids);
+    }
+}
+
+// The rows of group `g`, one per `at.row`; lanes past the last row still take part in the
+// merge.
+fn row_group(g: u32, at: Lane, ids: Ids) {
+    let row = g * at.rows + at.row;
+    let live = row < params.rows;
+    if (RESIDENT) {
+        resident_row(row, at, ids, live);
+    } else {
+        online_row(row, at, ids, live);
     }
 }
 
@@ -423,29 +436,37 @@ fn piece(r: Row, c: u32) -> Share {
     return Share(r.first_block + first, r.first_block + min(first + len, n), 1u);
 }
 
-// Split-row, first dispatch, `chunks` x rows workgroups: the partial state of each piece
-// (piece 0 also takes the row's head and tail).
+// Split-row, first dispatch, `chunks` x rows workgroups (rows in turns past one dimension's
+// limit, as in `main`): the partial state of each piece (piece 0 also takes the row's head
+// and tail).
 @compute @workgroup_size(WG)
 fn partials(ids: Ids) {
     let at = lane_of(ids);
+    if (ROW_LOOP) {
+        for (var row = ids.wid.y; row < params.rows; row += ids.nwg.y) {
+            partial_of_piece(row, ids.wid.x, at, ids);
+        }
+    } else if (ids.wid.y < params.rows) {
+        partial_of_piece(ids.wid.y, ids.wid.x, at, ids);
+    }
+}
+
+fn partial_of_piece(row: u32, c: u32, at: Lane, ids: Ids) {
     let inv_t = params.inv_t;
-    let c = ids.wid.x;
-    for (var row = ids.wid.y; row < params.rows; row += ids.nwg.y) {
-        let r = row_of(row);
-        let p = piece(r, c);
-        let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
-        var stream = stream_empty();
-        for (var b = blocks.first; b < blocks.end; b += blocks.step) {
-            fold_block(&stream, load_row_block(r, b), inv_t);
-        }
-        var st = stream_state(stream);
-        if (c == 0u && at.lane == 0u) {
-            fold_edges(&st, r, inv_t);
-        }
-        let merged = reduce_row(st, at, ids, inv_t);
-        if (at.lane == 0u) {
-            store_partial(row * params.chunks + c, merged);
-        }
+    let r = row_of(row);
+    let p = piece(r, c);
+    let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
+    var stream = stream_empty();
+    for (var b = blocks.first; b < blocks.end; b += blocks.step) {
+        fold_block(&stream, load_row_block(r, b), inv_t);
+    }
+    var st = stream_state(stream);
+    if (c == 0u && at.lane == 0u) {
+        fold_edges(&st, r, inv_t);
+    }
+    let merged = reduce_row(st, at, ids, inv_t);
+    if (at.lane == 0u) {
+        store_partial(row * params.chunks + c, merged);
     }
 }
 
@@ -453,31 +474,38 @@ fn partials(ids: Ids) {
 @compute @workgroup_size(WG)
 fn finish(ids: Ids) {
     let at = lane_of(ids);
-    let inv_t = params.inv_t;
-    let c = ids.wid.x;
-    if (OP == OP_LOGSUMEXP && c != 0u) {
+    if (OP == OP_LOGSUMEXP && ids.wid.x != 0u) {
         return;
     }
-    for (var row = ids.wid.y; row < params.rows; row += ids.nwg.y) {
-        var st = online_empty();
-        for (var i = at.lane; i < params.chunks; i += at.lanes) {
-            st = merge(st, load_partial(row * params.chunks + i), inv_t);
+    if (ROW_LOOP) {
+        for (var row = ids.wid.y; row < params.rows; row += ids.nwg.y) {
+            finish_piece(row, ids.wid.x, at, ids);
         }
-        let stats = row_stats(reduce_row(st, at, ids, inv_t), inv_t);
-        if (HAS_LSE && c == 0u && at.lane == 0u) {
-            store_lse(params.lse_base + row, stats.lse);
-        }
-        if (OP == OP_LOGSUMEXP) {
-            continue;
-        }
-        let r = row_of(row);
-        let p = piece(r, c);
-        let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
-        for (var b = blocks.first; b < blocks.end; b += blocks.step) {
-            store_block(b, block_output(load_row_block(r, b), stats, inv_t));
-        }
-        if (c == 0u && at.lane == 0u) {
-            write_edges(r, stats, inv_t);
-        }
+    } else if (ids.wid.y < params.rows) {
+        finish_piece(ids.wid.y, ids.wid.x, at, ids);
+    }
+}
+
+fn finish_piece(row: u32, c: u32, at: Lane, ids: Ids) {
+    let inv_t = params.inv_t;
+    var st = online_empty();
+    for (var i = at.lane; i < params.chunks; i += at.lanes) {
+        st = merge(st, load_partial(row * params.chunks + i), inv_t);
+    }
+    let stats = row_stats(reduce_row(st, at, ids, inv_t), inv_t);
+    if (HAS_LSE && c == 0u && at.lane == 0u) {
+        store_lse(params.lse_base + row, stats.lse);
+    }
+    if (OP == OP_LOGSUMEXP) {
+        return;
+    }
+    let r = row_of(row);
+    let p = piece(r, c);
+    let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
+    for (var b = blocks.first; b < blocks.end; b += blocks.step) {
+        store_block(b, block_output(load_row_block(r, b), stats, inv_t));
+    }
+    if (c == 0u && at.lane == 0u) {
+        write_edges(r, stats, inv_t);
     }
 }

@@ -299,6 +299,15 @@ impl Engine {
             workgroup: plan.workgroup,
             layout: plan.layout,
             half_builtins: self.half_builtins,
+            // Groups of rows per dispatch past one dimension's limit: workgroups loop.
+            row_loop: dispatches.iter().any(|(nrows, ..)| {
+                let groups = if plan.layout.split {
+                    *nrows
+                } else {
+                    nrows.div_ceil(u64::from(plan.rows_per_group))
+                };
+                groups > max_groups
+            }),
             aligned,
         };
         let kernels = if plan.layout.split {

@@ -81,6 +81,9 @@ pub(crate) struct KernelKey {
     pub aligned: bool,
     /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
     pub half_builtins: bool,
+    /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
+    /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
+    pub row_loop: bool,
 }
 
 impl KernelKey {
@@ -142,6 +145,9 @@ pub(crate) struct CeKey {
     pub workgroup: u32,
     /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
     pub half_builtins: bool,
+    /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
+    /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
+    pub row_loop: bool,
 }
 
 /// Variant of the backward module.
@@ -157,6 +163,9 @@ pub(crate) struct BackwardKey {
     pub workgroup: u32,
     /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
     pub half_builtins: bool,
+    /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
+    /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
+    pub row_loop: bool,
 }
 
 /// Variant of the copy kernel (the benchmarks' roofline).
@@ -415,10 +424,18 @@ fn xy_bindings(
     s
 }
 
-fn header(workgroup: u32, contiguous: bool, storages: &[Option<Storage>]) -> String {
+/// The constants every kernel starts with. `row_loop`: more rows (or groups of rows) than
+/// one dimension of a dispatch holds, so that workgroups take them in turns.
+fn header(
+    workgroup: u32,
+    contiguous: bool,
+    row_loop: bool,
+    storages: &[Option<Storage>],
+) -> String {
     let native_f16 = storages.contains(&Some(Storage::F16Native));
     format!(
-        "{enable}const WG: u32 = {workgroup}u;\nconst CONTIGUOUS: bool = {contiguous};\n",
+        "{enable}const WG: u32 = {workgroup}u;\nconst CONTIGUOUS: bool = {contiguous};\n\
+         const ROW_LOOP: bool = {row_loop};\n",
         enable = if native_f16 { "enable f16;\n" } else { "" },
     )
 }
@@ -426,7 +443,12 @@ fn header(workgroup: u32, contiguous: bool, storages: &[Option<Storage>]) -> Str
 /// The cross-entropy module: logits as `x`, the gradient as `y`.
 fn cross_entropy_source(key: &CeKey) -> String {
     use std::fmt::Write;
-    let mut s = header(key.workgroup, key.contiguous, &[Some(key.input), key.grad]);
+    let mut s = header(
+        key.workgroup,
+        key.contiguous,
+        key.row_loop,
+        &[Some(key.input), key.grad],
+    );
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
     s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins);
     let _ = writeln!(
@@ -460,6 +482,7 @@ fn backward_source(key: &BackwardKey) -> String {
     let mut s = header(
         key.workgroup,
         key.contiguous,
+        key.row_loop,
         &[Some(key.input), Some(key.output)],
     );
     let _ = writeln!(s, "const LOG: bool = {};", key.log);
@@ -492,7 +515,7 @@ fn copy_source(key: &CopyKey) -> String {
         per = key.word.per_thread(),
     );
     [
-        header(key.workgroup, key.contiguous, &[]).as_str(),
+        header(key.workgroup, key.contiguous, false, &[]).as_str(),
         &bindings,
         COPY,
     ]
@@ -534,6 +557,7 @@ pub(crate) fn source(key: &KernelKey) -> String {
         header(
             key.workgroup,
             key.contiguous,
+            key.row_loop,
             &[Some(key.input), key.output]
         ),
         op_index(key.op),
@@ -600,6 +624,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                             workgroup: 256,
                             layout,
                             half_builtins: !contiguous,
+                            row_loop: in_place,
                         };
                         out.push((format!("{key:?}"), source(&key)));
                     }
@@ -622,6 +647,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                         contiguous: in_place,
                         workgroup: 256,
                         half_builtins: weight,
+                        row_loop: !weight,
                     };
                     out.push((format!("{key:?}"), cross_entropy_source(&key)));
                 }
@@ -636,6 +662,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                     contiguous: log,
                     workgroup: 256,
                     half_builtins: !log,
+                    row_loop: log,
                 };
                 out.push((format!("{key:?}"), backward_source(&key)));
             }

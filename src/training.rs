@@ -102,6 +102,14 @@ impl Engine {
                 (Some(g), false)
             }
         };
+        let row_bytes = [
+            cols * args.logits.dtype.size(),
+            grad.map_or(0, |g| cols * g.dtype.size()),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
         let key = CeKey {
             input: self.storage(args.logits.dtype),
             grad: grad.map(|g| self.storage(g.dtype)),
@@ -111,6 +119,7 @@ impl Engine {
             // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
             workgroup: self.workgroup_for("cross-entropy", rows.max(cols))?,
             half_builtins: self.half_builtins,
+            row_loop: rows_per_chunk.min(rows) > max_groups,
         };
         let kernels = [CeEntry::Prepare, CeEntry::Main, CeEntry::Reduce].map(|e| {
             self.pipelines
@@ -118,14 +127,6 @@ impl Engine {
         });
         let [prepare, main, reduce] = kernels;
         let (prepare, main, reduce) = (prepare?, main?, reduce?);
-        let row_bytes = [
-            cols * args.logits.dtype.size(),
-            grad.map_or(0, |g| cols * g.dtype.size()),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
         // The small per-row and per-class arrays are bound whole.
         let whole = |t: &TensorRef<'_>, n: u64| chunk_binding(t, 0, n, align);
         let base = CeParams {
@@ -248,6 +249,9 @@ impl Engine {
                 reason: "must be a different buffer from y and dy".into(),
             });
         }
+        let cols = shape.cols as u64;
+        let (rows_per_chunk, align, max_groups) =
+            self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
         let key = BackwardKey {
             log,
             input: self.storage(y.dtype),
@@ -255,13 +259,11 @@ impl Engine {
             contiguous: self.contiguous(),
             workgroup: self.workgroup_for("softmax backward", shape.cols as u64)?,
             half_builtins: self.half_builtins,
+            row_loop: rows_per_chunk.min(shape.rows as u64) > max_groups,
         };
         let kernel = self
             .pipelines
             .get(&self.device, &PipelineKey::Backward(key))?;
-        let cols = shape.cols as u64;
-        let (rows_per_chunk, align, max_groups) =
-            self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
         capture_errors(&self.device, || {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("softmax-wgpu backward"),
