@@ -451,6 +451,7 @@ fn partials(ids: Ids) {
     }
 }
 
+// The partial state of piece `c` of `row`.
 fn partial_of_piece(row: u32, c: u32, at: Lane, ids: Ids) {
     let inv_t = params.inv_t;
     let r = row_of(row);
@@ -486,6 +487,7 @@ fn finish(ids: Ids) {
     }
 }
 
+// Merges the partial states of `row` and writes its piece `c`.
 fn finish_piece(row: u32, c: u32, at: Lane, ids: Ids) {
     let inv_t = params.inv_t;
     var st = online_empty();

@@ -22,8 +22,8 @@ use crate::shader::{slot, CopyKey, PipelineKey};
 pub enum CopyWord {
     /// 16 bytes (`vec4<u32>`), on every adapter.
     Bytes16,
-    /// 32 bytes (`vec4<u64>`), where the device has SHADER_INT64: on lavapipe about 1.35
-    /// times faster than 16-byte words (Mesa loads and stores every component separately).
+    /// 32 bytes (`vec4<u64>`), where the device has SHADER_INT64: on lavapipe 1.35 to 1.8
+    /// times as fast as 16-byte words (Mesa loads and stores every component separately).
     Bytes32,
 }
 
@@ -221,7 +221,7 @@ impl Engine {
         if !self.copy_words().contains(&word) {
             return Err(Error::InvalidBuffer {
                 what: "copy",
-                reason: format!("{word} need SHADER_INT64, which this device lacks"),
+                reason: format!("copies in {word} need SHADER_INT64, which this device lacks"),
             });
         }
         if bytes == 0 || !bytes.is_multiple_of(w) || bytes > src.size() || bytes > dst.size() {

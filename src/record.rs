@@ -289,6 +289,15 @@ impl Engine {
             || dispatches.iter().all(|(_, x, y, _)| {
                 x.size >= 16 && y.as_ref().is_none_or(|y| x.base % 8 == y.base % 8)
             });
+        // Workgroups a dispatch of `nrows` rows needs along its row dimension (split-row
+        // pieces go along another).
+        let groups_of = |nrows: u64| {
+            if plan.layout.split {
+                nrows
+            } else {
+                nrows.div_ceil(u64::from(plan.rows_per_group))
+            }
+        };
         let key = KernelKey {
             op: args.op,
             input: self.storage(args.input.dtype),
@@ -300,14 +309,9 @@ impl Engine {
             layout: plan.layout,
             half_builtins: self.half_builtins,
             // Groups of rows per dispatch past one dimension's limit: workgroups loop.
-            row_loop: dispatches.iter().any(|(nrows, ..)| {
-                let groups = if plan.layout.split {
-                    *nrows
-                } else {
-                    nrows.div_ceil(u64::from(plan.rows_per_group))
-                };
-                groups > max_groups
-            }),
+            row_loop: dispatches
+                .iter()
+                .any(|(nrows, ..)| groups_of(*nrows) > max_groups),
             aligned,
         };
         let kernels = if plan.layout.split {
@@ -384,11 +388,11 @@ impl Engine {
                 pass.set_bind_group(0, &bind_group, &[]);
                 for kernel in &kernels {
                     pass.set_pipeline(&kernel.pipeline);
+                    let groups = groups_of(nrows).min(max_groups) as u32;
                     if plan.layout.split {
-                        pass.dispatch_workgroups(plan.chunks, nrows.min(max_groups) as u32, 1);
+                        pass.dispatch_workgroups(plan.chunks, groups, 1);
                     } else {
-                        let groups = nrows.div_ceil(u64::from(plan.rows_per_group));
-                        pass.dispatch_workgroups(groups.min(max_groups) as u32, 1, 1);
+                        pass.dispatch_workgroups(groups, 1, 1);
                     }
                 }
             }

@@ -104,6 +104,12 @@ fn rows_past_the_dispatch_limit() {
         let rows = 70_000;
         let x = random_logits(rows * 3, 30.0, 3);
         check_all_ops(e, &x, Shape::new(rows, 3), &DEFAULT);
+        // One workgroup per row: more than one dispatch dimension holds, so the kernels
+        // loop over rows (ROW_LOOP), in every variant that takes a row per workgroup.
+        let x = random_logits(rows * 24, 30.0, 4);
+        for v in [Variant::Online, Variant::Resident, Variant::SplitRow] {
+            check_all_ops(e, &x, Shape::new(rows, 24), &DEFAULT.with_variant(v));
+        }
     });
 }
 

@@ -354,7 +354,14 @@ fn past_the_loop_limit_of_cpu_adapters() {
 #[test]
 fn softmax_and_log_softmax_backward() {
     on_every_tuning(|e| {
-        for (rows, cols) in [(5usize, 7usize), (3, 1025), (2, 65537), (1, (1 << 20) + 64)] {
+        // 70000 rows: more workgroups than one dispatch dimension holds (ROW_LOOP).
+        for (rows, cols) in [
+            (5usize, 7usize),
+            (3, 1025),
+            (2, 65537),
+            (1, (1 << 20) + 64),
+            (70_000, 5),
+        ] {
             let shape = Shape::new(rows, cols);
             let z = random_logits(rows * cols, 6.0, 21);
             let dy = random_logits(rows * cols, 1.0, 22);
