@@ -439,6 +439,14 @@ impl Engine {
         }
     }
 
+    /// Whether the forward kernels load and store their vector views as 64-bit words: with
+    /// CPU tuning where the device has SHADER_INT64. CPU adapters move each component of each
+    /// lane on its own, so wider components mean fewer moves (see `vector_view` in
+    /// src/shader.rs); GPUs already load 16 bytes per instruction.
+    pub(crate) fn wide_words(&self) -> bool {
+        self.cpu_tuned() && self.info.features.contains(wgpu::Features::SHADER_INT64)
+    }
+
     /// Whether the adapter is a CPU implementation (whatever the tuning).
     pub(crate) fn runs_on_cpu(&self) -> bool {
         self.info.adapter.device_type == wgpu::DeviceType::Cpu

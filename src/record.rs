@@ -313,6 +313,7 @@ impl Engine {
                 .iter()
                 .any(|(nrows, ..)| groups_of(*nrows) > max_groups),
             aligned,
+            wide_words: self.wide_words(),
         };
         let kernels = if plan.layout.split {
             vec![
