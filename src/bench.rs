@@ -50,6 +50,20 @@ impl CopyWord {
     }
 }
 
+/// What the copy kernel does with the words it moves: the roofline, or one of the exp
+/// ceilings, which do the least arithmetic any kernel of the family must (shaders/copy.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CopyKind {
+    /// A plain copy: the roofline.
+    Copy = 0,
+    /// Every f32 replaced by its exponential: one read, one exp, one write per element, the
+    /// least a softmax does.
+    Exp = 1,
+    /// Every f32 read and its exponential summed (nothing written): the least a logsumexp
+    /// does.
+    ExpSum = 2,
+}
+
 impl std::fmt::Display for CopyWord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -216,6 +230,21 @@ impl Engine {
         bytes: u64,
         word: CopyWord,
     ) -> Result<()> {
+        self.record_copy_kind(encoder, src, dst, bytes, word, CopyKind::Copy)
+    }
+
+    /// [`Engine::record_copy`] doing `kind` with the words: with [`CopyKind::Exp`], `dst`
+    /// receives the exponential of every f32 of `src`; with [`CopyKind::ExpSum`], `dst` is
+    /// left as it was.
+    pub fn record_copy_kind(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        bytes: u64,
+        word: CopyWord,
+        kind: CopyKind,
+    ) -> Result<()> {
         self.check_alive()?;
         let w = word.bytes();
         if !self.copy_words().contains(&word) {
@@ -238,6 +267,7 @@ impl Engine {
             contiguous: self.contiguous(),
             workgroup,
             word,
+            kind,
         });
         let kernel = self.pipelines.get(&self.device, &key)?;
         let limits = &self.info.limits;
@@ -263,7 +293,8 @@ impl Engine {
                 let params = CopyParams {
                     words: words as u32,
                     groups_x: groups_x as u32,
-                    _pad: [0; 2],
+                    sentinel: f32::NAN.to_bits(),
+                    _pad: 0,
                 };
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
                 let chunk = ChunkBinding {
@@ -349,6 +380,13 @@ pub struct Measurement {
     pub copy_gbps: f64,
     /// Median over runs of copy time / operation time, each pair timed back to back.
     pub ratio_to_copy: f64,
+    /// f32 cases: median seconds of the exp ceiling over the same logits ([`CopyKind::Exp`]
+    /// into the output, or [`CopyKind::ExpSum`] for logsumexp).
+    pub ceiling_seconds: Option<f64>,
+    /// f32 cases: median over runs of copy time / exp ceiling time, timed beside each pair:
+    /// the ratio to copy that the least arithmetic of the operation reaches on this adapter
+    /// without any reduction or second read.
+    pub ceiling: Option<f64>,
     /// Median seconds of the f64 CPU oracle on the same logits, where it was timed.
     pub cpu_seconds: Option<f64>,
 }
@@ -462,6 +500,18 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     let run_op = || stopwatch.time(engine, |e| engine.record_forward(e, &args));
     let run_copy =
         |word| stopwatch.time(engine, |e| engine.record_copy(e, &x, &y, copy_bytes, word));
+    // The exp ceiling of f32 cases, over the logits in the copy's word.
+    let ceiling_kind = (case.dtype == DType::F32).then_some(if case.op == Forward::LogSumExp {
+        CopyKind::ExpSum
+    } else {
+        CopyKind::Exp
+    });
+    let ceiling_bytes = (n * 4).div_ceil(32) * 32;
+    let run_ceiling = |word, kind| {
+        stopwatch.time(engine, |e| {
+            engine.record_copy_kind(e, &x, &y, ceiling_bytes, word, kind)
+        })
+    };
     // The warm-up also times every copy word; the faster (median) is the roofline.
     let words = engine.copy_words();
     let mut warm_copies = vec![Vec::new(); words.len()];
@@ -482,9 +532,19 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         .map(|(&word, times)| (median(times), word))
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(CopyWord::Bytes16, |(_, word)| word);
+    if let Some(kind) = ceiling_kind {
+        // Compiled and warm before it is timed.
+        run_ceiling(copy_word, kind)?;
+    }
     let (mut op_s, mut copy_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ceiling_s, mut ceiling_ratios) = (Vec::new(), Vec::new());
     for _ in 0..settings.runs.max(1) {
         let c = run_copy(copy_word)?.as_secs_f64();
+        if let Some(kind) = ceiling_kind {
+            let e = run_ceiling(copy_word, kind)?.as_secs_f64();
+            ceiling_s.push(e);
+            ceiling_ratios.push(c / e);
+        }
         let o = run_op()?.as_secs_f64();
         copy_s.push(c);
         op_s.push(o);
@@ -517,6 +577,8 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         gbps: case.bytes() as f64 / seconds / 1e9,
         copy_gbps: (2 * copy_bytes) as f64 / copy_seconds / 1e9,
         ratio_to_copy: median(&ratios),
+        ceiling_seconds: ceiling_kind.map(|_| median(&ceiling_s)),
+        ceiling: ceiling_kind.map(|_| median(&ceiling_ratios)),
         cpu_seconds,
     })
 }

@@ -62,7 +62,9 @@ const _: () = assert!(std::mem::size_of::<BackwardParams>() == 32);
 pub(crate) struct CopyParams {
     pub words: u32,
     pub groups_x: u32,
-    pub _pad: [u32; 2],
+    /// Bits of a value no exp sum equals (NaN), see the WGSL side.
+    pub sentinel: u32,
+    pub _pad: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<CopyParams>() == 16);

@@ -177,6 +177,8 @@ pub(crate) struct CopyKey {
     pub workgroup: u32,
     /// The word each load and store moves.
     pub word: crate::bench::CopyWord,
+    /// A copy, or one of the exp ceilings.
+    pub kind: crate::bench::CopyKind,
 }
 
 /// Everything that selects a distinct compiled pipeline.
@@ -530,11 +532,41 @@ fn backward_source(key: &BackwardKey) -> String {
     [s.as_str(), COMMON, REDUCE_WORKGROUP, BACKWARD].join("\n")
 }
 
-/// The copy module: words of 16 or 32 bytes from `src` to `dst`.
+/// The exponential of every f32 of a word (`word_exp`) and their sum (`word_exp_sum`).
+fn word_exp_source(word: crate::bench::CopyWord) -> &'static str {
+    match word {
+        crate::bench::CopyWord::Bytes16 => {
+            "fn word_exp(w: Word) -> Word { return bitcast<Word>(exp(bitcast<vec4<f32>>(w))); }\n\
+             fn word_exp_sum(w: Word) -> f32 {\n    \
+             let e = exp(bitcast<vec4<f32>>(w));\n    \
+             return (e.x + e.y) + (e.z + e.w);\n}\n"
+        }
+        crate::bench::CopyWord::Bytes32 => {
+            "fn word_halves(w: Word, lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>) {\n    \
+             *lo = bitcast<vec4<f32>>(vec4<u32>(w));\n    \
+             *hi = bitcast<vec4<f32>>(vec4<u32>(w >> vec4<u32>(32u)));\n}\n\
+             fn word_exp(w: Word) -> Word {\n    \
+             var lo: vec4<f32>;\n    var hi: vec4<f32>;\n    \
+             word_halves(w, &lo, &hi);\n    \
+             let l = vec4<u64>(bitcast<vec4<u32>>(exp(lo)));\n    \
+             let h = vec4<u64>(bitcast<vec4<u32>>(exp(hi)));\n    \
+             return l | (h << vec4<u32>(32u));\n}\n\
+             fn word_exp_sum(w: Word) -> f32 {\n    \
+             var lo: vec4<f32>;\n    var hi: vec4<f32>;\n    \
+             word_halves(w, &lo, &hi);\n    \
+             let e = exp(lo) + exp(hi);\n    \
+             return (e.x + e.y) + (e.z + e.w);\n}\n"
+        }
+    }
+}
+
+/// The copy module: words of 16 or 32 bytes from `src` to `dst`, copied or turned into
+/// exponentials (`CopyKey::kind`).
 fn copy_source(key: &CopyKey) -> String {
     let bindings = format!(
         "alias Word = {word};\n\
          const COPY_PER_THREAD: u32 = {per}u;\n\
+         const KIND: u32 = {kind}u;\n\
          @group(0) @binding({}) var<uniform> params: Params;\n\
          @group(0) @binding({}) var<storage, read> src: array<Word>;\n\
          @group(0) @binding({}) var<storage, read_write> dst: array<Word>;\n",
@@ -543,10 +575,12 @@ fn copy_source(key: &CopyKey) -> String {
         slot::Y,
         word = key.word.wgsl_type(),
         per = key.word.per_thread(),
+        kind = key.kind as u32,
     );
     [
         header(key.workgroup, key.contiguous, false, &[]).as_str(),
         &bindings,
+        word_exp_source(key.word),
         COPY,
     ]
     .join("\n")
@@ -622,12 +656,19 @@ pub fn all_sources() -> Vec<(String, String)> {
             crate::bench::CopyWord::Bytes16,
             crate::bench::CopyWord::Bytes32,
         ] {
-            let key = CopyKey {
-                contiguous,
-                workgroup: 256,
-                word,
-            };
-            out.push((format!("{key:?}"), copy_source(&key)));
+            for kind in [
+                crate::bench::CopyKind::Copy,
+                crate::bench::CopyKind::Exp,
+                crate::bench::CopyKind::ExpSum,
+            ] {
+                let key = CopyKey {
+                    contiguous,
+                    workgroup: 256,
+                    word,
+                    kind,
+                };
+                out.push((format!("{key:?}"), copy_source(&key)));
+            }
         }
     }
     for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {

@@ -343,6 +343,11 @@ fn bench_writes_json_and_plot() {
             assert!(r["ratio_to_copy"].as_f64().unwrap() > 0.0);
             let word = r["copy_word_bytes"].as_u64().unwrap();
             assert!(word == 16 || word == 32, "copy word of {word} bytes");
+            // The exp ceiling is timed for f32 only.
+            match r["dtype"].as_str().unwrap() {
+                "f32" => assert!(r["ceiling"].as_f64().unwrap() > 0.0, "{r}"),
+                _ => assert!(r["ceiling"].is_null(), "{r}"),
+            }
         }
         let plot = std::fs::read_to_string(&svg).unwrap();
         assert!(plot.starts_with("<svg") && plot.contains("copy kernel"));

@@ -215,3 +215,55 @@ fn the_copy_kernel_copies_every_byte_with_every_word() {
         }
     });
 }
+
+#[test]
+fn the_exp_ceiling_computes_every_exponential_and_the_sum_writes_nothing() {
+    use softmax_wgpu::bench::CopyKind;
+    on_every_adapter(|e| {
+        let d = e.device();
+        // Logits in [-8, 8), not a multiple of one workgroup's 256 x 128 bytes.
+        let n = 3 * 8192 + 40;
+        let x: Vec<f32> = random_logits(n, 8.0, 11);
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let src = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&x),
+            usage,
+        });
+        for word in e.copy_words() {
+            for kind in [CopyKind::Exp, CopyKind::ExpSum] {
+                let dst = d.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: (n * 4) as u64,
+                    usage,
+                    mapped_at_creation: false,
+                });
+                let bytes = (n * 4) as u64 / word.bytes() * word.bytes();
+                let mut enc = d.create_command_encoder(&Default::default());
+                e.record_copy_kind(&mut enc, &src, &dst, bytes, word, kind)
+                    .unwrap();
+                e.queue().submit([enc.finish()]);
+                let got = common::read_f32(e, &dst, 0, n);
+                let done = (bytes / 4) as usize;
+                if kind == CopyKind::ExpSum {
+                    assert!(got.iter().all(|&v| v == 0.0), "{word}: the sum wrote");
+                    continue;
+                }
+                for (i, (&g, &z)) in got[..done].iter().zip(&x).enumerate() {
+                    // WGSL's bound for exp: 3 + 2|x| ULP of the result.
+                    let want = f64::from(z).exp();
+                    let ulp = f64::from(f32::EPSILON) * want;
+                    let err = (f64::from(g) - want).abs();
+                    assert!(
+                        err <= (3.0 + 2.0 * f64::from(z.abs())) * ulp,
+                        "{word}: exp({z}) = {g}, want {want} (element {i})"
+                    );
+                }
+                assert!(
+                    got[done..].iter().all(|&v| v == 0.0),
+                    "{word} wrote past the end"
+                );
+            }
+        }
+    });
+}
