@@ -13,7 +13,8 @@ use half::f16;
 
 use crate::engine::capture_errors;
 
-/// The probe kernel: widens every pair of `halves`, narrows every pair of `floats`.
+/// The probe kernel: widens every pair of `halves`, narrows every pair of `floats`, with
+/// `widen` and `narrow` (joined in front: the builtins, or the kernels' own bit conversions).
 const PROBE: &str = "
 @group(0) @binding(0) var<storage, read> halves: array<u32>;
 @group(0) @binding(1) var<storage, read_write> widened: array<vec2<f32>>;
@@ -24,13 +25,30 @@ const PROBE: &str = "
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let i = id.x + 65535u * 64u * id.y;
     if (i < arrayLength(&halves)) {
-        widened[i] = unpack2x16float(halves[i]);
+        widened[i] = widen(halves[i]);
     }
     if (i < arrayLength(&narrowed)) {
-        narrowed[i] = pack2x16float(floats[i]);
+        narrowed[i] = narrow(floats[i]);
     }
 }
 ";
+
+/// The builtins under test.
+const BUILTINS: &str = "
+fn widen(w: u32) -> vec2<f32> { return unpack2x16float(w); }
+fn narrow(v: vec2<f32>) -> u32 { return pack2x16float(v); }
+";
+
+/// The kernels' bit conversions as CPU adapters run them (shaders/io/half_bits.wgsl
+/// without builtins, CONTIGUOUS as on CPU adapters).
+fn bit_conversions() -> String {
+    format!(
+        "const HALF_BUILTINS: bool = false;\nconst CONTIGUOUS: bool = true;\n{}\n\
+         fn widen(w: u32) -> vec2<f32> {{ return f16x2_to_f32(w); }}\n\
+         fn narrow(v: vec2<f32>) -> u32 {{ return f16x2_bits(v); }}\n",
+        include_str!("../shaders/io/half_bits.wgsl")
+    )
+}
 
 /// Every f16 bit pattern, two per word, low half first.
 fn all_halves() -> Vec<u32> {
@@ -106,10 +124,18 @@ pub(crate) fn verify(
 
 /// Runs the probe on `device`; any failure (validation, device loss) counts as inexact.
 pub(crate) fn builtins_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
-    run(device, queue).unwrap_or(false)
+    run(device, queue, &format!("{BUILTINS}{PROBE}")).unwrap_or(false)
 }
 
-fn run(device: &wgpu::Device, queue: &wgpu::Queue) -> Option<bool> {
+/// Whether the kernels' own f16 bit conversions (used where the builtins are not exact, and
+/// for narrowing on CPU adapters) are exact on `device`, by the same probe: they must be
+/// everywhere. For tests.
+#[doc(hidden)]
+pub fn bit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
+    run(device, queue, &format!("{}{PROBE}", bit_conversions())).unwrap_or(false)
+}
+
+fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str) -> Option<bool> {
     use wgpu::util::DeviceExt;
     let halves = all_halves();
     let floats = boundary_floats();
@@ -119,7 +145,7 @@ fn run(device: &wgpu::Device, queue: &wgpu::Queue) -> Option<bool> {
     let (pipeline, bufs) = capture_errors(device, || {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("softmax-wgpu half probe"),
-            source: wgpu::ShaderSource::Wgsl(PROBE.into()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some("softmax-wgpu half probe"),

@@ -26,6 +26,8 @@ mod dtype;
 mod engine;
 mod error;
 mod half_probe;
+#[doc(hidden)]
+pub use half_probe::bit_conversions_are_exact;
 mod host;
 mod options;
 pub mod oracle;

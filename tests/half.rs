@@ -142,6 +142,18 @@ fn half_accuracy_figures() {
 }
 
 #[test]
+fn the_kernels_bit_conversions_are_exact_on_every_adapter() {
+    // Every f16 widened, and the f32 values around every f16 rounding boundary narrowed
+    // (ties, one step either side, overflow, subnormals, NaN), against the `half` crate.
+    common::on_every_adapter(|e| {
+        assert!(
+            softmax_wgpu::bit_conversions_are_exact(e.device(), e.queue()),
+            "f16 bit conversions inexact"
+        );
+    });
+}
+
+#[test]
 fn f16_conversions_follow_the_probe() {
     // The portable path never takes the builtins. Mesa's CPU adapters convert through LLVM,
     // exactly, so the probe must find them exact there; a probe that wrongly failed would
