@@ -106,6 +106,14 @@ fn reduce(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
+// Logits i .. i + 8 of the x binding, by scalar loads.
+fn load_run(i: u32) -> Block {
+    return Block(
+        vec4<f32>(load_x(i), load_x(i + 1u), load_x(i + 2u), load_x(i + 3u)),
+        vec4<f32>(load_x(i + 4u), load_x(i + 5u), load_x(i + 6u), load_x(i + 7u)),
+    );
+}
+
 fn grad_value(z: f32, c: u32, t: i32, st: RowStats, w_t: f32, scale: f32) -> f32 {
     if (t < 0) {
         return 0.0;
@@ -120,6 +128,25 @@ fn grad_value(z: f32, c: u32, t: i32, st: RowStats, w_t: f32, scale: f32) -> f32
     g += eps / f32(params.cols) * (bitcast<f32>(meta_buf[3]) * p - class_weight(c));
     g += 2.0 * params.z_loss * st.lse * p;
     return g * scale * inv_t;
+}
+
+// `grad_value` of two columns without branches, for CPU adapters (CONTIGUOUS), which run
+// both sides of every branch their SIMD lanes take differently.
+// `w_sum` is meta[3], read once per row: lavapipe loads even a uniform address lane by lane.
+fn grad_pair(z: vec2<f32>, c: vec2<u32>, t: i32, st: RowStats, w_t: f32, w_sum: f32,
+             scale: f32) -> vec2<f32> {
+    let inv_t = params.inv_t;
+    let eps = params.smoothing;
+    let zero = vec2<f32>(0.0);
+    let neg_inf = bitcast<vec2<u32>>(z) == vec2<u32>(F32_NEG_INF_BITS);
+    let p = select(exp((z - st.m) * inv_t) * st.inv_s, zero, neg_inf);
+    let hit = select(zero, vec2<f32>(1.0), c == vec2<u32>(u32(max(t, 0))));
+    var g = (1.0 - eps) * w_t * (p - hit);
+    let w = vec2<f32>(class_weight(c.x), class_weight(c.y));
+    g += eps / f32(params.cols) * (w_sum * p - w);
+    g += 2.0 * params.z_loss * st.lse * p;
+    g = select(g * scale * inv_t, vec2<f32>(f32_nan()), st.nan_row);
+    return select(g, zero, t < 0);
 }
 
 @compute @workgroup_size(WG)
@@ -153,7 +180,16 @@ fn loss_and_grad_row(row: u32, lid: u32) {
     let sh = share_of(cols, lid);
 
     var st = stream_empty();
-    for (var c = sh.first; c < sh.end; c += sh.step) {
+    var c = sh.first;
+    if (CONTIGUOUS) {
+        // Sixteen logits at a time through the branch-free CPU fold (common.wgsl).
+        var g = guard_empty();
+        for (; c + 16u <= sh.end; c += 16u) {
+            fold_two_blocks(&st, &g, load_run(x_row + c), load_run(x_row + c + 8u), inv_t);
+        }
+        st.flags |= guard_flags(g);
+    }
+    for (; c < sh.end; c += sh.step) {
         stream_fold(&st, load_x(x_row + c), inv_t);
     }
     let stats = row_stats(reduce_online(stream_state(st), lid, inv_t), inv_t);
@@ -195,17 +231,25 @@ fn loss_and_grad_row(row: u32, lid: u32) {
         let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
         let y_row = params.y_base + row * cols;
         let out = output_pairs(y_row, cols, lid);
+        let w_sum = bitcast<f32>(meta_buf[3]);
         for (var q = out.first; q < out.end; q += out.step) {
             let c0 = 2u * q - y_row;
             let c1 = c0 + 1u;
             let lo = c0 < cols;
             let hi = c1 < cols;
             var v = vec2<f32>(0.0);
-            if (lo) {
-                v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
-            }
-            if (hi) {
-                v.y = grad_value(load_x(x_row + c1), c1, t, stats, w_t, scale);
+            if (CONTIGUOUS) {
+                // Both columns clamped into the row (a column outside it is not stored).
+                let c = min(vec2<u32>(c0, c1), vec2<u32>(cols - 1u));
+                let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
+                v = grad_pair(z, c, t, stats, w_t, w_sum, scale);
+            } else {
+                if (lo) {
+                    v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
+                }
+                if (hi) {
+                    v.y = grad_value(load_x(x_row + c1), c1, t, stats, w_t, scale);
+                }
             }
             store_pair(q, v, lo, hi);
         }
