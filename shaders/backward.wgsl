@@ -2,9 +2,18 @@
 // `softmax_backward` and `log_softmax_backward` in src/oracle.rs.
 //   softmax:     dx = y * (dy - sum_j dy_j y_j)
 //   log_softmax: dx = dy - exp(y) * sum_j dy_j
-// Joined behind (see src/shader.rs): a header (WG, CONTIGUOUS, LOG), the bindings (y as `x`
-// with `load_x`, dx as `y` with `store_pair`, dy with `load_dy`), common.wgsl and
+// Joined behind (see src/shader.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS), the bindings
+// (y as `x` with `load_x`, dx as `y` with `store_pair`, dy with `load_dy`; with BLOCKS their
+// vector views with `load_block`, `load_dy_block` and `store_block`), common.wgsl and
 // reduce_workgroup.wgsl.
+//
+// Two layouts of a row: every lane takes columns one at a time (strided on GPUs, where
+// neighbours read neighbours), or, with BLOCKS (CPU adapters), each lane takes a contiguous
+// run of blocks of 8 aligned in dx, loaded and stored as vectors as in softmax.wgsl, and
+// lane 0 the columns of the row's unaligned head and tail, by pairs: lavapipe moves every
+// component of every lane on its own, so that one element per load cost three times as
+// much as the forward kernels (256 x 32000 f32 softmax backward: 62 ms against 16 for
+// softmax).
 
 // Rust side: `BackwardParams` in src/params.rs. Keep both in the same order.
 struct Params {
@@ -20,6 +29,13 @@ struct Params {
 }
 
 fn grad_value(y: f32, dy: f32, s: f32) -> f32 {
+    if (LOG) {
+        return dy - exp(y) * s;
+    }
+    return y * (dy - s);
+}
+
+fn grad4(y: vec4<f32>, dy: vec4<f32>, s: f32) -> vec4<f32> {
     if (LOG) {
         return dy - exp(y) * s;
     }
@@ -45,6 +61,10 @@ fn main(
 
 // One row: the sum of dy * y (or of dy, LOG), then the outputs.
 fn backward_row(row: u32, lid: u32) {
+    if (BLOCKS) {
+        backward_row_blocks(row, lid);
+        return;
+    }
     let cols = params.cols;
     let y_in = params.x_base + row * cols;
     let dy_row = params.dy_base + row * cols;
@@ -71,5 +91,93 @@ fn backward_row(row: u32, lid: u32) {
             v.y = grad_value(load_x(y_in + c1), load_dy(dy_row + c1), s);
         }
         store_pair(q, v, lo, hi);
+    }
+}
+
+// The pairs of a row outside its whole blocks of 8 (aligned in dx), as absolute pair
+// indices of dx: the head [first, head_end) and the tail [tail_first, end).
+struct Edges {
+    first: u32,
+    head_end: u32,
+    tail_first: u32,
+    end: u32,
+}
+
+// `backward_row` with BLOCKS: blocks [first_block, end_block) of dx, the same columns of y
+// and dy at the same offset modulo 8 (so block b of dx is block b + shift of each).
+fn backward_row_blocks(row: u32, lid: u32) {
+    let cols = params.cols;
+    let y_in = params.x_base + row * cols;
+    let dy_row = params.dy_base + row * cols;
+    let out_row = params.y_base + row * cols;
+    let end = out_row + cols;
+    let first_block = (out_row + 7u) / 8u;
+    let end_block = max(end / 8u, first_block);
+    var edges = Edges(out_row / 2u, 4u * first_block, 4u * end_block, (end + 1u) / 2u);
+    if (end / 8u <= first_block) {
+        // No whole block: every pair is head.
+        edges.head_end = edges.end;
+        edges.tail_first = edges.end;
+    }
+    // Wrapping differences: the sums below wrap back into range.
+    let y_shift = y_in / 8u - out_row / 8u;
+    let dy_shift = dy_row / 8u - out_row / 8u;
+    let sh = share_of(end_block - first_block, lid);
+    let b0 = first_block + sh.first;
+    let b1 = first_block + sh.end;
+
+    var acc = stream_empty();
+    for (var b = b0; b < b1; b++) {
+        let y = load_block(b + y_shift);
+        let dy = load_dy_block(b + dy_shift);
+        let t = select(dy.lo * y.lo, dy.lo, LOG) + select(dy.hi * y.hi, dy.hi, LOG);
+        stream_push(&acc, (t.x + t.y) + (t.z + t.w));
+    }
+    if (lid == 0u) {
+        for (var q = edges.first; q < edges.end; q++) {
+            if (q == edges.head_end) {
+                q = edges.tail_first;
+                if (q >= edges.end) {
+                    break;
+                }
+            }
+            // Column 2q - out_row wraps below zero for a row starting at an odd index.
+            let c0 = 2u * q - out_row;
+            if (c0 < cols) {
+                let dy = load_dy(dy_row + c0);
+                stream_push(&acc, select(dy * load_x(y_in + c0), dy, LOG));
+            }
+            if (c0 + 1u < cols) {
+                let dy = load_dy(dy_row + c0 + 1u);
+                stream_push(&acc, select(dy * load_x(y_in + c0 + 1u), dy, LOG));
+            }
+        }
+    }
+    let s = reduce_sum(stream_state(acc).s, lid);
+
+    for (var b = b0; b < b1; b++) {
+        let y = load_block(b + y_shift);
+        let dy = load_dy_block(b + dy_shift);
+        store_block(b, Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s)));
+    }
+    if (lid == 0u) {
+        for (var q = edges.first; q < edges.end; q++) {
+            if (q == edges.head_end) {
+                q = edges.tail_first;
+                if (q >= edges.end) {
+                    break;
+                }
+            }
+            let c0 = 2u * q - out_row;
+            let c1 = c0 + 1u;
+            var v = vec2<f32>(0.0);
+            if (c0 < cols) {
+                v.x = grad_value(load_x(y_in + c0), load_dy(dy_row + c0), s);
+            }
+            if (c1 < cols) {
+                v.y = grad_value(load_x(y_in + c1), load_dy(dy_row + c1), s);
+            }
+            store_pair(q, v, c0 < cols, c1 < cols);
+        }
     }
 }

@@ -44,6 +44,8 @@ pub(crate) mod slot {
     pub const X_VEC: u32 = 9;
     /// The output again, as 16-byte vectors (the forward kernels' block stores).
     pub const Y_VEC: u32 = 10;
+    /// The backward kernels' `dy` again, as 16-byte vectors (their block loads).
+    pub const DY_VEC: u32 = 11;
 }
 
 /// How the forward kernel lays work out: the variants of `src/plan.rs`.
@@ -168,6 +170,11 @@ pub(crate) struct BackwardKey {
     /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
     /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
     pub row_loop: bool,
+    /// Lanes own contiguous runs of blocks of 8, loaded and stored as vectors as in the
+    /// forward kernels: CPU tuning, with `y`, `dy` and `dx` at the same offset modulo 8.
+    pub blocks: bool,
+    /// The vector views hold 64-bit words (see `vector_view`).
+    pub wide_words: bool,
 }
 
 /// Variant of the copy kernel (the benchmarks' roofline).
@@ -211,12 +218,20 @@ impl PipelineKey {
                 b
             }
             PipelineKey::Copy(_) => vec![(slot::X, true), (slot::Y, false)],
-            PipelineKey::Backward(_) => {
-                vec![
+            PipelineKey::Backward(k) => {
+                let mut b = vec![
                     (slot::X, true),
                     (slot::Y, false),
                     (slot::TARGETS_OR_DY, true),
-                ]
+                ];
+                if k.blocks {
+                    b.extend([
+                        (slot::X_VEC, true),
+                        (slot::Y_VEC, false),
+                        (slot::DY_VEC, true),
+                    ]);
+                }
+                b
             }
         }
     }
@@ -529,6 +544,23 @@ fn backward_source(key: &BackwardKey) -> String {
     s += &load_source(key.input)
         .replace("x_raw", "dy_raw")
         .replace("load_x", "load_dy");
+    let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
+    if key.blocks {
+        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+        s.push_str(load_block_source(key.input));
+        s += &vector_view(slot::DY_VEC, "dy_vec", key.input, key.wide_words, true);
+        s += &load_block_source(key.input)
+            .replace("x_vec", "dy_vec")
+            .replace("fn load_block", "fn load_dy_block");
+        s += &vector_view(slot::Y_VEC, "y_vec", key.output, key.wide_words, false);
+        s.push_str(store_block_source(key.output));
+    } else {
+        s.push_str(
+            "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n\
+             fn load_dy_block(b: u32) -> Block { return load_block(b); }\n\
+             fn store_block(b: u32, v: Block) {}\n",
+        );
+    }
     [s.as_str(), COMMON, REDUCE_WORKGROUP, BACKWARD].join("\n")
 }
 
@@ -735,6 +767,8 @@ pub fn all_sources() -> Vec<(String, String)> {
                     workgroup: 256,
                     half_builtins: !log,
                     row_loop: log,
+                    blocks: output == input,
+                    wide_words: log,
                 };
                 out.push((format!("{key:?}"), backward_source(&key)));
             }

@@ -6,7 +6,7 @@ use crate::engine::{capture_errors, Engine};
 use crate::error::{Error, Result};
 use crate::options::{CrossEntropyOptions, Shape};
 use crate::params::{BackwardParams, CeParams};
-use crate::record::{bind, chunk_binding, TensorRef};
+use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};
 use crate::shader::{slot, BackwardKey, CeEntry, CeKey, PipelineKey};
 
 /// Where the cross-entropy gradient goes.
@@ -252,6 +252,21 @@ impl Engine {
         let cols = shape.cols as u64;
         let (rows_per_chunk, align, max_groups) =
             self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
+        // The dispatches' bindings: y, dy, dx.
+        let rows = shape.rows as u64;
+        let mut chunks = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let nrows = rows_per_chunk.min(rows - row0);
+            let (first, count) = (row0 * cols, nrows * cols);
+            chunks.push((
+                nrows,
+                chunk_binding(&y, first, count, align),
+                chunk_binding(&dy, first, count, align),
+                chunk_binding(&dx, first, count, align),
+            ));
+            row0 += nrows;
+        }
         let key = BackwardKey {
             log,
             input: self.storage(y.dtype),
@@ -259,27 +274,26 @@ impl Engine {
             contiguous: self.contiguous(),
             workgroup: self.workgroup_for("softmax backward", shape.cols as u64)?,
             half_builtins: self.half_builtins,
-            row_loop: rows_per_chunk.min(shape.rows as u64) > max_groups,
+            row_loop: rows_per_chunk.min(rows) > max_groups,
+            // Blocks of 8 on CPU adapters where all three sit at the same offset modulo 8.
+            blocks: self.contiguous()
+                && chunks.iter().all(|(_, yb, db, xb)| {
+                    yb.base % 8 == xb.base % 8 && db.base % 8 == xb.base % 8
+                }),
+            wide_words: self.wide_words(),
         };
         let kernel = self
             .pipelines
             .get(&self.device, &PipelineKey::Backward(key))?;
+        let tiny = self.tiny_buffer()?;
         capture_errors(&self.device, || {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("softmax-wgpu backward"),
                 timestamp_writes: None,
             });
             pass.set_pipeline(&kernel.pipeline);
-            let rows = shape.rows as u64;
-            let mut row0 = 0;
-            while row0 < rows {
-                let nrows = rows_per_chunk.min(rows - row0);
-                let (first, count) = (row0 * cols, nrows * cols);
-                let (yb, db, xb) = (
-                    chunk_binding(&y, first, count, align),
-                    chunk_binding(&dy, first, count, align),
-                    chunk_binding(&dx, first, count, align),
-                );
+            for (nrows, yb, db, xb) in &chunks {
+                let nrows = *nrows;
                 let params = BackwardParams {
                     rows: nrows as u32,
                     cols: cols as u32,
@@ -289,22 +303,29 @@ impl Engine {
                     _pad: [0; 3],
                 };
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
+                let mut entries = vec![
+                    wgpu::BindGroupEntry {
+                        binding: slot::PARAMS,
+                        resource: uniform.as_entire_binding(),
+                    },
+                    bind(slot::X, &y, yb),
+                    bind(slot::Y, &dx, xb),
+                    bind(slot::TARGETS_OR_DY, &dy, db),
+                ];
+                if key.blocks {
+                    entries.extend([
+                        bind_vectors(slot::X_VEC, &y, yb, &tiny),
+                        bind_vectors(slot::Y_VEC, &dx, xb, &tiny),
+                        bind_vectors(slot::DY_VEC, &dy, db, &tiny),
+                    ]);
+                }
                 let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("softmax-wgpu backward"),
                     layout: &kernel.layout,
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: slot::PARAMS,
-                            resource: uniform.as_entire_binding(),
-                        },
-                        bind(slot::X, &y, &yb),
-                        bind(slot::Y, &dx, &xb),
-                        bind(slot::TARGETS_OR_DY, &dy, &db),
-                    ],
+                    entries: &entries,
                 });
                 pass.set_bind_group(0, &bg, &[]);
                 pass.dispatch_workgroups(nrows.min(max_groups) as u32, 1, 1);
-                row0 += nrows;
             }
         })
     }

@@ -388,3 +388,110 @@ fn softmax_and_log_softmax_backward() {
         }
     });
 }
+
+/// Softmax and log_softmax backward of `T` inputs (rounded from f32) against the f64 oracle
+/// on the same rounded values: the f32 bound of `softmax_and_log_softmax_backward` plus the
+/// final rounding to `T` (`unit`: its unit roundoff; `tiny`: its smallest subnormal).
+fn check_backward_in<T: Element>(e: &Engine, shape: Shape, unit: f64, tiny: f64) {
+    let n = shape.len();
+    let z = random_logits(n, 6.0, 31);
+    let dy: Vec<T> = random_logits(n, 1.0, 32)
+        .into_iter()
+        .map(T::from_f32)
+        .collect();
+    let dy32: Vec<f32> = dy.iter().map(|v| v.to_f32()).collect();
+    for log in [false, true] {
+        let y32 = if log {
+            oracle::log_softmax(&z, shape, &Default::default())
+        } else {
+            oracle::softmax(&z, shape, &Default::default())
+        };
+        let y: Vec<T> = y32.iter().map(|&v| T::from_f32(v as f32)).collect();
+        let yf: Vec<f32> = y.iter().map(|v| v.to_f32()).collect();
+        let got = e.softmax_backward(log, &y, &dy, shape).unwrap();
+        let want = oracle::softmax_backward(log, &yf, &dy32, shape);
+        let cols = shape.cols;
+        for (i, (g, &w)) in got.iter().zip(&want).enumerate() {
+            let sum_abs: f64 = dy32[i / cols * cols..][..cols]
+                .iter()
+                .map(|v| f64::from(v.abs()))
+                .sum();
+            let scale = if log { 1.0 + sum_abs } else { 2.0 };
+            let tol = EPS * (8.0 + 3.0 * (cols as f64).log2()) * scale + unit * w.abs() + tiny;
+            let g = f64::from(g.to_f32());
+            assert!(
+                (g - w).abs() <= tol,
+                "{:?} log={log} [{i}] {g} want {w} tol {tol:e}",
+                T::DTYPE
+            );
+        }
+    }
+}
+
+#[test]
+fn backward_in_half_precision() {
+    // Odd cols: rows start anywhere in a block, and packed words are shared by two rows.
+    on_every_tuning(|e| {
+        for (rows, cols) in [(3usize, 1029usize), (4, 64), (2, 7)] {
+            let shape = Shape::new(rows, cols);
+            check_backward_in::<half::f16>(e, shape, 2f64.powi(-11), 2f64.powi(-25));
+            check_backward_in::<half::bf16>(e, shape, 2f64.powi(-8), 0.0);
+        }
+    });
+}
+
+#[test]
+fn backward_at_offsets_aligned_and_not() {
+    // y, dy and dx at the same offset modulo 8 elements (blocks on CPU adapters), and at
+    // different ones (one element at a time).
+    use softmax_wgpu::{DType, TensorRef};
+    use wgpu::util::DeviceExt;
+    on_every_tuning(|e| {
+        let shape = Shape::new(5, 1001);
+        let n = shape.len();
+        let z = random_logits(n, 6.0, 41);
+        let dy = random_logits(n, 1.0, 42);
+        let y: Vec<f32> = oracle::softmax(&z, shape, &Default::default())
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let want = oracle::softmax_backward(false, &y, &dy, shape);
+        let d = e.device();
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        for offsets in [[16u64, 16, 16], [0, 4, 12], [4, 36, 68]] {
+            let padded = |v: &[f32], off: u64| {
+                let mut p = vec![0f32; off as usize / 4];
+                p.extend_from_slice(v);
+                d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytemuck::cast_slice(&p),
+                    usage,
+                })
+            };
+            let yb = padded(&y, offsets[0]);
+            let db = padded(&dy, offsets[1]);
+            let xb = padded(&vec![0.0; n], offsets[2]);
+            let mut enc = d.create_command_encoder(&Default::default());
+            e.record_backward(
+                &mut enc,
+                false,
+                shape,
+                TensorRef::new(&yb, DType::F32).at(offsets[0]),
+                TensorRef::new(&db, DType::F32).at(offsets[1]),
+                TensorRef::new(&xb, DType::F32).at(offsets[2]),
+            )
+            .unwrap();
+            e.queue().submit([enc.finish()]);
+            let got = common::read_f32(e, &xb, offsets[2], n);
+            let tol = EPS * (8.0 + 3.0 * (shape.cols as f64).log2()) * 2.0;
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(g) - w).abs() <= tol,
+                    "offsets {offsets:?} [{i}] {g} want {w}"
+                );
+            }
+        }
+    });
+}
