@@ -94,15 +94,6 @@ fn backward_row(row: u32, lid: u32) {
     }
 }
 
-// The pairs of a row outside its whole blocks of 8 (aligned in dx), as absolute pair
-// indices of dx: the head [first, head_end) and the tail [tail_first, end).
-struct Edges {
-    first: u32,
-    head_end: u32,
-    tail_first: u32,
-    end: u32,
-}
-
 // `backward_row` with BLOCKS: blocks [first_block, end_block) of dx, the same columns of y
 // and dy at the same offset modulo 8 (so block b of dx is block b + shift of each).
 fn backward_row_blocks(row: u32, lid: u32) {
@@ -110,21 +101,13 @@ fn backward_row_blocks(row: u32, lid: u32) {
     let y_in = params.x_base + row * cols;
     let dy_row = params.dy_base + row * cols;
     let out_row = params.y_base + row * cols;
-    let end = out_row + cols;
-    let first_block = (out_row + 7u) / 8u;
-    let end_block = max(end / 8u, first_block);
-    var edges = Edges(out_row / 2u, 4u * first_block, 4u * end_block, (end + 1u) / 2u);
-    if (end / 8u <= first_block) {
-        // No whole block: every pair is head.
-        edges.head_end = edges.end;
-        edges.tail_first = edges.end;
-    }
+    let edges = block_row(out_row, cols);
     // Wrapping differences: the sums below wrap back into range.
     let y_shift = y_in / 8u - out_row / 8u;
     let dy_shift = dy_row / 8u - out_row / 8u;
-    let sh = share_of(end_block - first_block, lid);
-    let b0 = first_block + sh.first;
-    let b1 = first_block + sh.end;
+    let sh = share_of(edges.end_block - edges.first_block, lid);
+    let b0 = edges.first_block + sh.first;
+    let b1 = edges.first_block + sh.end;
 
     var acc = stream_empty();
     for (var b = b0; b < b1; b++) {
@@ -134,13 +117,7 @@ fn backward_row_blocks(row: u32, lid: u32) {
         stream_push(&acc, (t.x + t.y) + (t.z + t.w));
     }
     if (lid == 0u) {
-        for (var q = edges.first; q < edges.end; q++) {
-            if (q == edges.head_end) {
-                q = edges.tail_first;
-                if (q >= edges.end) {
-                    break;
-                }
-            }
+        for (var q = first_edge_pair(edges); q < edges.end; q = next_edge_pair(edges, q)) {
             // Column 2q - out_row wraps below zero for a row starting at an odd index.
             let c0 = 2u * q - out_row;
             if (c0 < cols) {
@@ -161,13 +138,7 @@ fn backward_row_blocks(row: u32, lid: u32) {
         store_block(b, Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s)));
     }
     if (lid == 0u) {
-        for (var q = edges.first; q < edges.end; q++) {
-            if (q == edges.head_end) {
-                q = edges.tail_first;
-                if (q >= edges.end) {
-                    break;
-                }
-            }
+        for (var q = first_edge_pair(edges); q < edges.end; q = next_edge_pair(edges, q)) {
             let c0 = 2u * q - out_row;
             let c1 = c0 + 1u;
             var v = vec2<f32>(0.0);

@@ -326,3 +326,41 @@ fn fold_two_blocks(st: ptr<function, Stream>, g: ptr<function, Guard>, a: Block,
         + (shifted_exp(x2, mv, inv_t) + shifted_exp(x3, mv, inv_t));
     stream_push(st, (e.x + e.y) + (e.z + e.w));
 }
+
+// A row of `cols` elements starting at element `out_row` of an output binding, as the
+// blocks of 8 aligned in that binding, [first_block, end_block), and the pairs outside them
+// (fewer than 8 elements at either end), as absolute pair indices: the head
+// [first, head_end) and the tail [tail_first, end). The backward and cross-entropy kernels'
+// CPU layout; softmax.wgsl's `Row` is the same for the forward kernels.
+struct BlockRow {
+    first_block: u32,
+    end_block: u32,
+    first: u32,
+    head_end: u32,
+    tail_first: u32,
+    end: u32,
+}
+
+fn block_row(out_row: u32, cols: u32) -> BlockRow {
+    let end = out_row + cols;
+    let first_block = (out_row + 7u) / 8u;
+    var r = BlockRow(first_block, max(end / 8u, first_block), out_row / 2u, 4u * first_block,
+                     0u, (end + 1u) / 2u);
+    r.tail_first = 4u * r.end_block;
+    if (end / 8u <= first_block) {
+        // No whole block: every pair is head.
+        r.head_end = r.end;
+        r.tail_first = r.end;
+    }
+    return r;
+}
+
+// The first edge pair of the row (the tail's where the head is empty).
+fn first_edge_pair(r: BlockRow) -> u32 {
+    return select(r.first, r.tail_first, r.first == r.head_end);
+}
+
+// The edge pair after `q` (the head, then the tail; `r.end` after the last).
+fn next_edge_pair(r: BlockRow, q: u32) -> u32 {
+    return select(q + 1u, r.tail_first, q + 1u == r.head_end);
+}

@@ -3,9 +3,14 @@
 // temperature and a z-loss, and the gradient with respect to the logits in the same pass.
 // CPU mirror: `cross_entropy` in src/oracle.rs.
 //
-// Joined behind (see src/shader.rs): a header (WG, CONTIGUOUS, HAS_GRAD), the bindings
-// (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf, meta_buf, class_weight), the
+// Joined behind (see src/shader.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS), the
+// bindings (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf, meta_buf,
+// class_weight; with BLOCKS the vector views with `load_block` and `store_block`), the
 // dtype preludes, common.wgsl and reduce_workgroup.wgsl.
+//
+// With BLOCKS (CPU adapters, where the logits sit at the gradient's offset modulo 8), each
+// lane takes a contiguous run of blocks of 8 aligned in the gradient, loaded and stored as
+// vectors as in softmax.wgsl, and lane 0 the row's unaligned head and tail by pairs.
 //
 // Three entry points, dispatched in this order in one compute pass:
 //   prepare (1 workgroup): meta[0] = sum of w[t_i] over counted rows (the mean's
@@ -149,6 +154,23 @@ fn grad_pair(z: vec2<f32>, c: vec2<u32>, t: i32, st: RowStats, w_t: f32, w_sum: 
     return select(g, zero, t < 0);
 }
 
+// `grad_pair` of the four columns c .. c + 4 (with BLOCKS).
+fn grad4(z: vec4<f32>, c: u32, t: i32, st: RowStats, w_t: f32, w_sum: f32, scale: f32) -> vec4<f32> {
+    let inv_t = params.inv_t;
+    let eps = params.smoothing;
+    let zero = vec4<f32>(0.0);
+    let p = select(exp((z - st.m) * inv_t) * st.inv_s, zero, is_neg_inf4(z));
+    let cols4 = vec4<u32>(c, c + 1u, c + 2u, c + 3u);
+    let hit = select(zero, vec4<f32>(1.0), cols4 == vec4<u32>(u32(max(t, 0))));
+    var g = (1.0 - eps) * w_t * (p - hit);
+    let w = vec4<f32>(class_weight(c), class_weight(c + 1u), class_weight(c + 2u),
+                      class_weight(c + 3u));
+    g += eps / f32(params.cols) * (w_sum * p - w);
+    g += 2.0 * params.z_loss * st.lse * p;
+    g = select(g * scale * inv_t, vec4<f32>(f32_nan()), st.nan_row);
+    return select(g, zero, t < 0);
+}
+
 @compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -179,9 +201,40 @@ fn loss_and_grad_row(row: u32, lid: u32) {
     let r = params.row0 + row;
     let sh = share_of(cols, lid);
 
+    let y_row = params.y_base + row * cols;
+    let br = block_row(y_row, cols);
+    // Wrapping difference: the sums below wrap back into range.
+    let x_shift = x_row / 8u - y_row / 8u;
+    let bsh = share_of(br.end_block - br.first_block, lid);
+    let b0 = br.first_block + bsh.first;
+    let b1 = br.first_block + bsh.end;
     var st = stream_empty();
     var c = sh.first;
-    if (CONTIGUOUS) {
+    if (BLOCKS) {
+        var g = guard_empty();
+        var b = b0;
+        for (; b + 1u < b1; b += 2u) {
+            fold_two_blocks(&st, &g, load_block(b + x_shift), load_block(b + 1u + x_shift), inv_t);
+        }
+        if (b < b1) {
+            let none = vec4<f32>(f32_neg_inf());
+            fold_two_blocks(&st, &g, load_block(b + x_shift), Block(none, none), inv_t);
+        }
+        st.flags |= guard_flags(g);
+        if (lid == 0u) {
+            for (var q = first_edge_pair(br); q < br.end; q = next_edge_pair(br, q)) {
+                // Column 2q - y_row wraps below zero for a row starting at an odd index.
+                let c0 = 2u * q - y_row;
+                if (c0 < cols) {
+                    stream_fold(&st, load_x(x_row + c0), inv_t);
+                }
+                if (c0 + 1u < cols) {
+                    stream_fold(&st, load_x(x_row + c0 + 1u), inv_t);
+                }
+            }
+        }
+        c = sh.end;
+    } else if (CONTIGUOUS) {
         // Sixteen logits at a time through the branch-free CPU fold (common.wgsl).
         var g = guard_empty();
         for (; c + 16u <= sh.end; c += 16u) {
@@ -229,10 +282,20 @@ fn loss_and_grad_row(row: u32, lid: u32) {
 
     if (HAS_GRAD) {
         let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
-        let y_row = params.y_base + row * cols;
-        let out = output_pairs(y_row, cols, lid);
         let w_sum = bitcast<f32>(meta_buf[3]);
-        for (var q = out.first; q < out.end; q += out.step) {
+        var out = output_pairs(y_row, cols, lid);
+        if (BLOCKS) {
+            for (var b = b0; b < b1; b++) {
+                let z = load_block(b + x_shift);
+                // Whole blocks lie inside the row: no column wraps.
+                let c = 8u * b - y_row;
+                store_block(b, Block(grad4(z.lo, c, t, stats, w_t, w_sum, scale),
+                                     grad4(z.hi, c + 4u, t, stats, w_t, w_sum, scale)));
+            }
+            // Lane 0 writes the edge pairs below; the others none.
+            out = Share(first_edge_pair(br), select(br.first, br.end, lid == 0u), 1u);
+        }
+        for (var q = out.first; q < out.end; q = select(q + out.step, next_edge_pair(br, q), BLOCKS)) {
             let c0 = 2u * q - y_row;
             let c1 = c0 + 1u;
             let lo = c0 < cols;

@@ -152,6 +152,11 @@ pub(crate) struct CeKey {
     /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
     /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
     pub row_loop: bool,
+    /// Lanes own contiguous runs of blocks of 8 of the gradient, loaded and stored as
+    /// vectors: CPU tuning, with a gradient at the logits' offset modulo 8.
+    pub blocks: bool,
+    /// The vector views hold 64-bit words (see `vector_view`).
+    pub wide_words: bool,
 }
 
 /// Variant of the backward module.
@@ -215,6 +220,12 @@ impl PipelineKey {
                     b.push((slot::WEIGHT, true));
                 }
                 b.extend([(slot::LOSS, false), (slot::META, false)]);
+                if k.blocks {
+                    if !k.in_place {
+                        b.push((slot::X_VEC, true));
+                    }
+                    b.push((slot::Y_VEC, false));
+                }
                 b
             }
             PipelineKey::Copy(_) => vec![(slot::X, true), (slot::Y, false)],
@@ -497,7 +508,28 @@ fn cross_entropy_source(key: &CeKey) -> String {
         &[Some(key.input), key.grad],
     );
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
+    let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
     s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins);
+    match key.grad {
+        Some(grad) if key.blocks => {
+            s += &vector_view(slot::Y_VEC, "y_vec", grad, key.wide_words, false);
+            s.push_str(store_block_source(grad));
+            if key.in_place {
+                let _ = writeln!(
+                    s,
+                    "fn x_vec(i: u32) -> {t} {{ return y_vec(i); }}",
+                    t = vec_type(key.input)
+                );
+            } else {
+                s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+            }
+            s.push_str(load_block_source(key.input));
+        }
+        _ => s.push_str(
+            "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n\
+             fn store_block(b: u32, v: Block) {}\n",
+        ),
+    }
     let _ = writeln!(
         s,
         "@group(0) @binding({lse}) var<storage, read_write> lse_buf: array<f32>;\n\
@@ -752,6 +784,8 @@ pub fn all_sources() -> Vec<(String, String)> {
                         workgroup: 256,
                         half_builtins: weight,
                         row_loop: !weight,
+                        blocks: grad.is_some() && (in_place || weight),
+                        wide_words: weight,
                     };
                     out.push((format!("{key:?}"), cross_entropy_source(&key)));
                 }

@@ -110,6 +110,26 @@ impl Engine {
         .max()
         .unwrap_or(0);
         let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        // The dispatches' rows and logits ranges (first element, count).
+        let mut chunks = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let nrows = rows_per_chunk.min(rows - row0);
+            chunks.push((row0, nrows, (row0 * cols, nrows * cols)));
+            row0 += nrows;
+        }
+        // Blocks of 8 on CPU adapters where the gradient sits at the logits' offset modulo 8,
+        // both holding at least one vector (no stand-in bound twice, read and written).
+        let blocks = self.contiguous()
+            && grad.is_some_and(|g| {
+                chunks.iter().all(|&(_, _, (first, n))| {
+                    let (x, y) = (
+                        chunk_binding(&args.logits, first, n, align),
+                        chunk_binding(&g, first, n, align),
+                    );
+                    x.size >= 16 && y.size >= 16 && (in_place || x.base % 8 == y.base % 8)
+                })
+            });
         let key = CeKey {
             input: self.storage(args.logits.dtype),
             grad: grad.map(|g| self.storage(g.dtype)),
@@ -120,7 +140,10 @@ impl Engine {
             workgroup: self.workgroup_for("cross-entropy", rows.max(cols))?,
             half_builtins: self.half_builtins,
             row_loop: rows_per_chunk.min(rows) > max_groups,
+            blocks,
+            wide_words: self.wide_words(),
         };
+        let tiny = self.tiny_buffer()?;
         let kernels = [CeEntry::Prepare, CeEntry::Main, CeEntry::Reduce].map(|e| {
             self.pipelines
                 .get(&self.device, &PipelineKey::CrossEntropy(key, e))
@@ -152,16 +175,21 @@ impl Engine {
                         binding: slot::PARAMS,
                         resource: uniform.as_entire_binding(),
                     }];
-                    let (first, n) = x.unwrap_or((0, 1));
+                    // `prepare` and `reduce` bind the first dispatch's logits (unused).
+                    let (first, n) = x.unwrap_or(chunks[0].2);
+                    let x = chunk_binding(&args.logits, first, n, align);
                     if !in_place {
-                        entries.push(bind(
-                            slot::X,
-                            &args.logits,
-                            &chunk_binding(&args.logits, first, n, align),
-                        ));
+                        entries.push(bind(slot::X, &args.logits, &x));
+                        if blocks {
+                            entries.push(bind_vectors(slot::X_VEC, &args.logits, &x, &tiny));
+                        }
                     }
                     if let Some(g) = &grad {
-                        entries.push(bind(slot::Y, g, &chunk_binding(g, first, n, align)));
+                        let y = chunk_binding(g, first, n, align);
+                        entries.push(bind(slot::Y, g, &y));
+                        if blocks {
+                            entries.push(bind_vectors(slot::Y_VEC, g, &y, &tiny));
+                        }
                     }
                     entries.push(bind(slot::LSE, &lse, &whole(&lse, rows)));
                     entries.push(bind(slot::TARGETS_OR_DY, &targets, &whole(&targets, rows)));
@@ -192,10 +220,7 @@ impl Engine {
             pass.set_bind_group(0, &group(&prepare, &base, None), &[]);
             pass.dispatch_workgroups(1, 1, 1);
             pass.set_pipeline(&main.pipeline);
-            let mut row0 = 0;
-            while row0 < rows {
-                let nrows = rows_per_chunk.min(rows - row0);
-                let range = (row0 * cols, nrows * cols);
+            for &(row0, nrows, range) in &chunks {
                 let x = chunk_binding(&args.logits, range.0, range.1, align);
                 let y = grad.map(|g| chunk_binding(&g, range.0, range.1, align));
                 let params = CeParams {
@@ -211,7 +236,6 @@ impl Engine {
                 };
                 pass.set_bind_group(0, &group(&main, &params, Some(range)), &[]);
                 pass.dispatch_workgroups(nrows.min(max_groups) as u32, 1, 1);
-                row0 += nrows;
             }
             pass.set_pipeline(&reduce.pipeline);
             pass.set_bind_group(0, &group(&reduce, &base, None), &[]);
@@ -275,10 +299,13 @@ impl Engine {
             workgroup: self.workgroup_for("softmax backward", shape.cols as u64)?,
             half_builtins: self.half_builtins,
             row_loop: rows_per_chunk.min(rows) > max_groups,
-            // Blocks of 8 on CPU adapters where all three sit at the same offset modulo 8.
+            // Blocks of 8 on CPU adapters where all three sit at the same offset modulo 8 and
+            // hold at least one vector (no stand-in bound twice, read and written).
             blocks: self.contiguous()
                 && chunks.iter().all(|(_, yb, db, xb)| {
-                    yb.base % 8 == xb.base % 8 && db.base % 8 == xb.base % 8
+                    [yb, db, xb].iter().all(|c| c.size >= 16)
+                        && yb.base % 8 == xb.base % 8
+                        && db.base % 8 == xb.base % 8
                 }),
             wide_words: self.wide_words(),
         };
