@@ -36,7 +36,8 @@ struct Params {
     cols: u32,
     // Element index of the chunk's first logit in the x binding.
     x_base: u32,
-    // Element index of the chunk's first gradient in the y binding.
+    // Element index of the chunk's first gradient in the y binding; without a gradient,
+    // x_base (BLOCKS lay rows out in the gradient's blocks, else in the logits').
     y_base: u32,
     // Index of the chunk's first row in targets, lse and loss.
     row0: u32,

@@ -224,7 +224,9 @@ impl PipelineKey {
                     if !k.in_place {
                         b.push((slot::X_VEC, true));
                     }
-                    b.push((slot::Y_VEC, false));
+                    if k.grad.is_some() {
+                        b.push((slot::Y_VEC, false));
+                    }
                 }
                 b
             }
@@ -510,25 +512,29 @@ fn cross_entropy_source(key: &CeKey) -> String {
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
     s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins);
-    match key.grad {
-        Some(grad) if key.blocks => {
-            s += &vector_view(slot::Y_VEC, "y_vec", grad, key.wide_words, false);
-            s.push_str(store_block_source(grad));
-            if key.in_place {
-                let _ = writeln!(
-                    s,
-                    "fn x_vec(i: u32) -> {t} {{ return y_vec(i); }}",
-                    t = vec_type(key.input)
-                );
-            } else {
-                s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+    if key.blocks {
+        match key.grad {
+            Some(grad) => {
+                s += &vector_view(slot::Y_VEC, "y_vec", grad, key.wide_words, false);
+                s.push_str(store_block_source(grad));
             }
-            s.push_str(load_block_source(key.input));
+            None => s.push_str("fn store_block(b: u32, v: Block) {}\n"),
         }
-        _ => s.push_str(
+        if key.in_place {
+            let _ = writeln!(
+                s,
+                "fn x_vec(i: u32) -> {t} {{ return y_vec(i); }}",
+                t = vec_type(key.input)
+            );
+        } else {
+            s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+        }
+        s.push_str(load_block_source(key.input));
+    } else {
+        s.push_str(
             "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n\
              fn store_block(b: u32, v: Block) {}\n",
-        ),
+        );
     }
     let _ = writeln!(
         s,
@@ -784,7 +790,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                         workgroup: 256,
                         half_builtins: weight,
                         row_loop: !weight,
-                        blocks: grad.is_some() && (in_place || weight),
+                        blocks: in_place || weight,
                         wide_words: weight,
                     };
                     out.push((format!("{key:?}"), cross_entropy_source(&key)));

@@ -118,17 +118,17 @@ impl Engine {
             chunks.push((row0, nrows, (row0 * cols, nrows * cols)));
             row0 += nrows;
         }
-        // Blocks of 8 on CPU adapters where the gradient sits at the logits' offset modulo 8,
-        // both holding at least one vector (no stand-in bound twice, read and written).
+        // Blocks of 8 on CPU adapters where the gradient (if any) sits at the logits' offset
+        // modulo 8, both holding at least one vector (no stand-in bound twice, read and
+        // written). Without a gradient the blocks follow the logits.
         let blocks = self.contiguous()
-            && grad.is_some_and(|g| {
-                chunks.iter().all(|&(_, _, (first, n))| {
-                    let (x, y) = (
-                        chunk_binding(&args.logits, first, n, align),
-                        chunk_binding(&g, first, n, align),
-                    );
-                    x.size >= 16 && y.size >= 16 && (in_place || x.base % 8 == y.base % 8)
-                })
+            && chunks.iter().all(|&(_, _, (first, n))| {
+                let x = chunk_binding(&args.logits, first, n, align);
+                x.size >= 16
+                    && grad.is_none_or(|g| {
+                        let y = chunk_binding(&g, first, n, align);
+                        y.size >= 16 && (in_place || x.base % 8 == y.base % 8)
+                    })
             });
         let key = CeKey {
             input: self.storage(args.logits.dtype),
@@ -230,7 +230,8 @@ impl Engine {
                     } else {
                         x.base
                     },
-                    y_base: y.as_ref().map_or(0, |y| y.base),
+                    // Without a gradient, the blocks follow the logits.
+                    y_base: y.as_ref().map_or(x.base, |y| y.base),
                     row0: row0 as u32,
                     ..base
                 };
