@@ -136,36 +136,19 @@ fn grad_value(z: f32, c: u32, t: i32, st: RowStats, w_t: f32, scale: f32) -> f32
     return g * scale * inv_t;
 }
 
-// `grad_value` of two columns without branches, for CPU adapters (CONTIGUOUS), which run
-// both sides of every branch their SIMD lanes take differently.
-// `w_sum` is meta[3], read once per row: lavapipe loads even a uniform address lane by lane.
-fn grad_pair(z: vec2<f32>, c: vec2<u32>, t: i32, st: RowStats, w_t: f32, w_sum: f32,
-             scale: f32) -> vec2<f32> {
-    let inv_t = params.inv_t;
-    let eps = params.smoothing;
-    let zero = vec2<f32>(0.0);
-    let neg_inf = bitcast<vec2<u32>>(z) == vec2<u32>(F32_NEG_INF_BITS);
-    let p = select(exp((z - st.m) * inv_t) * st.inv_s, zero, neg_inf);
-    let hit = select(zero, vec2<f32>(1.0), c == vec2<u32>(u32(max(t, 0))));
-    var g = (1.0 - eps) * w_t * (p - hit);
-    let w = vec2<f32>(class_weight(c.x), class_weight(c.y));
-    g += eps / f32(params.cols) * (w_sum * p - w);
-    g += 2.0 * params.z_loss * st.lse * p;
-    g = select(g * scale * inv_t, vec2<f32>(f32_nan()), st.nan_row);
-    return select(g, zero, t < 0);
-}
-
-// `grad_pair` of the four columns c .. c + 4 (with BLOCKS).
-fn grad4(z: vec4<f32>, c: u32, t: i32, st: RowStats, w_t: f32, w_sum: f32, scale: f32) -> vec4<f32> {
+// `grad_value` of the four columns `c` without branches, for CPU adapters (CONTIGUOUS), which
+// run both sides of every branch their SIMD lanes take differently. `w_sum` is meta[3], read
+// once per row: lavapipe loads even a uniform address lane by lane.
+fn grad4(z: vec4<f32>, c: vec4<u32>, t: i32, st: RowStats, w_t: f32, w_sum: f32,
+         scale: f32) -> vec4<f32> {
     let inv_t = params.inv_t;
     let eps = params.smoothing;
     let zero = vec4<f32>(0.0);
     let p = select(exp((z - st.m) * inv_t) * st.inv_s, zero, is_neg_inf4(z));
-    let cols4 = vec4<u32>(c, c + 1u, c + 2u, c + 3u);
-    let hit = select(zero, vec4<f32>(1.0), cols4 == vec4<u32>(u32(max(t, 0))));
+    let hit = select(zero, vec4<f32>(1.0), c == vec4<u32>(u32(max(t, 0))));
     var g = (1.0 - eps) * w_t * (p - hit);
-    let w = vec4<f32>(class_weight(c), class_weight(c + 1u), class_weight(c + 2u),
-                      class_weight(c + 3u));
+    let w = vec4<f32>(class_weight(c.x), class_weight(c.y), class_weight(c.z),
+                      class_weight(c.w));
     g += eps / f32(params.cols) * (w_sum * p - w);
     g += 2.0 * params.z_loss * st.lse * p;
     g = select(g * scale * inv_t, vec4<f32>(f32_nan()), st.nan_row);
@@ -289,7 +272,7 @@ fn loss_and_grad_row(row: u32, lid: u32) {
             for (var b = b0; b < b1; b++) {
                 let z = load_block(b + x_shift);
                 // Whole blocks lie inside the row: no column wraps.
-                let c = 8u * b - y_row;
+                let c = vec4<u32>(8u * b - y_row) + vec4<u32>(0u, 1u, 2u, 3u);
                 store_block(b, Block(grad4(z.lo, c, t, stats, w_t, w_sum, scale),
                                      grad4(z.hi, c + 4u, t, stats, w_t, w_sum, scale)));
             }
@@ -306,7 +289,7 @@ fn loss_and_grad_row(row: u32, lid: u32) {
                 // Both columns clamped into the row (a column outside it is not stored).
                 let c = min(vec2<u32>(c0, c1), vec2<u32>(cols - 1u));
                 let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
-                v = grad_pair(z, c, t, stats, w_t, w_sum, scale);
+                v = grad4(vec4<f32>(z, z), vec4<u32>(c, c), t, stats, w_t, w_sum, scale).xy;
             } else {
                 if (lo) {
                     v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
