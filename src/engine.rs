@@ -369,7 +369,7 @@ impl Engine {
         Ok(buffer)
     }
 
-    /// The 16-byte stand-in buffer (see `tiny`).
+    /// The 32-byte stand-in buffer (see `tiny`).
     pub(crate) fn tiny_buffer(&self) -> Result<wgpu::Buffer> {
         let mut slot = self.tiny.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = slot.as_ref() {
@@ -378,7 +378,7 @@ impl Engine {
         let buffer = capture_errors(&self.device, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("softmax-wgpu stand-in"),
-                size: 16,
+                size: 32,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             })
@@ -445,6 +445,12 @@ impl Engine {
     /// src/shader.rs); GPUs already load 16 bytes per instruction.
     pub(crate) fn wide_words(&self) -> bool {
         self.cpu_tuned() && self.info.features.contains(wgpu::Features::SHADER_INT64)
+    }
+
+    /// Bytes per element of the vector view of a tensor of `dtype` (see
+    /// `shader::view_bytes`).
+    pub(crate) fn view_bytes(&self, dtype: DType) -> u64 {
+        crate::shader::view_bytes(self.storage(dtype), self.wide_words())
     }
 
     /// Whether the adapter is a CPU implementation (whatever the tuning).

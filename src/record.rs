@@ -125,17 +125,19 @@ pub(crate) fn bind<'a>(
     }
 }
 
-/// The vector view of a chunk: the same offset, whole 16-byte vectors only. A chunk too
-/// small to hold one has no block either; `tiny` stands in for it.
+/// The vector view of a chunk: the same offset, whole elements of `view_bytes` (16 or 32
+/// bytes, see `shader::view_bytes`) only. A chunk too small to hold one has no block either;
+/// `tiny` (32 bytes) stands in for it.
 pub(crate) fn bind_vectors<'a>(
     binding: u32,
     t: &TensorRef<'a>,
     c: &ChunkBinding,
+    view_bytes: u64,
     tiny: &'a wgpu::Buffer,
 ) -> wgpu::BindGroupEntry<'a> {
-    let size = c.size / 16 * 16;
+    let size = c.size / view_bytes * view_bytes;
     let (buffer, offset, size) = if size == 0 {
-        (tiny, 0, 16)
+        (tiny, 0, view_bytes)
     } else {
         (t.buffer, c.offset, size)
     };
@@ -285,9 +287,13 @@ impl Engine {
         // Blocks of 8 are aligned in the output; the input loads them as vectors where it
         // sits at the same element offset modulo 8 in every dispatch.
         // Logsumexp has no output: its blocks follow the input. In place, both are one.
+        let x_view = self.view_bytes(args.input.dtype);
+        let y_view = output.map_or(16, |o| self.view_bytes(o.dtype));
         let aligned = in_place
             || dispatches.iter().all(|(_, x, y, _)| {
-                x.size >= 16 && y.as_ref().is_none_or(|y| x.base % 8 == y.base % 8)
+                x.size >= x_view
+                    && y.as_ref()
+                        .is_none_or(|y| y.size >= y_view && x.base % 8 == y.base % 8)
             });
         // Workgroups a dispatch of `nrows` rows needs along its row dimension (split-row
         // pieces go along another).
@@ -361,12 +367,12 @@ impl Engine {
                 if !in_place {
                     entries.push(bind(slot::X, &args.input, x));
                     if aligned {
-                        entries.push(bind_vectors(slot::X_VEC, &args.input, x, &tiny));
+                        entries.push(bind_vectors(slot::X_VEC, &args.input, x, x_view, &tiny));
                     }
                 }
                 if let (Some(o), Some(y)) = (&output, &y) {
                     entries.push(bind(slot::Y, o, y));
-                    entries.push(bind_vectors(slot::Y_VEC, o, y, &tiny));
+                    entries.push(bind_vectors(slot::Y_VEC, o, y, y_view, &tiny));
                 }
                 if let (Some(t), Some(l)) = (&args.lse, &l) {
                     entries.push(bind(slot::LSE, t, l));

@@ -40,11 +40,11 @@ pub(crate) mod slot {
     pub const META: u32 = 7;
     /// Split-row scratch: one partial (max, sum, flags) state per piece of a row.
     pub const PARTIALS: u32 = 8;
-    /// The input again, as 16-byte vectors (the forward kernels' block loads).
+    /// The input again, as vectors (`vector_view`: the block loads).
     pub const X_VEC: u32 = 9;
-    /// The output again, as 16-byte vectors (the forward kernels' block stores).
+    /// The output again, as vectors (`vector_view`: the block stores).
     pub const Y_VEC: u32 = 10;
-    /// The backward kernels' `dy` again, as 16-byte vectors (their block loads).
+    /// The backward kernels' `dy` again, as vectors (their block loads).
     pub const DY_VEC: u32 = 11;
 }
 
@@ -86,7 +86,7 @@ pub(crate) struct KernelKey {
     /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
     /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
     pub row_loop: bool,
-    /// The vector views hold 64-bit words (`vec2<u64>`, SHADER_INT64), see `vector_view`.
+    /// The vector views hold 64-bit words (SHADER_INT64), see `vector_view`.
     pub wide_words: bool,
 }
 
@@ -298,22 +298,32 @@ fn store_source(s: Storage) -> &'static str {
     }
 }
 
-/// The 16-byte vector type of a storage's vector view.
-fn vec_type(s: Storage) -> &'static str {
-    match s {
-        Storage::F32 => "vec4<f32>",
-        _ => "vec4<u32>",
+/// Bytes per element of a storage's vector view: a whole f32 block where 64-bit words are
+/// on (`vec4<u64>`), 16 otherwise. A binding holds `size / view_bytes` elements of it.
+pub(crate) fn view_bytes(s: Storage, wide: bool) -> u64 {
+    if wide && s == Storage::F32 {
+        32
+    } else {
+        16
     }
 }
 
-/// The vector view `name` of a tensor at `slot`: 16-byte vectors read by `name(i)` (and, for
-/// outputs, written by `name_store(i, v)`). With `wide`, the binding holds them as two 64-bit
-/// words (`vec2<u64>`): lavapipe loads and stores each component of each lane on its own,
-/// so 64-bit components halve that work (measured on lavapipe, 256 x 32000 f32: softmax
-/// 20.4 -> 16.5 ms, logsumexp 8.4 -> 7.0 ms).
+/// The vector view `name` of a tensor at `slot`. f32 tensors are read by blocks,
+/// `name_block(b)` (and, for outputs, written by `name_store_block(b, v)`); 16-bit ones by
+/// 16-byte vectors, `name(i)` and `name_store(i, v)`. With `wide`, the binding holds 64-bit
+/// words: lavapipe loads and stores each component of each lane on its own, in a loop over
+/// the lanes for each load or store, so fewer and wider components cost less (measured on
+/// lavapipe, 256 x 32000 f32, from `vec4<f32>` to `vec2<u64>`: softmax 20.4 -> 16.5 ms,
+/// logsumexp 8.4 -> 7.0 ms; then from two `vec2<u64>` to one `vec4<u64>` per f32 block,
+/// one lane loop instead of two, ratio to copy at 256 rows, medians of four alternating
+/// runs: softmax 0.415 -> 0.455 (32000) and 0.414 -> 0.458 (128256), logsumexp 0.59 -> 0.62
+/// and 0.52 -> 0.58).
 fn vector_view(slot: u32, name: &str, s: Storage, wide: bool, read_only: bool) -> String {
-    let t = vec_type(s);
     let access = if read_only { "read" } else { "read_write" };
+    if s == Storage::F32 {
+        return block_view(slot, name, wide, access, read_only);
+    }
+    let t = "vec4<u32>";
     let mut out = if wide {
         format!(
             "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec2<u64>>;\n\
@@ -340,6 +350,53 @@ fn vector_view(slot: u32, name: &str, s: Storage, wide: bool, read_only: bool) -
         }
     }
     out
+}
+
+/// `vector_view` of an f32 tensor: one `vec4<u64>` per block with `wide`, two `vec4<f32>`
+/// otherwise.
+fn block_view(slot: u32, name: &str, wide: bool, access: &str, read_only: bool) -> String {
+    if !wide {
+        let mut out = format!(
+            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<f32>>;\n\
+             fn {name}_block(b: u32) -> Block {{\n    \
+             return Block({name}_buf[2u * b], {name}_buf[2u * b + 1u]);\n}}\n"
+        );
+        if !read_only {
+            out += &format!(
+                "fn {name}_store_block(b: u32, v: Block) {{\n    \
+                 {name}_buf[2u * b] = v.lo;\n    \
+                 {name}_buf[2u * b + 1u] = v.hi;\n}}\n"
+            );
+        }
+        return out;
+    }
+    let mut out = format!(
+        "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<u64>>;\n\
+         fn {name}_block(b: u32) -> Block {{\n    \
+         let w = {name}_buf[b];\n    \
+         let lo = vec4<u32>(u32(w.x), u32(w.x >> 32u), u32(w.y), u32(w.y >> 32u));\n    \
+         let hi = vec4<u32>(u32(w.z), u32(w.z >> 32u), u32(w.w), u32(w.w >> 32u));\n    \
+         return Block(bitcast<vec4<f32>>(lo), bitcast<vec4<f32>>(hi));\n}}\n"
+    );
+    if !read_only {
+        out += &format!(
+            "fn {name}_store_block(b: u32, v: Block) {{\n    \
+             let lo = vec4<u64>(bitcast<vec4<u32>>(v.lo));\n    \
+             let hi = vec4<u64>(bitcast<vec4<u32>>(v.hi));\n    \
+             {name}_buf[b] = vec4<u64>(lo.x | (lo.y << 32u), lo.z | (lo.w << 32u),\n        \
+             hi.x | (hi.y << 32u), hi.z | (hi.w << 32u));\n}}\n"
+        );
+    }
+    out
+}
+
+/// In place, the input's vector view reads the output's.
+fn in_place_view(s: Storage) -> String {
+    if s == Storage::F32 {
+        "fn x_vec_block(b: u32) -> Block { return y_vec_block(b); }\n".into()
+    } else {
+        "fn x_vec(i: u32) -> vec4<u32> { return y_vec(i); }\n".into()
+    }
 }
 
 fn load_block_source(s: Storage) -> &'static str {
@@ -374,11 +431,7 @@ fn bindings(key: &KernelKey) -> String {
         s.push_str("fn store_block(b: u32, v: Block) {}\n");
     }
     if key.in_place {
-        let _ = writeln!(
-            s,
-            "fn x_vec(i: u32) -> {t} {{ return y_vec(i); }}",
-            t = vec_type(key.input)
-        );
+        s += &in_place_view(key.input);
         s.push_str(load_block_source(key.input));
     } else if key.aligned {
         s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
@@ -521,11 +574,7 @@ fn cross_entropy_source(key: &CeKey) -> String {
             None => s.push_str("fn store_block(b: u32, v: Block) {}\n"),
         }
         if key.in_place {
-            let _ = writeln!(
-                s,
-                "fn x_vec(i: u32) -> {t} {{ return y_vec(i); }}",
-                t = vec_type(key.input)
-            );
+            s += &in_place_view(key.input);
         } else {
             s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
         }

@@ -121,13 +121,15 @@ impl Engine {
         // Blocks of 8 on CPU adapters where the gradient (if any) sits at the logits' offset
         // modulo 8, both holding at least one vector (no stand-in bound twice, read and
         // written). Without a gradient the blocks follow the logits.
+        let x_view = self.view_bytes(args.logits.dtype);
+        let y_view = grad.map_or(16, |g| self.view_bytes(g.dtype));
         let blocks = self.contiguous()
             && chunks.iter().all(|&(_, _, (first, n))| {
                 let x = chunk_binding(&args.logits, first, n, align);
-                x.size >= 16
+                x.size >= x_view
                     && grad.is_none_or(|g| {
                         let y = chunk_binding(&g, first, n, align);
-                        y.size >= 16 && (in_place || x.base % 8 == y.base % 8)
+                        y.size >= y_view && (in_place || x.base % 8 == y.base % 8)
                     })
             });
         let key = CeKey {
@@ -168,50 +170,51 @@ impl Engine {
             _pad1: [0; 4],
         };
         capture_errors(&self.device, || {
-            let group =
-                |kernel: &crate::pipeline::Kernel, params: &CeParams, x: Option<(u64, u64)>| {
-                    let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(params));
-                    let mut entries = vec![wgpu::BindGroupEntry {
-                        binding: slot::PARAMS,
-                        resource: uniform.as_entire_binding(),
-                    }];
-                    // `prepare` and `reduce` bind the first dispatch's logits (unused).
-                    let (first, n) = x.unwrap_or(chunks[0].2);
-                    let x = chunk_binding(&args.logits, first, n, align);
-                    if !in_place {
-                        entries.push(bind(slot::X, &args.logits, &x));
-                        if blocks {
-                            entries.push(bind_vectors(slot::X_VEC, &args.logits, &x, &tiny));
-                        }
+            let group = |kernel: &crate::pipeline::Kernel,
+                         params: &CeParams,
+                         x: Option<(u64, u64)>| {
+                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(params));
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: slot::PARAMS,
+                    resource: uniform.as_entire_binding(),
+                }];
+                // `prepare` and `reduce` bind the first dispatch's logits (unused).
+                let (first, n) = x.unwrap_or(chunks[0].2);
+                let x = chunk_binding(&args.logits, first, n, align);
+                if !in_place {
+                    entries.push(bind(slot::X, &args.logits, &x));
+                    if blocks {
+                        entries.push(bind_vectors(slot::X_VEC, &args.logits, &x, x_view, &tiny));
                     }
-                    if let Some(g) = &grad {
-                        let y = chunk_binding(g, first, n, align);
-                        entries.push(bind(slot::Y, g, &y));
-                        if blocks {
-                            entries.push(bind_vectors(slot::Y_VEC, g, &y, &tiny));
-                        }
+                }
+                if let Some(g) = &grad {
+                    let y = chunk_binding(g, first, n, align);
+                    entries.push(bind(slot::Y, g, &y));
+                    if blocks {
+                        entries.push(bind_vectors(slot::Y_VEC, g, &y, y_view, &tiny));
                     }
-                    entries.push(bind(slot::LSE, &lse, &whole(&lse, rows)));
-                    entries.push(bind(slot::TARGETS_OR_DY, &targets, &whole(&targets, rows)));
-                    if let Some(w) = args.weight {
-                        let w = f32_ref(w);
-                        entries.push(bind(slot::WEIGHT, &w, &whole(&w, cols)));
-                    }
-                    entries.push(bind(slot::LOSS, &loss, &whole(&loss, rows)));
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: slot::META,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: args.meta,
-                            offset: 0,
-                            size: std::num::NonZeroU64::new(16),
-                        }),
-                    });
-                    self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some("softmax-wgpu cross-entropy"),
-                        layout: &kernel.layout,
-                        entries: &entries,
-                    })
-                };
+                }
+                entries.push(bind(slot::LSE, &lse, &whole(&lse, rows)));
+                entries.push(bind(slot::TARGETS_OR_DY, &targets, &whole(&targets, rows)));
+                if let Some(w) = args.weight {
+                    let w = f32_ref(w);
+                    entries.push(bind(slot::WEIGHT, &w, &whole(&w, cols)));
+                }
+                entries.push(bind(slot::LOSS, &loss, &whole(&loss, rows)));
+                entries.push(wgpu::BindGroupEntry {
+                    binding: slot::META,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: args.meta,
+                        offset: 0,
+                        size: std::num::NonZeroU64::new(16),
+                    }),
+                });
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("softmax-wgpu cross-entropy"),
+                    layout: &kernel.layout,
+                    entries: &entries,
+                })
+            };
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("softmax-wgpu cross-entropy"),
                 timestamp_writes: None,
@@ -292,6 +295,7 @@ impl Engine {
             ));
             row0 += nrows;
         }
+        let (y_view, dx_view) = (self.view_bytes(y.dtype), self.view_bytes(dx.dtype));
         let key = BackwardKey {
             log,
             input: self.storage(y.dtype),
@@ -304,7 +308,9 @@ impl Engine {
             // hold at least one vector (no stand-in bound twice, read and written).
             blocks: self.contiguous()
                 && chunks.iter().all(|(_, yb, db, xb)| {
-                    [yb, db, xb].iter().all(|c| c.size >= 16)
+                    yb.size >= y_view
+                        && db.size >= y_view
+                        && xb.size >= dx_view
                         && yb.base % 8 == xb.base % 8
                         && db.base % 8 == xb.base % 8
                 }),
@@ -342,9 +348,9 @@ impl Engine {
                 ];
                 if key.blocks {
                     entries.extend([
-                        bind_vectors(slot::X_VEC, &y, yb, &tiny),
-                        bind_vectors(slot::Y_VEC, &dx, xb, &tiny),
-                        bind_vectors(slot::DY_VEC, &dy, db, &tiny),
+                        bind_vectors(slot::X_VEC, &y, yb, y_view, &tiny),
+                        bind_vectors(slot::Y_VEC, &dx, xb, dx_view, &tiny),
+                        bind_vectors(slot::DY_VEC, &dy, db, y_view, &tiny),
                     ]);
                 }
                 let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
