@@ -323,30 +323,28 @@ fn vector_view(slot: u32, name: &str, s: Storage, wide: bool, read_only: bool) -
     if s == Storage::F32 {
         return block_view(slot, name, wide, access, read_only);
     }
-    let t = "vec4<u32>";
     let mut out = if wide {
         format!(
             "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec2<u64>>;\n\
-             fn {name}(i: u32) -> {t} {{\n    \
+             fn {name}(i: u32) -> vec4<u32> {{\n    \
              let w = {name}_buf[i];\n    \
-             let bits = vec4<u32>(u32(w.x), u32(w.x >> 32u), u32(w.y), u32(w.y >> 32u));\n    \
-             return bitcast<{t}>(bits);\n}}\n"
+             return vec4<u32>(u32(w.x), u32(w.x >> 32u), u32(w.y), u32(w.y >> 32u));\n}}\n"
         )
     } else {
         format!(
-            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<{t}>;\n\
-             fn {name}(i: u32) -> {t} {{ return {name}_buf[i]; }}\n"
+            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<u32>>;\n\
+             fn {name}(i: u32) -> vec4<u32> {{ return {name}_buf[i]; }}\n"
         )
     };
     if !read_only {
         if wide {
             out += &format!(
-                "fn {name}_store(i: u32, v: {t}) {{\n    \
-                 let b = vec4<u64>(bitcast<vec4<u32>>(v));\n    \
+                "fn {name}_store(i: u32, v: vec4<u32>) {{\n    \
+                 let b = vec4<u64>(v);\n    \
                  {name}_buf[i] = vec2<u64>(b.x | (b.y << 32u), b.z | (b.w << 32u));\n}}\n"
             );
         } else {
-            out += &format!("fn {name}_store(i: u32, v: {t}) {{ {name}_buf[i] = v; }}\n");
+            out += &format!("fn {name}_store(i: u32, v: vec4<u32>) {{ {name}_buf[i] = v; }}\n");
         }
     }
     out
