@@ -16,18 +16,25 @@ use crate::options::{Shape, Variant};
 use crate::shader::Layout;
 
 /// Blocks of 8 logits each lane may hold in registers: CPU adapters keep "registers" in
-/// cached stack memory and gain from long runs; GPUs spill past a few dozen registers
-/// (measured on an H100: 1024-wide workgroups holding 4 blocks per lane, rows of 32000,
-/// ran at 0.27 to 0.38 of copy where the online variant ran at 0.62).
+/// cached stack memory and gain from long runs (up to `shader::MAX_UNROLLED_BLOCKS` the
+/// held blocks are unrolled, one statement each, see `held_passes` in src/shader.rs); GPUs
+/// spill past a few dozen registers (measured on an H100:
+/// 1024-wide workgroups holding 4 blocks per lane, rows of 32000, ran at 0.27 to 0.38 of
+/// copy where the online variant ran at 0.62).
 const RESIDENT_BLOCKS_CPU: u32 = 64;
 const RESIDENT_BLOCKS_GPU: u32 = 2;
 /// Lanes per row of the multi-row variant without subgroups (at most half the workgroup).
 const MULTI_ROW_LANES: u32 = 32;
-/// Blocks per lane up to which CPU adapters choose multi-row automatically (lavapipe, 1024
-/// rows, ratio to copy of softmax / logsumexp: 0.33 / 0.36 against 0.14 / 0.13 for online at
-/// 256 logits, 0.32 / 0.23 against 0.24 / 0.26 at 1024, 0.32 / 0.24 against 0.35 / 0.39 at
-/// 4096, where each lane holds 64 blocks).
-const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = 16;
+/// Blocks per lane up to which CPU adapters choose multi-row automatically (one subgroup of
+/// 8 lanes per row: 2048 logits): as far as they unroll the held blocks
+/// (`shader::MAX_UNROLLED_BLOCKS`). Measured on lavapipe, 1024 rows, ratio to copy of
+/// multi-row against online, two runs each, at 2048 logits: softmax 0.42-0.47 against
+/// 0.32-0.33, log-softmax 0.41-0.44 against 0.35-0.36, logsumexp 0.36-0.43 against
+/// 0.37-0.39, f16 softmax 0.24 against 0.15-0.17. Unrolled to 64 blocks, it also won at
+/// 4096 (softmax 0.45-0.47 against 0.35-0.37), but each such pipeline took about 0.75 s to
+/// compile. Before the held blocks were unrolled, multi-row lost to online from 4096 logits
+/// (0.32 against 0.35).
+const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = crate::shader::MAX_UNROLLED_BLOCKS;
 /// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
 const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
 const MIN_PIECE_BLOCKS_GPU: u32 = 256;

@@ -755,7 +755,63 @@ pub(crate) fn source(key: &KernelKey) -> String {
     } else {
         REDUCE_ROW_TREE
     };
-    [header.as_str(), &bindings(key), COMMON, reduce, SOFTMAX].join("\n")
+    let unrolled =
+        key.contiguous && l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS;
+    let held = held_passes(l.resident_blocks.max(1), unrolled);
+    [
+        header.as_str(),
+        &bindings(key),
+        COMMON,
+        reduce,
+        SOFTMAX,
+        &held,
+    ]
+    .join("\n")
+}
+
+/// The most held blocks per lane that CPU adapters unroll: compiling the unrolled passes
+/// grows faster than the blocks (lavapipe, one f32 softmax pipeline: about 0.1 s at 16
+/// blocks, 0.25 s at 32, 0.75 s at 64, 8 to 12 s at 128), and every pipeline of a process
+/// pays it once.
+pub(crate) const MAX_UNROLLED_BLOCKS: u32 = 32;
+
+/// The resident variant's three passes over a lane's `n` held blocks (see `resident_row` in
+/// shaders/softmax.wgsl): loops, or with `unrolled` one statement per block with a constant
+/// index, which CPU adapters keep in registers (see `MULTI_ROW_AUTO_BLOCKS_CPU` in
+/// src/plan.rs and the README for what it measured).
+fn held_passes(n: u32, unrolled: bool) -> String {
+    let held = "held: ptr<function, array<Block, RESIDENT_BLOCKS>>";
+    let pass = |signature: &str, statement: &str| {
+        let body = if unrolled {
+            (0..n)
+                .map(|k| format!("    {}\n", statement.replace("K", &format!("{k}u"))))
+                .collect::<String>()
+        } else {
+            format!(
+                "    for (var k = 0u; k < RESIDENT_BLOCKS; k++) {{\n        {}\n    }}\n",
+                statement.replace("K", "k")
+            )
+        };
+        format!("fn {signature} {{\n{body}}}\n")
+    };
+    [
+        pass(
+            &format!(
+                "hold_blocks({held}, r: Row, blocks: Share, top: ptr<function, f32>, \
+                 flags: ptr<function, u32>)"
+            ),
+            "(*held)[K] = held_load(r, blocks, K, top, flags);",
+        ),
+        pass(
+            &format!("exp_blocks({held}, m: vec4<f32>, inv_t: f32, sum: ptr<function, Stream>)"),
+            "(*held)[K] = held_exp((*held)[K], m, inv_t, sum);",
+        ),
+        pass(
+            &format!("store_blocks({held}, r: Row, blocks: Share, o: HeldOutput)"),
+            "held_store(r, blocks, K, (*held)[K], o);",
+        ),
+    ]
+    .concat()
 }
 
 /// Every distinct WGSL module the crate can build, for validation without an adapter.

@@ -202,12 +202,15 @@ fn automatic_choice_follows_the_shape() {
         assert_eq!(pick(1, 1 << 20), Variant::SplitRow);
         // Many short rows: several per workgroup.
         assert_eq!(pick(4096, 64), Variant::MultiRow);
-        // With CPU tuning up to 1024 logits (8 lanes of 16 blocks), on GPUs up to 2 blocks
+        // With CPU tuning up to 2048 logits (8 lanes of 32 blocks), on GPUs up to 2 blocks
         // per lane; past them online, which measured faster.
         if e.tuning() == softmax_wgpu::Tuning::Cpu {
             assert_eq!(pick(4096, 1024), Variant::MultiRow);
+            assert_eq!(pick(4096, 2048), Variant::MultiRow);
+            assert_eq!(pick(4096, 2056), Variant::Online);
+        } else {
+            assert_eq!(pick(4096, 2048), Variant::Online);
         }
-        assert_eq!(pick(4096, 2048), Variant::Online);
         // Many rows too long for registers: online.
         assert_eq!(pick(4096, 128_256), Variant::Online);
         // Rows that fit a workgroup's registers but not a subgroup's: online, which measured
