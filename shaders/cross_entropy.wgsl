@@ -144,7 +144,7 @@ fn grad4(z: vec4<f32>, c: vec4<u32>, t: i32, st: RowStats, w_t: f32, w_sum: f32,
     let inv_t = params.inv_t;
     let eps = params.smoothing;
     let zero = vec4<f32>(0.0);
-    let p = select(exp((z - st.m) * inv_t) * st.inv_s, zero, is_neg_inf4(z));
+    let p = shifted_exp(z, vec4<f32>(st.m), inv_t) * st.inv_s;
     let hit = select(zero, vec4<f32>(1.0), c == vec4<u32>(u32(max(t, 0))));
     var g = (1.0 - eps) * w_t * (p - hit);
     let w = vec4<f32>(class_weight(c.x), class_weight(c.y), class_weight(c.z),

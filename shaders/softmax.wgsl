@@ -190,10 +190,9 @@ fn block_output_branchless(v: Block, st: RowStats, inv_t: f32) -> Block {
     var lo: vec4<f32>;
     var hi: vec4<f32>;
     if (OP == OP_SOFTMAX) {
-        let s = vec4<f32>(st.inv_s);
-        let zero = vec4<f32>(0.0);
-        lo = select(exp((v.lo - m) * inv_t) * s, zero, is_neg_inf4(v.lo));
-        hi = select(exp((v.hi - m) * inv_t) * s, zero, is_neg_inf4(v.hi));
+        // 0 for -inf: inv_s is finite wherever the row is not special.
+        lo = shifted_exp(v.lo, m, inv_t) * st.inv_s;
+        hi = shifted_exp(v.hi, m, inv_t) * st.inv_s;
     } else {
         let l = vec4<f32>(st.log_s);
         lo = select((v.lo - m) * inv_t - l, neg, is_neg_inf4(v.lo));
@@ -363,8 +362,8 @@ fn held_load(r: Row, blocks: Share, k: u32, top: ptr<function, f32>,
 // Adds exp((v - m) / T) of a held block to `sum`; returns the exponentials for softmax
 // (which writes them rescaled), the logits otherwise.
 fn held_exp(v: Block, m: vec4<f32>, inv_t: f32, sum: ptr<function, Stream>) -> Block {
-    let lo = select(exp((v.lo - m) * inv_t), vec4<f32>(0.0), is_neg_inf4(v.lo));
-    let hi = select(exp((v.hi - m) * inv_t), vec4<f32>(0.0), is_neg_inf4(v.hi));
+    let lo = shifted_exp(v.lo, m, inv_t);
+    let hi = shifted_exp(v.hi, m, inv_t);
     let e = lo + hi;
     stream_push(sum, (e.x + e.y) + (e.z + e.w));
     if (OP == OP_SOFTMAX) {

@@ -31,7 +31,7 @@ const MULTI_ROW_LANES: u32 = 32;
 /// multi-row against online, two runs each, at 2048 logits: softmax 0.42-0.47 against
 /// 0.32-0.33, log-softmax 0.41-0.44 against 0.35-0.36, logsumexp 0.36-0.43 against
 /// 0.37-0.39, f16 softmax 0.24 against 0.15-0.17. Unrolled to 64 blocks, it also won at
-/// 4096 (softmax 0.45-0.47 against 0.35-0.37), but each such pipeline took about 0.75 s to
+/// 4096 (softmax 0.45-0.47 against 0.35-0.37), but each such pipeline took 0.75 to 0.9 s to
 /// compile. Before the held blocks were unrolled, multi-row lost to online from 4096 logits
 /// (0.32 against 0.35).
 const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = crate::shader::MAX_UNROLLED_BLOCKS;

@@ -99,6 +99,14 @@ pub(crate) struct ChunkBinding {
     pub(crate) base: u32,
 }
 
+/// The dispatches of `rows` rows, at most `rows_per_chunk` each: `(first row, rows)`.
+pub(crate) fn row_chunks(rows: u64, rows_per_chunk: u64) -> impl Iterator<Item = (u64, u64)> {
+    let step = rows_per_chunk.max(1);
+    (0..rows)
+        .step_by(step as usize)
+        .map(move |row0| (row0, step.min(rows - row0)))
+}
+
 pub(crate) fn chunk_binding(t: &TensorRef, first: u64, n: u64, align: u64) -> ChunkBinding {
     let start = t.offset + first * t.dtype.size();
     let offset = start / align * align;
@@ -274,16 +282,14 @@ impl Engine {
             None
         };
         // The dispatches: first row, rows, and where each tensor's chunk is bound.
-        let mut dispatches = Vec::new();
-        let mut row0 = 0;
-        while row0 < rows {
-            let nrows = rows_per_chunk.min(rows - row0);
-            let x = chunk_binding(&args.input, row0 * cols, nrows * cols, align);
-            let y = output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align));
-            let l = args.lse.map(|t| chunk_binding(&t, row0, nrows, align));
-            dispatches.push((nrows, x, y, l));
-            row0 += nrows;
-        }
+        let dispatches: Vec<_> = row_chunks(rows, rows_per_chunk)
+            .map(|(row0, nrows)| {
+                let x = chunk_binding(&args.input, row0 * cols, nrows * cols, align);
+                let y = output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align));
+                let l = args.lse.map(|t| chunk_binding(&t, row0, nrows, align));
+                (nrows, x, y, l)
+            })
+            .collect();
         // Blocks of 8 are aligned in the output; the input loads them as vectors where it
         // sits at the same element offset modulo 8 in every dispatch.
         // Logsumexp has no output: its blocks follow the input. In place, both are one.

@@ -308,6 +308,16 @@ pub(crate) fn view_bytes(s: Storage, wide: bool) -> u64 {
     }
 }
 
+/// WGSL for the four u32 of the 64-bit words `a` and `b` (low half first).
+fn split_words(a: &str, b: &str) -> String {
+    format!("vec4<u32>(u32({a}), u32({a} >> 32u), u32({b}), u32({b} >> 32u))")
+}
+
+/// WGSL for the two 64-bit words of the `vec4<u64>` `v` of u32 values (low half first).
+fn join_words(v: &str) -> String {
+    format!("{v}.x | ({v}.y << 32u), {v}.z | ({v}.w << 32u)")
+}
+
 /// The vector view `name` of a tensor at `slot`. f32 tensors are read by blocks,
 /// `name_block(b)` (and, for outputs, written by `name_store_block(b, v)`); 16-bit ones by
 /// 16-byte vectors, `name(i)` and `name_store(i, v)`. With `wide`, the binding holds 64-bit
@@ -328,7 +338,8 @@ fn vector_view(slot: u32, name: &str, s: Storage, wide: bool, read_only: bool) -
             "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec2<u64>>;\n\
              fn {name}(i: u32) -> vec4<u32> {{\n    \
              let w = {name}_buf[i];\n    \
-             return vec4<u32>(u32(w.x), u32(w.x >> 32u), u32(w.y), u32(w.y >> 32u));\n}}\n"
+             return {};\n}}\n",
+            split_words("w.x", "w.y")
         )
     } else {
         format!(
@@ -341,7 +352,8 @@ fn vector_view(slot: u32, name: &str, s: Storage, wide: bool, read_only: bool) -
             out += &format!(
                 "fn {name}_store(i: u32, v: vec4<u32>) {{\n    \
                  let b = vec4<u64>(v);\n    \
-                 {name}_buf[i] = vec2<u64>(b.x | (b.y << 32u), b.z | (b.w << 32u));\n}}\n"
+                 {name}_buf[i] = vec2<u64>({});\n}}\n",
+                join_words("b")
             );
         } else {
             out += &format!("fn {name}_store(i: u32, v: vec4<u32>) {{ {name}_buf[i] = v; }}\n");
@@ -372,17 +384,18 @@ fn block_view(slot: u32, name: &str, wide: bool, access: &str, read_only: bool) 
         "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<u64>>;\n\
          fn {name}_block(b: u32) -> Block {{\n    \
          let w = {name}_buf[b];\n    \
-         let lo = vec4<u32>(u32(w.x), u32(w.x >> 32u), u32(w.y), u32(w.y >> 32u));\n    \
-         let hi = vec4<u32>(u32(w.z), u32(w.z >> 32u), u32(w.w), u32(w.w >> 32u));\n    \
-         return Block(bitcast<vec4<f32>>(lo), bitcast<vec4<f32>>(hi));\n}}\n"
+         return Block(bitcast<vec4<f32>>({}), bitcast<vec4<f32>>({}));\n}}\n",
+        split_words("w.x", "w.y"),
+        split_words("w.z", "w.w")
     );
     if !read_only {
         out += &format!(
             "fn {name}_store_block(b: u32, v: Block) {{\n    \
              let lo = vec4<u64>(bitcast<vec4<u32>>(v.lo));\n    \
              let hi = vec4<u64>(bitcast<vec4<u32>>(v.hi));\n    \
-             {name}_buf[b] = vec4<u64>(lo.x | (lo.y << 32u), lo.z | (lo.w << 32u),\n        \
-             hi.x | (hi.y << 32u), hi.z | (hi.w << 32u));\n}}\n"
+             {name}_buf[b] = vec4<u64>({}, {});\n}}\n",
+            join_words("lo"),
+            join_words("hi")
         );
     }
     out
@@ -756,8 +769,9 @@ pub(crate) fn source(key: &KernelKey) -> String {
         REDUCE_ROW_TREE
     };
     let unrolled =
-        key.contiguous && l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS;
-    let held = held_passes(l.resident_blocks.max(1), unrolled);
+        (key.contiguous && l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS)
+            .then_some(l.resident_blocks);
+    let held = held_passes(unrolled);
     [
         header.as_str(),
         &bindings(key),
@@ -771,26 +785,26 @@ pub(crate) fn source(key: &KernelKey) -> String {
 
 /// The most held blocks per lane that CPU adapters unroll: compiling the unrolled passes
 /// grows faster than the blocks (lavapipe, one f32 softmax pipeline: about 0.1 s at 16
-/// blocks, 0.25 s at 32, 0.75 s at 64, 8 to 12 s at 128), and every pipeline of a process
-/// pays it once.
+/// blocks, 0.25 s at 32, 0.75 to 0.9 s at 64, 8 to 12 s at 128), and every pipeline of a
+/// process pays it once.
 pub(crate) const MAX_UNROLLED_BLOCKS: u32 = 32;
 
-/// The resident variant's three passes over a lane's `n` held blocks (see `resident_row` in
-/// shaders/softmax.wgsl): loops, or with `unrolled` one statement per block with a constant
-/// index, which CPU adapters keep in registers (see `MULTI_ROW_AUTO_BLOCKS_CPU` in
+/// The resident variant's three passes over a lane's held blocks (see `resident_row` in
+/// shaders/softmax.wgsl): loops, or with `unrolled = Some(n)` one statement for each of the
+/// `n` blocks with a constant index, which CPU adapters keep in registers (see `MULTI_ROW_AUTO_BLOCKS_CPU` in
 /// src/plan.rs and the README for what it measured).
-fn held_passes(n: u32, unrolled: bool) -> String {
+fn held_passes(unrolled: Option<u32>) -> String {
     let held = "held: ptr<function, array<Block, RESIDENT_BLOCKS>>";
+    // `statement` names the block index `$k`.
     let pass = |signature: &str, statement: &str| {
-        let body = if unrolled {
-            (0..n)
-                .map(|k| format!("    {}\n", statement.replace("K", &format!("{k}u"))))
-                .collect::<String>()
-        } else {
-            format!(
+        let body = match unrolled {
+            Some(n) => (0..n)
+                .map(|k| format!("    {}\n", statement.replace("$k", &format!("{k}u"))))
+                .collect::<String>(),
+            None => format!(
                 "    for (var k = 0u; k < RESIDENT_BLOCKS; k++) {{\n        {}\n    }}\n",
-                statement.replace("K", "k")
-            )
+                statement.replace("$k", "k")
+            ),
         };
         format!("fn {signature} {{\n{body}}}\n")
     };
@@ -800,15 +814,15 @@ fn held_passes(n: u32, unrolled: bool) -> String {
                 "hold_blocks({held}, r: Row, blocks: Share, top: ptr<function, f32>, \
                  flags: ptr<function, u32>)"
             ),
-            "(*held)[K] = held_load(r, blocks, K, top, flags);",
+            "(*held)[$k] = held_load(r, blocks, $k, top, flags);",
         ),
         pass(
             &format!("exp_blocks({held}, m: vec4<f32>, inv_t: f32, sum: ptr<function, Stream>)"),
-            "(*held)[K] = held_exp((*held)[K], m, inv_t, sum);",
+            "(*held)[$k] = held_exp((*held)[$k], m, inv_t, sum);",
         ),
         pass(
             &format!("store_blocks({held}, r: Row, blocks: Share, o: HeldOutput)"),
-            "held_store(r, blocks, K, (*held)[K], o);",
+            "held_store(r, blocks, $k, (*held)[$k], o);",
         ),
     ]
     .concat()

@@ -6,7 +6,7 @@ use crate::engine::{capture_errors, Engine};
 use crate::error::{Error, Result};
 use crate::options::{CrossEntropyOptions, Shape};
 use crate::params::{BackwardParams, CeParams};
-use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};
+use crate::record::{bind, bind_vectors, chunk_binding, row_chunks, TensorRef};
 use crate::shader::{slot, BackwardKey, CeEntry, CeKey, PipelineKey};
 
 /// Where the cross-entropy gradient goes.
@@ -111,13 +111,9 @@ impl Engine {
         .unwrap_or(0);
         let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
         // The dispatches' rows and logits ranges (first element, count).
-        let mut chunks = Vec::new();
-        let mut row0 = 0;
-        while row0 < rows {
-            let nrows = rows_per_chunk.min(rows - row0);
-            chunks.push((row0, nrows, (row0 * cols, nrows * cols)));
-            row0 += nrows;
-        }
+        let chunks: Vec<_> = row_chunks(rows, rows_per_chunk)
+            .map(|(row0, nrows)| (row0, nrows, (row0 * cols, nrows * cols)))
+            .collect();
         // Blocks of 8 on CPU adapters where the gradient (if any) sits at the logits' offset
         // modulo 8, both holding at least one vector (no stand-in bound twice, read and
         // written). Without a gradient the blocks follow the logits.
@@ -282,19 +278,17 @@ impl Engine {
             self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
         // The dispatches' bindings: y, dy, dx.
         let rows = shape.rows as u64;
-        let mut chunks = Vec::new();
-        let mut row0 = 0;
-        while row0 < rows {
-            let nrows = rows_per_chunk.min(rows - row0);
-            let (first, count) = (row0 * cols, nrows * cols);
-            chunks.push((
-                nrows,
-                chunk_binding(&y, first, count, align),
-                chunk_binding(&dy, first, count, align),
-                chunk_binding(&dx, first, count, align),
-            ));
-            row0 += nrows;
-        }
+        let chunks: Vec<_> = row_chunks(rows, rows_per_chunk)
+            .map(|(row0, nrows)| {
+                let (first, count) = (row0 * cols, nrows * cols);
+                (
+                    nrows,
+                    chunk_binding(&y, first, count, align),
+                    chunk_binding(&dy, first, count, align),
+                    chunk_binding(&dx, first, count, align),
+                )
+            })
+            .collect();
         let (y_view, dx_view) = (self.view_bytes(y.dtype), self.view_bytes(dx.dtype));
         let key = BackwardKey {
             log,
