@@ -50,7 +50,7 @@ fn forward(c: &mut Criterion) {
                     shape,
                     options: Default::default(),
                 };
-                let variant = engine.forward_variant(shape, &case.options).unwrap();
+                let variant = engine.forward_variant(op, shape, &case.options).unwrap();
                 group.throughput(Throughput::Bytes(case.bytes()));
                 let id = format!("{op:?}/{dtype:?}/{variant}");
                 let args = ForwardArgs {

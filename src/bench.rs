@@ -569,7 +569,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     let copy_seconds = median(&copy_s);
     Ok(Measurement {
         case: *case,
-        variant: engine.forward_variant(case.shape, &case.options)?,
+        variant: engine.forward_variant(case.op, case.shape, &case.options)?,
         clock: stopwatch.clock(),
         copy_word,
         seconds,

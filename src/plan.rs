@@ -2,27 +2,41 @@
 //! choice from shape and adapter, or a forced [`Variant`] checked against what it can hold.
 //!
 //! The rules, for `blocks = cols / 8` (lanes own blocks of 8 logits, see shaders/softmax.wgsl):
+//! - on GPUs, resident for softmax and log-softmax when there are enough rows for a
+//!   workgroup per row to fill the GPU and a row of more than 4096 logits fits a
+//!   workgroup's registers (up to 32768 logits): one read instead of two;
 //! - split-row when there are too few rows to keep the adapter busy (fewer than its
 //!   `parallel_groups`) and the rows are long enough to cut into pieces worth a workgroup;
-//! - multi-row when a row is short (it fits `MULTI_ROW_LANES` lanes' registers, and on CPU
-//!   adapters at most `MULTI_ROW_AUTO_BLOCKS_CPU` blocks per lane): several rows per
-//!   workgroup;
-//! - online otherwise. The resident variant is never the automatic choice: the online
-//!   variant measured faster wherever both run, on the H100 and on lavapipe (see `plan`).
+//! - multi-row when a row is short (it fits `MULTI_ROW_LANES` lanes' registers, at most
+//!   `MULTI_ROW_AUTO_BLOCKS_CPU` / `_GPU` blocks per lane): several rows per workgroup;
+//! - online otherwise.
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::options::{Shape, Variant};
+use crate::options::{Forward, Shape, Variant};
 use crate::shader::Layout;
 
-/// Blocks of 8 logits each lane may hold in registers: CPU adapters keep "registers" in
-/// cached stack memory and gain from long runs (up to `shader::MAX_UNROLLED_BLOCKS` the
-/// held blocks are unrolled, one statement each, see `held_passes` in src/shader.rs); GPUs
-/// spill past a few dozen registers (measured on an H100:
-/// 1024-wide workgroups holding 4 blocks per lane, rows of 32000, ran at 0.27 to 0.38 of
-/// copy where the online variant ran at 0.62).
+/// Blocks of 8 logits each lane may hold in registers. The held blocks are unrolled, one
+/// statement each with a constant index, up to `shader::MAX_UNROLLED_BLOCKS` (see
+/// `held_passes` in src/shader.rs); indexed in a loop they left registers on both kinds of
+/// adapter (on an H100, 1024 lanes of 4 blocks, rows of 32000: 0.20 to 0.45 of copy in a
+/// loop, 0.51 to 0.93 unrolled). CPU adapters keep "registers" in cached stack memory and
+/// gain from long runs; GPUs hold 4 blocks (32 floats) per lane in workgroups of up to
+/// `RESIDENT_LANES_GPU` (512 lanes of 8 blocks measured slower than 1024 of 4).
 const RESIDENT_BLOCKS_CPU: u32 = 64;
-const RESIDENT_BLOCKS_GPU: u32 = 2;
+const RESIDENT_BLOCKS_GPU: u32 = 4;
+/// The largest resident workgroup on GPUs: one per row, `RESIDENT_BLOCKS_GPU` blocks per lane.
+const RESIDENT_LANES_GPU: u32 = 1024;
+/// Blocks per row above which GPUs choose resident for softmax and log-softmax (4096
+/// logits): at 4096 it ran as fast as online on an H100 (4096 rows, 0.88 of copy), above
+/// it online reads each row twice (1024 and 4096 rows of 32000, f32 softmax: resident 0.73
+/// and 0.78 of copy, online 0.62). Logsumexp reads each row once anyway and stays online
+/// (0.93 and 1.02 online, 0.77 and 0.93 resident).
+const RESIDENT_AUTO_MIN_BLOCKS_GPU: u64 = 512;
+/// Rows from which GPUs choose resident over split-row: each row takes one workgroup
+/// that fills a multiprocessor, so fewer rows leave most of a large GPU idle (on an H100,
+/// 256 rows of 32000: resident 0.63 of copy, split-row 0.60; f16 0.75 and 0.63).
+const RESIDENT_AUTO_MIN_ROWS_GPU: u64 = 128;
 /// Lanes per row of the multi-row variant without subgroups (at most half the workgroup).
 const MULTI_ROW_LANES: u32 = 32;
 /// Blocks per lane up to which CPU adapters choose multi-row automatically (one subgroup of
@@ -35,6 +49,10 @@ const MULTI_ROW_LANES: u32 = 32;
 /// compile. Before the held blocks were unrolled, multi-row lost to online from 4096 logits
 /// (0.32 against 0.35).
 const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = crate::shader::MAX_UNROLLED_BLOCKS;
+/// The same on GPUs (one subgroup of 32 lanes per row: 512 logits). On an H100, 4096 rows:
+/// 0.74 of copy against 0.48 online at 512 logits; at 1024 logits (4 blocks) f32 softmax
+/// ran slower than online (0.66 against 0.74) and at 2048 (8 blocks) everything did.
+const MULTI_ROW_AUTO_BLOCKS_GPU: u32 = 2;
 /// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
 const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
 const MIN_PIECE_BLOCKS_GPU: u32 = 256;
@@ -89,23 +107,45 @@ impl Engine {
         }
     }
 
-    /// The longest row the resident variant holds in registers on this adapter.
-    pub fn resident_cols(&self) -> usize {
-        8 * (self.workgroup_size() * self.max_resident_blocks()) as usize
+    /// The resident variant's widest workgroup: the usual size on CPU adapters, up to
+    /// `RESIDENT_LANES_GPU` on GPUs.
+    fn max_resident_lanes(&self) -> u32 {
+        if self.cpu_tuned() {
+            self.workgroup_size()
+        } else {
+            self.largest_workgroup(RESIDENT_LANES_GPU)
+                .max(self.workgroup_size())
+        }
     }
 
-    /// The variant `options.variant` resolves to for this operation and shape.
+    /// The resident variant's workgroup for rows of `blocks` blocks: on GPUs the narrowest
+    /// (from the usual size up) whose lanes hold them in `RESIDENT_BLOCKS_GPU` blocks each.
+    fn resident_lanes(&self, blocks: u64) -> u32 {
+        let wanted = blocks
+            .div_ceil(u64::from(self.max_resident_blocks()))
+            .next_power_of_two()
+            .min(u64::from(self.max_resident_lanes())) as u32;
+        wanted.max(self.workgroup_size())
+    }
+
+    /// The longest row the resident variant holds in registers on this adapter.
+    pub fn resident_cols(&self) -> usize {
+        8 * (self.max_resident_lanes() * self.max_resident_blocks()) as usize
+    }
+
+    /// The variant `options.variant` resolves to for operation `op` on `shape`.
     pub fn forward_variant(
         &self,
+        op: Forward,
         shape: Shape,
         options: &crate::SoftmaxOptions,
     ) -> Result<Variant> {
         shape.validate()?;
-        Ok(self.plan(shape, options.variant)?.variant)
+        Ok(self.plan(op, shape, options.variant)?.variant)
     }
 
-    /// The plan of a forward operation on `shape` (validated by the caller).
-    pub(crate) fn plan(&self, shape: Shape, forced: Variant) -> Result<Plan> {
+    /// The plan of operation `op` on `shape` (validated by the caller).
+    pub(crate) fn plan(&self, op: Forward, shape: Shape, forced: Variant) -> Result<Plan> {
         let wg = self.workgroup_size();
         let blocks = shape.cols as u64 / 8;
         let rows = shape.rows as u64;
@@ -134,13 +174,20 @@ impl Engine {
             let wanted = u64::from(self.parallel_groups()).div_ceil(rows);
             wanted.min(blocks / min_piece).min(u64::from(wg))
         };
-        let fits_resident = blocks <= u64::from(wg) * max_blocks;
-        let auto_multi_blocks = if self.cpu_tuned() {
-            u64::from(MULTI_ROW_AUTO_BLOCKS_CPU).min(max_blocks)
+        let fits_resident = blocks <= u64::from(self.max_resident_lanes()) * max_blocks;
+        let auto_multi_blocks = u64::from(if self.cpu_tuned() {
+            MULTI_ROW_AUTO_BLOCKS_CPU
         } else {
-            max_blocks
-        };
+            MULTI_ROW_AUTO_BLOCKS_GPU
+        })
+        .min(max_blocks);
+        let gpu_resident = !self.cpu_tuned()
+            && op != Forward::LogSumExp
+            && fits_resident
+            && blocks > RESIDENT_AUTO_MIN_BLOCKS_GPU
+            && rows >= RESIDENT_AUTO_MIN_ROWS_GPU;
         let variant = match forced {
+            Variant::Auto if gpu_resident => Variant::Resident,
             Variant::Auto if rows < u64::from(self.parallel_groups()) && pieces >= 2 => {
                 Variant::SplitRow
             }
@@ -149,10 +196,9 @@ impl Engine {
             {
                 Variant::MultiRow
             }
-            // The online variant beat resident rows wherever they fit: on the H100 (4096 rows:
-            // 0.59 against 0.53 of copy at 1024 logits, 0.90 against 0.82 at 4096) and on
-            // lavapipe (1024 rows, softmax / logsumexp: 0.35 / 0.42 against 0.25 / 0.19 at
-            // 8192 logits, where each lane holds 64 blocks).
+            // On CPU adapters online beat resident rows wherever they fit (lavapipe, 1024
+            // rows, softmax / logsumexp: 0.35 / 0.42 against 0.25 / 0.19 of copy at 8192
+            // logits, where each lane holds 64 blocks in a loop).
             Variant::Auto => Variant::Online,
             v => v,
         };
@@ -182,15 +228,17 @@ impl Engine {
                         self.resident_cols()
                     )));
                 }
+                let lanes = self.resident_lanes(blocks);
                 Plan {
                     variant,
                     layout: Layout {
-                        resident_blocks: per_lane(u64::from(wg)),
+                        lanes,
+                        resident_blocks: per_lane(u64::from(lanes)),
                         ..base
                     },
                     chunks: 1,
                     rows_per_group: 1,
-                    workgroup: wg,
+                    workgroup: lanes,
                 }
             }
             Variant::MultiRow => {

@@ -263,7 +263,7 @@ impl Engine {
             }
         }
 
-        let plan = self.plan(shape, args.options.variant)?;
+        let plan = self.plan(args.op, shape, args.options.variant)?;
         let row_bytes = [
             cols * args.input.dtype.size(),
             output.map_or(0, |o| cols * o.dtype.size()),

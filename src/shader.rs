@@ -768,9 +768,8 @@ pub(crate) fn source(key: &KernelKey) -> String {
     } else {
         REDUCE_ROW_TREE
     };
-    let unrolled =
-        (key.contiguous && l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS)
-            .then_some(l.resident_blocks);
+    let unrolled = (l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS)
+        .then_some(l.resident_blocks);
     let held = held_passes(unrolled);
     [
         header.as_str(),
@@ -783,16 +782,17 @@ pub(crate) fn source(key: &KernelKey) -> String {
     .join("\n")
 }
 
-/// The most held blocks per lane that CPU adapters unroll: compiling the unrolled passes
-/// grows faster than the blocks (lavapipe, one f32 softmax pipeline: about 0.1 s at 16
-/// blocks, 0.25 s at 32, 0.75 to 0.9 s at 64, 8 to 12 s at 128), and every pipeline of a
-/// process pays it once.
+/// The most held blocks per lane that are unrolled: compiling the unrolled passes grows
+/// faster than the blocks (lavapipe, one f32 softmax pipeline: about 0.1 s at 16 blocks,
+/// 0.25 s at 32, 0.75 to 0.9 s at 64, 8 to 12 s at 128), and every pipeline of a process
+/// pays it once. Past it the passes loop (only the CPU adapters' forced resident rows).
 pub(crate) const MAX_UNROLLED_BLOCKS: u32 = 32;
 
 /// The resident variant's three passes over a lane's held blocks (see `resident_row` in
 /// shaders/softmax.wgsl): loops, or with `unrolled = Some(n)` one statement for each of the
-/// `n` blocks with a constant index, which CPU adapters keep in registers (see `MULTI_ROW_AUTO_BLOCKS_CPU` in
-/// src/plan.rs and the README for what it measured).
+/// `n` blocks with a constant index, which the compilers keep in registers (Mesa's CPU
+/// drivers and the H100's both left a loop-indexed array in memory; see
+/// `RESIDENT_BLOCKS_GPU` and `MULTI_ROW_AUTO_BLOCKS_CPU` in src/plan.rs).
 fn held_passes(unrolled: Option<u32>) -> String {
     let held = "held: ptr<function, array<Block, RESIDENT_BLOCKS>>";
     // `statement` names the block index `$k`.

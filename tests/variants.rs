@@ -14,7 +14,11 @@ const INF: f32 = f32::INFINITY;
 
 /// Whether `v` can hold rows of `cols` on `e`; where it cannot, the error must say so.
 fn runs(e: &Engine, v: Variant, shape: Shape) -> bool {
-    match e.forward_variant(shape, &SoftmaxOptions::default().with_variant(v)) {
+    match e.forward_variant(
+        Forward::Softmax,
+        shape,
+        &SoftmaxOptions::default().with_variant(v),
+    ) {
         Ok(got) => {
             assert_eq!(got, v, "a forced variant runs as itself");
             true
@@ -196,31 +200,49 @@ fn every_variant_in_place_and_at_unaligned_offsets() {
 fn automatic_choice_follows_the_shape() {
     on_every_tuning(|e| {
         let auto = SoftmaxOptions::default();
-        let pick = |rows, cols| e.forward_variant(Shape::new(rows, cols), &auto).unwrap();
+        let pick_op = |op, rows, cols| {
+            e.forward_variant(op, Shape::new(rows, cols), &auto)
+                .unwrap()
+        };
+        let pick = |rows, cols| pick_op(Forward::Softmax, rows, cols);
+        let gpu = e.tuning() == softmax_wgpu::Tuning::Gpu;
         // One long row: cut over many workgroups.
         assert_eq!(pick(1, 262_144), Variant::SplitRow);
         assert_eq!(pick(1, 1 << 20), Variant::SplitRow);
         // Many short rows: several per workgroup.
         assert_eq!(pick(4096, 64), Variant::MultiRow);
         // With CPU tuning up to 2048 logits (8 lanes of 32 blocks), on GPUs up to 2 blocks
-        // per lane; past them online, which measured faster.
-        if e.tuning() == softmax_wgpu::Tuning::Cpu {
+        // per lane (512 logits with subgroups of 32); past them online, measured faster.
+        if gpu {
+            assert_eq!(pick(4096, 1024), Variant::Online);
+            assert_eq!(pick(4096, 4096), Variant::Online);
+        } else {
             assert_eq!(pick(4096, 1024), Variant::MultiRow);
             assert_eq!(pick(4096, 2048), Variant::MultiRow);
             assert_eq!(pick(4096, 2056), Variant::Online);
-        } else {
-            assert_eq!(pick(4096, 2048), Variant::Online);
         }
         // Many rows too long for registers: online.
         assert_eq!(pick(4096, 128_256), Variant::Online);
-        // Rows that fit a workgroup's registers but not a subgroup's: online, which measured
-        // faster than resident on the H100 and on lavapipe.
         let cols = e.resident_cols();
-        assert_eq!(pick(4096, cols), Variant::Online);
         assert_eq!(pick(4096, cols + 8), Variant::Online);
+        // Rows that fit a workgroup's registers but not a subgroup's: on GPUs resident for
+        // the operations that write the row, from 4096 logits and 128 rows (one read
+        // instead of two, measured faster on the H100); logsumexp reads once anyway and
+        // stays online; fewer rows split. On CPU adapters online, measured faster.
+        if gpu {
+            assert!(cols >= 32_000, "{cols}");
+            assert_eq!(pick(4096, 4104), Variant::Resident);
+            assert_eq!(pick(128, 32_000), Variant::Resident);
+            assert_eq!(pick_op(Forward::LogSoftmax, 4096, cols), Variant::Resident);
+            assert_eq!(pick_op(Forward::LogSumExp, 4096, 32_000), Variant::Online);
+            assert_eq!(pick(64, 32_000), Variant::SplitRow);
+        } else {
+            assert_eq!(pick(4096, cols), Variant::Online);
+        }
         // Forcing a variant that cannot hold the row is an error that names it.
         let err = e
             .forward_variant(
+                Forward::Softmax,
                 Shape::new(2, cols + 8),
                 &auto.with_variant(Variant::Resident),
             )
