@@ -768,8 +768,14 @@ pub(crate) fn source(key: &KernelKey) -> String {
     } else {
         REDUCE_ROW_TREE
     };
-    let unrolled = (l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS)
-        .then_some(l.resident_blocks);
+    // Strided kernels that loop over rows keep the loops: on an H100 the unrolled resident
+    // log-softmax of 70000 rows of 24 logits (1 block per lane, rows in turns) wrote NaN
+    // for every row's logsumexp, the loops did not, and neither form failed elsewhere
+    // (lavapipe and llvmpipe pass both).
+    let unrollable = key.contiguous || !key.row_loop;
+    let unrolled =
+        (unrollable && l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS)
+            .then_some(l.resident_blocks);
     let held = held_passes(unrolled);
     [
         header.as_str(),

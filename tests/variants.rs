@@ -236,6 +236,9 @@ fn automatic_choice_follows_the_shape() {
             assert_eq!(pick_op(Forward::LogSoftmax, 4096, cols), Variant::Resident);
             assert_eq!(pick_op(Forward::LogSumExp, 4096, 32_000), Variant::Online);
             assert_eq!(pick(64, 32_000), Variant::SplitRow);
+            // Past one dispatch dimension of rows the kernels loop over rows: online.
+            let past = e.info().limits.max_compute_workgroups_per_dimension as usize + 1;
+            assert_eq!(pick(past, 8200), Variant::Online);
         } else {
             assert_eq!(pick(4096, cols), Variant::Online);
         }
