@@ -84,7 +84,7 @@ pub enum MaskedRows {
 /// accuracy contract and edge-case rules; they differ in speed only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Variant {
-    /// Chosen from the shape, the dtype and the adapter ([`crate::Engine::forward_variant`]
+    /// Chosen from the operation, the shape and the adapter ([`crate::Engine::forward_variant`]
     /// tells which).
     #[default]
     Auto,
