@@ -34,9 +34,10 @@ const RESIDENT_LANES_GPU: u32 = 1024;
 /// and 0.78 of copy, online 0.62). Logsumexp reads each row once anyway and stays online
 /// (0.93 and 1.02 online, 0.77 and 0.93 resident).
 const RESIDENT_AUTO_MIN_BLOCKS_GPU: u64 = 512;
-/// Rows from which GPUs choose resident over split-row: each row takes one workgroup
-/// that fills a multiprocessor, so fewer rows leave most of a large GPU idle (on an H100,
-/// 256 rows of 32000: resident 0.63 of copy, split-row 0.60; f16 0.75 and 0.63).
+/// Rows from which GPUs choose resident over split-row: each row takes one workgroup of up
+/// to 1024 lanes, so fewer rows leave most of a large GPU idle (on an H100, rows of 32000,
+/// f32 softmax: resident 0.64 of copy against split-row 0.54 at 128 rows, 0.63 against
+/// 0.60 at 256; f16 0.78 against 0.64 and 0.75 against 0.63; 64 rows not measured).
 const RESIDENT_AUTO_MIN_ROWS_GPU: u64 = 128;
 /// Lanes per row of the multi-row variant without subgroups (at most half the workgroup).
 const MULTI_ROW_LANES: u32 = 32;
@@ -52,7 +53,7 @@ const MULTI_ROW_LANES: u32 = 32;
 const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = crate::shader::MAX_UNROLLED_BLOCKS;
 /// The same on GPUs (one subgroup of 32 lanes per row: 512 logits). On an H100, 4096 rows:
 /// 0.74 of copy against 0.48 online at 512 logits; at 1024 logits (4 blocks) f32 softmax
-/// ran slower than online (0.66 against 0.74) and at 2048 (8 blocks) everything did.
+/// ran slower than online (0.66 against 0.74) and at 2048 (8 blocks) all but f16 logsumexp did.
 const MULTI_ROW_AUTO_BLOCKS_GPU: u32 = 2;
 /// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
 const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
