@@ -116,15 +116,14 @@ impl Engine {
             self.workgroup_size()
         } else {
             self.largest_workgroup(RESIDENT_LANES_GPU)
-                .max(self.workgroup_size())
         }
     }
 
     /// The resident variant's workgroup for rows of `blocks` blocks: on GPUs a lane per
     /// block up to `RESIDENT_LANES_GPU`, then more blocks per lane (on an H100, 4096 rows of
     /// 16384 f16 logits: 1024 lanes of 2 blocks 0.90 of copy, 512 lanes of 4 blocks 0.76;
-    /// as fast or faster at 8192 and 32000 logits); never below the usual size, which CPU
-    /// adapters keep.
+    /// at 8192 logits within 0.03 of 256 lanes of 4 blocks); never below the usual size,
+    /// which CPU adapters keep.
     fn resident_lanes(&self, blocks: u64) -> u32 {
         let lanes = blocks
             .next_power_of_two()
