@@ -2,7 +2,7 @@
 // `softmax_backward` and `log_softmax_backward` in src/oracle.rs.
 //   softmax:     dx = y * (dy - sum_j dy_j y_j)
 //   log_softmax: dx = dy - exp(y) * sum_j dy_j
-// Joined behind (see src/shader.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS), the bindings
+// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS), the bindings
 // (y as `x` with `load_x`, dx as `y` with `store_pair`, dy with `load_dy`; with BLOCKS their
 // vector views with `load_block`, `load_dy_block` and `store_block`), common.wgsl and
 // reduce_workgroup.wgsl.

@@ -10,7 +10,7 @@
 // per invocation (the least work of a logsumexp). No reduction, no second read: what the
 // adapter's memory and arithmetic allow any kernel of the family at best.
 //
-// Joined behind (see src/shader.rs, `copy_source`): a header of constants (WG, CONTIGUOUS),
+// Joined behind (see src/shader/mod.rs, `copy_source`): a header of constants (WG, CONTIGUOUS),
 // `alias Word`, COPY_PER_THREAD, KIND, the bindings `params`, `src` and `dst`
 // (array<Word>), and `word_exp(w) -> Word` and `word_exp_sum(w) -> f32` for that word.
 

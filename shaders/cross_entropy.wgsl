@@ -3,7 +3,7 @@
 // temperature and a z-loss, and the gradient with respect to the logits in the same pass.
 // CPU mirror: `cross_entropy` in src/oracle.rs.
 //
-// Joined behind (see src/shader.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS), the
+// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS), the
 // bindings (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf, meta_buf,
 // class_weight; with BLOCKS the vector views with `load_block` and `store_block`), the
 // dtype preludes, common.wgsl and reduce_workgroup.wgsl.

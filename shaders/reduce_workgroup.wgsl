@@ -1,5 +1,5 @@
 // Workgroup-wide merge of `Online` states through workgroup memory: a tree of log2(WG)
-// steps. Every invocation gets the merged state. `WG` is a power of two (see shader.rs).
+// steps. Every invocation gets the merged state. `WG` is a power of two (see src/shader/mod.rs).
 
 var<workgroup> wg_m: array<f32, WG>;
 var<workgroup> wg_s: array<f32, WG>;

@@ -442,7 +442,7 @@ impl Engine {
     /// Whether the forward kernels load and store their vector views as 64-bit words: with
     /// CPU tuning where the device has SHADER_INT64. CPU adapters move each component of each
     /// lane on its own, so wider components mean fewer moves (see `vector_view` in
-    /// src/shader.rs); GPUs already load 16 bytes per instruction.
+    /// src/shader/views.rs); GPUs already load 16 bytes per instruction.
     pub(crate) fn wide_words(&self) -> bool {
         self.cpu_tuned() && self.info.features.contains(wgpu::Features::SHADER_INT64)
     }

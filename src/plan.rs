@@ -18,7 +18,7 @@ use crate::shader::Layout;
 
 /// Blocks of 8 logits each lane may hold in registers. The held blocks are unrolled, one
 /// statement each with a constant index, up to `shader::MAX_UNROLLED_BLOCKS` (see
-/// `held_passes` in src/shader.rs); indexed in a loop they left registers on both kinds of
+/// `held_passes` in src/shader/mod.rs); indexed in a loop they left registers on both kinds of
 /// adapter (on an H100, 1024 lanes of 4 blocks, rows of 32000: 0.20 to 0.45 of copy in a
 /// loop, 0.51 to 0.93 unrolled). CPU adapters keep "registers" in cached stack memory and
 /// gain from long runs; GPUs hold 4 blocks (32 floats) per lane in workgroups of up to
@@ -185,7 +185,7 @@ impl Engine {
         })
         .min(max_blocks);
         // Not past one dispatch dimension of rows: there the kernel loops over rows and
-        // GPUs hold the blocks in a loop (see `source` in src/shader.rs), which is slow.
+        // GPUs hold the blocks in a loop (see `source` in src/shader/mod.rs), which is slow.
         let gpu_resident = !self.cpu_tuned()
             && op != Forward::LogSumExp
             && fits_resident

@@ -4,7 +4,7 @@
 // round to nearest even, overflow to infinity, subnormals kept, NaN kept NaN.
 //
 // Where a probe at start-up found the builtins exact on the adapter (src/half_probe.rs),
-// HALF_BUILTINS is true (set in front of this file by src/shader.rs) and the f16
+// HALF_BUILTINS is true (set in front of this file by src/shader/views.rs) and the f16
 // conversions are the builtins, one instruction each instead of a dozen.
 
 // f32 -> f16 bits (low 16 bits of the result).

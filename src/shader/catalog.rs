@@ -1,0 +1,157 @@
+//! Every distinct WGSL module the crate can build, for `tests/shaders_naga.rs`, which
+//! validates them all with naga and needs no adapter.
+
+use super::{
+    backward_source, copy_source, cross_entropy_source, source, BackwardKey, CeKey, CopyKey,
+    KernelKey, Layout,
+};
+use crate::dtype::Storage;
+use crate::options::Forward;
+
+/// Every distinct WGSL module the crate can build, for validation without an adapter.
+#[doc(hidden)]
+pub fn all_sources() -> Vec<(String, String)> {
+    let storages = [
+        Storage::F32,
+        Storage::F16Native,
+        Storage::F16Packed,
+        Storage::Bf16Packed,
+    ];
+    let mut out = Vec::new();
+    for contiguous in [false, true] {
+        for word in [
+            crate::bench::CopyWord::Bytes16,
+            crate::bench::CopyWord::Bytes32,
+        ] {
+            for kind in [
+                crate::bench::CopyKind::Copy,
+                crate::bench::CopyKind::Exp,
+                crate::bench::CopyKind::ExpSum,
+            ] {
+                let key = CopyKey {
+                    contiguous,
+                    workgroup: 256,
+                    word,
+                    kind,
+                };
+                out.push((format!("{key:?}"), copy_source(&key)));
+            }
+        }
+    }
+    for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
+        for input in storages {
+            let outputs: Vec<Option<Storage>> = if op == Forward::LogSumExp {
+                vec![None]
+            } else {
+                storages.iter().copied().map(Some).collect()
+            };
+            for output in outputs {
+                for in_place in [false, true] {
+                    if in_place && output != Some(input) {
+                        continue;
+                    }
+                    for (contiguous, layout) in test_layouts() {
+                        let key = KernelKey {
+                            aligned: contiguous || in_place,
+                            op,
+                            input,
+                            output,
+                            in_place,
+                            lse: true,
+                            contiguous,
+                            workgroup: 256,
+                            layout,
+                            half_builtins: !contiguous,
+                            row_loop: in_place,
+                            wide_words: contiguous,
+                        };
+                        out.push((format!("{key:?}"), source(&key)));
+                    }
+                }
+            }
+        }
+    }
+    for input in storages {
+        for grad in [None, Some(input), Some(Storage::F32)] {
+            for in_place in [false, true] {
+                if in_place && grad != Some(input) {
+                    continue;
+                }
+                for weight in [false, true] {
+                    let key = CeKey {
+                        input,
+                        grad,
+                        in_place,
+                        weight,
+                        contiguous: in_place,
+                        workgroup: 256,
+                        half_builtins: weight,
+                        row_loop: !weight,
+                        blocks: in_place || weight,
+                        wide_words: weight,
+                    };
+                    out.push((format!("{key:?}"), cross_entropy_source(&key)));
+                }
+            }
+        }
+        for output in [input, Storage::F32] {
+            for log in [false, true] {
+                let key = BackwardKey {
+                    log,
+                    input,
+                    output,
+                    contiguous: log,
+                    workgroup: 256,
+                    half_builtins: !log,
+                    row_loop: log,
+                    blocks: output == input,
+                    wide_words: log,
+                };
+                out.push((format!("{key:?}"), backward_source(&key)));
+            }
+        }
+    }
+    out
+}
+
+/// One layout of each kind of variant, each with both access patterns.
+fn test_layouts() -> Vec<(bool, Layout)> {
+    let base = Layout {
+        lanes: 256,
+        subgroups: false,
+        subgroup_rows: false,
+        resident_blocks: 0,
+        split: false,
+    };
+    let layouts = [
+        base,
+        Layout {
+            resident_blocks: 8,
+            ..base
+        },
+        Layout { lanes: 16, ..base },
+        Layout {
+            split: true,
+            ..base
+        },
+        Layout {
+            subgroups: true,
+            ..base
+        },
+        Layout {
+            subgroups: true,
+            subgroup_rows: true,
+            resident_blocks: 4,
+            ..base
+        },
+        Layout {
+            subgroups: true,
+            split: true,
+            ..base
+        },
+    ];
+    layouts
+        .into_iter()
+        .flat_map(|l| [(false, l), (true, l)])
+        .collect()
+}

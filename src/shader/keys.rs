@@ -1,0 +1,230 @@
+//! The cache keys: everything that selects a distinct compiled pipeline, and the storage
+//! bindings each kernel declares (the bind-group layout is built from the same table, in
+//! src/pipeline.rs).
+
+use super::slot;
+use crate::dtype::Storage;
+use crate::options::Forward;
+
+/// How the forward kernel lays work out: the variants of `src/plan.rs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Layout {
+    /// Invocations per row (a power of two dividing the workgroup), without subgroup rows.
+    pub lanes: u32,
+    /// Row reductions with subgroup operations (needs SUBGROUP).
+    pub subgroups: bool,
+    /// With `subgroups`: each subgroup takes its own row.
+    pub subgroup_rows: bool,
+    /// Blocks of 8 logits each lane holds in registers (row-resident); 0 for online.
+    pub resident_blocks: u32,
+    /// Split-row: `partials` and `finish` entry points and a scratch binding.
+    pub split: bool,
+}
+
+/// Everything that selects a distinct forward pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct KernelKey {
+    pub op: Forward,
+    pub input: Storage,
+    /// `None` for logsumexp, which writes no `[rows, cols]` output.
+    pub output: Option<Storage>,
+    pub in_place: bool,
+    pub lse: bool,
+    /// One contiguous chunk per invocation (CPU adapters) rather than a strided loop.
+    pub contiguous: bool,
+    /// Workgroup size, a power of two.
+    pub workgroup: u32,
+    /// The variant's layout.
+    pub layout: Layout,
+    /// The input sits at the same offset modulo 8 elements as the output, so blocks load
+    /// as vectors.
+    pub aligned: bool,
+    /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
+    pub half_builtins: bool,
+    /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
+    /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
+    pub row_loop: bool,
+    /// The vector views hold 64-bit words (SHADER_INT64), see `vector_view`.
+    pub wide_words: bool,
+}
+
+impl KernelKey {
+    /// The storage bindings this kernel declares, as (slot, read_only).
+    pub(crate) fn storage_bindings(&self) -> Vec<(u32, bool)> {
+        let mut b = Vec::with_capacity(6);
+        if !self.in_place {
+            b.push((slot::X, true));
+            if self.aligned {
+                b.push((slot::X_VEC, true));
+            }
+        }
+        if self.output.is_some() {
+            b.push((slot::Y, false));
+            b.push((slot::Y_VEC, false));
+        }
+        if self.lse {
+            b.push((slot::LSE, false));
+        }
+        if self.layout.split {
+            b.push((slot::PARTIALS, false));
+        }
+        b
+    }
+}
+
+/// The entry points of the forward module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ForwardEntry {
+    /// Every variant but split-row: `main`.
+    Main,
+    /// Split-row, first dispatch.
+    Partials,
+    /// Split-row, second dispatch.
+    Finish,
+}
+
+/// The kernels of the cross-entropy module, one pipeline each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum CeEntry {
+    /// One workgroup: the mean's denominator and the first invalid target.
+    Prepare,
+    /// One workgroup per row: loss, logsumexp and gradient.
+    Main,
+    /// One workgroup: the reduced loss.
+    Reduce,
+}
+
+/// Variant of the cross-entropy module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CeKey {
+    pub input: Storage,
+    /// Storage of the gradient, where one is written.
+    pub grad: Option<Storage>,
+    /// The gradient overwrites the logits.
+    pub in_place: bool,
+    pub weight: bool,
+    pub contiguous: bool,
+    pub workgroup: u32,
+    /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
+    pub half_builtins: bool,
+    /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
+    /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
+    pub row_loop: bool,
+    /// Lanes own contiguous runs of blocks of 8 of the gradient, loaded and stored as
+    /// vectors: CPU tuning, with a gradient at the logits' offset modulo 8.
+    pub blocks: bool,
+    /// The vector views hold 64-bit words (see `vector_view`).
+    pub wide_words: bool,
+}
+
+/// Variant of the backward module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BackwardKey {
+    /// 0: softmax backward, 1: log_softmax backward.
+    pub log: bool,
+    /// Storage of `y` and `dy`.
+    pub input: Storage,
+    /// Storage of the gradient.
+    pub output: Storage,
+    pub contiguous: bool,
+    pub workgroup: u32,
+    /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
+    pub half_builtins: bool,
+    /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
+    /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
+    pub row_loop: bool,
+    /// Lanes own contiguous runs of blocks of 8, loaded and stored as vectors as in the
+    /// forward kernels: CPU tuning, with `y`, `dy` and `dx` at the same offset modulo 8.
+    pub blocks: bool,
+    /// The vector views hold 64-bit words (see `vector_view`).
+    pub wide_words: bool,
+}
+
+/// Variant of the copy kernel (the benchmarks' roofline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CopyKey {
+    pub contiguous: bool,
+    pub workgroup: u32,
+    /// The word each load and store moves.
+    pub word: crate::bench::CopyWord,
+    /// A copy, or one of the exp ceilings.
+    pub kind: crate::bench::CopyKind,
+}
+
+/// Everything that selects a distinct compiled pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum PipelineKey {
+    Forward(KernelKey, ForwardEntry),
+    CrossEntropy(CeKey, CeEntry),
+    Backward(BackwardKey),
+    Copy(CopyKey),
+}
+
+impl PipelineKey {
+    /// The storage bindings the kernel declares, as (slot, read_only).
+    pub(crate) fn storage_bindings(&self) -> Vec<(u32, bool)> {
+        match self {
+            PipelineKey::Forward(k, _) => k.storage_bindings(),
+            PipelineKey::CrossEntropy(k, _) => {
+                let mut b = Vec::new();
+                if !k.in_place {
+                    b.push((slot::X, true));
+                }
+                if k.grad.is_some() {
+                    b.push((slot::Y, false));
+                }
+                b.extend([(slot::LSE, false), (slot::TARGETS_OR_DY, true)]);
+                if k.weight {
+                    b.push((slot::WEIGHT, true));
+                }
+                b.extend([(slot::LOSS, false), (slot::META, false)]);
+                if k.blocks {
+                    if !k.in_place {
+                        b.push((slot::X_VEC, true));
+                    }
+                    if k.grad.is_some() {
+                        b.push((slot::Y_VEC, false));
+                    }
+                }
+                b
+            }
+            PipelineKey::Copy(_) => vec![(slot::X, true), (slot::Y, false)],
+            PipelineKey::Backward(k) => {
+                let mut b = vec![
+                    (slot::X, true),
+                    (slot::Y, false),
+                    (slot::TARGETS_OR_DY, true),
+                ];
+                if k.blocks {
+                    b.extend([
+                        (slot::X_VEC, true),
+                        (slot::Y_VEC, false),
+                        (slot::DY_VEC, true),
+                    ]);
+                }
+                b
+            }
+        }
+    }
+
+    /// The entry point to compile.
+    pub(crate) fn entry_point(&self) -> &'static str {
+        match self {
+            PipelineKey::CrossEntropy(_, CeEntry::Prepare) => "prepare",
+            PipelineKey::CrossEntropy(_, CeEntry::Reduce) => "reduce",
+            PipelineKey::Forward(_, ForwardEntry::Partials) => "partials",
+            PipelineKey::Forward(_, ForwardEntry::Finish) => "finish",
+            _ => "main",
+        }
+    }
+
+    /// The complete WGSL module.
+    pub(crate) fn source(&self) -> String {
+        match self {
+            PipelineKey::Forward(k, _) => super::source(k),
+            PipelineKey::CrossEntropy(k, _) => super::cross_entropy_source(k),
+            PipelineKey::Backward(k) => super::backward_source(k),
+            PipelineKey::Copy(k) => super::copy_source(k),
+        }
+    }
+}

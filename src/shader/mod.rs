@@ -1,0 +1,354 @@
+//! Assembles the WGSL of a kernel from the files in `shaders/`.
+//!
+//! A module is the concatenation of: a header of constants, the bindings with their raw
+//! accessors (generated in `views` from the same table that builds the bind-group layout,
+//! so the two cannot disagree), the input dtype's `load_x`, the output dtype's
+//! `store_pair`, the shared pieces and the kernel. Constants are plain `const` declarations, so every variant
+//! is a complete module that naga validates on its own.
+//!
+//! - `keys`: what selects a distinct pipeline (the cache keys) and the bindings each declares.
+//! - `views`: the bindings' WGSL declarations and accessors (raw, vector views, blocks).
+//! - this file: the modules of each kernel family from those pieces.
+//! - `catalog`: every module the crate can build, for validation without an adapter.
+
+mod catalog;
+mod keys;
+mod views;
+
+pub use catalog::all_sources;
+pub(crate) use keys::{
+    BackwardKey, CeEntry, CeKey, CopyKey, ForwardEntry, KernelKey, Layout, PipelineKey,
+};
+pub(crate) use views::view_bytes;
+
+use crate::dtype::Storage;
+use crate::options::Forward;
+use views::{
+    bindings, in_place_view, load_block_source, load_source, slot_type, store_block_source,
+    vector_view, xy_bindings,
+};
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const REDUCE_WORKGROUP: &str = include_str!("../../shaders/reduce_workgroup.wgsl");
+const REDUCE_ROW_TREE: &str = include_str!("../../shaders/reduce_row_tree.wgsl");
+const REDUCE_ROW_SUBGROUP: &str = include_str!("../../shaders/reduce_row_subgroup.wgsl");
+const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
+const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
+const BACKWARD: &str = include_str!("../../shaders/backward.wgsl");
+const COPY: &str = include_str!("../../shaders/copy.wgsl");
+const HALF_BITS: &str = include_str!("../../shaders/io/half_bits.wgsl");
+const STORE_WORD: &str = include_str!("../../shaders/io/store_word.wgsl");
+
+/// Binding slots, shared by every kernel's layout.
+pub(crate) mod slot {
+    /// The uniform parameters.
+    pub const PARAMS: u32 = 0;
+    /// The input logits (absent when in place: the kernel reads `y`).
+    pub const X: u32 = 1;
+    /// The output (absent for logsumexp).
+    pub const Y: u32 = 2;
+    /// Per-row logsumexp (f32).
+    pub const LSE: u32 = 3;
+    /// Cross-entropy targets (i32), or the upstream gradient `dy` of the backward kernels.
+    pub const TARGETS_OR_DY: u32 = 4;
+    /// Cross-entropy class weights (f32).
+    pub const WEIGHT: u32 = 5;
+    /// Cross-entropy per-row loss (f32).
+    pub const LOSS: u32 = 6;
+    /// Cross-entropy scratch: denominator, first invalid row, reduced loss.
+    pub const META: u32 = 7;
+    /// Split-row scratch: one partial (max, sum, flags) state per piece of a row.
+    pub const PARTIALS: u32 = 8;
+    /// The input again, as vectors (`vector_view`: the block loads).
+    pub const X_VEC: u32 = 9;
+    /// The output again, as vectors (`vector_view`: the block stores).
+    pub const Y_VEC: u32 = 10;
+    /// The backward kernels' `dy` again, as vectors (their block loads).
+    pub const DY_VEC: u32 = 11;
+}
+
+/// The constants every kernel starts with. `row_loop`: more rows (or groups of rows) than
+/// one dimension of a dispatch holds, so that workgroups take them in turns.
+fn header(
+    workgroup: u32,
+    contiguous: bool,
+    row_loop: bool,
+    storages: &[Option<Storage>],
+) -> String {
+    let native_f16 = storages.contains(&Some(Storage::F16Native));
+    format!(
+        "{enable}const WG: u32 = {workgroup}u;\nconst CONTIGUOUS: bool = {contiguous};\n\
+         const ROW_LOOP: bool = {row_loop};\n",
+        enable = if native_f16 { "enable f16;\n" } else { "" },
+    )
+}
+
+/// The cross-entropy module: logits as `x`, the gradient as `y`.
+pub(super) fn cross_entropy_source(key: &CeKey) -> String {
+    use std::fmt::Write;
+    let mut s = header(
+        key.workgroup,
+        key.contiguous,
+        key.row_loop,
+        &[Some(key.input), key.grad],
+    );
+    let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
+    let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
+    s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins);
+    if key.blocks {
+        match key.grad {
+            Some(grad) => {
+                s += &vector_view(slot::Y_VEC, "y_vec", grad, key.wide_words, false);
+                s.push_str(store_block_source(grad));
+            }
+            None => s.push_str("fn store_block(b: u32, v: Block) {}\n"),
+        }
+        if key.in_place {
+            s += &in_place_view(key.input);
+        } else {
+            s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+        }
+        s.push_str(load_block_source(key.input));
+    } else {
+        s.push_str(
+            "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n\
+             fn store_block(b: u32, v: Block) {}\n",
+        );
+    }
+    let _ = writeln!(
+        s,
+        "@group(0) @binding({lse}) var<storage, read_write> lse_buf: array<f32>;\n\
+         @group(0) @binding({t}) var<storage, read> targets: array<i32>;\n\
+         @group(0) @binding({loss}) var<storage, read_write> loss_buf: array<f32>;\n\
+         @group(0) @binding({meta}) var<storage, read_write> meta_buf: array<u32>;",
+        lse = slot::LSE,
+        t = slot::TARGETS_OR_DY,
+        loss = slot::LOSS,
+        meta = slot::META,
+    );
+    if key.weight {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read> weight_buf: array<f32>;\n\
+             fn class_weight(j: u32) -> f32 {{ return weight_buf[j]; }}",
+            slot::WEIGHT
+        );
+    } else {
+        s.push_str("fn class_weight(j: u32) -> f32 { return 1.0; }\n");
+    }
+    [s.as_str(), COMMON, REDUCE_WORKGROUP, CROSS_ENTROPY].join("\n")
+}
+
+/// The backward module: `y` as `x`, the gradient as `y`, `dy` through `load_dy` (the input
+/// dtype's load prelude with its names changed).
+pub(super) fn backward_source(key: &BackwardKey) -> String {
+    use std::fmt::Write;
+    let mut s = header(
+        key.workgroup,
+        key.contiguous,
+        key.row_loop,
+        &[Some(key.input), Some(key.output)],
+    );
+    let _ = writeln!(s, "const LOG: bool = {};", key.log);
+    s += &xy_bindings(key.input, Some(key.output), false, key.half_builtins);
+    let _ = writeln!(
+        s,
+        "@group(0) @binding({}) var<storage, read> dy_buf: array<{t}>;\n\
+         fn dy_raw(i: u32) -> {t} {{ return dy_buf[i]; }}",
+        slot::TARGETS_OR_DY,
+        t = slot_type(key.input)
+    );
+    s += &load_source(key.input)
+        .replace("x_raw", "dy_raw")
+        .replace("load_x", "load_dy");
+    let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
+    if key.blocks {
+        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+        s.push_str(load_block_source(key.input));
+        s += &vector_view(slot::DY_VEC, "dy_vec", key.input, key.wide_words, true);
+        s += &load_block_source(key.input)
+            .replace("x_vec", "dy_vec")
+            .replace("fn load_block", "fn load_dy_block");
+        s += &vector_view(slot::Y_VEC, "y_vec", key.output, key.wide_words, false);
+        s.push_str(store_block_source(key.output));
+    } else {
+        s.push_str(
+            "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n\
+             fn load_dy_block(b: u32) -> Block { return load_block(b); }\n\
+             fn store_block(b: u32, v: Block) {}\n",
+        );
+    }
+    [s.as_str(), COMMON, REDUCE_WORKGROUP, BACKWARD].join("\n")
+}
+
+/// The exponential of every f32 of a word (`word_exp`) and their sum (`word_exp_sum`).
+fn word_exp_source(word: crate::bench::CopyWord) -> &'static str {
+    match word {
+        crate::bench::CopyWord::Bytes16 => {
+            "fn word_exp(w: Word) -> Word { return bitcast<Word>(exp(bitcast<vec4<f32>>(w))); }\n\
+             fn word_exp_sum(w: Word) -> f32 {\n    \
+             let e = exp(bitcast<vec4<f32>>(w));\n    \
+             return (e.x + e.y) + (e.z + e.w);\n}\n"
+        }
+        crate::bench::CopyWord::Bytes32 => {
+            "fn word_halves(w: Word, lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>) {\n    \
+             *lo = bitcast<vec4<f32>>(vec4<u32>(w));\n    \
+             *hi = bitcast<vec4<f32>>(vec4<u32>(w >> vec4<u32>(32u)));\n}\n\
+             fn word_exp(w: Word) -> Word {\n    \
+             var lo: vec4<f32>;\n    var hi: vec4<f32>;\n    \
+             word_halves(w, &lo, &hi);\n    \
+             let l = vec4<u64>(bitcast<vec4<u32>>(exp(lo)));\n    \
+             let h = vec4<u64>(bitcast<vec4<u32>>(exp(hi)));\n    \
+             return l | (h << vec4<u32>(32u));\n}\n\
+             fn word_exp_sum(w: Word) -> f32 {\n    \
+             var lo: vec4<f32>;\n    var hi: vec4<f32>;\n    \
+             word_halves(w, &lo, &hi);\n    \
+             let e = exp(lo) + exp(hi);\n    \
+             return (e.x + e.y) + (e.z + e.w);\n}\n"
+        }
+    }
+}
+
+/// The copy module: words of 16 or 32 bytes from `src` to `dst`, copied or turned into
+/// exponentials (`CopyKey::kind`).
+pub(super) fn copy_source(key: &CopyKey) -> String {
+    let bindings = format!(
+        "alias Word = {word};\n\
+         const COPY_PER_THREAD: u32 = {per}u;\n\
+         const KIND: u32 = {kind}u;\n\
+         @group(0) @binding({}) var<uniform> params: Params;\n\
+         @group(0) @binding({}) var<storage, read> src: array<Word>;\n\
+         @group(0) @binding({}) var<storage, read_write> dst: array<Word>;\n",
+        slot::PARAMS,
+        slot::X,
+        slot::Y,
+        word = key.word.wgsl_type(),
+        per = key.word.per_thread(),
+        kind = key.kind as u32,
+    );
+    [
+        header(key.workgroup, key.contiguous, false, &[]).as_str(),
+        &bindings,
+        word_exp_source(key.word),
+        COPY,
+    ]
+    .join("\n")
+}
+
+fn op_index(op: Forward) -> u32 {
+    match op {
+        Forward::Softmax => 0,
+        Forward::LogSoftmax => 1,
+        Forward::LogSumExp => 2,
+    }
+}
+
+/// The entry points' builtins: with the subgroup ones where the kernel uses subgroups.
+fn ids_struct(subgroups: bool) -> &'static str {
+    if subgroups {
+        "struct Ids {\n    @builtin(workgroup_id) wid: vec3<u32>,\n    \
+         @builtin(num_workgroups) nwg: vec3<u32>,\n    \
+         @builtin(local_invocation_index) lid: u32,\n    \
+         @builtin(subgroup_id) sg_id: u32,\n    \
+         @builtin(num_subgroups) n_sg: u32,\n    \
+         @builtin(subgroup_invocation_id) sg_lane: u32,\n    \
+         @builtin(subgroup_size) sg_size: u32,\n}\n"
+    } else {
+        "struct Ids {\n    @builtin(workgroup_id) wid: vec3<u32>,\n    \
+         @builtin(num_workgroups) nwg: vec3<u32>,\n    \
+         @builtin(local_invocation_index) lid: u32,\n}\n"
+    }
+}
+
+/// The complete WGSL module of a forward kernel.
+pub(crate) fn source(key: &KernelKey) -> String {
+    let l = &key.layout;
+    let header = format!(
+        "{}const OP: u32 = {}u;\nconst HAS_LSE: bool = {};\nconst LANES: u32 = {}u;\n\
+         const RESIDENT: bool = {};\nconst RESIDENT_BLOCKS: u32 = {}u;\n\
+         const SUBGROUP_ROWS: bool = {};\nconst ALIGNED: bool = {};\n{}",
+        header(
+            key.workgroup,
+            key.contiguous,
+            key.row_loop,
+            &[Some(key.input), key.output]
+        ),
+        op_index(key.op),
+        key.lse,
+        l.lanes,
+        l.resident_blocks > 0,
+        l.resident_blocks.max(1),
+        l.subgroup_rows,
+        key.aligned,
+        ids_struct(l.subgroups),
+    );
+    let reduce = if l.subgroups {
+        REDUCE_ROW_SUBGROUP
+    } else {
+        REDUCE_ROW_TREE
+    };
+    // Strided kernels that loop over rows keep the loops: on an H100 the unrolled resident
+    // log-softmax of 70000 rows of 24 logits (1 block per lane, rows in turns) wrote NaN
+    // for every row's logsumexp, the loops did not, and neither form failed elsewhere
+    // (lavapipe and llvmpipe pass both).
+    let unrollable = key.contiguous || !key.row_loop;
+    let unrolled =
+        (unrollable && l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS)
+            .then_some(l.resident_blocks);
+    let held = held_passes(unrolled);
+    [
+        header.as_str(),
+        &bindings(key),
+        COMMON,
+        reduce,
+        SOFTMAX,
+        &held,
+    ]
+    .join("\n")
+}
+
+/// The most held blocks per lane that are unrolled: compiling the unrolled passes grows
+/// faster than the blocks (lavapipe, one f32 softmax pipeline: about 0.1 s at 16 blocks,
+/// 0.25 s at 32, 0.75 to 0.9 s at 64, 8 to 12 s at 128), and every pipeline of a process
+/// pays it once. Past it the passes loop (only the CPU adapters' forced resident rows).
+pub(crate) const MAX_UNROLLED_BLOCKS: u32 = 32;
+
+/// The resident variant's three passes over a lane's held blocks (see `resident_row` in
+/// shaders/softmax.wgsl): loops, or with `unrolled = Some(n)` one statement for each of the
+/// `n` blocks with a constant index, which the compilers keep in registers (Mesa's CPU
+/// drivers and the H100's both left a loop-indexed array in memory; see
+/// `RESIDENT_BLOCKS_GPU` and `MULTI_ROW_AUTO_BLOCKS_CPU` in src/plan.rs).
+fn held_passes(unrolled: Option<u32>) -> String {
+    let held = "held: ptr<function, array<Block, RESIDENT_BLOCKS>>";
+    // `statement` names the block index `$k`.
+    let pass = |signature: &str, statement: &str| {
+        let body = match unrolled {
+            Some(n) => (0..n)
+                .map(|k| format!("    {}\n", statement.replace("$k", &format!("{k}u"))))
+                .collect::<String>(),
+            None => format!(
+                "    for (var k = 0u; k < RESIDENT_BLOCKS; k++) {{\n        {}\n    }}\n",
+                statement.replace("$k", "k")
+            ),
+        };
+        format!("fn {signature} {{\n{body}}}\n")
+    };
+    [
+        pass(
+            &format!(
+                "hold_blocks({held}, r: Row, blocks: Share, top: ptr<function, f32>, \
+                 flags: ptr<function, u32>)"
+            ),
+            "(*held)[$k] = held_load(r, blocks, $k, top, flags);",
+        ),
+        pass(
+            &format!("exp_blocks({held}, m: vec4<f32>, inv_t: f32, sum: ptr<function, Stream>)"),
+            "(*held)[$k] = held_exp((*held)[$k], m, inv_t, sum);",
+        ),
+        pass(
+            &format!("store_blocks({held}, r: Row, blocks: Share, o: HeldOutput)"),
+            "held_store(r, blocks, $k, (*held)[$k], o);",
+        ),
+    ]
+    .concat()
+}

@@ -1,0 +1,289 @@
+//! The bindings' WGSL: declarations generated from the slots of `super::slot`, their raw
+//! accessors (`x_raw`, `y_raw_store`), the dtype preludes of `shaders/io/` and the vector
+//! views the block loads and stores go through.
+
+use super::{slot, KernelKey, HALF_BITS, STORE_WORD};
+use crate::dtype::Storage;
+
+/// The WGSL type of one slot of a binding of this storage.
+pub(super) fn slot_type(s: Storage) -> &'static str {
+    match s {
+        Storage::F32 => "f32",
+        Storage::F16Native => "f16",
+        Storage::F16Packed | Storage::Bf16Packed => "u32",
+    }
+}
+
+pub(super) fn load_source(s: Storage) -> &'static str {
+    match s {
+        Storage::F32 => include_str!("../../shaders/io/load_f32.wgsl"),
+        Storage::F16Native => include_str!("../../shaders/io/load_f16.wgsl"),
+        Storage::F16Packed => include_str!("../../shaders/io/load_f16_packed.wgsl"),
+        Storage::Bf16Packed => include_str!("../../shaders/io/load_bf16.wgsl"),
+    }
+}
+
+fn store_source(s: Storage) -> &'static str {
+    match s {
+        Storage::F32 => include_str!("../../shaders/io/store_f32.wgsl"),
+        Storage::F16Native => include_str!("../../shaders/io/store_f16.wgsl"),
+        Storage::F16Packed => include_str!("../../shaders/io/store_f16_packed.wgsl"),
+        Storage::Bf16Packed => include_str!("../../shaders/io/store_bf16.wgsl"),
+    }
+}
+
+/// Bytes per element of a storage's vector view: a whole f32 block where 64-bit words are
+/// on (`vec4<u64>`), 16 otherwise. A binding holds `size / view_bytes` elements of it.
+pub(crate) fn view_bytes(s: Storage, wide: bool) -> u64 {
+    if wide && s == Storage::F32 {
+        32
+    } else {
+        16
+    }
+}
+
+/// WGSL for the four u32 of the 64-bit words `a` and `b` (low half first).
+fn split_words(a: &str, b: &str) -> String {
+    format!("vec4<u32>(u32({a}), u32({a} >> 32u), u32({b}), u32({b} >> 32u))")
+}
+
+/// WGSL for the two 64-bit words of the `vec4<u64>` `v` of u32 values (low half first).
+fn join_words(v: &str) -> String {
+    format!("{v}.x | ({v}.y << 32u), {v}.z | ({v}.w << 32u)")
+}
+
+/// The vector view `name` of a tensor at `slot`. f32 tensors are read by blocks,
+/// `name_block(b)` (and, for outputs, written by `name_store_block(b, v)`); 16-bit ones by
+/// 16-byte vectors, `name(i)` and `name_store(i, v)`. With `wide`, the binding holds 64-bit
+/// words: lavapipe loads and stores each component of each lane on its own, in a loop over
+/// the lanes for each load or store, so fewer and wider components cost less (measured on
+/// lavapipe, 256 x 32000 f32, from `vec4<f32>` to `vec2<u64>`: softmax 20.4 -> 16.5 ms,
+/// logsumexp 8.4 -> 7.0 ms; then from two `vec2<u64>` to one `vec4<u64>` per f32 block,
+/// one lane loop instead of two, ratio to copy at 256 rows, medians of four alternating
+/// runs: softmax 0.415 -> 0.455 (32000) and 0.414 -> 0.458 (128256), logsumexp 0.59 -> 0.62
+/// and 0.52 -> 0.58).
+pub(super) fn vector_view(
+    slot: u32,
+    name: &str,
+    s: Storage,
+    wide: bool,
+    read_only: bool,
+) -> String {
+    let access = if read_only { "read" } else { "read_write" };
+    if s == Storage::F32 {
+        return block_view(slot, name, wide, access, read_only);
+    }
+    let mut out = if wide {
+        format!(
+            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec2<u64>>;\n\
+             fn {name}(i: u32) -> vec4<u32> {{\n    \
+             let w = {name}_buf[i];\n    \
+             return {};\n}}\n",
+            split_words("w.x", "w.y")
+        )
+    } else {
+        format!(
+            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<u32>>;\n\
+             fn {name}(i: u32) -> vec4<u32> {{ return {name}_buf[i]; }}\n"
+        )
+    };
+    if !read_only {
+        if wide {
+            out += &format!(
+                "fn {name}_store(i: u32, v: vec4<u32>) {{\n    \
+                 let b = vec4<u64>(v);\n    \
+                 {name}_buf[i] = vec2<u64>({});\n}}\n",
+                join_words("b")
+            );
+        } else {
+            out += &format!("fn {name}_store(i: u32, v: vec4<u32>) {{ {name}_buf[i] = v; }}\n");
+        }
+    }
+    out
+}
+
+/// `vector_view` of an f32 tensor: one `vec4<u64>` per block with `wide`, two `vec4<f32>`
+/// otherwise.
+fn block_view(slot: u32, name: &str, wide: bool, access: &str, read_only: bool) -> String {
+    if !wide {
+        let mut out = format!(
+            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<f32>>;\n\
+             fn {name}_block(b: u32) -> Block {{\n    \
+             return Block({name}_buf[2u * b], {name}_buf[2u * b + 1u]);\n}}\n"
+        );
+        if !read_only {
+            out += &format!(
+                "fn {name}_store_block(b: u32, v: Block) {{\n    \
+                 {name}_buf[2u * b] = v.lo;\n    \
+                 {name}_buf[2u * b + 1u] = v.hi;\n}}\n"
+            );
+        }
+        return out;
+    }
+    let mut out = format!(
+        "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<u64>>;\n\
+         fn {name}_block(b: u32) -> Block {{\n    \
+         let w = {name}_buf[b];\n    \
+         return Block(bitcast<vec4<f32>>({}), bitcast<vec4<f32>>({}));\n}}\n",
+        split_words("w.x", "w.y"),
+        split_words("w.z", "w.w")
+    );
+    if !read_only {
+        out += &format!(
+            "fn {name}_store_block(b: u32, v: Block) {{\n    \
+             let lo = vec4<u64>(bitcast<vec4<u32>>(v.lo));\n    \
+             let hi = vec4<u64>(bitcast<vec4<u32>>(v.hi));\n    \
+             {name}_buf[b] = vec4<u64>({}, {});\n}}\n",
+            join_words("lo"),
+            join_words("hi")
+        );
+    }
+    out
+}
+
+/// In place, the input's vector view reads the output's.
+pub(super) fn in_place_view(s: Storage) -> String {
+    if s == Storage::F32 {
+        "fn x_vec_block(b: u32) -> Block { return y_vec_block(b); }\n".into()
+    } else {
+        "fn x_vec(i: u32) -> vec4<u32> { return y_vec(i); }\n".into()
+    }
+}
+
+pub(super) fn load_block_source(s: Storage) -> &'static str {
+    match s {
+        Storage::F32 => include_str!("../../shaders/io/load_block_f32.wgsl"),
+        Storage::F16Native | Storage::F16Packed => {
+            include_str!("../../shaders/io/load_block_f16.wgsl")
+        }
+        Storage::Bf16Packed => include_str!("../../shaders/io/load_block_bf16.wgsl"),
+    }
+}
+
+pub(super) fn store_block_source(s: Storage) -> &'static str {
+    match s {
+        Storage::F32 => include_str!("../../shaders/io/store_block_f32.wgsl"),
+        Storage::F16Native | Storage::F16Packed => {
+            include_str!("../../shaders/io/store_block_f16.wgsl")
+        }
+        Storage::Bf16Packed => include_str!("../../shaders/io/store_block_bf16.wgsl"),
+    }
+}
+
+/// The forward kernels' bindings: `x`, `y` with their vector views (`x_vec(i)`,
+/// `y_vec_store(i, v)`, `load_block`, `store_block`) and `store_lse(i, v)`.
+pub(super) fn bindings(key: &KernelKey) -> String {
+    use std::fmt::Write;
+    let mut s = xy_bindings(key.input, key.output, key.in_place, key.half_builtins);
+    if let Some(out) = key.output {
+        s += &vector_view(slot::Y_VEC, "y_vec", out, key.wide_words, false);
+        s.push_str(store_block_source(out));
+    } else {
+        s.push_str("fn store_block(b: u32, v: Block) {}\n");
+    }
+    if key.in_place {
+        s += &in_place_view(key.input);
+        s.push_str(load_block_source(key.input));
+    } else if key.aligned {
+        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+        s.push_str(load_block_source(key.input));
+    } else {
+        s.push_str(
+            "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n",
+        );
+    }
+    if key.lse {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read_write> lse_buf: array<f32>;\n\
+             fn store_lse(i: u32, v: f32) {{ lse_buf[i] = v; }}",
+            slot::LSE
+        );
+    } else {
+        s.push_str("fn store_lse(i: u32, v: f32) {}\n");
+    }
+    if key.layout.split {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read_write> partials_buf: array<vec4<u32>>;\n\
+             fn store_partial(i: u32, st: Online) {{\n    \
+             partials_buf[i] = vec4<u32>(bitcast<u32>(st.m), bitcast<u32>(st.s), st.flags, 0u);\n}}\n\
+             fn load_partial(i: u32) -> Online {{\n    \
+             let p = partials_buf[i];\n    \
+             return Online(bitcast<f32>(p.x), bitcast<f32>(p.y), p.z);\n}}",
+            slot::PARTIALS
+        );
+    } else {
+        s.push_str(
+            "fn store_partial(i: u32, st: Online) {}\n\
+             fn load_partial(i: u32) -> Online { return online_empty(); }\n",
+        );
+    }
+    s
+}
+
+/// The uniform and the bindings shared by every kernel family, with their raw accessors:
+/// `x_raw(i)` and the input dtype's `load_x`, `y_raw_store(i, v)` (and, for packed outputs,
+/// `y_raw_merge(i, bits, keep)` for words shared with a neighbouring row) and the output
+/// dtype's `store_pair`. In place, `x` reads `y`'s binding.
+pub(super) fn xy_bindings(
+    input: Storage,
+    output: Option<Storage>,
+    in_place: bool,
+    half_builtins: bool,
+) -> String {
+    use std::fmt::Write;
+    let mut s = format!(
+        "@group(0) @binding({}) var<uniform> params: Params;\n",
+        slot::PARAMS
+    );
+    if input != Storage::F32 || output.is_some_and(|o| o != Storage::F32) {
+        let _ = writeln!(s, "const HALF_BUILTINS: bool = {half_builtins};");
+        s.push_str(HALF_BITS);
+    }
+    let xt = slot_type(input);
+    if let Some(out) = output {
+        let yt = slot_type(out);
+        if out.packed() {
+            // Packed outputs are atomic so that the word shared by two rows can be merged.
+            let _ = writeln!(
+                s,
+                "@group(0) @binding({}) var<storage, read_write> y_buf: array<atomic<u32>>;\n\
+                 fn y_raw_store(i: u32, v: u32) {{ atomicStore(&y_buf[i], v); }}\n\
+                 fn y_raw_merge(i: u32, bits: u32, keep: u32) {{\n    \
+                 atomicAnd(&y_buf[i], keep);\n    atomicOr(&y_buf[i], bits & ~keep);\n}}",
+                slot::Y
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "@group(0) @binding({}) var<storage, read_write> y_buf: array<{yt}>;\n\
+                 fn y_raw_store(i: u32, v: {yt}) {{ y_buf[i] = v; }}",
+                slot::Y
+            );
+        }
+        if out.packed() {
+            s.push_str(STORE_WORD);
+        }
+        s.push_str(store_source(out));
+    } else {
+        s.push_str("fn store_pair(q: u32, v: vec2<f32>, lo: bool, hi: bool) {}\n");
+    }
+    if in_place {
+        let read = if output.is_some_and(Storage::packed) {
+            "atomicLoad(&y_buf[i])"
+        } else {
+            "y_buf[i]"
+        };
+        let _ = writeln!(s, "fn x_raw(i: u32) -> {xt} {{ return {read}; }}");
+    } else {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read> x_buf: array<{xt}>;\n\
+             fn x_raw(i: u32) -> {xt} {{ return x_buf[i]; }}",
+            slot::X
+        );
+    }
+    s.push_str(load_source(input));
+    s
+}
