@@ -153,54 +153,56 @@ impl Stopwatch {
         engine: &Engine,
         work: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<Duration> {
-        let device = engine.device();
-        let mut encoder = device.create_command_encoder(&Default::default());
-        let mark = |encoder: &mut wgpu::CommandEncoder, set: &wgpu::QuerySet, index: u32| {
-            // An empty pass whose only job is its timestamp.
-            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("softmax-wgpu stopwatch"),
-                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                    query_set: set,
-                    beginning_of_pass_write_index: Some(index),
-                    end_of_pass_write_index: None,
-                }),
+        engine.guarded(|| {
+            let device = engine.device();
+            let mut encoder = device.create_command_encoder(&Default::default());
+            let mark = |encoder: &mut wgpu::CommandEncoder, set: &wgpu::QuerySet, index: u32| {
+                // An empty pass whose only job is its timestamp.
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("softmax-wgpu stopwatch"),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(index),
+                        end_of_pass_write_index: None,
+                    }),
+                });
+            };
+            if let Some((set, _, _)) = &self.queries {
+                mark(&mut encoder, set, 0);
+            }
+            work(&mut encoder)?;
+            if let Some((set, resolve, read)) = &self.queries {
+                mark(&mut encoder, set, 1);
+                encoder.resolve_query_set(set, 0..2, resolve, 0);
+                encoder.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
+            }
+            let commands = capture_errors(device, || encoder.finish())?;
+            let start = Instant::now();
+            engine.queue().submit([commands]);
+            device.poll(wgpu::PollType::wait_indefinitely())?;
+            let wall = start.elapsed();
+            engine.check_alive()?;
+            let Some((_, _, read)) = &self.queries else {
+                return Ok(wall);
+            };
+            let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+            read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
             });
-        };
-        if let Some((set, _, _)) = &self.queries {
-            mark(&mut encoder, set, 0);
-        }
-        work(&mut encoder)?;
-        if let Some((set, resolve, read)) = &self.queries {
-            mark(&mut encoder, set, 1);
-            encoder.resolve_query_set(set, 0..2, resolve, 0);
-            encoder.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
-        }
-        let commands = capture_errors(device, || encoder.finish())?;
-        let start = Instant::now();
-        engine.queue().submit([commands]);
-        device.poll(wgpu::PollType::wait_indefinitely())?;
-        let wall = start.elapsed();
-        engine.check_alive()?;
-        let Some((_, _, read)) = &self.queries else {
-            return Ok(wall);
-        };
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        device.poll(wgpu::PollType::wait_indefinitely())?;
-        pollster::block_on(rx.receive())
-            .ok_or_else(|| Error::DeviceLost("map callback dropped".into()))??;
-        let ticks: [u64; 2] = {
-            let view = read
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| Error::Validation(e.to_string()))?;
-            bytemuck::pod_read_unaligned(&view[..16])
-        };
-        read.unmap();
-        let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.period_ns;
-        Ok(Duration::from_secs_f64(ns * 1e-9))
+            device.poll(wgpu::PollType::wait_indefinitely())?;
+            pollster::block_on(rx.receive())
+                .ok_or_else(|| Error::DeviceLost("map callback dropped".into()))??;
+            let ticks: [u64; 2] = {
+                let view = read
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Validation(e.to_string()))?;
+                bytemuck::pod_read_unaligned(&view[..16])
+            };
+            read.unmap();
+            let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.period_ns;
+            Ok(Duration::from_secs_f64(ns * 1e-9))
+        })
     }
 }
 

@@ -261,11 +261,11 @@ impl Engine {
             .await?;
         let lost = Arc::new(Mutex::new(None));
         let flag = lost.clone();
+        // Destroyed counts too: a device the caller destroys through `Engine::device` is
+        // gone for the engine as well.
         device.set_device_lost_callback(move |reason, message| {
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                *flag.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(format!("{reason:?}: {message}"));
-            }
+            *flag.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("{reason:?}: {message}"));
         });
         let mut engine = Self::from_device(device, queue, adapter.get_info(), options);
         engine.lost = lost;
@@ -385,6 +385,28 @@ impl Engine {
         })?;
         *slot = Some(buffer.clone());
         Ok(buffer)
+    }
+
+    /// Runs one host-slice operation (`guarded`), one at a time where the backend needs it
+    /// (`host_guard`).
+    pub(crate) fn host_op<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _turn = self.host_guard();
+        self.guarded(f)
+    }
+
+    /// Runs `f`, which submits work and waits for it, failing at once on a lost device.
+    /// wgpu's validation and out-of-memory errors inside become `Err` instead of reaching
+    /// the device's uncaptured-error handler (which panics by default), and where the device
+    /// was lost meanwhile, that is the error rather than the failure the loss caused.
+    pub(crate) fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.check_alive()?;
+        let result = capture_errors(&self.device, f).and_then(|r| r);
+        if result.is_err() {
+            // wgpu reports a loss from its maintenance, which a poll runs.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            self.check_alive()?;
+        }
+        result
     }
 
     /// Fails with [`Error::DeviceLost`] once the device is gone.

@@ -136,7 +136,6 @@ pub fn bit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> 
 }
 
 fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str) -> Option<bool> {
-    use wgpu::util::DeviceExt;
     let halves = all_halves();
     let floats = boundary_floats();
     let n_narrow = floats.len() / 2;
@@ -156,11 +155,7 @@ fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str) -> Option<bool>
             cache: None,
         });
         let init = |contents: &[u8], usage| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents,
-                usage,
-            })
+            crate::pool::buffer_init(device, "softmax-wgpu half probe", contents, usage)
         };
         let empty = |size: u64, usage| {
             device.create_buffer(&wgpu::BufferDescriptor {
@@ -211,10 +206,13 @@ fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str) -> Option<bool>
         enc.finish()
     })
     .ok()?;
-    queue.submit([commands]);
-    for b in &bufs[4..] {
-        b.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-    }
+    capture_errors(device, || {
+        queue.submit([commands]);
+        for b in &bufs[4..] {
+            b.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        }
+    })
+    .ok()?;
     device.poll(wgpu::PollType::wait_indefinitely()).ok()?;
     let widened: Vec<[f32; 2]> =
         bytemuck::cast_slice(&bufs[4].slice(..).get_mapped_range().ok()?).to_vec();

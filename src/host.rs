@@ -63,57 +63,57 @@ impl Engine {
         options: &SoftmaxOptions,
         with_lse: bool,
     ) -> Result<ForwardResult<U>> {
-        let _turn = self.host_guard();
-        self.check_alive()?;
-        shape.expect_len("logits", x.len())?;
-        options.inv_temperature()?;
-        let n = x.len() as u64;
-        let with_lse = with_lse || op == Forward::LogSumExp;
-        let storage = wgpu::BufferUsages::STORAGE;
-        let input = self.upload(x)?;
-        let output = match op {
-            Forward::LogSumExp => None,
-            _ => Some(self.pool.take(
-                &self.device,
-                storage | wgpu::BufferUsages::COPY_SRC,
-                U::DTYPE.buffer_bytes(n),
-            )?),
-        };
-        let lse = match with_lse {
-            true => Some(self.pool.take(
-                &self.device,
-                storage | wgpu::BufferUsages::COPY_SRC,
-                4 * shape.rows as u64,
-            )?),
-            false => None,
-        };
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.record_forward(
-            &mut encoder,
-            &ForwardArgs {
-                op,
-                shape,
-                input: TensorRef::new(&input, T::DTYPE),
-                output: output.as_ref().map(|b| TensorRef::new(b, U::DTYPE)),
-                lse: lse.as_ref().map(|b| TensorRef::new(b, DType::F32)),
-                options: *options,
-            },
-        )?;
-        let mut reads = Vec::new();
-        if let Some(o) = &output {
-            reads.push((&**o, U::DTYPE.buffer_bytes(n)));
-        }
-        if let Some(l) = &lse {
-            reads.push((&**l, 4 * shape.rows as u64));
-        }
-        let bytes = self.submit_and_read(encoder, &reads)?;
-        let mut bytes = bytes.into_iter();
-        let values = match output {
-            Some(_) => decode::<U>(&bytes.next().unwrap_or_default(), x.len()),
-            None => Vec::new(),
-        };
-        let lse = lse.map(|_| decode::<f32>(&bytes.next().unwrap_or_default(), shape.rows));
-        Ok(ForwardResult { values, lse })
+        self.host_op(|| {
+            shape.expect_len("logits", x.len())?;
+            options.inv_temperature()?;
+            let n = x.len() as u64;
+            let with_lse = with_lse || op == Forward::LogSumExp;
+            let storage = wgpu::BufferUsages::STORAGE;
+            let input = self.upload(x)?;
+            let output = match op {
+                Forward::LogSumExp => None,
+                _ => Some(self.pool.take(
+                    &self.device,
+                    storage | wgpu::BufferUsages::COPY_SRC,
+                    U::DTYPE.buffer_bytes(n),
+                )?),
+            };
+            let lse = match with_lse {
+                true => Some(self.pool.take(
+                    &self.device,
+                    storage | wgpu::BufferUsages::COPY_SRC,
+                    4 * shape.rows as u64,
+                )?),
+                false => None,
+            };
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            self.record_forward(
+                &mut encoder,
+                &ForwardArgs {
+                    op,
+                    shape,
+                    input: TensorRef::new(&input, T::DTYPE),
+                    output: output.as_ref().map(|b| TensorRef::new(b, U::DTYPE)),
+                    lse: lse.as_ref().map(|b| TensorRef::new(b, DType::F32)),
+                    options: *options,
+                },
+            )?;
+            let mut reads = Vec::new();
+            if let Some(o) = &output {
+                reads.push((&**o, U::DTYPE.buffer_bytes(n)));
+            }
+            if let Some(l) = &lse {
+                reads.push((&**l, 4 * shape.rows as u64));
+            }
+            let bytes = self.submit_and_read(encoder, &reads)?;
+            let mut bytes = bytes.into_iter();
+            let values = match output {
+                Some(_) => decode::<U>(&bytes.next().unwrap_or_default(), x.len()),
+                None => Vec::new(),
+            };
+            let lse = lse.map(|_| decode::<f32>(&bytes.next().unwrap_or_default(), shape.rows));
+            Ok(ForwardResult { values, lse })
+        })
     }
 
     /// Copies `x` into a pooled storage buffer, padded to a whole word.

@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use wgpu::util::DeviceExt;
-
 use crate::error::{Error, Result};
 
 /// How many idle buffers the pool keeps before dropping the oldest.
@@ -117,12 +115,35 @@ impl UniformCache {
         if map.len() >= MAX_UNIFORMS {
             map.clear();
         }
-        let b = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("softmax-wgpu params"),
-            contents: bytes,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let b = buffer_init(
+            device,
+            "softmax-wgpu params",
+            bytes,
+            wgpu::BufferUsages::UNIFORM,
+        );
         map.insert(bytes.to_vec(), b.clone());
         b
     }
+}
+
+/// A buffer holding `contents` (padded to 4 bytes), as `wgpu::util::DeviceExt::
+/// create_buffer_init` makes it, except that a lost device gives an invalid buffer and a
+/// validation error for the surrounding error scope instead of a panic.
+pub(crate) fn buffer_init(
+    device: &wgpu::Device,
+    label: &str,
+    contents: &[u8],
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    let b = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (contents.len() as u64).div_ceil(4) * 4,
+        usage,
+        mapped_at_creation: true,
+    });
+    if let Ok(mut view) = b.slice(..).get_mapped_range_mut() {
+        view.slice(..contents.len()).copy_from_slice(contents);
+    }
+    b.unmap();
+    b
 }

@@ -368,76 +368,79 @@ impl Engine {
         options: &CrossEntropyOptions,
         with_grad: bool,
     ) -> Result<CrossEntropyResult<T>> {
-        let _turn = self.host_guard();
-        shape.expect_len("logits", logits.len())?;
-        if targets.len() != shape.rows {
-            return Err(Error::ShapeMismatch {
-                what: "targets",
-                got: targets.len(),
-                expected: shape.rows,
-                rows: shape.rows,
-                cols: 1,
-            });
-        }
-        options.validate(shape.cols)?;
-        let ignore = i64::from(options.ignore_index);
-        let mut t32 = Vec::with_capacity(targets.len());
-        for (row, &t) in targets.iter().enumerate() {
-            if t != ignore && !(0..shape.cols as i64).contains(&t) {
-                return Err(Error::invalid_target(row, t, shape.cols));
+        self.host_op(|| {
+            shape.expect_len("logits", logits.len())?;
+            if targets.len() != shape.rows {
+                return Err(Error::ShapeMismatch {
+                    what: "targets",
+                    got: targets.len(),
+                    expected: shape.rows,
+                    rows: shape.rows,
+                    cols: 1,
+                });
             }
-            t32.push(t as i32);
-        }
-        let n = logits.len() as u64;
-        let rows = shape.rows as u64;
-        let out_usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let x = self.upload(logits)?;
-        let tb = self.upload(&t32)?;
-        let wb = options
-            .weight
-            .as_deref()
-            .map(|w| self.upload(w))
-            .transpose()?;
-        let grad = match with_grad {
-            true => Some(
-                self.pool
-                    .take(&self.device, out_usage, T::DTYPE.buffer_bytes(n))?,
-            ),
-            false => None,
-        };
-        let loss = self.pool.take(&self.device, out_usage, 4 * rows)?;
-        let lse = self.pool.take(&self.device, out_usage, 4 * rows)?;
-        let meta = self.pool.take(&self.device, out_usage, 16)?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.record_cross_entropy(
-            &mut encoder,
-            &CrossEntropyArgs {
-                shape,
-                logits: TensorRef::new(&x, T::DTYPE),
-                targets: TensorRef::new(&tb, DType::F32),
-                weight: wb.as_ref().map(|w| TensorRef::new(w, DType::F32)),
-                grad: grad.as_ref().map_or(GradOutput::None, |g| {
-                    GradOutput::To(TensorRef::new(g, T::DTYPE))
+            options.validate(shape.cols)?;
+            let ignore = i64::from(options.ignore_index);
+            let mut t32 = Vec::with_capacity(targets.len());
+            for (row, &t) in targets.iter().enumerate() {
+                if t != ignore && !(0..shape.cols as i64).contains(&t) {
+                    return Err(Error::invalid_target(row, t, shape.cols));
+                }
+                t32.push(t as i32);
+            }
+            let n = logits.len() as u64;
+            let rows = shape.rows as u64;
+            let out_usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+            let x = self.upload(logits)?;
+            let tb = self.upload(&t32)?;
+            let wb = options
+                .weight
+                .as_deref()
+                .map(|w| self.upload(w))
+                .transpose()?;
+            let grad = match with_grad {
+                true => Some(
+                    self.pool
+                        .take(&self.device, out_usage, T::DTYPE.buffer_bytes(n))?,
+                ),
+                false => None,
+            };
+            let loss = self.pool.take(&self.device, out_usage, 4 * rows)?;
+            let lse = self.pool.take(&self.device, out_usage, 4 * rows)?;
+            let meta = self.pool.take(&self.device, out_usage, 16)?;
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            self.record_cross_entropy(
+                &mut encoder,
+                &CrossEntropyArgs {
+                    shape,
+                    logits: TensorRef::new(&x, T::DTYPE),
+                    targets: TensorRef::new(&tb, DType::F32),
+                    weight: wb.as_ref().map(|w| TensorRef::new(w, DType::F32)),
+                    grad: grad.as_ref().map_or(GradOutput::None, |g| {
+                        GradOutput::To(TensorRef::new(g, T::DTYPE))
+                    }),
+                    loss: TensorRef::new(&loss, DType::F32),
+                    lse: TensorRef::new(&lse, DType::F32),
+                    meta: &meta,
+                },
+                options,
+            )?;
+            let mut reads = vec![(&*loss, 4 * rows), (&*lse, 4 * rows), (&*meta, 16)];
+            if let Some(g) = &grad {
+                reads.push((&**g, T::DTYPE.buffer_bytes(n)));
+            }
+            let out = self.submit_and_read(encoder, &reads)?;
+            let f32s =
+                |b: &[u8], n: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(&b[..4 * n]) };
+            let meta = f32s(&out[2], 4);
+            Ok(CrossEntropyResult {
+                loss: meta[2],
+                per_row: f32s(&out[0], shape.rows),
+                lse: f32s(&out[1], shape.rows),
+                grad: grad.map(|_| {
+                    bytemuck::pod_collect_to_vec(&out[3][..std::mem::size_of_val(logits)])
                 }),
-                loss: TensorRef::new(&loss, DType::F32),
-                lse: TensorRef::new(&lse, DType::F32),
-                meta: &meta,
-            },
-            options,
-        )?;
-        let mut reads = vec![(&*loss, 4 * rows), (&*lse, 4 * rows), (&*meta, 16)];
-        if let Some(g) = &grad {
-            reads.push((&**g, T::DTYPE.buffer_bytes(n)));
-        }
-        let out = self.submit_and_read(encoder, &reads)?;
-        let f32s = |b: &[u8], n: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(&b[..4 * n]) };
-        let meta = f32s(&out[2], 4);
-        Ok(CrossEntropyResult {
-            loss: meta[2],
-            per_row: f32s(&out[0], shape.rows),
-            lse: f32s(&out[1], shape.rows),
-            grad: grad
-                .map(|_| bytemuck::pod_collect_to_vec(&out[3][..std::mem::size_of_val(logits)])),
+            })
         })
     }
 
@@ -450,29 +453,30 @@ impl Engine {
         dy: &[T],
         shape: Shape,
     ) -> Result<Vec<T>> {
-        let _turn = self.host_guard();
-        shape.expect_len("y", y.len())?;
-        shape.expect_len("dy", dy.len())?;
-        let n = y.len() as u64;
-        let yb = self.upload(y)?;
-        let db = self.upload(dy)?;
-        let out = self.pool.take(
-            &self.device,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            T::DTYPE.buffer_bytes(n),
-        )?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        self.record_backward(
-            &mut encoder,
-            log,
-            shape,
-            TensorRef::new(&yb, T::DTYPE),
-            TensorRef::new(&db, T::DTYPE),
-            TensorRef::new(&out, T::DTYPE),
-        )?;
-        let bytes = self.submit_and_read(encoder, &[(&out, T::DTYPE.buffer_bytes(n))])?;
-        Ok(bytemuck::pod_collect_to_vec(
-            &bytes[0][..std::mem::size_of_val(y)],
-        ))
+        self.host_op(|| {
+            shape.expect_len("y", y.len())?;
+            shape.expect_len("dy", dy.len())?;
+            let n = y.len() as u64;
+            let yb = self.upload(y)?;
+            let db = self.upload(dy)?;
+            let out = self.pool.take(
+                &self.device,
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                T::DTYPE.buffer_bytes(n),
+            )?;
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            self.record_backward(
+                &mut encoder,
+                log,
+                shape,
+                TensorRef::new(&yb, T::DTYPE),
+                TensorRef::new(&db, T::DTYPE),
+                TensorRef::new(&out, T::DTYPE),
+            )?;
+            let bytes = self.submit_and_read(encoder, &[(&out, T::DTYPE.buffer_bytes(n))])?;
+            Ok(bytemuck::pod_collect_to_vec(
+                &bytes[0][..std::mem::size_of_val(y)],
+            ))
+        })
     }
 }
