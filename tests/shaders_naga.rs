@@ -141,7 +141,7 @@ fn every_module_passes_spirv_val() {
     let sources = softmax_wgpu::shader::all_sources();
     let options = vulkan_spv_options();
     // Two threads: one spirv-val process per module, about 10 ms each.
-    let half = sources.len().div_ceil(2);
+    let half = sources.len().div_ceil(2).max(1);
     let failures: Vec<String> = std::thread::scope(|scope| {
         let workers: Vec<_> = sources
             .chunks(half)

@@ -1,4 +1,5 @@
-// Stores f32 outputs: one element per slot of the y binding (`y_raw_store`, see src/shader/views.rs).
+// Stores f32 outputs: one element per slot of the y binding (`y_raw_store`, see
+// src/shader/views.rs).
 fn store_pair(q: u32, v: vec2<f32>, lo: bool, hi: bool) {
     if (lo) {
         y_raw_store(2u * q, v.x);

@@ -3,8 +3,8 @@
 //! A module is the concatenation of: a header of constants, the bindings with their raw
 //! accessors (generated in `views` from the same table that builds the bind-group layout,
 //! so the two cannot disagree), the input dtype's `load_x`, the output dtype's
-//! `store_pair`, the shared pieces and the kernel. Constants are plain `const` declarations, so every variant
-//! is a complete module that naga validates on its own.
+//! `store_pair`, the shared pieces and the kernel. Constants are plain `const`
+//! declarations, so every variant is a complete module that naga validates on its own.
 //!
 //! - `keys`: what selects a distinct pipeline (the cache keys) and the bindings each declares.
 //! - `views`: the bindings' WGSL declarations and accessors (raw, vector views, blocks).
