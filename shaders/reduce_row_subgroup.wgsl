@@ -1,9 +1,11 @@
 // Row reductions of the forward kernels with subgroup operations (SUBGROUP), the same
-// functions as reduce_row_tree.wgsl. Either each subgroup takes a row of its own
-// (SUBGROUP_ROWS: no workgroup memory, no barrier), or the whole workgroup shares one row:
-// subgroups reduce, then every invocation merges the subgroups' results.
+// functions as reduce_row_tree.wgsl. Either each row takes LANES invocations of one
+// subgroup (SUBGROUP_ROWS: no workgroup memory, no barrier; LANES divides the subgroup
+// size, src/plan.rs), or the whole workgroup shares one row: subgroups reduce, then every
+// invocation merges the subgroups' results.
 //
-// Needs from the header: WG, SUBGROUP_ROWS and `struct Ids` with the subgroup builtins.
+// Needs from the header: WG, LANES, SUBGROUP_ROWS and `struct Ids` with the subgroup
+// builtins.
 
 var<workgroup> row_m: array<f32, WG>;
 var<workgroup> row_s: array<f32, WG>;
@@ -14,7 +16,9 @@ var<workgroup> row_total_flags: u32;
 
 fn lane_of(ids: Ids) -> Lane {
     if (SUBGROUP_ROWS) {
-        return Lane(ids.sg_id, ids.n_sg, ids.sg_lane, ids.sg_size);
+        let per_subgroup = ids.sg_size / LANES;
+        return Lane(ids.sg_id * per_subgroup + ids.sg_lane / LANES, ids.n_sg * per_subgroup,
+                    ids.sg_lane % LANES, LANES);
     }
     return Lane(0u, 1u, ids.lid, WG);
 }
@@ -26,15 +30,31 @@ fn reduce_subgroup(st: Online, inv_t: f32) -> Online {
     return Online(m, s, subgroupOr(st.flags));
 }
 
+// Merge within each aligned cluster of LANES invocations of a subgroup: a butterfly of
+// log2(LANES) exchanges. `merge` is symmetric, so every lane of a cluster ends with the
+// same state.
+fn reduce_cluster(st: Online, inv_t: f32) -> Online {
+    var acc = st;
+    for (var off = LANES / 2u; off > 0u; off /= 2u) {
+        let other = Online(subgroupShuffleXor(acc.m, off), subgroupShuffleXor(acc.s, off),
+                           subgroupShuffleXor(acc.flags, off));
+        acc = merge(acc, other, inv_t);
+    }
+    return acc;
+}
+
 // Merges the states of the lanes of each row; every lane gets its row's merged state.
 // Subgroups reduce; the first subgroup merges their results (one pass over them, not one
 // per invocation: lavapipe's workgroups of 512 lanes spent 10 ms instead of 1 on 256 rows
 // when every invocation read all 64 slots); everyone reads the total.
 fn reduce_row(st: Online, at: Lane, ids: Ids, inv_t: f32) -> Online {
-    let part = reduce_subgroup(st, inv_t);
     if (SUBGROUP_ROWS) {
-        return part;
+        if (LANES < ids.sg_size) {
+            return reduce_cluster(st, inv_t);
+        }
+        return reduce_subgroup(st, inv_t);
     }
+    let part = reduce_subgroup(st, inv_t);
     if (ids.sg_lane == 0u) {
         row_m[ids.sg_id] = part.m;
         row_s[ids.sg_id] = part.s;

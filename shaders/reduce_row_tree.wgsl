@@ -15,6 +15,10 @@ fn lane_of(ids: Ids) -> Lane {
 
 // Merges the states of the lanes of each row; every lane gets its row's merged state.
 fn reduce_row(st: Online, at: Lane, ids: Ids, inv_t: f32) -> Online {
+    if (LANES == 1u) {
+        // A row per lane (multi-row on CPU adapters): nothing to merge.
+        return st;
+    }
     let lid = ids.lid;
     row_m[lid] = st.m;
     row_s[lid] = st.s;

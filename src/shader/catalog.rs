@@ -130,6 +130,12 @@ fn test_layouts() -> Vec<(bool, Layout)> {
             ..base
         },
         Layout { lanes: 16, ..base },
+        // A row per lane (multi-row on CPU adapters).
+        Layout {
+            lanes: 1,
+            resident_blocks: 32,
+            ..base
+        },
         Layout {
             split: true,
             ..base
@@ -139,9 +145,18 @@ fn test_layouts() -> Vec<(bool, Layout)> {
             ..base
         },
         Layout {
+            lanes: 32,
             subgroups: true,
             subgroup_rows: true,
-            resident_blocks: 4,
+            resident_blocks: 2,
+            ..base
+        },
+        // Rows in clusters of a subgroup.
+        Layout {
+            lanes: 4,
+            subgroups: true,
+            subgroup_rows: true,
+            resident_blocks: 1,
             ..base
         },
         Layout {

@@ -9,11 +9,12 @@ use crate::options::Forward;
 /// How the forward kernel lays work out: the variants of `src/plan.rs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Layout {
-    /// Invocations per row (a power of two dividing the workgroup), without subgroup rows.
+    /// Invocations per row: a power of two dividing the workgroup (with `subgroup_rows`, also
+    /// the subgroup size); 1 for a row per lane, which merges nothing.
     pub lanes: u32,
     /// Row reductions with subgroup operations (needs SUBGROUP).
     pub subgroups: bool,
-    /// With `subgroups`: each subgroup takes its own row.
+    /// With `subgroups`: each row takes `lanes` invocations of one subgroup.
     pub subgroup_rows: bool,
     /// Blocks of 8 logits each lane holds in registers (row-resident); 0 for online.
     pub resident_blocks: u32,
