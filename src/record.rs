@@ -175,11 +175,12 @@ impl Engine {
             .min(limits.max_buffer_size)
             / 4
             * 4;
-        let usable = max_binding.saturating_sub(align + 4);
+        let slack = align + 4;
+        let usable = max_binding.saturating_sub(slack);
         if row_bytes > usable {
             return Err(Error::TooLarge {
-                what: "one row",
-                needed: row_bytes,
+                what: "one row with its binding's alignment slack",
+                needed: row_bytes + slack,
                 limit_name: "max_storage_buffer_binding_size",
                 limit: max_binding,
             });

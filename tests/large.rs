@@ -41,21 +41,36 @@ fn a_row_larger_than_one_binding_is_a_clear_error() {
             .limits
             .max_storage_buffer_binding_size
             .min(e.info().limits.max_buffer_size);
-        let cols = (limit / 2 + 1) as usize; // f16: one row just past the binding limit
+        // f16: one row just past the binding limit.
+        let cols = (limit / 2 + 1) as usize;
         let x = vec![half::f16::ZERO; cols];
         let err = e.softmax(&x, Shape::new(1, cols), &SoftmaxOptions::default());
-        assert!(
-            matches!(
-                err,
-                Err(Error::TooLarge {
-                    what: "one row",
-                    ..
-                })
-            ),
-            "{err:?}"
-        );
+        refused_past(err, limit);
+        // f32: one row within the limit but not within it less the slack of aligning the
+        // binding's offset down; the error counts that slack, so it reads as past the limit.
+        let cols = (limit / 4 - 1) as usize;
+        let x = vec![0.0f32; cols];
+        let err = e.softmax(&x, Shape::new(1, cols), &SoftmaxOptions::default());
+        refused_past(err, limit);
         e.release_buffers();
     });
+}
+
+/// `err` is the one-row `TooLarge` error, naming more bytes than `limit`.
+fn refused_past<T: std::fmt::Debug>(err: softmax_wgpu::Result<T>, limit: u64) {
+    match err {
+        Err(Error::TooLarge {
+            what,
+            needed,
+            limit: named,
+            ..
+        }) => {
+            assert!(what.starts_with("one row"), "{what}");
+            assert_eq!(named, limit / 4 * 4);
+            assert!(needed > named, "needs {needed} of {named}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
 }
 
 #[test]

@@ -78,30 +78,32 @@ fn every_variant_on_shapes_around_block_and_workgroup_sizes() {
 
 #[test]
 fn every_variant_on_special_rows() {
-    // NaN, +inf, all -inf and ordinary rows interleaved, 40 columns so that every variant has
-    // blocks and an unaligned tail, and with masked rows as zeros.
-    let cols = 40;
-    let mut x = random_logits(6 * cols, 5.0, 7);
-    x[3] = f32::NAN;
-    x[cols + 39] = INF;
-    x[2 * cols..3 * cols].fill(-INF);
-    x[3 * cols + 17] = -INF;
-    x[4 * cols + 8] = 1e30;
-    x[5 * cols..5 * cols + 20].fill(-INF);
-    let shape = Shape::new(6, cols);
-    on_every_tuning(|e| {
-        check_variants(e, &x, shape, &SoftmaxOptions::default());
-        let zeros = SoftmaxOptions {
-            masked_rows: softmax_wgpu::MaskedRows::Zeros,
-            ..Default::default()
-        };
-        for v in Variant::KERNELS {
-            let p = e.softmax(&x, shape, &zeros.with_variant(v)).unwrap();
-            assert!(p[2 * cols..3 * cols].iter().all(|&p| p == 0.0), "{v}");
-            assert!(p[..cols].iter().all(|p| p.is_nan()), "{v}");
-            assert!(p[cols..2 * cols].iter().all(|p| p.is_nan()), "{v}");
-        }
-    });
+    // NaN, +inf, all -inf and ordinary rows interleaved, with masked rows as zeros. 40 columns
+    // give every variant blocks and an unaligned tail; 20 (3 blocks) put a multi-row row on
+    // a cluster of 4 lanes of a subgroup under GPU tuning, merged by subgroup shuffles.
+    for cols in [40, 20] {
+        let mut x = random_logits(6 * cols, 5.0, 7);
+        x[3] = f32::NAN;
+        x[cols + cols - 1] = INF;
+        x[2 * cols..3 * cols].fill(-INF);
+        x[3 * cols + 17] = -INF;
+        x[4 * cols + 8] = 1e30;
+        x[5 * cols..5 * cols + cols / 2].fill(-INF);
+        let shape = Shape::new(6, cols);
+        on_every_tuning(|e| {
+            check_variants(e, &x, shape, &SoftmaxOptions::default());
+            let zeros = SoftmaxOptions {
+                masked_rows: softmax_wgpu::MaskedRows::Zeros,
+                ..Default::default()
+            };
+            for v in Variant::KERNELS {
+                let p = e.softmax(&x, shape, &zeros.with_variant(v)).unwrap();
+                assert!(p[2 * cols..3 * cols].iter().all(|&p| p == 0.0), "{v}");
+                assert!(p[..cols].iter().all(|p| p.is_nan()), "{v}");
+                assert!(p[cols..2 * cols].iter().all(|p| p.is_nan()), "{v}");
+            }
+        });
+    }
 }
 
 #[test]
