@@ -79,8 +79,9 @@ fn every_variant_on_shapes_around_block_and_workgroup_sizes() {
 #[test]
 fn every_variant_on_special_rows() {
     // NaN, +inf, all -inf and ordinary rows interleaved, with masked rows as zeros. 40 columns
-    // give every variant blocks and an unaligned tail; 20 (3 blocks) put a multi-row row on
-    // a cluster of 4 lanes of a subgroup under GPU tuning, merged by subgroup shuffles.
+    // give every variant blocks and an unaligned tail; 20 (2 blocks and a tail) put a
+    // multi-row row on a cluster of 2 lanes of a subgroup under GPU tuning, merged by
+    // subgroup shuffles.
     for cols in [40, 20] {
         let mut x = random_logits(6 * cols, 5.0, 7);
         x[3] = f32::NAN;
