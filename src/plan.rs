@@ -78,6 +78,26 @@ pub(crate) struct Plan {
     pub workgroup: u32,
 }
 
+impl Plan {
+    /// Rows each lane of a packed plan takes (1 otherwise).
+    pub(crate) fn packed_rows(&self) -> u32 {
+        self.rows_per_group / (self.workgroup / self.layout.lanes)
+    }
+
+    /// The same plan without packed rows, for dispatches whose rows do not start on a block
+    /// (`packed_cols` needs every dispatch's first output on one, see `record_forward`).
+    pub(crate) fn unpacked(self) -> Plan {
+        Plan {
+            layout: Layout {
+                packed_cols: 0,
+                ..self.layout
+            },
+            rows_per_group: self.workgroup / self.layout.lanes,
+            ..self
+        }
+    }
+}
+
 impl Engine {
     fn max_resident_blocks(&self) -> u32 {
         if self.cpu_tuned() {
@@ -195,6 +215,7 @@ impl Engine {
             subgroup_rows: false,
             resident_blocks: 0,
             split: false,
+            packed_cols: 0,
         };
         // Blocks per lane rounded up to a power of two, so that few pipelines cover all sizes.
         let per_lane = |lanes: u64| (blocks.div_ceil(lanes).next_power_of_two().max(1)) as u32;
@@ -295,7 +316,12 @@ impl Engine {
                 let resident_blocks = per_lane(u64::from(lanes));
                 // A row per lane needs no reduction; a row within a subgroup merges there.
                 let subgroup_rows = lanes > 1 && self.fixed_subgroup().is_some();
-                let wg = self.multi_row_workgroup(lanes, resident_blocks);
+                // CPU adapters pack short rows several to a lane where they fill whole blocks.
+                let packed = (self.cpu_tuned() && lanes == 1)
+                    .then(|| crate::shader::packed_rows(shape.cols))
+                    .flatten();
+                let held = packed.map_or(resident_blocks, |r| r * shape.cols as u32 / 8);
+                let wg = self.multi_row_workgroup(lanes, held);
                 Plan {
                     variant,
                     layout: Layout {
@@ -304,9 +330,10 @@ impl Engine {
                         subgroup_rows,
                         resident_blocks,
                         split: false,
+                        packed_cols: packed.map_or(0, |_| shape.cols as u32),
                     },
                     chunks: 1,
-                    rows_per_group: wg / lanes,
+                    rows_per_group: wg / lanes * packed.unwrap_or(1),
                     workgroup: wg,
                 }
             }

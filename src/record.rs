@@ -6,6 +6,7 @@ use crate::engine::{capture_errors, Engine};
 use crate::error::{Error, Result};
 use crate::options::{Forward, MaskedRows, Shape, SoftmaxOptions};
 use crate::params::ForwardParams;
+use crate::plan::Plan;
 use crate::shader::{slot, ForwardEntry, KernelKey, PipelineKey};
 
 /// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).
@@ -100,6 +101,16 @@ pub(crate) struct ChunkBinding {
 }
 
 /// The dispatches of `rows` rows, at most `rows_per_chunk` each: `(first row, rows)`.
+/// One dispatch of a forward operation: its rows, whether they run packed (see
+/// `Layout::packed_cols`), and where each tensor's chunk of them is bound.
+struct Dispatch {
+    rows: u64,
+    packed: bool,
+    x: ChunkBinding,
+    y: Option<ChunkBinding>,
+    lse: Option<ChunkBinding>,
+}
+
 pub(crate) fn row_chunks(rows: u64, rows_per_chunk: u64) -> impl Iterator<Item = (u64, u64)> {
     let step = rows_per_chunk.max(1);
     (0..rows)
@@ -274,6 +285,11 @@ impl Engine {
         .max()
         .unwrap_or(0);
         let (mut rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        // Packed lanes take whole runs of rows: every dispatch of them starts one.
+        let packed_rows = u64::from(plan.packed_rows());
+        if rows_per_chunk >= packed_rows {
+            rows_per_chunk = rows_per_chunk / packed_rows * packed_rows;
+        }
         let chunks = u64::from(plan.chunks);
         let partials = if plan.layout.split {
             // Each dispatch's partial states fit the scratch buffer (16 bytes each).
@@ -282,68 +298,95 @@ impl Engine {
         } else {
             None
         };
-        // The dispatches: first row, rows, and where each tensor's chunk is bound.
-        let dispatches: Vec<_> = row_chunks(rows, rows_per_chunk)
-            .map(|(row0, nrows)| {
-                let x = chunk_binding(&args.input, row0 * cols, nrows * cols, align);
-                let y = output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align));
-                let l = args.lse.map(|t| chunk_binding(&t, row0, nrows, align));
-                (nrows, x, y, l)
-            })
-            .collect();
+        // The dispatches: first row, rows, whether packed, and where each tensor's chunk is
+        // bound. With packed rows, the rows that do not fill a lane's run go in a dispatch
+        // of their own, unpacked, so that the packed kernel has no partial run to mind.
+        let dispatches_of = |packed: bool| -> Vec<Dispatch> {
+            row_chunks(rows, rows_per_chunk)
+                .flat_map(|(row0, nrows)| {
+                    let whole = if packed { nrows / packed_rows * packed_rows } else { nrows };
+                    [(row0, whole, packed), (row0 + whole, nrows - whole, false)]
+                })
+                .filter(|&(_, nrows, _)| nrows > 0)
+                .map(|(row0, nrows, packed)| Dispatch {
+                    rows: nrows,
+                    packed,
+                    x: chunk_binding(&args.input, row0 * cols, nrows * cols, align),
+                    y: output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align)),
+                    lse: args.lse.map(|t| chunk_binding(&t, row0, nrows, align)),
+                })
+                .collect()
+        };
         // Blocks of 8 are aligned in the output; the input loads them as vectors where it
         // sits at the same element offset modulo 8 in every dispatch.
         // Logsumexp has no output: its blocks follow the input. In place, both are one.
         let x_view = self.view_bytes(args.input.dtype);
         let y_view = output.map_or(16, |o| self.view_bytes(o.dtype));
-        let aligned = in_place
-            || dispatches.iter().all(|(_, x, y, _)| {
-                x.size >= x_view
-                    && y.as_ref()
-                        .is_none_or(|y| y.size >= y_view && x.base % 8 == y.base % 8)
-            });
+        let aligned_in = |dispatches: &[Dispatch]| {
+            in_place
+                || dispatches.iter().all(|d| {
+                    d.x.size >= x_view
+                        && d.y.as_ref().is_none_or(|y| {
+                            y.size >= y_view && d.x.base % 8 == y.base % 8
+                        })
+                })
+        };
+        let mut dispatches = dispatches_of(plan.layout.packed_cols > 0);
+        let mut aligned = aligned_in(&dispatches);
+        // Packed rows load whole blocks from each dispatch's first row on; elsewhere the
+        // rows run unpacked.
+        let blocks_from_row_0 = dispatches
+            .iter()
+            .filter(|d| d.packed)
+            .all(|d| d.y.as_ref().map_or(d.x.base, |y| y.base) % 8 == 0);
+        if plan.layout.packed_cols > 0 && !(aligned && blocks_from_row_0) {
+            dispatches = dispatches_of(false);
+            aligned = aligned_in(&dispatches);
+        }
+        let plans = [plan.unpacked(), plan];
         // Workgroups a dispatch of `nrows` rows needs along its row dimension (split-row
         // pieces go along another).
-        let groups_of = |nrows: u64| {
+        let groups_of = |plan: &Plan, nrows: u64| {
             if plan.layout.split {
                 nrows
             } else {
                 nrows.div_ceil(u64::from(plan.rows_per_group))
             }
         };
-        let key = KernelKey {
-            op: args.op,
-            input: self.storage(args.input.dtype),
-            output: output.map(|o| self.storage(o.dtype)),
-            in_place,
-            lse: args.lse.is_some(),
-            contiguous: self.contiguous(),
-            workgroup: plan.workgroup,
-            layout: plan.layout,
-            half_builtins: self.half_builtins,
-            // Groups of rows per dispatch past one dimension's limit: workgroups loop.
-            row_loop: dispatches
-                .iter()
-                .any(|(nrows, ..)| groups_of(*nrows) > max_groups),
-            aligned,
-            wide_words: self.wide_words(),
-        };
-        let kernels = if plan.layout.split {
-            vec![
-                self.pipelines.get(
-                    &self.device,
-                    &PipelineKey::Forward(key, ForwardEntry::Partials),
-                )?,
-                self.pipelines.get(
-                    &self.device,
-                    &PipelineKey::Forward(key, ForwardEntry::Finish),
-                )?,
-            ]
-        } else {
-            vec![self
-                .pipelines
-                .get(&self.device, &PipelineKey::Forward(key, ForwardEntry::Main))?]
-        };
+        // The pipelines of the unpacked and the packed plan, where a dispatch runs them.
+        let mut kernels: [Vec<std::sync::Arc<crate::pipeline::Kernel>>; 2] = Default::default();
+        for (k, plan) in plans.iter().enumerate() {
+            let runs = dispatches.iter().filter(|d| usize::from(d.packed) == k);
+            let key = KernelKey {
+                op: args.op,
+                input: self.storage(args.input.dtype),
+                output: output.map(|o| self.storage(o.dtype)),
+                in_place,
+                lse: args.lse.is_some(),
+                contiguous: self.contiguous(),
+                workgroup: plan.workgroup,
+                layout: plan.layout,
+                half_builtins: self.half_builtins,
+                // Groups of rows per dispatch past one dimension's limit: workgroups loop.
+                row_loop: runs.clone().any(|d| groups_of(plan, d.rows) > max_groups),
+                aligned,
+                wide_words: self.wide_words(),
+            };
+            if runs.count() == 0 {
+                continue;
+            }
+            let entries: &[ForwardEntry] = if plan.layout.split {
+                &[ForwardEntry::Partials, ForwardEntry::Finish]
+            } else {
+                &[ForwardEntry::Main]
+            };
+            for &entry in entries {
+                kernels[k].push(
+                    self.pipelines
+                        .get(&self.device, &PipelineKey::Forward(key, entry))?,
+                );
+            }
+        }
         let tiny = self.tiny_buffer()?;
         let masked_zeros = u32::from(args.options.masked_rows == MaskedRows::Zeros);
 
@@ -352,8 +395,10 @@ impl Engine {
                 label: Some("softmax-wgpu forward"),
                 timestamp_writes: None,
             });
-            for (nrows, x, y, l) in &dispatches {
-                let nrows = *nrows;
+            for d in &dispatches {
+                let (nrows, x, y, l) = (d.rows, &d.x, &d.y, &d.lse);
+                let plan = &plans[usize::from(d.packed)];
+                let kernels = &kernels[usize::from(d.packed)];
                 // Logsumexp has no output: its pairs follow the input.
                 let y_base = y.as_ref().map_or(x.base, |y| y.base);
                 let params = ForwardParams {
@@ -377,11 +422,11 @@ impl Engine {
                         entries.push(bind_vectors(slot::X_VEC, &args.input, x, x_view, &tiny));
                     }
                 }
-                if let (Some(o), Some(y)) = (&output, &y) {
+                if let (Some(o), Some(y)) = (&output, y) {
                     entries.push(bind(slot::Y, o, y));
                     entries.push(bind_vectors(slot::Y_VEC, o, y, y_view, &tiny));
                 }
-                if let (Some(t), Some(l)) = (&args.lse, &l) {
+                if let (Some(t), Some(l)) = (&args.lse, l) {
                     entries.push(bind(slot::LSE, t, l));
                 }
                 if let Some(p) = &partials {
@@ -400,9 +445,9 @@ impl Engine {
                     entries: &entries,
                 });
                 pass.set_bind_group(0, &bind_group, &[]);
-                for kernel in &kernels {
+                for kernel in kernels {
                     pass.set_pipeline(&kernel.pipeline);
-                    let groups = groups_of(nrows).min(max_groups) as u32;
+                    let groups = groups_of(plan, nrows).min(max_groups) as u32;
                     if plan.layout.split {
                         pass.dispatch_workgroups(plan.chunks, groups, 1);
                     } else {

@@ -122,6 +122,7 @@ fn test_layouts() -> Vec<(bool, Layout)> {
         subgroup_rows: false,
         resident_blocks: 0,
         split: false,
+        packed_cols: 0,
     };
     let layouts = [
         base,
@@ -134,6 +135,19 @@ fn test_layouts() -> Vec<(bool, Layout)> {
         Layout {
             lanes: 1,
             resident_blocks: 32,
+            ..base
+        },
+        // Packed rows: 3 logits (8 rows in 3 blocks) and 31 (8 rows in 31 blocks, the most).
+        Layout {
+            lanes: 1,
+            resident_blocks: 1,
+            packed_cols: 3,
+            ..base
+        },
+        Layout {
+            lanes: 1,
+            resident_blocks: 4,
+            packed_cols: 31,
             ..base
         },
         Layout {

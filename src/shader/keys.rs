@@ -20,6 +20,9 @@ pub(crate) struct Layout {
     pub resident_blocks: u32,
     /// Split-row: `partials` and `finish` entry points and a scratch binding.
     pub split: bool,
+    /// Packed rows (a row per lane on CPU adapters): the row length, every lane taking as
+    /// many whole rows as make a run of blocks (`shader::packed_rows`); 0 otherwise.
+    pub packed_cols: u32,
 }
 
 /// Everything that selects a distinct forward pipeline.

@@ -13,12 +13,14 @@
 
 mod catalog;
 mod keys;
+mod packed;
 mod views;
 
 pub use catalog::all_sources;
 pub(crate) use keys::{
     BackwardKey, CeEntry, CeKey, CopyKey, ForwardEntry, KernelKey, Layout, PipelineKey,
 };
+pub(crate) use packed::packed_rows;
 pub(crate) use views::view_bytes;
 
 use crate::dtype::Storage;
@@ -266,7 +268,8 @@ pub(crate) fn source(key: &KernelKey) -> String {
     let header = format!(
         "{}const OP: u32 = {}u;\nconst HAS_LSE: bool = {};\nconst LANES: u32 = {}u;\n\
          const RESIDENT: bool = {};\nconst RESIDENT_BLOCKS: u32 = {}u;\n\
-         const SUBGROUP_ROWS: bool = {};\nconst ALIGNED: bool = {};\n{}",
+         const SUBGROUP_ROWS: bool = {};\nconst ALIGNED: bool = {};\n\
+         const PACKED_COLS: u32 = {}u;\nconst PACKED_ROWS: u32 = {}u;\n{}",
         header(
             key.workgroup,
             key.contiguous,
@@ -280,6 +283,8 @@ pub(crate) fn source(key: &KernelKey) -> String {
         l.resident_blocks.max(1),
         l.subgroup_rows,
         key.aligned,
+        l.packed_cols,
+        packed_rows(l.packed_cols as usize).filter(|_| l.packed_cols > 0).unwrap_or(0),
         ids_struct(l.subgroups),
     );
     let reduce = if l.subgroups {
@@ -296,6 +301,11 @@ pub(crate) fn source(key: &KernelKey) -> String {
         (unrollable && l.resident_blocks > 0 && l.resident_blocks <= MAX_UNROLLED_BLOCKS)
             .then_some(l.resident_blocks);
     let held = held_passes(unrolled);
+    let packed = if l.packed_cols > 0 {
+        packed::packed_tile_source(l.packed_cols)
+    } else {
+        "fn packed_tile(row0: u32) {}\n".into()
+    };
     [
         header.as_str(),
         &bindings(key),
@@ -303,6 +313,7 @@ pub(crate) fn source(key: &KernelKey) -> String {
         reduce,
         SOFTMAX,
         &held,
+        &packed,
     ]
     .join("\n")
 }
