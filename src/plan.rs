@@ -8,7 +8,9 @@
 //! - split-row when there are too few rows to keep the adapter busy (fewer than its
 //!   `parallel_groups`) and the rows are long enough to cut into pieces worth a workgroup;
 //! - multi-row when a row is short (it fits `MULTI_ROW_LANES` lanes' registers, at most
-//!   `MULTI_ROW_AUTO_BLOCKS_CPU` / `_GPU` blocks per lane): several rows per workgroup;
+//!   `MULTI_ROW_AUTO_BLOCKS_CPU` / `_GPU` blocks per lane): several rows per workgroup; on
+//!   CPU adapters a row of up to 32 blocks takes a lane, and rows whose least multiple of
+//!   8 logits is at most 32 blocks go several to a lane, packed (`shader::packed_rows`);
 //! - online otherwise.
 
 use crate::engine::Engine;

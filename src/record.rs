@@ -304,7 +304,11 @@ impl Engine {
         let dispatches_of = |packed: bool| -> Vec<Dispatch> {
             row_chunks(rows, rows_per_chunk)
                 .flat_map(|(row0, nrows)| {
-                    let whole = if packed { nrows / packed_rows * packed_rows } else { nrows };
+                    let whole = if packed {
+                        nrows / packed_rows * packed_rows
+                    } else {
+                        nrows
+                    };
                     [(row0, whole, packed), (row0 + whole, nrows - whole, false)]
                 })
                 .filter(|&(_, nrows, _)| nrows > 0)
@@ -326,9 +330,9 @@ impl Engine {
             in_place
                 || dispatches.iter().all(|d| {
                     d.x.size >= x_view
-                        && d.y.as_ref().is_none_or(|y| {
-                            y.size >= y_view && d.x.base % 8 == y.base % 8
-                        })
+                        && d.y
+                            .as_ref()
+                            .is_none_or(|y| y.size >= y_view && d.x.base % 8 == y.base % 8)
                 })
         };
         let mut dispatches = dispatches_of(plan.layout.packed_cols > 0);

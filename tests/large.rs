@@ -34,6 +34,29 @@ fn tensor_larger_than_one_binding() {
 }
 
 #[test]
+fn short_rows_past_one_binding() {
+    // Rows of 6 logits (packed 4 to a lane on CPU adapters) over more than one binding, and
+    // a row count that leaves 3 rows over: every binding starts a lane's run of rows, and
+    // the rows left over run unpacked.
+    on_every_adapter(|e| {
+        let limit = e.info().limits.max_storage_buffer_binding_size;
+        let cols = 6usize;
+        let rows = (limit as usize / 4 * 5 / 4 / cols).max(5120) / 4 * 4 + 3;
+        let x = random_logits(rows * cols, 12.0, 43);
+        let shape = Shape::new(rows, cols);
+        let o = SoftmaxOptions::default();
+        let r = e
+            .forward::<f32, f32>(Forward::Softmax, &x, shape, &o, true)
+            .unwrap();
+        let report = accuracy::check(Forward::Softmax, &x, shape, &o, &r.values);
+        assert!(report.ok(), "{report}");
+        let lse = accuracy::check(Forward::LogSumExp, &x, shape, &o, &r.lse.unwrap());
+        assert!(lse.ok(), "{lse}");
+        e.release_buffers();
+    });
+}
+
+#[test]
 fn a_row_larger_than_one_binding_is_a_clear_error() {
     on_every_adapter(|e| {
         let limit = e

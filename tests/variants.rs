@@ -62,6 +62,10 @@ fn every_variant_on_shapes_around_block_and_workgroup_sizes() {
             (5, 9),
             (4, 31),
             (64, 100),
+            // Packed rows on CPU adapters (8, 4 and 8 rows to a lane), with rows left over.
+            (19, 3),
+            (11, 10),
+            (9, 31),
             (7, 257),
             (3, 1000),
             (2, 4099),
@@ -108,6 +112,29 @@ fn every_variant_on_special_rows() {
 }
 
 #[test]
+fn special_rows_that_share_a_lane() {
+    // Rows of 3 and 6 logits, 8 and 4 to a packed lane on CPU adapters: each row keeps its
+    // own NaN, +inf and all -inf, whatever its neighbours in the lane hold.
+    for cols in [3, 6] {
+        let rows = 16;
+        let mut x = random_logits(rows * cols, 5.0, 11);
+        x[cols] = f32::NAN;
+        x[2 * cols + 1] = INF;
+        x[3 * cols..4 * cols].fill(-INF);
+        x[4 * cols] = -INF;
+        x[5 * cols + 2] = 1e30;
+        x[6 * cols + 1] = -1e30;
+        x[13 * cols..14 * cols].fill(-INF);
+        x[15 * cols + cols - 1] = f32::NAN;
+        let shape = Shape::new(rows, cols);
+        on_every_tuning(|e| {
+            check_variants(e, &x, shape, &SoftmaxOptions::default());
+            check_variants(e, &x, shape, &SoftmaxOptions::with_temperature(0.05));
+        });
+    }
+}
+
+#[test]
 fn every_variant_in_half_precision() {
     on_every_half_path(|e| {
         for (k, &(rows, cols)) in [(3, 17), (9, 250), (2, 3001)].iter().enumerate() {
@@ -124,76 +151,78 @@ fn every_variant_in_half_precision() {
 #[test]
 fn every_variant_in_place_and_at_unaligned_offsets() {
     // Input and output at offsets that differ modulo 8 elements (scalar block loads), and in
-    // place (vector loads through the output's binding).
+    // place (vector loads through the output's binding); rows of 6 logits, which CPU
+    // adapters pack only where a dispatch's first row starts a block, so run unpacked here.
     on_every_tuning(|e| {
-        let shape = Shape::new(5, 203);
-        let n = shape.len();
-        let x = random_logits(n, 10.0, 3);
-        let want = softmax_wgpu::oracle::softmax(&x, shape, &SoftmaxOptions::default());
-        let device = e.device();
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC;
-        let make = |size: u64| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        for v in Variant::KERNELS {
-            if !runs(e, v, shape) {
-                continue;
-            }
-            let options = SoftmaxOptions::default().with_variant(v);
-            let input = make(4 * n as u64 + 64);
-            let output = make(4 * n as u64 + 64);
-            e.queue().write_buffer(&input, 12, bytemuck::cast_slice(&x));
-            e.queue()
-                .write_buffer(&output, 20, bytemuck::cast_slice(&x));
-            let mut encoder = device.create_command_encoder(&Default::default());
-            // Out of place: input at element 3, output at element 9 (2 modulo 8 apart).
-            e.record_forward(
-                &mut encoder,
-                &ForwardArgs {
-                    op: Forward::Softmax,
-                    shape,
-                    input: TensorRef::new(&input, DType::F32).at(12),
-                    output: Some(TensorRef::new(&output, DType::F32).at(36)),
-                    lse: None,
-                    options,
-                },
-            )
-            .unwrap();
-            // In place on the output buffer's second copy at element 5.
-            let in_place = make(4 * n as u64 + 64);
-            e.queue()
-                .write_buffer(&in_place, 20, bytemuck::cast_slice(&x));
-            e.record_forward(
-                &mut encoder,
-                &ForwardArgs {
-                    op: Forward::Softmax,
-                    shape,
-                    input: TensorRef::new(&in_place, DType::F32).at(20),
-                    output: None,
-                    lse: None,
-                    options,
-                },
-            )
-            .unwrap();
-            e.queue().submit([encoder.finish()]);
-            for (buffer, offset) in [(&output, 36u64), (&in_place, 20)] {
-                let got = common::read_f32(e, buffer, offset, n);
-                let report = softmax_wgpu::accuracy::check(
-                    Forward::Softmax,
-                    &x,
-                    shape,
-                    &SoftmaxOptions::default(),
-                    &got,
-                );
-                assert!(report.ok(), "{v} at offset {offset}: {report}");
-                assert_eq!(got.len(), want.len());
+        for shape in [Shape::new(5, 203), Shape::new(37, 6)] {
+            let n = shape.len();
+            let x = random_logits(n, 10.0, 3);
+            let want = softmax_wgpu::oracle::softmax(&x, shape, &SoftmaxOptions::default());
+            let device = e.device();
+            let usage = wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC;
+            let make = |size: u64| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            for v in Variant::KERNELS {
+                if !runs(e, v, shape) {
+                    continue;
+                }
+                let options = SoftmaxOptions::default().with_variant(v);
+                let input = make(4 * n as u64 + 64);
+                let output = make(4 * n as u64 + 64);
+                e.queue().write_buffer(&input, 12, bytemuck::cast_slice(&x));
+                e.queue()
+                    .write_buffer(&output, 20, bytemuck::cast_slice(&x));
+                let mut encoder = device.create_command_encoder(&Default::default());
+                // Out of place: input at element 3, output at element 9 (2 modulo 8 apart).
+                e.record_forward(
+                    &mut encoder,
+                    &ForwardArgs {
+                        op: Forward::Softmax,
+                        shape,
+                        input: TensorRef::new(&input, DType::F32).at(12),
+                        output: Some(TensorRef::new(&output, DType::F32).at(36)),
+                        lse: None,
+                        options,
+                    },
+                )
+                .unwrap();
+                // In place on the output buffer's second copy at element 5.
+                let in_place = make(4 * n as u64 + 64);
+                e.queue()
+                    .write_buffer(&in_place, 20, bytemuck::cast_slice(&x));
+                e.record_forward(
+                    &mut encoder,
+                    &ForwardArgs {
+                        op: Forward::Softmax,
+                        shape,
+                        input: TensorRef::new(&in_place, DType::F32).at(20),
+                        output: None,
+                        lse: None,
+                        options,
+                    },
+                )
+                .unwrap();
+                e.queue().submit([encoder.finish()]);
+                for (buffer, offset) in [(&output, 36u64), (&in_place, 20)] {
+                    let got = common::read_f32(e, buffer, offset, n);
+                    let report = softmax_wgpu::accuracy::check(
+                        Forward::Softmax,
+                        &x,
+                        shape,
+                        &SoftmaxOptions::default(),
+                        &got,
+                    );
+                    assert!(report.ok(), "{v} at offset {offset}: {report}");
+                    assert_eq!(got.len(), want.len());
+                }
             }
         }
     });

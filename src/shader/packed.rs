@@ -101,7 +101,10 @@ pub(crate) fn packed_tile_source(cols: u32) -> String {
             sum_of(&list(&ks, &|k| format!("e_{k}")))
         );
         for &k in &ks {
-            let _ = writeln!(s, "    let o_{k} = packed_output(z_{k}, e_{k}, st_{i}, inv_t);");
+            let _ = writeln!(
+                s,
+                "    let o_{k} = packed_output(z_{k}, e_{k}, st_{i}, inv_t);"
+            );
         }
     }
     s += "    if (OP != OP_LOGSUMEXP) {\n";
