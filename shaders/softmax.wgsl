@@ -3,10 +3,11 @@
 // `log_softmax`, `logsumexp`), which every result of this file is tested against.
 //
 // Joined behind (see src/shader/mod.rs): a header of constants (WG, OP, CONTIGUOUS, HAS_LSE,
-// LANES, RESIDENT, RESIDENT_BLOCKS, ALIGNED, SUBGROUP_ROWS) and `struct Ids`, the bindings
-// with raw and vector accessors, the dtypes' `load_x`, `load_block`, `store_pair` and
-// `store_block`, `store_partial`/`load_partial`, common.wgsl and one of
-// reduce_row_tree.wgsl / reduce_row_subgroup.wgsl.
+// LANES, RESIDENT, RESIDENT_BLOCKS, ALIGNED, SUBGROUP_ROWS, PACKED_COLS, PACKED_ROWS) and
+// `struct Ids`, the bindings with raw and vector accessors, the dtypes' `load_x`,
+// `load_block`, `store_pair` and `store_block`, `store_partial`/`load_partial`, common.wgsl
+// and one of reduce_row_tree.wgsl / reduce_row_subgroup.wgsl; after it, the generated
+// `hold_blocks`, `exp_blocks`, `store_blocks` and `packed_tile`.
 //
 // One algorithm, four shapes of work (the variants of src/plan.rs):
 // - `main` with RESIDENT: a row lives in registers, RESIDENT_BLOCKS blocks per lane. Each lane
@@ -17,7 +18,8 @@
 //   (Milakov and Gimelshein, 2018), the states merge, then the row is read again to write
 //   exp((z - m) / T) / s. Two reads, one write: for rows too long to hold.
 // - Many rows per workgroup: LANES < WG (or one subgroup per row), so short rows keep every
-//   invocation busy. Either of the two above.
+//   invocation busy. Either of the two above; on CPU adapters also packed rows, several
+//   whole rows to a lane (`packed_lane`).
 // - Split-row, `partials` then `finish`: each row is cut into `chunks` pieces over as many
 //   workgroups; each stores its piece's partial state; then every workgroup merges its row's
 //   partials and writes its piece. For a few long rows, so that one row uses the whole GPU.
