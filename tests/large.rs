@@ -8,28 +8,10 @@ use softmax_wgpu::{accuracy, Error, Forward, Shape, SoftmaxOptions, Variant};
 #[test]
 fn tensor_larger_than_one_binding() {
     on_every_adapter(|e| {
-        let limit = e.info().limits.max_storage_buffer_binding_size;
         // 160 MiB of f32 on lavapipe (128 MiB binding limit), and at least 1.25 bindings elsewhere.
         let cols = 8192usize;
-        let rows = ((limit as usize / 4) * 5 / 4 / cols + 1).max(5120);
-        let bytes = (rows * cols * 4) as u64;
-        if bytes > e.info().limits.max_buffer_size {
-            panic!(
-                "adapter's max_buffer_size {} is below the test's {bytes} bytes",
-                e.info().limits.max_buffer_size
-            );
-        }
-        let x = random_logits(rows * cols, 12.0, 42);
-        let shape = Shape::new(rows, cols);
-        let o = SoftmaxOptions::default();
-        let r = e
-            .forward::<f32, f32>(Forward::LogSoftmax, &x, shape, &o, true)
-            .unwrap();
-        let report = accuracy::check(Forward::LogSoftmax, &x, shape, &o, &r.values);
-        assert!(report.ok(), "{report}");
-        let lse = accuracy::check(Forward::LogSumExp, &x, shape, &o, &r.lse.unwrap());
-        assert!(lse.ok(), "{lse}");
-        e.release_buffers();
+        let rows = (past_one_binding(e, cols) + 1).max(5120);
+        check_with_lse(e, Forward::LogSoftmax, rows, cols, 42);
     });
 }
 
@@ -39,21 +21,35 @@ fn short_rows_past_one_binding() {
     // a row count that leaves 3 rows over: every binding starts a lane's run of rows, and
     // the rows left over run unpacked.
     on_every_adapter(|e| {
-        let limit = e.info().limits.max_storage_buffer_binding_size;
-        let cols = 6usize;
-        let rows = (limit as usize / 4 * 5 / 4 / cols).max(5120) / 4 * 4 + 3;
-        let x = random_logits(rows * cols, 12.0, 43);
-        let shape = Shape::new(rows, cols);
-        let o = SoftmaxOptions::default();
-        let r = e
-            .forward::<f32, f32>(Forward::Softmax, &x, shape, &o, true)
-            .unwrap();
-        let report = accuracy::check(Forward::Softmax, &x, shape, &o, &r.values);
-        assert!(report.ok(), "{report}");
-        let lse = accuracy::check(Forward::LogSumExp, &x, shape, &o, &r.lse.unwrap());
-        assert!(lse.ok(), "{lse}");
-        e.release_buffers();
+        let rows = past_one_binding(e, 6).max(5120) / 4 * 4 + 3;
+        check_with_lse(e, Forward::Softmax, rows, 6, 43);
     });
+}
+
+/// Rows of `cols` f32 logits that fill 1.25 of the adapter's largest binding.
+fn past_one_binding(e: &softmax_wgpu::Engine, cols: usize) -> usize {
+    let limit = e.info().limits.max_storage_buffer_binding_size;
+    (limit as usize / 4) * 5 / 4 / cols
+}
+
+/// `op` with its logsumexp on random f32 logits `[rows, cols]`, both checked against the
+/// accuracy contract.
+fn check_with_lse(e: &softmax_wgpu::Engine, op: Forward, rows: usize, cols: usize, seed: u64) {
+    let bytes = (rows * cols * 4) as u64;
+    let max = e.info().limits.max_buffer_size;
+    assert!(
+        bytes <= max,
+        "adapter's max_buffer_size {max} is below the test's {bytes} bytes"
+    );
+    let x = random_logits(rows * cols, 12.0, seed);
+    let shape = Shape::new(rows, cols);
+    let o = SoftmaxOptions::default();
+    let r = e.forward::<f32, f32>(op, &x, shape, &o, true).unwrap();
+    let report = accuracy::check(op, &x, shape, &o, &r.values);
+    assert!(report.ok(), "{report}");
+    let lse = accuracy::check(Forward::LogSumExp, &x, shape, &o, &r.lse.unwrap());
+    assert!(lse.ok(), "{lse}");
+    e.release_buffers();
 }
 
 #[test]
