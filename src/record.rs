@@ -322,13 +322,14 @@ impl Engine {
                 .collect()
         };
         // Blocks of 8 are aligned in the output; the input loads them as vectors where it
-        // sits at the same element offset modulo 8 in every dispatch.
+        // sits at the same element offset modulo 8 in every dispatch of the pipeline.
         // Logsumexp has no output: its blocks follow the input. In place, both are one.
         let x_view = self.view_bytes(args.input.dtype);
         let y_view = output.map_or(16, |o| self.view_bytes(o.dtype));
-        let aligned_in = |dispatches: &[Dispatch]| {
+        // Each pipeline (unpacked, packed) is aligned where all its dispatches are.
+        let aligned_in = |dispatches: &[Dispatch], packed: bool| {
             in_place
-                || dispatches.iter().all(|d| {
+                || dispatches.iter().filter(|d| d.packed == packed).all(|d| {
                     d.x.size >= x_view
                         && d.y
                             .as_ref()
@@ -336,17 +337,16 @@ impl Engine {
                 })
         };
         let mut dispatches = dispatches_of(plan.layout.packed_cols > 0);
-        let mut aligned = aligned_in(&dispatches);
         // Packed rows load whole blocks from each dispatch's first row on; elsewhere the
         // rows run unpacked.
         let blocks_from_row_0 = dispatches
             .iter()
             .filter(|d| d.packed)
             .all(|d| d.y.as_ref().map_or(d.x.base, |y| y.base) % 8 == 0);
-        if plan.layout.packed_cols > 0 && !(aligned && blocks_from_row_0) {
+        if plan.layout.packed_cols > 0 && !(aligned_in(&dispatches, true) && blocks_from_row_0) {
             dispatches = dispatches_of(false);
-            aligned = aligned_in(&dispatches);
         }
+        let aligned = [false, true].map(|packed| aligned_in(&dispatches, packed));
         let plans = [plan.unpacked(), plan];
         // Workgroups a dispatch of `nrows` rows needs along its row dimension (split-row
         // pieces go along another).
@@ -373,7 +373,7 @@ impl Engine {
                 half_builtins: self.half_builtins,
                 // Groups of rows per dispatch past one dimension's limit: workgroups loop.
                 row_loop: runs.clone().any(|d| groups_of(plan, d.rows) > max_groups),
-                aligned,
+                aligned: aligned[k],
                 wide_words: self.wide_words(),
             };
             if runs.count() == 0 {
@@ -422,7 +422,7 @@ impl Engine {
                 }];
                 if !in_place {
                     entries.push(bind(slot::X, &args.input, x));
-                    if aligned {
+                    if aligned[usize::from(d.packed)] {
                         entries.push(bind_vectors(slot::X_VEC, &args.input, x, x_view, &tiny));
                     }
                 }
