@@ -97,8 +97,9 @@ pub enum Variant {
     /// Each row cut into pieces over many workgroups, whose partial (max, sum) merge: for a
     /// few long rows, so that one row uses the whole GPU.
     SplitRow,
-    /// Several rows per workgroup (one subgroup, or a slice of the workgroup, per row),
-    /// each held in registers: for short rows.
+    /// Several rows per workgroup (one subgroup, a slice of the workgroup, or on CPU
+    /// adapters one lane per row, or several whole rows per lane), each held in
+    /// registers: for short rows.
     MultiRow,
 }
 
