@@ -278,6 +278,12 @@ fn guard_empty() -> Guard {
 fn guard_flags(g: Guard) -> u32 {
     let mag = max(max(g.mag.x, g.mag.y), max(g.mag.z, g.mag.w));
     let bits = max(max(g.bits.x, g.bits.y), max(g.bits.z, g.bits.w));
+    return flags_of(mag, bits);
+}
+
+// The flags of logits from the largest magnitude of their bits (above +inf's: a NaN) and
+// their largest bits read as signed integers (+inf's or above: a +inf).
+fn flags_of(mag: u32, bits: i32) -> u32 {
     return select(0u, FLAG_NAN, mag > F32_INF_BITS)
         | select(0u, FLAG_POS_INF, bits >= bitcast<i32>(F32_INF_BITS));
 }

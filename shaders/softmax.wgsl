@@ -465,14 +465,6 @@ fn packed_lane(row0: u32) {
     }
 }
 
-// The flags of a packed row from the largest magnitude of its logits' bits (above +inf's: a
-// NaN) and their largest bits read as signed integers (+inf's or above: a +inf), as
-// `guard_flags` does for four lanes.
-fn packed_flags(mag: u32, bits: i32) -> u32 {
-    return select(0u, FLAG_NAN, mag > F32_INF_BITS)
-        | select(0u, FLAG_POS_INF, bits >= bitcast<i32>(F32_INF_BITS));
-}
-
 // exp((z - m) / T), 0 for z = -inf.
 fn packed_exp(z: f32, m: f32, inv_t: f32) -> f32 {
     return select(exp((z - m) * inv_t), 0.0, is_neg_inf(z));

@@ -83,7 +83,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// Rows each lane of a packed plan takes (1 otherwise).
     pub(crate) fn packed_rows(&self) -> u32 {
-        self.rows_per_group / (self.workgroup / self.layout.lanes)
+        self.layout.packed_rows().unwrap_or(1)
     }
 
     /// The same plan without packed rows, for dispatches whose rows do not start on a block

@@ -360,7 +360,10 @@ impl Engine {
         // The pipelines of the unpacked and the packed plan, where a dispatch runs them.
         let mut kernels: [Vec<std::sync::Arc<crate::pipeline::Kernel>>; 2] = Default::default();
         for (k, plan) in plans.iter().enumerate() {
-            let runs = dispatches.iter().filter(|d| usize::from(d.packed) == k);
+            let mut runs = dispatches.iter().filter(|d| usize::from(d.packed) == k);
+            if runs.clone().next().is_none() {
+                continue;
+            }
             let key = KernelKey {
                 op: args.op,
                 input: self.storage(args.input.dtype),
@@ -372,13 +375,10 @@ impl Engine {
                 layout: plan.layout,
                 half_builtins: self.half_builtins,
                 // Groups of rows per dispatch past one dimension's limit: workgroups loop.
-                row_loop: runs.clone().any(|d| groups_of(plan, d.rows) > max_groups),
+                row_loop: runs.any(|d| groups_of(plan, d.rows) > max_groups),
                 aligned: aligned[k],
                 wide_words: self.wide_words(),
             };
-            if runs.count() == 0 {
-                continue;
-            }
             let entries: &[ForwardEntry] = if plan.layout.split {
                 &[ForwardEntry::Partials, ForwardEntry::Finish]
             } else {

@@ -25,6 +25,15 @@ pub(crate) struct Layout {
     pub packed_cols: u32,
 }
 
+impl Layout {
+    /// Rows each lane takes where it packs them (`packed_cols > 0`).
+    pub(crate) fn packed_rows(&self) -> Option<u32> {
+        (self.packed_cols > 0)
+            .then(|| super::packed_rows(self.packed_cols as usize))
+            .flatten()
+    }
+}
+
 /// Everything that selects a distinct forward pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct KernelKey {

@@ -284,9 +284,7 @@ pub(crate) fn source(key: &KernelKey) -> String {
         l.subgroup_rows,
         key.aligned,
         l.packed_cols,
-        packed_rows(l.packed_cols as usize)
-            .filter(|_| l.packed_cols > 0)
-            .unwrap_or(0),
+        l.packed_rows().unwrap_or(0),
         ids_struct(l.subgroups),
     );
     let reduce = if l.subgroups {

@@ -56,7 +56,7 @@ fn component(i: usize) -> String {
 }
 
 /// `packed_tile(row0)` for rows of `cols` logits, without a branch: NaN and +inf become
-/// -inf after setting their row's flags (`packed_flags`), as `guarded` does for the other
+/// -inf after setting their row's flags (`flags_of`), as `guarded` does for the other
 /// CPU kernels, so that the same statements give every row its special values.
 pub(crate) fn packed_tile_source(cols: u32) -> String {
     let cols = cols as usize;
@@ -88,7 +88,7 @@ pub(crate) fn packed_tile_source(cols: u32) -> String {
         }
         let mags = max_of(&list(&ks, &|k| format!("a_{k}")));
         let bits = max_of(&list(&ks, &|k| format!("bitcast<i32>(u_{k})")));
-        let _ = writeln!(s, "    let f_{i} = packed_flags({mags}, {bits});");
+        let _ = writeln!(s, "    let f_{i} = flags_of({mags}, {bits});");
         let mut tops = list(&ks, &|k| format!("z_{k}"));
         tops.insert(0, "F32_LOWEST".into());
         let _ = writeln!(s, "    let t_{i} = {};", max_of(&tops));
