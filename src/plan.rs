@@ -9,8 +9,8 @@
 //!   `parallel_groups`) and the rows are long enough to cut into pieces worth a workgroup;
 //! - multi-row when a row is short (it fits `MULTI_ROW_LANES` lanes' registers, at most
 //!   `MULTI_ROW_AUTO_BLOCKS_CPU` / `_GPU` blocks per lane): several rows per workgroup; on
-//!   CPU adapters a row of up to 32 blocks takes a lane, and rows whose least multiple of
-//!   8 logits is at most 32 blocks go several to a lane, packed (`shader::packed_rows`);
+//!   CPU adapters a row of up to 32 blocks takes a lane, and rows of up to 256 logits go
+//!   several to a lane, as many as fill whole blocks, packed (`shader::packed_rows`);
 //! - online otherwise.
 
 use crate::engine::Engine;
@@ -322,7 +322,9 @@ impl Engine {
                 let packed = (self.cpu_tuned() && lanes == 1)
                     .then(|| crate::shader::packed_rows(shape.cols))
                     .flatten();
-                let held = packed.map_or(resident_blocks, |r| r * shape.cols as u32 / 8);
+                let held = packed.map_or(resident_blocks, |_| {
+                    crate::shader::packed_held_blocks(shape.cols)
+                });
                 let wg = self.multi_row_workgroup(lanes, held);
                 Plan {
                     variant,

@@ -69,6 +69,11 @@ fn every_variant_on_shapes_around_block_and_workgroup_sizes() {
             (19, 3),
             (11, 10),
             (9, 31),
+            // Windowed packed rows (8, 8, 8 and 4 rows to a lane), with rows left over.
+            (19, 33),
+            (11, 77),
+            (9, 197),
+            (5, 250),
             (7, 257),
             (3, 1000),
             (2, 4099),
@@ -116,9 +121,10 @@ fn every_variant_on_special_rows() {
 
 #[test]
 fn special_rows_that_share_a_lane() {
-    // Rows of 3 and 6 logits, 8 and 4 to a packed lane on CPU adapters: each row keeps its
-    // own NaN, +inf and all -inf, whatever its neighbours in the lane hold.
-    for cols in [3, 6] {
+    // Rows of 3, 6 and 33 logits, 8, 4 and 8 to a packed lane on CPU adapters (33: windowed,
+    // each row's window also reading its neighbours' logits): each row keeps its own NaN,
+    // +inf and all -inf, whatever its neighbours in the lane hold.
+    for cols in [3, 6, 33] {
         let rows = 16;
         let mut x = random_logits(rows * cols, 5.0, 11);
         x[cols] = f32::NAN;

@@ -137,7 +137,8 @@ fn test_layouts() -> Vec<(bool, Layout)> {
             resident_blocks: 32,
             ..base
         },
-        // Packed rows: 3 logits (8 rows in 3 blocks) and 31 (8 rows in 31 blocks, the most).
+        // Packed rows, unrolled: 3 logits (8 rows in 3 blocks) and 31 (8 rows in 31 blocks, the
+        // most).
         Layout {
             lanes: 1,
             resident_blocks: 1,
@@ -148,6 +149,13 @@ fn test_layouts() -> Vec<(bool, Layout)> {
             lanes: 1,
             resident_blocks: 4,
             packed_cols: 31,
+            ..base
+        },
+        // Windowed packed rows: 77 logits (8 rows, a window of 11 blocks at a time).
+        Layout {
+            lanes: 1,
+            resident_blocks: 16,
+            packed_cols: 77,
             ..base
         },
         Layout {

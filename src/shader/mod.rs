@@ -20,7 +20,7 @@ pub use catalog::all_sources;
 pub(crate) use keys::{
     BackwardKey, CeEntry, CeKey, CopyKey, ForwardEntry, KernelKey, Layout, PipelineKey,
 };
-pub(crate) use packed::packed_rows;
+pub(crate) use packed::{packed_held_blocks, packed_rows};
 pub(crate) use views::view_bytes;
 
 use crate::dtype::Storage;

@@ -2,21 +2,47 @@
 //! shaders/softmax.wgsl), for CPU adapters' short rows.
 //!
 //! A lane takes `r` whole rows of `cols` logits, where `r * cols` is the least multiple of
-//! 8: its logits start on a block and fill whole blocks, loaded as vectors. Every logit then
-//! sits at a position known when the shader is built, so each row's max, exponentials, sum
-//! and outputs are plain statements on named values, without the pairs of an unaligned head
-//! and tail or any loop (Mesa's CPU drivers run an access indexed at run time as a loop over
-//! their SIMD lanes, see `held_passes` in src/shader/mod.rs).
+//! 8: its logits start on a block and fill whole blocks, loaded as vectors, and no other
+//! lane writes into them. Two forms:
+//! - unrolled, where the `r` rows hold at most `MAX_UNROLLED_BLOCKS` blocks: every logit
+//!   sits at a position known when the shader is built, so each row's max, exponentials,
+//!   sum and outputs are plain statements on named values, without the pairs of an
+//!   unaligned head and tail or any loop (Mesa's CPU drivers run an access indexed at run
+//!   time as a loop over their SIMD lanes, see `held_passes` in src/shader/mod.rs);
+//! - windowed, for longer rows whose length is not a multiple of 8 (33 to 256 logits): a
+//!   loop over the `r` rows, each read as the blocks that cover it (a window), the logits of
+//!   the rows before and after masked out, and the block it shares with the next row kept
+//!   (`carry`) until that row completes it. Every lane is at the same row of its run, so
+//!   the offsets are the same across lanes.
 
 use std::fmt::Write;
 
 use super::MAX_UNROLLED_BLOCKS;
 
 /// Rows one lane takes when it packs rows of `cols` logits: the fewest that fill whole
-/// blocks of 8, or `None` where they would be more than `MAX_UNROLLED_BLOCKS` blocks.
+/// blocks of 8, or `None` for rows longer than `MAX_UNROLLED_BLOCKS` blocks.
 pub(crate) fn packed_rows(cols: usize) -> Option<u32> {
-    let rows = 8 / gcd(cols.max(1), 8);
-    (rows * cols <= 8 * MAX_UNROLLED_BLOCKS as usize).then_some(rows as u32)
+    (cols <= 8 * MAX_UNROLLED_BLOCKS as usize).then(|| (8 / gcd(cols.max(1), 8)) as u32)
+}
+
+/// Whether a packed run of rows of `cols` logits is unrolled whole (see the module).
+fn unrolled(cols: usize) -> bool {
+    packed_rows(cols).is_some_and(|r| r as usize * cols <= 8 * MAX_UNROLLED_BLOCKS as usize)
+}
+
+/// Blocks one windowed row reads: those covering `cols` logits from any offset in a block.
+fn window_blocks(cols: usize) -> usize {
+    (cols + 6) / 8 + 1
+}
+
+/// Blocks a packing lane holds at a time: its whole run unrolled, one window otherwise.
+pub(crate) fn packed_held_blocks(cols: usize) -> u32 {
+    let rows = packed_rows(cols).unwrap_or(1) as usize;
+    if unrolled(cols) {
+        (rows * cols / 8) as u32
+    } else {
+        window_blocks(cols) as u32
+    }
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -55,11 +81,14 @@ fn component(i: usize) -> String {
     format!("{half}.{}", ["x", "y", "z", "w"][i % 4])
 }
 
-/// `packed_tile(row0)` for rows of `cols` logits, without a branch: NaN and +inf become
+/// `packed_tile(row0)` for rows of `cols` logits; unrolled, without a branch: NaN and +inf become
 /// -inf after setting their row's flags (`flags_of`), as `guarded` does for the other
 /// CPU kernels, so that the same statements give every row its special values.
 pub(crate) fn packed_tile_source(cols: u32) -> String {
     let cols = cols as usize;
+    if !unrolled(cols) {
+        return windowed_tile_source(cols);
+    }
     let rows = packed_rows(cols).expect("the plan packs only rows that fit") as usize;
     let n = rows * cols;
     let mut s = String::from(
@@ -126,22 +155,138 @@ pub(crate) fn packed_tile_source(cols: u32) -> String {
     s
 }
 
+/// The windowed `packed_tile(row0)` (see the module): for row `i` of the run, starting
+/// `off = i * cols % 8` elements into block `wb`, `window_blocks` blocks from `wb`, each
+/// half-block `h` with its in-row mask `n_h`. Logits outside the row read as -inf and set
+/// no flags; NaN and +inf set their row's flags and become -inf (as in the unrolled form).
+/// Blocks the row completes are stored; the one it leaves partial is kept in `carry`, whose
+/// first `off` outputs the next row's first block takes.
+fn windowed_tile_source(cols: usize) -> String {
+    assert!(cols > 8, "a windowed row spans at least two blocks");
+    let nw = window_blocks(cols);
+    let halves: Vec<usize> = (0..2 * nw).collect();
+    let list =
+        |f: &dyn Fn(usize) -> String| -> Vec<String> { halves.iter().map(|&h| f(h)).collect() };
+    let mut s = String::from(
+        "fn packed_tile(row0: u32) {\n    \
+         let inv_t = params.inv_t;\n    \
+         let xb = (params.x_base + row0 * PACKED_COLS) / 8u;\n    \
+         let yb = (params.y_base + row0 * PACKED_COLS) / 8u;\n    \
+         // The run's last block: windows read no further (they mask what they read past it).\n    \
+         let last = PACKED_ROWS * PACKED_COLS / 8u - 1u;\n    \
+         let cols = vec4<u32>(PACKED_COLS);\n    \
+         var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));\n    \
+         for (var i = 0u; i < PACKED_ROWS; i++) {\n        \
+         let start = i * PACKED_COLS;\n        \
+         let wb = start / 8u;\n        \
+         let off = vec4<u32>(start % 8u);\n",
+    );
+    for k in 0..nw {
+        let _ = writeln!(
+            s,
+            "        let b_{k} = load_block(xb + min(wb + {k}u, last));"
+        );
+    }
+    for &h in &halves {
+        let c = 4 * h;
+        let _ = writeln!(
+            s,
+            "        let n_{h} = vec4<u32>({c}u, {}u, {}u, {}u) - off < cols;\n        \
+             let u_{h} = select(vec4<u32>(0u), bitcast<vec4<u32>>(b_{}.{}), n_{h});\n        \
+             let a_{h} = u_{h} & vec4<u32>(F32_ABS_MASK);\n        \
+             let z_{h} = select(vec4<f32>(f32_neg_inf()), bitcast<vec4<f32>>(u_{h}), \
+             n_{h} & (a_{h} < vec4<u32>(F32_INF_BITS)));",
+            c + 1,
+            c + 2,
+            c + 3,
+            h / 2,
+            if h % 2 == 0 { "lo" } else { "hi" },
+        );
+    }
+    let _ = writeln!(
+        s,
+        "        let a = {};\n        \
+         let u = {};\n        \
+         let f = flags_of(max(max(a.x, a.y), max(a.z, a.w)), max(max(u.x, u.y), max(u.z, u.w)));\n        \
+         let t4 = {};\n        \
+         let t = max(F32_LOWEST, max(max(t4.x, t4.y), max(t4.z, t4.w)));\n        \
+         let m = vec4<f32>(t);",
+        max_of(&list(&|h| format!("a_{h}"))),
+        max_of(&list(&|h| format!("bitcast<vec4<i32>>(u_{h})"))),
+        max_of(&list(&|h| format!("z_{h}"))),
+    );
+    for &h in &halves {
+        let _ = writeln!(s, "        let e_{h} = shifted_exp(z_{h}, m, inv_t);");
+    }
+    let _ = writeln!(
+        s,
+        "        let s4 = {};\n        \
+         let st = packed_stats(row0 + i, Online(t, (s4.x + s4.y) + (s4.z + s4.w), f), inv_t);\n        \
+         if (OP != OP_LOGSUMEXP) {{",
+        sum_of(&list(&|h| format!("e_{h}"))),
+    );
+    for &h in &halves {
+        let _ = writeln!(
+            s,
+            "            let o_{h} = packed_output4(z_{h}, e_{h}, st, inv_t);"
+        );
+    }
+    // Blocks below `cols / 8` are complete at any offset; the rest where the row reaches
+    // their end (`full` blocks in all).
+    let whole = cols / 8;
+    s += "            let full = (start % 8u + PACKED_COLS) / 8u;\n            \
+          store_block(yb + wb, Block(select(carry.lo, o_0, n_0), select(carry.hi, o_1, n_1)));\n";
+    for k in 1..nw {
+        let store = format!(
+            "store_block(yb + wb + {k}u, Block(o_{}, o_{}));",
+            2 * k,
+            2 * k + 1
+        );
+        if k < whole {
+            let _ = writeln!(s, "            {store}");
+        } else {
+            let _ = writeln!(s, "            if ({k}u < full) {{ {store} }}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "            carry = Block(o_{}, o_{});",
+        2 * whole,
+        2 * whole + 1
+    );
+    if whole + 1 < nw {
+        let _ = writeln!(
+            s,
+            "            if (full > {whole}u) {{ carry = Block(o_{}, o_{}); }}",
+            2 * whole + 2,
+            2 * whole + 3
+        );
+    }
+    s += "        }\n    }\n}\n";
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn rows_fill_whole_blocks_up_to_the_unrolled_limit() {
+    fn rows_fill_whole_blocks_unrolled_or_windowed() {
         assert_eq!(packed_rows(2), Some(4));
         assert_eq!(packed_rows(3), Some(8));
         assert_eq!(packed_rows(12), Some(2));
         assert_eq!(packed_rows(40), Some(1));
         assert_eq!(packed_rows(32), Some(1));
-        assert_eq!(packed_rows(33), None);
+        assert_eq!(packed_rows(33), Some(8));
+        assert_eq!(packed_rows(197), Some(8));
         assert_eq!(packed_rows(64), Some(1));
         assert_eq!(packed_rows(100), Some(2));
         assert_eq!(packed_rows(256), Some(1));
-        assert_eq!(packed_rows(264), None);
+        assert_eq!(packed_rows(257), None);
+        assert!(unrolled(31) && !unrolled(33) && unrolled(256) && !unrolled(250));
+        assert_eq!(packed_held_blocks(31), 31);
+        assert_eq!(packed_held_blocks(33), 5);
+        assert_eq!(packed_held_blocks(197), 26);
     }
 
     #[test]
