@@ -468,7 +468,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         (4 * case.shape.rows as u64).max(16),
     )?;
     let logits = bench_logits(case.shape.len());
-    let raw: Vec<u8> = match case.dtype {
+    let mut raw: Vec<u8> = match case.dtype {
         DType::F32 => bytemuck::cast_slice(&logits).to_vec(),
         DType::F16 => bytemuck::cast_slice(
             &logits
@@ -485,6 +485,12 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         )
         .to_vec(),
     };
+    // Uploads come in whole 4-byte words (an odd count of 16-bit logits leaves half of one).
+    raw.resize(
+        raw.len()
+            .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT as usize),
+        0,
+    );
     engine.queue().write_buffer(&x, 0, &raw);
 
     // The copy moves the same bytes as the operation: half read, half written (rounded up

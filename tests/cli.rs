@@ -353,3 +353,18 @@ fn bench_writes_json_and_plot() {
         assert!(plot.starts_with("<svg") && plot.contains("copy kernel"));
     }
 }
+
+#[test]
+fn bench_runs_an_odd_count_of_16_bit_logits() {
+    // 3 x 33 f16 logits are 198 bytes: the upload rounds them up to whole 4-byte words
+    // (it once panicked in wgpu's validation).
+    for e in engines() {
+        for dtype in ["f16", "bf16"] {
+            ok(on(e)
+                .args(["bench", "--rows", "3", "--cols", "33", "--dtype", dtype])
+                .args(["--op", "softmax", "--runs", "1", "--no-cpu"])
+                .output()
+                .unwrap());
+        }
+    }
+}
