@@ -17,12 +17,14 @@ fn tensor_larger_than_one_binding() {
 
 #[test]
 fn short_rows_past_one_binding() {
-    // Rows of 6 logits (packed 4 to a lane on CPU adapters) over more than one binding, and
-    // a row count that leaves 3 rows over: every binding starts a lane's run of rows, and
-    // the rows left over run unpacked.
+    // Rows of 6 logits (packed 4 to a lane on CPU adapters) and of 33 (8 to a lane,
+    // windowed) over more than one binding, with a row count that leaves rows over: every
+    // binding starts a lane's run of rows, and the rows left over run unpacked.
     on_every_adapter(|e| {
         let rows = past_one_binding(e, 6).max(5120) / 4 * 4 + 3;
         check_with_lse(e, Forward::Softmax, rows, 6, 43);
+        let rows = past_one_binding(e, 33).max(1024) / 8 * 8 + 5;
+        check_with_lse(e, Forward::LogSoftmax, rows, 33, 44);
     });
 }
 
