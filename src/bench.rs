@@ -1,21 +1,23 @@
 //! Benchmark support, shared by `cargo bench` and the `bench` subcommand: a device stopwatch,
 //! the copy kernel that serves as the roofline, and the measurement of one case.
 //!
-//! Throughput counts the bytes an operation must move at least: one read of the logits and
-//! one write of the output (`[rows, cols]`, or `rows` f32 values for logsumexp). The copy
-//! kernel moves the same number of bytes (half read, half written), and the two are timed in
-//! alternation so that a machine's drift cancels out of their ratio.
+//! Throughput counts the bytes an operation must move at least ([`Case::bytes`]): one read
+//! of the logits and one write of the output for the forward operations and cross-entropy
+//! with its gradient, two reads and a write for the backward ones. The copy kernel moves the
+//! same number of bytes (half read, half written), and the two are timed in alternation so
+//! that a machine's drift cancels out of their ratio.
 
 use std::time::{Duration, Instant};
 
 use crate::dtype::DType;
 use crate::engine::{capture_errors, Engine};
 use crate::error::{Error, Result};
-use crate::options::{Forward, Shape, SoftmaxOptions, Variant};
+use crate::options::{CrossEntropyOptions, Forward, Shape, SoftmaxOptions, Variant};
 use crate::oracle;
 use crate::params::CopyParams;
 use crate::record::{bind, ChunkBinding, ForwardArgs, TensorRef};
 use crate::shader::{slot, CopyKey, PipelineKey};
+use crate::training::{CrossEntropyArgs, GradOutput};
 
 /// The word the copy kernel moves with each load and store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -324,29 +326,310 @@ impl Engine {
     }
 }
 
+/// An operation the benchmarks time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BenchOp {
+    /// softmax, log_softmax or logsumexp ([`Engine::record_forward`]).
+    Forward(Forward),
+    /// Cross-entropy with the mean reduction, its gradient into a second tensor
+    /// ([`Engine::record_cross_entropy`]).
+    CrossEntropy,
+    /// Softmax backward (`log = false`) or log_softmax backward ([`Engine::record_backward`]).
+    Backward {
+        /// log_softmax backward.
+        log: bool,
+    },
+}
+
+impl BenchOp {
+    /// Every operation, in the order reports list them.
+    pub const ALL: [BenchOp; 6] = [
+        BenchOp::Forward(Forward::Softmax),
+        BenchOp::Forward(Forward::LogSoftmax),
+        BenchOp::Forward(Forward::LogSumExp),
+        BenchOp::CrossEntropy,
+        BenchOp::Backward { log: false },
+        BenchOp::Backward { log: true },
+    ];
+
+    /// The name the command line and the reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchOp::Forward(Forward::Softmax) => "softmax",
+            BenchOp::Forward(Forward::LogSoftmax) => "log-softmax",
+            BenchOp::Forward(Forward::LogSumExp) => "logsumexp",
+            BenchOp::CrossEntropy => "cross-entropy",
+            BenchOp::Backward { log: false } => "softmax-backward",
+            BenchOp::Backward { log: true } => "log-softmax-backward",
+        }
+    }
+
+    /// The operation called `name` (see [`BenchOp::name`]).
+    pub fn from_name(name: &str) -> Option<BenchOp> {
+        BenchOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+}
+
+impl From<Forward> for BenchOp {
+    fn from(op: Forward) -> Self {
+        BenchOp::Forward(op)
+    }
+}
+
 /// One benchmark case: an operation on `[rows, cols]` logits of `dtype`, output in `dtype`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Case {
     /// The operation.
-    pub op: Forward,
+    pub op: BenchOp,
     /// Logits and output dtype.
     pub dtype: DType,
     /// The shape.
     pub shape: Shape,
-    /// Options, including the kernel variant (automatic by default).
+    /// Options, including the kernel variant (automatic by default) of the forward
+    /// operations; the other operations use their defaults.
     pub options: SoftmaxOptions,
 }
 
 impl Case {
-    /// Bytes the operation moves at least: one read of the logits, one write of the output.
+    /// Bytes the operation moves at least: one read of the logits and one write of the
+    /// output (`rows` f32 for logsumexp; for cross-entropy the gradient, plus a target read
+    /// and a loss and a logsumexp written per row); for the backward operations two reads
+    /// (`y`, `dy`) and one write (`dx`).
     pub fn bytes(&self) -> u64 {
-        let n = self.shape.len() as u64;
-        let read = n * self.dtype.size();
-        let write = match self.op {
-            Forward::LogSumExp => 4 * self.shape.rows as u64,
-            _ => n * self.dtype.size(),
+        let n = self.shape.len() as u64 * self.dtype.size();
+        let rows = self.shape.rows as u64;
+        match self.op {
+            BenchOp::Forward(Forward::LogSumExp) => n + 4 * rows,
+            BenchOp::Forward(_) => 2 * n,
+            BenchOp::CrossEntropy => 2 * n + 12 * rows,
+            BenchOp::Backward { .. } => 3 * n,
+        }
+    }
+
+    /// The exp ceiling of the case ([`CopyKind`]): f32 forward operations and cross-entropy,
+    /// whose least work is an exponential per logit; none for the backward operations.
+    fn ceiling_kind(&self) -> Option<CopyKind> {
+        if self.dtype != DType::F32 {
+            return None;
+        }
+        match self.op {
+            BenchOp::Forward(Forward::LogSumExp) => Some(CopyKind::ExpSum),
+            BenchOp::Forward(_) | BenchOp::CrossEntropy => Some(CopyKind::Exp),
+            BenchOp::Backward { .. } => None,
+        }
+    }
+}
+
+/// A case's device buffers, filled with [`bench_logits`]: what [`measure`] and `cargo
+/// bench` record the operation, the copy and the ceiling over.
+pub struct Prepared<'e> {
+    engine: &'e Engine,
+    case: Case,
+    /// The logits (the backward operations' `y`); large enough for the copy too.
+    x: wgpu::Buffer,
+    /// The output (the gradient, `dx`); the copy's destination.
+    y: wgpu::Buffer,
+    /// The backward operations' `dy`.
+    dy: wgpu::Buffer,
+    lse: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    loss: wgpu::Buffer,
+    meta: wgpu::Buffer,
+    logits: Vec<f32>,
+    targets_host: Vec<i64>,
+    copy_bytes: u64,
+}
+
+impl<'e> Prepared<'e> {
+    /// Allocates and fills the buffers of `case` on `engine`.
+    pub fn new(engine: &'e Engine, case: &Case) -> Result<Self> {
+        case.shape.validate()?;
+        let device = engine.device();
+        let n = case.shape.len() as u64;
+        let rows = case.shape.rows as u64;
+        // The copy moves the same bytes as the operation: half read, half written (rounded
+        // up to whole 32-byte words).
+        let copy_bytes = (case.bytes() / 2).div_ceil(32) * 32;
+        let in_bytes = case.dtype.buffer_bytes(n).div_ceil(32) * 32;
+        let big = in_bytes.max(copy_bytes);
+        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let buffer = |label, size: u64, usage| {
+            capture_errors(device, || {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: size.max(16),
+                    usage,
+                    mapped_at_creation: false,
+                })
+            })
         };
-        read + write
+        let dy_bytes = if matches!(case.op, BenchOp::Backward { .. }) {
+            in_bytes
+        } else {
+            16
+        };
+        let logits = bench_logits(case.shape.len());
+        let targets_host: Vec<i64> = (0..rows)
+            .map(|r| (r * 7919 % case.shape.cols as u64) as i64)
+            .collect();
+        let prepared = Prepared {
+            engine,
+            case: *case,
+            x: buffer("softmax-wgpu bench logits", big, storage)?,
+            y: buffer("softmax-wgpu bench output", big, storage)?,
+            dy: buffer("softmax-wgpu bench dy", dy_bytes, storage)?,
+            lse: buffer("softmax-wgpu bench lse", 4 * rows, storage)?,
+            targets: buffer("softmax-wgpu bench targets", 4 * rows, storage)?,
+            loss: buffer("softmax-wgpu bench loss", 4 * rows, storage)?,
+            meta: buffer(
+                "softmax-wgpu bench meta",
+                16,
+                storage | wgpu::BufferUsages::COPY_SRC,
+            )?,
+            logits,
+            targets_host,
+            copy_bytes,
+        };
+        let mut raw: Vec<u8> = match case.dtype {
+            DType::F32 => bytemuck::cast_slice(&prepared.logits).to_vec(),
+            DType::F16 => bytemuck::cast_slice(
+                &prepared
+                    .logits
+                    .iter()
+                    .map(|&v| half::f16::from_f32(v))
+                    .collect::<Vec<_>>(),
+            )
+            .to_vec(),
+            DType::BF16 => bytemuck::cast_slice(
+                &prepared
+                    .logits
+                    .iter()
+                    .map(|&v| half::bf16::from_f32(v))
+                    .collect::<Vec<_>>(),
+            )
+            .to_vec(),
+        };
+        // Uploads come in whole 4-byte words (an odd count of 16-bit logits leaves half of one).
+        raw.resize(
+            raw.len()
+                .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT as usize),
+            0,
+        );
+        let queue = engine.queue();
+        queue.write_buffer(&prepared.x, 0, &raw);
+        if dy_bytes > 16 {
+            queue.write_buffer(&prepared.dy, 0, &raw);
+        }
+        let targets: Vec<i32> = prepared.targets_host.iter().map(|&t| t as i32).collect();
+        queue.write_buffer(&prepared.targets, 0, bytemuck::cast_slice(&targets));
+        Ok(prepared)
+    }
+
+    /// Bytes the copy kernel moves for this case (half of [`Case::bytes`], in whole 32-byte
+    /// words).
+    pub fn copy_bytes(&self) -> u64 {
+        self.copy_bytes
+    }
+
+    /// Records the operation.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let (e, c) = (self.engine, &self.case);
+        let x = TensorRef::new(&self.x, c.dtype);
+        let out = TensorRef::new(&self.y, c.dtype);
+        let f32s = |b| TensorRef::new(b, DType::F32);
+        match c.op {
+            BenchOp::Forward(op) => e.record_forward(
+                encoder,
+                &ForwardArgs {
+                    op,
+                    shape: c.shape,
+                    input: x,
+                    output: (op != Forward::LogSumExp).then_some(out),
+                    lse: (op == Forward::LogSumExp).then(|| f32s(&self.lse)),
+                    options: c.options,
+                },
+            ),
+            BenchOp::CrossEntropy => e.record_cross_entropy(
+                encoder,
+                &CrossEntropyArgs {
+                    shape: c.shape,
+                    logits: x,
+                    targets: TensorRef::new(&self.targets, DType::F32),
+                    weight: None,
+                    grad: GradOutput::To(out),
+                    loss: f32s(&self.loss),
+                    lse: f32s(&self.lse),
+                    meta: &self.meta,
+                },
+                &CrossEntropyOptions::default(),
+            ),
+            BenchOp::Backward { log } => e.record_backward(
+                encoder,
+                log,
+                c.shape,
+                x,
+                TensorRef::new(&self.dy, c.dtype),
+                out,
+            ),
+        }
+    }
+
+    /// Records the copy kernel over [`Prepared::copy_bytes`], in `word`s.
+    pub fn record_copy(&self, encoder: &mut wgpu::CommandEncoder, word: CopyWord) -> Result<()> {
+        self.engine
+            .record_copy(encoder, &self.x, &self.y, self.copy_bytes, word)
+    }
+
+    /// Records the exp ceiling `kind` over the f32 logits, in `word`s.
+    fn record_ceiling(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        word: CopyWord,
+        kind: CopyKind,
+    ) -> Result<()> {
+        let bytes = (self.case.shape.len() as u64 * 4).div_ceil(32) * 32;
+        self.engine
+            .record_copy_kind(encoder, &self.x, &self.y, bytes, word, kind)
+    }
+
+    /// The forward kernel variant that runs (`None` for the other operations).
+    pub fn variant(&self) -> Result<Option<Variant>> {
+        match self.case.op {
+            BenchOp::Forward(op) => self
+                .engine
+                .forward_variant(op, self.case.shape, &self.case.options)
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs the f64 CPU oracle of the operation on the same logits once; its wall time.
+    fn time_cpu(&self) -> f64 {
+        let (c, x) = (&self.case, &self.logits);
+        let start = Instant::now();
+        match c.op {
+            BenchOp::Forward(Forward::Softmax) => {
+                std::hint::black_box(oracle::softmax(x, c.shape, &c.options));
+            }
+            BenchOp::Forward(Forward::LogSoftmax) => {
+                std::hint::black_box(oracle::log_softmax(x, c.shape, &c.options));
+            }
+            BenchOp::Forward(Forward::LogSumExp) => {
+                std::hint::black_box(oracle::logsumexp(x, c.shape, &c.options));
+            }
+            BenchOp::CrossEntropy => {
+                std::hint::black_box(oracle::cross_entropy(
+                    x,
+                    &self.targets_host,
+                    c.shape,
+                    &CrossEntropyOptions::default(),
+                ));
+            }
+            BenchOp::Backward { log } => {
+                std::hint::black_box(oracle::softmax_backward(log, x, x, c.shape));
+            }
+        }
+        start.elapsed().as_secs_f64()
     }
 }
 
@@ -366,8 +649,8 @@ pub fn median(v: &[f64]) -> f64 {
 pub struct Measurement {
     /// The case.
     pub case: Case,
-    /// The kernel variant that ran.
-    pub variant: Variant,
+    /// The forward kernel variant that ran (`None` for the other operations).
+    pub variant: Option<Variant>,
     /// Where the times come from.
     pub clock: Clock,
     /// Median seconds of the operation.
@@ -382,10 +665,10 @@ pub struct Measurement {
     pub copy_gbps: f64,
     /// Median over runs of copy time / operation time, each pair timed back to back.
     pub ratio_to_copy: f64,
-    /// f32 cases: median seconds of the exp ceiling over the same logits ([`CopyKind::Exp`]
-    /// into the output, or [`CopyKind::ExpSum`] for logsumexp).
+    /// f32 cases but the backward ones: median seconds of the exp ceiling over the same
+    /// logits ([`CopyKind::Exp`] into the output, or [`CopyKind::ExpSum`] for logsumexp).
     pub ceiling_seconds: Option<f64>,
-    /// f32 cases: median over runs of copy time / exp ceiling time, timed beside each pair:
+    /// The same cases: median over runs of copy time / exp ceiling time, timed beside each pair:
     /// the ratio to copy that the least arithmetic of the operation reaches on this adapter
     /// without any reduction or second read.
     pub ceiling: Option<f64>,
@@ -446,80 +729,14 @@ pub fn bench_logits(n: usize) -> Vec<f32> {
 
 /// Times `case` and the copy kernel over the same bytes in alternation on `engine`.
 pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Measurement> {
-    case.shape.validate()?;
-    let device = engine.device();
-    let n = case.shape.len() as u64;
-    let in_bytes = case.dtype.buffer_bytes(n).div_ceil(32) * 32;
-    let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
-    let buffer = |label, size| {
-        capture_errors(device, || {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: storage,
-                mapped_at_creation: false,
-            })
-        })
-    };
-    let x = buffer("softmax-wgpu bench logits", in_bytes)?;
-    let y = buffer("softmax-wgpu bench output", in_bytes)?;
-    let lse = buffer(
-        "softmax-wgpu bench lse",
-        (4 * case.shape.rows as u64).max(16),
-    )?;
-    let logits = bench_logits(case.shape.len());
-    let mut raw: Vec<u8> = match case.dtype {
-        DType::F32 => bytemuck::cast_slice(&logits).to_vec(),
-        DType::F16 => bytemuck::cast_slice(
-            &logits
-                .iter()
-                .map(|&v| half::f16::from_f32(v))
-                .collect::<Vec<_>>(),
-        )
-        .to_vec(),
-        DType::BF16 => bytemuck::cast_slice(
-            &logits
-                .iter()
-                .map(|&v| half::bf16::from_f32(v))
-                .collect::<Vec<_>>(),
-        )
-        .to_vec(),
-    };
-    // Uploads come in whole 4-byte words (an odd count of 16-bit logits leaves half of one).
-    raw.resize(
-        raw.len()
-            .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT as usize),
-        0,
-    );
-    engine.queue().write_buffer(&x, 0, &raw);
-
-    // The copy moves the same bytes as the operation: half read, half written (rounded up
-    // to whole 32-byte words).
-    let copy_bytes = (case.bytes() / 2).div_ceil(32) * 32;
+    let prepared = Prepared::new(engine, case)?;
+    let copy_bytes = prepared.copy_bytes();
     let stopwatch = Stopwatch::new(engine);
-    let args = ForwardArgs {
-        op: case.op,
-        shape: case.shape,
-        input: TensorRef::new(&x, case.dtype),
-        output: (case.op != Forward::LogSumExp).then(|| TensorRef::new(&y, case.dtype)),
-        lse: (case.op == Forward::LogSumExp).then(|| TensorRef::new(&lse, DType::F32)),
-        options: case.options,
-    };
-    let run_op = || stopwatch.time(engine, |e| engine.record_forward(e, &args));
-    let run_copy =
-        |word| stopwatch.time(engine, |e| engine.record_copy(e, &x, &y, copy_bytes, word));
-    // The exp ceiling of f32 cases, over the logits in the copy's word.
-    let ceiling_kind = (case.dtype == DType::F32).then_some(if case.op == Forward::LogSumExp {
-        CopyKind::ExpSum
-    } else {
-        CopyKind::Exp
-    });
-    let ceiling_bytes = (n * 4).div_ceil(32) * 32;
-    let run_ceiling = |word, kind| {
-        stopwatch.time(engine, |e| {
-            engine.record_copy_kind(e, &x, &y, ceiling_bytes, word, kind)
-        })
-    };
+    let run_op = || stopwatch.time(engine, |e| prepared.record(e));
+    let run_copy = |word| stopwatch.time(engine, |e| prepared.record_copy(e, word));
+    let ceiling_kind = case.ceiling_kind();
+    let run_ceiling =
+        |word, kind| stopwatch.time(engine, |e| prepared.record_ceiling(e, word, kind));
     // The warm-up also times every copy word; the faster (median) is the roofline.
     let words = engine.copy_words();
     let mut warm_copies = vec![Vec::new(); words.len()];
@@ -560,16 +777,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     }
     let cpu_seconds = (settings.cpu_runs > 0).then(|| {
         let times: Vec<f64> = (0..settings.cpu_runs)
-            .map(|_| {
-                let start = Instant::now();
-                let out = match case.op {
-                    Forward::Softmax => oracle::softmax(&logits, case.shape, &case.options),
-                    Forward::LogSoftmax => oracle::log_softmax(&logits, case.shape, &case.options),
-                    Forward::LogSumExp => oracle::logsumexp(&logits, case.shape, &case.options),
-                };
-                std::hint::black_box(out);
-                start.elapsed().as_secs_f64()
-            })
+            .map(|_| prepared.time_cpu())
             .collect();
         median(&times)
     });
@@ -577,7 +785,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     let copy_seconds = median(&copy_s);
     Ok(Measurement {
         case: *case,
-        variant: engine.forward_variant(case.op, case.shape, &case.options)?,
+        variant: prepared.variant()?,
         clock: stopwatch.clock(),
         copy_word,
         seconds,

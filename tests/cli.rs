@@ -311,7 +311,7 @@ fn bench_writes_json_and_plot() {
                 "--dtype",
                 "f32,f16",
                 "--op",
-                "softmax",
+                "softmax,cross-entropy,log-softmax-backward",
                 "--runs",
                 "2",
                 "--json",
@@ -324,7 +324,7 @@ fn bench_writes_json_and_plot() {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let records = v.as_array().unwrap();
-        assert_eq!(records.len(), 4, "2 cols x 2 dtypes");
+        assert_eq!(records.len(), 12, "2 cols x 2 dtypes x 3 ops");
         for r in records {
             for key in [
                 "op",
@@ -343,11 +343,17 @@ fn bench_writes_json_and_plot() {
             assert!(r["ratio_to_copy"].as_f64().unwrap() > 0.0);
             let word = r["copy_word_bytes"].as_u64().unwrap();
             assert!(word == 16 || word == 32, "copy word of {word} bytes");
-            // The exp ceiling is timed for f32 only.
-            match r["dtype"].as_str().unwrap() {
-                "f32" => assert!(r["ceiling"].as_f64().unwrap() > 0.0, "{r}"),
+            // The exp ceiling is timed for f32 only, and not for the backward operations;
+            // only the forward operations have kernel variants.
+            let op = r["op"].as_str().unwrap();
+            match (r["dtype"].as_str().unwrap(), op) {
+                ("f32", "softmax" | "cross-entropy") => {
+                    assert!(r["ceiling"].as_f64().unwrap() > 0.0, "{r}")
+                }
                 _ => assert!(r["ceiling"].is_null(), "{r}"),
             }
+            let variant = r["variant"].as_str().unwrap();
+            assert_eq!(variant == "-", op != "softmax", "{r}");
         }
         let plot = std::fs::read_to_string(&svg).unwrap();
         assert!(plot.starts_with("<svg") && plot.contains("copy kernel"));

@@ -7,8 +7,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use serde::Serialize;
-use softmax_wgpu::bench::{measure, Case, Measurement, Settings};
-use softmax_wgpu::{DType, Engine, Forward, Shape, SoftmaxOptions, Variant};
+use softmax_wgpu::bench::{measure, BenchOp, Case, Measurement, Settings};
+use softmax_wgpu::{DType, Engine, Shape, SoftmaxOptions, Variant};
 
 #[derive(Args)]
 pub struct BenchCmd {
@@ -21,10 +21,11 @@ pub struct BenchCmd {
     /// Dtypes: f32, f16, bf16 (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = ["f32".to_string(), "f16".to_string()])]
     dtype: Vec<String>,
-    /// Operations: softmax, log-softmax, logsumexp (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = ["softmax".to_string(), "log-softmax".to_string(), "logsumexp".to_string()])]
+    /// Operations: softmax, log-softmax, logsumexp, cross-entropy (with its gradient),
+    /// softmax-backward, log-softmax-backward (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = BenchOp::ALL.map(|op| op.name().to_string()))]
     op: Vec<String>,
-    /// Kernel variant: auto, resident, online, split-row, multi-row.
+    /// Kernel variant of the forward operations: auto, resident, online, split-row, multi-row.
     #[arg(long, default_value = "auto")]
     variant: Variant,
     /// Timed runs per case (the median is reported).
@@ -63,14 +64,6 @@ struct Record {
     speedup_over_cpu: Option<f64>,
 }
 
-fn op_name(op: Forward) -> &'static str {
-    match op {
-        Forward::Softmax => "softmax",
-        Forward::LogSoftmax => "log-softmax",
-        Forward::LogSumExp => "logsumexp",
-    }
-}
-
 fn dtype_name(d: DType) -> &'static str {
     match d {
         DType::F32 => "f32",
@@ -79,15 +72,15 @@ fn dtype_name(d: DType) -> &'static str {
     }
 }
 
-fn parse_op(s: &str) -> Result<Forward, String> {
-    match s {
-        "softmax" => Ok(Forward::Softmax),
-        "log-softmax" => Ok(Forward::LogSoftmax),
-        "logsumexp" => Ok(Forward::LogSumExp),
-        _ => Err(format!(
-            "unknown op {s:?}; use softmax, log-softmax or logsumexp"
-        )),
-    }
+fn parse_op(s: &str) -> Result<BenchOp, String> {
+    BenchOp::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = BenchOp::ALL.iter().map(|op| op.name()).collect();
+        format!("unknown op {s:?}; use {}", names.join(", "))
+    })
+}
+
+fn variant_name(v: Option<Variant>) -> &'static str {
+    v.map_or("-", Variant::name)
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
@@ -147,7 +140,7 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     for case in &cases {
         bar.set_message(format!(
             "{} {} {}x{}",
-            op_name(case.op),
+            case.op.name(),
             dtype_name(case.dtype),
             case.shape.rows,
             case.shape.cols
@@ -158,7 +151,7 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     bar.finish_and_clear();
 
     println!(
-        "{:<12} {:<5} {:>6} {:>8} {:<10} {:>10} {:>8} {:>9} {:>7} {:>7} {:>8}",
+        "{:<20} {:<5} {:>6} {:>8} {:<10} {:>10} {:>8} {:>9} {:>7} {:>7} {:>8}",
         "op",
         "dtype",
         "rows",
@@ -173,12 +166,12 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     );
     for m in &results {
         println!(
-            "{:<12} {:<5} {:>6} {:>8} {:<10} {:>8.3}ms {:>8.2} {:>9.2} {:>7.3} {:>7} {:>8}",
-            op_name(m.case.op),
+            "{:<20} {:<5} {:>6} {:>8} {:<10} {:>8.3}ms {:>8.2} {:>9.2} {:>7.3} {:>7} {:>8}",
+            m.case.op.name(),
             dtype_name(m.case.dtype),
             m.case.shape.rows,
             m.case.shape.cols,
-            m.variant.name(),
+            variant_name(m.variant),
             m.seconds * 1e3,
             m.gbps,
             m.copy_gbps,
@@ -203,18 +196,19 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     println!("copy kernel: {}", words.join(", "));
     println!(
         "ceiling: ratio to copy of an element-wise exp over the same f32 logits (summed for \
-         logsumexp), the least work of the operation without reduction or second read"
+         logsumexp), the least work of the operation without reduction or second read \
+         (none for the backward operations)"
     );
 
     let records: Vec<Record> = results
         .iter()
         .map(|m| Record {
             adapter: adapter.clone(),
-            op: op_name(m.case.op),
+            op: m.case.op.name(),
             dtype: dtype_name(m.case.dtype),
             rows: m.case.shape.rows,
             cols: m.case.shape.cols,
-            variant: m.variant.name(),
+            variant: variant_name(m.variant),
             clock: m.clock.to_string(),
             copy_word_bytes: m.copy_word.bytes(),
             seconds: m.seconds,
@@ -276,7 +270,7 @@ fn plot(path: &std::path::Path, records: &[Record], adapter: &str) -> Result<(),
         chart
             .configure_mesh()
             .x_desc("cols (vocabulary)")
-            .y_desc("GB/s (one read + one write)")
+            .y_desc("GB/s (the least bytes the operation moves)")
             .draw()?;
         let mut keys: Vec<(&str, &str)> = mine.iter().map(|r| (r.op, r.dtype)).collect();
         keys.dedup();
