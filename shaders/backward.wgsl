@@ -2,12 +2,14 @@
 // `softmax_backward` and `log_softmax_backward` in src/oracle.rs.
 //   softmax:     dx = y * (dy - sum_j dy_j y_j)
 //   log_softmax: dx = dy - exp(y) * sum_j dy_j
-// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS), the bindings
+// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS, ROW_PER_LANE),
+// the bindings
 // (y as `x` with `load_x`, dx as `y` with `store_pair`, dy with `load_dy`; with BLOCKS their
 // vector views with `load_block`, `load_dy_block` and `store_block`), common.wgsl and
 // reduce_workgroup.wgsl.
 //
-// Two layouts of a row: every lane takes columns one at a time (strided on GPUs, where
+// Three layouts: short rows (ROW_PER_LANE) take a lane each, with no reduction; otherwise a
+// workgroup takes a row, and every lane takes columns one at a time (strided on GPUs, where
 // neighbours read neighbours), or, with BLOCKS (CPU adapters), each lane takes a contiguous
 // run of blocks of 8 aligned in dx, loaded and stored as vectors as in softmax.wgsl, and
 // lane 0 the columns of the row's unaligned head and tail, by pairs: lavapipe moves every
@@ -48,6 +50,17 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    if (ROW_PER_LANE) {
+        // WG rows per workgroup, in turns past one dimension of a dispatch.
+        let groups = (params.rows + WG - 1u) / WG;
+        for (var g = wid.x; g < groups; g += nwg.x) {
+            let row = g * WG + lid;
+            if (row < params.rows) {
+                backward_lane(row);
+            }
+        }
+        return;
+    }
     if (ROW_LOOP) {
         // More rows than one dimension of a dispatch holds: workgroups take turns.
         for (var row = wid.x; row < params.rows; row += nwg.x) {
@@ -56,6 +69,42 @@ fn main(
     } else if (wid.x < params.rows) {
         // One row per workgroup, no loop (see `main` in softmax.wgsl).
         backward_row(wid.x, lid);
+    }
+}
+
+// Writes output pair q (elements 2q and 2q + 1 of dx's binding) of the row at `out_row`
+// from its y and dy and the row's sum `s`; a column outside the row is not stored.
+fn store_grad_pair(q: u32, y_in: u32, dy_row: u32, out_row: u32, s: f32) {
+    let cols = params.cols;
+    let c0 = 2u * q - out_row;
+    let c1 = c0 + 1u;
+    let lo = c0 < cols;
+    let hi = c1 < cols;
+    var v = vec2<f32>(0.0);
+    if (lo) {
+        v.x = grad_value(load_x(y_in + c0), load_dy(dy_row + c0), s);
+    }
+    if (hi) {
+        v.y = grad_value(load_x(y_in + c1), load_dy(dy_row + c1), s);
+    }
+    store_pair(q, v, lo, hi);
+}
+
+// One short row on one lane (ROW_PER_LANE): its sum, then its outputs by pairs; a word
+// shared with a neighbouring row (odd `cols`, 16-bit outputs) is merged.
+fn backward_lane(row: u32) {
+    let cols = params.cols;
+    let y_in = params.x_base + row * cols;
+    let dy_row = params.dy_base + row * cols;
+    let out_row = params.y_base + row * cols;
+    var acc = stream_empty();
+    for (var c = 0u; c < cols; c++) {
+        let dy = load_dy(dy_row + c);
+        stream_push(&acc, select(dy * load_x(y_in + c), dy, LOG));
+    }
+    let s = stream_state(acc).s;
+    for (var q = out_row / 2u; q < (out_row + cols + 1u) / 2u; q++) {
+        store_grad_pair(q, y_in, dy_row, out_row, s);
     }
 }
 
@@ -79,18 +128,7 @@ fn backward_row(row: u32, lid: u32) {
     let out_row = params.y_base + row * cols;
     let out = output_pairs(out_row, cols, lid);
     for (var q = out.first; q < out.end; q += out.step) {
-        let c0 = 2u * q - out_row;
-        let c1 = c0 + 1u;
-        let lo = c0 < cols;
-        let hi = c1 < cols;
-        var v = vec2<f32>(0.0);
-        if (lo) {
-            v.x = grad_value(load_x(y_in + c0), load_dy(dy_row + c0), s);
-        }
-        if (hi) {
-            v.y = grad_value(load_x(y_in + c1), load_dy(dy_row + c1), s);
-        }
-        store_pair(q, v, lo, hi);
+        store_grad_pair(q, y_in, dy_row, out_row, s);
     }
 }
 
@@ -139,16 +177,7 @@ fn backward_row_blocks(row: u32, lid: u32) {
     }
     if (lid == 0u) {
         for (var q = first_edge_pair(edges); q < edges.end; q = next_edge_pair(edges, q)) {
-            let c0 = 2u * q - out_row;
-            let c1 = c0 + 1u;
-            var v = vec2<f32>(0.0);
-            if (c0 < cols) {
-                v.x = grad_value(load_x(y_in + c0), load_dy(dy_row + c0), s);
-            }
-            if (c1 < cols) {
-                v.y = grad_value(load_x(y_in + c1), load_dy(dy_row + c1), s);
-            }
-            store_pair(q, v, c0 < cols, c1 < cols);
+            store_grad_pair(q, y_in, dy_row, out_row, s);
         }
     }
 }

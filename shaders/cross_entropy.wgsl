@@ -3,7 +3,8 @@
 // temperature and a z-loss, and the gradient with respect to the logits in the same pass.
 // CPU mirror: `cross_entropy` in src/oracle.rs.
 //
-// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS), the
+// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS,
+// ROW_PER_LANE), the
 // bindings (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf, meta_buf,
 // class_weight; with BLOCKS the vector views with `load_block` and `store_block`), the
 // dtype preludes, common.wgsl and reduce_workgroup.wgsl.
@@ -16,7 +17,8 @@
 //   prepare (1 workgroup): meta[0] = sum of w[t_i] over counted rows (the mean's
 //            denominator), meta[1] = first row whose target is out of range,
 //            meta[3] = W, the sum of the class weights;
-//   main (a workgroup per row): per-row loss, logsumexp and gradient;
+//   main (a workgroup per row, or with ROW_PER_LANE a lane per row): per-row loss,
+//        logsumexp and gradient;
 //   reduce (1 workgroup): meta[2] = the reduced loss.
 //
 // With a = (z - m) / T, lse = m / T + log s, eps the smoothing, C = cols, W = sum_j w_j:
@@ -161,6 +163,17 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    if (ROW_PER_LANE) {
+        // Short rows: WG rows per workgroup, in turns past one dimension of a dispatch.
+        let groups = (params.rows + WG - 1u) / WG;
+        for (var g = wid.x; g < groups; g += nwg.x) {
+            let row = g * WG + lid;
+            if (row < params.rows) {
+                loss_and_grad_lane(row);
+            }
+        }
+        return;
+    }
     if (ROW_LOOP) {
         // More rows than one dimension of a dispatch holds: workgroups take turns.
         for (var row = wid.x; row < params.rows; row += nwg.x) {
@@ -172,15 +185,104 @@ fn main(
     }
 }
 
+// The loss of a row starting at x element `x_row`, of class `t`, from its stats and (with
+// label smoothing) `smooth_sum` = sum_j w_j (m - z_j).
+fn row_loss(x_row: u32, t: i32, stats: RowStats, smooth_sum: f32) -> f32 {
+    let inv_t = params.inv_t;
+    let eps = params.smoothing;
+    var loss = 0.0;
+    if (t == TARGET_INVALID || (t >= 0 && stats.nan_row)) {
+        loss = f32_nan();
+    } else if (t >= 0) {
+        let z_t = load_x(x_row + u32(t));
+        let nll = select((stats.m - z_t) * inv_t + stats.log_s, f32_pos_inf(), is_neg_inf(z_t));
+        loss = (1.0 - eps) * class_weight(u32(t)) * nll;
+        if (eps > 0.0) {
+            loss += eps / f32(params.cols) * (inv_t * smooth_sum + bitcast<f32>(meta_buf[3]) * stats.log_s);
+        }
+        // Skipped when off: lse^2 overflows f32 for logits near 1e30, and 0 * inf is NaN.
+        if (params.z_loss != 0.0) {
+            loss += params.z_loss * stats.lse * stats.lse;
+        }
+    }
+    return loss;
+}
+
+// The factor of every gradient: grad_scale, over the denominator for the mean.
+fn grad_scale() -> f32 {
+    if (params.reduction == REDUCTION_MEAN) {
+        return params.grad_scale / bitcast<f32>(meta_buf[0]);
+    }
+    return params.grad_scale;
+}
+
+// Writes gradient pair q (elements 2q and 2q + 1 of the y binding) of the row at x element
+// `x_row` and y element `y_row`; a column outside the row is not stored.
+fn store_grad_pair(q: u32, x_row: u32, y_row: u32, t: i32, stats: RowStats, w_t: f32,
+                   w_sum: f32, scale: f32) {
+    let cols = params.cols;
+    let c0 = 2u * q - y_row;
+    let c1 = c0 + 1u;
+    let lo = c0 < cols;
+    let hi = c1 < cols;
+    var v = vec2<f32>(0.0);
+    if (CONTIGUOUS) {
+        // Both columns clamped into the row (a column outside it is not stored).
+        let c = min(vec2<u32>(c0, c1), vec2<u32>(cols - 1u));
+        let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
+        v = grad4(vec4<f32>(z, z), vec4<u32>(c, c), t, stats, w_t, w_sum, scale).xy;
+    } else {
+        if (lo) {
+            v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
+        }
+        if (hi) {
+            v.y = grad_value(load_x(x_row + c1), c1, t, stats, w_t, scale);
+        }
+    }
+    store_pair(q, v, lo, hi);
+}
+
+// One short row on one lane (ROW_PER_LANE): no reduction and no barrier. In place, the
+// lane reads each pair of its row before it writes it; a word shared with a neighbouring
+// row (odd `cols`, 16-bit gradients) is merged, keeping the neighbour's half.
+fn loss_and_grad_lane(row: u32) {
+    let cols = params.cols;
+    let inv_t = params.inv_t;
+    let x_row = params.x_base + row * cols;
+    let y_row = params.y_base + row * cols;
+    let r = params.row0 + row;
+    var st = stream_empty();
+    for (var c = 0u; c < cols; c++) {
+        stream_fold(&st, load_x(x_row + c), inv_t);
+    }
+    let stats = row_stats(stream_state(st), inv_t);
+    let t = target_class(r);
+    var smooth_sum = 0.0;
+    if (params.smoothing > 0.0) {
+        var acc = stream_empty();
+        for (var c = 0u; c < cols; c++) {
+            stream_push(&acc, class_weight(c) * (stats.m - load_x(x_row + c)));
+        }
+        smooth_sum = stream_state(acc).s;
+    }
+    lse_buf[r] = stats.lse;
+    loss_buf[r] = row_loss(x_row, t, stats, smooth_sum);
+    if (HAS_GRAD) {
+        let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
+        let w_sum = bitcast<f32>(meta_buf[3]);
+        let scale = grad_scale();
+        for (var q = y_row / 2u; q < (y_row + cols + 1u) / 2u; q++) {
+            store_grad_pair(q, x_row, y_row, t, stats, w_t, w_sum, scale);
+        }
+    }
+}
+
 // One row: its logsumexp, loss and (HAS_GRAD) gradient.
 fn loss_and_grad_row(row: u32, lid: u32) {
     let cols = params.cols;
     let inv_t = params.inv_t;
     let eps = params.smoothing;
-    var scale = params.grad_scale;
-    if (params.reduction == REDUCTION_MEAN) {
-        scale = scale / bitcast<f32>(meta_buf[0]);
-    }
+    let scale = grad_scale();
     let x_row = params.x_base + row * cols;
     let r = params.row0 + row;
     let sh = share_of(cols, lid);
@@ -244,22 +346,7 @@ fn loss_and_grad_row(row: u32, lid: u32) {
 
     if (lid == 0u) {
         lse_buf[r] = stats.lse;
-        var loss = 0.0;
-        if (t == TARGET_INVALID || (t >= 0 && stats.nan_row)) {
-            loss = f32_nan();
-        } else if (t >= 0) {
-            let z_t = load_x(x_row + u32(t));
-            let nll = select((stats.m - z_t) * inv_t + stats.log_s, f32_pos_inf(), is_neg_inf(z_t));
-            loss = (1.0 - eps) * class_weight(u32(t)) * nll;
-            if (eps > 0.0) {
-                loss += eps / f32(cols) * (inv_t * smooth_sum + bitcast<f32>(meta_buf[3]) * stats.log_s);
-            }
-            // Skipped when off: lse^2 overflows f32 for logits near 1e30, and 0 * inf is NaN.
-            if (params.z_loss != 0.0) {
-                loss += params.z_loss * stats.lse * stats.lse;
-            }
-        }
-        loss_buf[r] = loss;
+        loss_buf[r] = row_loss(x_row, t, stats, smooth_sum);
     }
     // In place, the gradient overwrites logits that invocation 0 has just read.
     workgroupBarrier();
@@ -280,25 +367,7 @@ fn loss_and_grad_row(row: u32, lid: u32) {
             out = Share(first_edge_pair(br), select(br.first, br.end, lid == 0u), 1u);
         }
         for (var q = out.first; q < out.end; q = select(q + out.step, next_edge_pair(br, q), BLOCKS)) {
-            let c0 = 2u * q - y_row;
-            let c1 = c0 + 1u;
-            let lo = c0 < cols;
-            let hi = c1 < cols;
-            var v = vec2<f32>(0.0);
-            if (CONTIGUOUS) {
-                // Both columns clamped into the row (a column outside it is not stored).
-                let c = min(vec2<u32>(c0, c1), vec2<u32>(cols - 1u));
-                let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
-                v = grad4(vec4<f32>(z, z), vec4<u32>(c, c), t, stats, w_t, w_sum, scale).xy;
-            } else {
-                if (lo) {
-                    v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
-                }
-                if (hi) {
-                    v.y = grad_value(load_x(x_row + c1), c1, t, stats, w_t, scale);
-                }
-            }
-            store_pair(q, v, lo, hi);
+            store_grad_pair(q, x_row, y_row, t, stats, w_t, w_sum, scale);
         }
     }
 }

@@ -56,6 +56,21 @@ pub struct CrossEntropyResult<T> {
     pub grad: Option<Vec<T>>,
 }
 
+/// The longest rows that cross-entropy gives a lane of their own on CPU adapters (see
+/// `Engine::row_per_lane`). Lavapipe, f32 cross-entropy with its gradient, ratio to copy of
+/// a lane per row against a workgroup per row: 0.15 against 0.04 at 32768 x 128, 0.13
+/// against 0.07 at 32768 x 256, 0.15 against 0.12 at 8192 x 512, 0.14 against 0.20 at
+/// 8192 x 1024.
+const CE_ROW_PER_LANE_MAX_COLS_CPU: u64 = 512;
+/// The same for the backward kernels, whose workgroup per row loads blocks of 8 as vectors
+/// on CPU adapters where a lane per row loads by pairs (lavapipe, f32 softmax / log-softmax
+/// backward: 0.19 / 0.23 against 0.12 / 0.14 at 32768 x 128, 0.18 / 0.19 against 0.22 /
+/// 0.27 at 32768 x 256).
+const BACKWARD_ROW_PER_LANE_MAX_COLS_CPU: u64 = 128;
+/// The same for both on GPUs, where a lane per row reads rows apart from its neighbours':
+/// kept to rows of one 128-byte line of f32 (not measured on a GPU).
+const ROW_PER_LANE_MAX_COLS_GPU: u64 = 32;
+
 fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
     TensorRef {
         dtype: DType::F32,
@@ -64,6 +79,19 @@ fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
 }
 
 impl Engine {
+    /// Whether a training kernel gives rows of `cols` a lane each, no longer than
+    /// `cpu_max` on CPU adapters: a workgroup per row leaves most of its lanes idle on short
+    /// rows and pays a reduction for a few logits (lavapipe, 1048576 x 10 f32, with a
+    /// workgroup per row: cross-entropy with its gradient 0.002 of copy, softmax backward
+    /// 0.008; a lane per row: 0.09 and 0.17).
+    fn row_per_lane(&self, cols: u64, cpu_max: u64) -> bool {
+        cols <= if self.cpu_tuned() {
+            cpu_max
+        } else {
+            ROW_PER_LANE_MAX_COLS_GPU
+        }
+    }
+
     /// Records cross-entropy (loss, logsumexp and, where asked, the gradient) into `encoder`:
     /// three dispatches in one compute pass. A target outside `[0, cols)` never indexes
     /// memory: its row's loss is NaN, its gradient 0, and `meta[1]` names the first such row.
@@ -128,6 +156,9 @@ impl Engine {
                         y.size >= y_view && (in_place || x.base % 8 == y.base % 8)
                     })
             });
+        // A row per lane reads and writes by pairs.
+        let row_per_lane = self.row_per_lane(cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
+        let blocks = blocks && !row_per_lane;
         let key = CeKey {
             input: self.storage(args.logits.dtype),
             grad: grad.map(|g| self.storage(g.dtype)),
@@ -140,6 +171,7 @@ impl Engine {
             row_loop: rows_per_chunk.min(rows) > max_groups,
             blocks,
             wide_words: self.wide_words(),
+            row_per_lane,
         };
         let tiny = self.tiny_buffer()?;
         let kernels = [CeEntry::Prepare, CeEntry::Main, CeEntry::Reduce].map(|e| {
@@ -235,7 +267,7 @@ impl Engine {
                     ..base
                 };
                 pass.set_bind_group(0, &group(&main, &params, Some(range)), &[]);
-                pass.dispatch_workgroups(nrows.min(max_groups) as u32, 1, 1);
+                pass.dispatch_workgroups(key.groups(nrows).min(max_groups) as u32, 1, 1);
             }
             pass.set_pipeline(&reduce.pipeline);
             pass.set_bind_group(0, &group(&reduce, &base, None), &[]);
@@ -290,17 +322,19 @@ impl Engine {
             })
             .collect();
         let (y_view, dx_view) = (self.view_bytes(y.dtype), self.view_bytes(dx.dtype));
+        let row_per_lane = self.row_per_lane(cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
         let key = BackwardKey {
             log,
             input: self.storage(y.dtype),
             output: self.storage(dx.dtype),
             contiguous: self.contiguous(),
-            workgroup: self.workgroup_for("softmax backward", shape.cols as u64)?,
+            workgroup: self.workgroup_for("softmax backward", cols)?,
             half_builtins: self.half_builtins,
             row_loop: rows_per_chunk.min(rows) > max_groups,
             // Blocks of 8 on CPU adapters where all three sit at the same offset modulo 8 and
             // hold at least one vector (no stand-in bound twice, read and written).
             blocks: self.contiguous()
+                && !row_per_lane
                 && chunks.iter().all(|(_, yb, db, xb)| {
                     yb.size >= y_view
                         && db.size >= y_view
@@ -309,6 +343,7 @@ impl Engine {
                         && db.base % 8 == xb.base % 8
                 }),
             wide_words: self.wide_words(),
+            row_per_lane,
         };
         let kernel = self
             .pipelines
@@ -353,7 +388,7 @@ impl Engine {
                     entries: &entries,
                 });
                 pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(nrows.min(max_groups) as u32, 1, 1);
+                pass.dispatch_workgroups(key.groups(nrows).min(max_groups) as u32, 1, 1);
             }
         })
     }

@@ -5,7 +5,11 @@ mod common;
 
 use common::{on_every_tuning, random_logits};
 use softmax_wgpu::accuracy::{EPS, SOFTMAX};
-use softmax_wgpu::{oracle, CrossEntropyOptions, Element, Engine, Error, Reduction, Shape};
+use softmax_wgpu::{
+    oracle, CrossEntropyArgs, CrossEntropyOptions, DType, Element, Engine, Error, GradOutput,
+    Reduction, Shape, TensorRef,
+};
+use wgpu::util::DeviceExt;
 
 /// Loss: each term is a log-probability, whose error the log_softmax contract bounds
 /// (`~eps (8 + 4|a| + 2 log2 C)`), times its weight; plus the rounding of the sum.
@@ -112,8 +116,17 @@ fn targets(rows: usize, cols: usize, seed: u64) -> Vec<i64> {
 
 #[test]
 fn cross_entropy_matches_pytorch_semantics() {
+    // 1000 logits take a workgroup per row; 37 a lane per row on CPU adapters (odd: 16-bit
+    // gradients share words between rows).
     on_every_tuning(|e| {
-        let (rows, cols) = (7, 1000);
+        for (rows, cols) in [(7, 1000), (9, 37)] {
+            ce_semantics(e, rows, cols);
+        }
+    });
+}
+
+fn ce_semantics(e: &Engine, rows: usize, cols: usize) {
+    {
         let shape = Shape::new(rows, cols);
         let x = random_logits(rows * cols, 8.0, 3);
         let mut t = targets(rows, cols, 4);
@@ -165,21 +178,41 @@ fn cross_entropy_matches_pytorch_semantics() {
         check_ce(e, &xh, &t, shape, &cases[1]);
         let xb: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
         check_ce(e, &xb, &t, shape, &cases[0]);
-    });
+    }
 }
 
 #[test]
 fn cross_entropy_hard_rows() {
+    // Rows of 4 (a lane per row) and of 600 logits (a workgroup per row on every adapter):
+    // the rows below, the longer ones followed by ordinary logits.
     on_every_tuning(|e| {
+        for cols in [4, 600] {
+            ce_hard_rows(e, cols);
+        }
+    });
+}
+
+fn ce_hard_rows(e: &Engine, cols: usize) {
+    {
         let inf = f32::INFINITY;
-        let x = [
-            1e30f32, -1e30, 5.0, 0.0, // huge logits
-            1.0, -inf, 2.0, 3.0, // -inf at a non-target class
-            -inf, 1.0, 2.0, 3.0, // -inf at the target: loss +inf
-            1000.0, 1001.0, 999.0, 0.0,
+        let rows: [[f32; 4]; 4] = [
+            [1e30f32, -1e30, 5.0, 0.0], // huge logits
+            [1.0, -inf, 2.0, 3.0],      // -inf at a non-target class
+            [-inf, 1.0, 2.0, 3.0],      // -inf at the target: loss +inf
+            [1000.0, 1001.0, 999.0, 0.0],
         ];
+        let fill = random_logits(4 * cols, 3.0, 12);
+        let x: Vec<f32> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.iter()
+                    .copied()
+                    .chain(fill[i * cols + 4..(i + 1) * cols].to_vec())
+            })
+            .collect();
         let t = [0i64, 2, 0, 1];
-        let shape = Shape::new(4, 4);
+        let shape = Shape::new(4, cols);
         check_ce(
             e,
             &x,
@@ -203,7 +236,9 @@ fn cross_entropy_hard_rows() {
             )
             .unwrap();
         assert_eq!(r.per_row[2], f32::INFINITY);
-        assert!(r.grad.unwrap()[8..12].iter().all(|g| g.is_finite()));
+        assert!(r.grad.unwrap()[2 * cols..3 * cols]
+            .iter()
+            .all(|g| g.is_finite()));
         check_ce(
             e,
             &x,
@@ -215,7 +250,7 @@ fn cross_entropy_hard_rows() {
                 ..Default::default()
             },
         );
-    });
+    }
 }
 
 #[test]
@@ -366,6 +401,9 @@ fn softmax_and_log_softmax_backward() {
             (2, 65537),
             (1, (1 << 20) + 64),
             (70_000, 5),
+            // A lane per row on CPU adapters (up to 128 logits) and a workgroup per row.
+            (33, 100),
+            (6, 129),
         ] {
             let shape = Shape::new(rows, cols);
             let z = random_logits(rows * cols, 6.0, 21);
@@ -450,10 +488,16 @@ fn backward_in_half_precision() {
 fn backward_at_offsets_aligned_and_not() {
     // y, dy and dx at the same offset modulo 8 elements (blocks on CPU adapters), and at
     // different ones (one element at a time).
-    use softmax_wgpu::{DType, TensorRef};
-    use wgpu::util::DeviceExt;
     on_every_tuning(|e| {
-        let shape = Shape::new(5, 1001);
+        // A workgroup per row and (13 logits) a lane per row.
+        for shape in [Shape::new(5, 1001), Shape::new(7, 13)] {
+            backward_at_offsets(e, shape);
+        }
+    });
+}
+
+fn backward_at_offsets(e: &Engine, shape: Shape) {
+    {
         let n = shape.len();
         let z = random_logits(n, 6.0, 41);
         let dy = random_logits(n, 1.0, 42);
@@ -499,5 +543,81 @@ fn backward_at_offsets_aligned_and_not() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn cross_entropy_in_place_matches_out_of_place() {
+    // The gradient over the logits (GradOutput::InPlace) equals the gradient into another
+    // tensor bit for bit, with the same losses and logsumexps: f32 and f16 (odd cols: rows
+    // share words), a lane per row (7 and 37 logits on CPU adapters, 7 on GPUs) and a
+    // workgroup per row (1001).
+    common::on_every_half_path(|e| {
+        for (rows, cols) in [(9, 7), (9, 37), (3, 1001)] {
+            let shape = Shape::new(rows, cols);
+            let x = random_logits(shape.len(), 8.0, 50);
+            let t = targets(rows, cols, 51);
+            in_place_ce(e, &x, &t, shape);
+            let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+            in_place_ce(e, &h, &t, shape);
+        }
     });
+}
+
+fn in_place_ce<T: Element>(e: &Engine, x: &[T], t: &[i64], shape: Shape) {
+    let o = CrossEntropyOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let want = e.cross_entropy(x, t, shape, &o, true).unwrap();
+    let d = e.device();
+    let usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let mut bytes = bytemuck::cast_slice::<_, u8>(x).to_vec();
+    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+    let init = |contents: &[u8]| {
+        d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents,
+            usage,
+        })
+    };
+    let logits = init(&bytes);
+    let t32: Vec<i32> = t.iter().map(|&v| v as i32).collect();
+    let targets = init(bytemuck::cast_slice(&t32));
+    let zeros = vec![0u8; 4 * shape.rows];
+    let (loss, lse, meta) = (init(&zeros), init(&zeros), init(&[0u8; 16]));
+    let f32s = |b| TensorRef::new(b, DType::F32);
+    let mut enc = d.create_command_encoder(&Default::default());
+    e.record_cross_entropy(
+        &mut enc,
+        &CrossEntropyArgs {
+            shape,
+            logits: TensorRef::new(&logits, T::DTYPE),
+            targets: f32s(&targets),
+            weight: None,
+            grad: GradOutput::InPlace,
+            loss: f32s(&loss),
+            lse: f32s(&lse),
+            meta: &meta,
+        },
+        &o,
+    )
+    .unwrap();
+    e.queue().submit([enc.finish()]);
+    let words = common::read_f32(e, &logits, 0, bytes.len() / 4);
+    let got: &[T] = &bytemuck::cast_slice::<_, T>(&words)[..shape.len()];
+    let what = format!("{:?} {shape:?}", T::DTYPE);
+    let bits = |v: &[T]| bytemuck::cast_slice::<_, u8>(v).to_vec();
+    assert_eq!(
+        bits(got),
+        bits(&want.grad.unwrap()),
+        "gradient in place, {what}"
+    );
+    assert_eq!(
+        common::read_f32(e, &loss, 0, shape.rows),
+        want.per_row,
+        "{what}"
+    );
+    assert_eq!(common::read_f32(e, &lse, 0, shape.rows), want.lse, "{what}");
 }

@@ -89,6 +89,8 @@ pub fn all_sources() -> Vec<(String, String)> {
                         row_loop: !weight,
                         blocks: in_place || weight,
                         wide_words: weight,
+                        // Both values, with and without CONTIGUOUS.
+                        row_per_lane: weight != (grad == Some(input)),
                     };
                     out.push((format!("{key:?}"), cross_entropy_source(&key)));
                 }
@@ -106,6 +108,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                     row_loop: log,
                     blocks: output == input,
                     wide_words: log,
+                    row_per_lane: output == Storage::F32,
                 };
                 out.push((format!("{key:?}"), backward_source(&key)));
             }

@@ -128,6 +128,20 @@ pub(crate) struct CeKey {
     pub blocks: bool,
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
+    /// Short rows: `main` gives each row a lane of its own (`Engine::row_per_lane` in src/training.rs).
+    pub row_per_lane: bool,
+}
+
+impl CeKey {
+    /// Workgroups `main` needs for `rows` rows: one per row, or one per `workgroup` rows
+    /// with a row per lane.
+    pub(crate) fn groups(&self, rows: u64) -> u64 {
+        if self.row_per_lane {
+            rows.div_ceil(u64::from(self.workgroup))
+        } else {
+            rows
+        }
+    }
 }
 
 /// Variant of the backward module.
@@ -151,6 +165,20 @@ pub(crate) struct BackwardKey {
     pub blocks: bool,
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
+    /// Short rows: each takes a lane of its own (`Engine::row_per_lane` in src/training.rs).
+    pub row_per_lane: bool,
+}
+
+impl BackwardKey {
+    /// Workgroups for `rows` rows: one per row, or one per `workgroup` rows with a row per
+    /// lane.
+    pub(crate) fn groups(&self, rows: u64) -> u64 {
+        if self.row_per_lane {
+            rows.div_ceil(u64::from(self.workgroup))
+        } else {
+            rows
+        }
+    }
 }
 
 /// Variant of the copy kernel (the benchmarks' roofline).

@@ -96,6 +96,7 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
     );
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
+    let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
     s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins);
     if key.blocks {
         match key.grad {
@@ -164,6 +165,7 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         .replace("x_raw", "dy_raw")
         .replace("load_x", "load_dy");
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
+    let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
     if key.blocks {
         s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
         s.push_str(load_block_source(key.input));
