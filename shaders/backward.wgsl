@@ -8,7 +8,8 @@
 // vector views with `load_block`, `load_dy_block` and `store_block`), common.wgsl and
 // reduce_workgroup.wgsl.
 //
-// Three layouts: short rows (ROW_PER_LANE) take a lane each, with no reduction; otherwise a
+// Three layouts: short rows (ROW_PER_LANE) take a lane each, with no reduction (with BLOCKS,
+// a lane takes a run of rows that fill whole blocks, `backward_run`); otherwise a
 // workgroup takes a row, and every lane takes columns one at a time (strided on GPUs, where
 // neighbours read neighbours), or, with BLOCKS (CPU adapters), each lane takes a contiguous
 // run of blocks of 8 aligned in dx, loaded and stored as vectors as in softmax.wgsl, and
@@ -51,12 +52,18 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     if (ROW_PER_LANE) {
-        // WG rows per workgroup, in turns past one dimension of a dispatch.
-        let groups = (params.rows + WG - 1u) / WG;
+        // WG rows (or runs of rows) per workgroup, in turns past one dimension of a dispatch.
+        let per_lane = select(1u, run_rows(), BLOCKS);
+        let lanes = (params.rows + per_lane - 1u) / per_lane;
+        let groups = (lanes + WG - 1u) / WG;
         for (var g = wid.x; g < groups; g += nwg.x) {
-            let row = g * WG + lid;
-            if (row < params.rows) {
-                backward_lane(row);
+            let k = g * WG + lid;
+            if (k < lanes) {
+                if (BLOCKS) {
+                    backward_run(k * per_lane);
+                } else {
+                    backward_lane(k);
+                }
             }
         }
         return;
@@ -105,6 +112,61 @@ fn backward_lane(row: u32) {
     let s = stream_state(acc).s;
     for (var q = out_row / 2u; q < (out_row + cols + 1u) / 2u; q++) {
         store_grad_pair(q, y_in, dy_row, out_row, s);
+    }
+}
+
+// Rows of a lane's run with BLOCKS: the fewest that fill whole blocks, 8 / gcd(cols, 8).
+fn run_rows() -> u32 {
+    return 8u >> min(countTrailingZeros(params.cols), 3u);
+}
+
+// Which of the four elements from `e` of a binding lie in the row [start, start + cols).
+fn in_row4(e: u32, start: u32) -> vec4<bool> {
+    return vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
+}
+
+// A lane's run of `run_rows()` short rows from `row0` with BLOCKS (the host gives such a
+// dispatch whole runs only, its output starting on a block, and the rows left over to a
+// dispatch by pairs): a row at a time through the blocks that cover it, loaded as vectors
+// with the neighbours' columns masked; the blocks the row completes are stored, and the one
+// it shares with the next row is kept (`carry`) until that row fills in the rest.
+fn backward_run(row0: u32) {
+    let cols = params.cols;
+    let last = row0 + run_rows();
+    // Wrapping differences: the sums below wrap back into range.
+    let y_shift = params.x_base / 8u - params.y_base / 8u;
+    let dy_shift = params.dy_base / 8u - params.y_base / 8u;
+    var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));
+    var end = params.y_base + row0 * cols;
+    for (var row = row0; row < last; row++) {
+        let start = end;
+        end = start + cols;
+        let b_end = (end + 7u) / 8u;
+        var acc = stream_empty();
+        for (var b = start / 8u; b < b_end; b++) {
+            let y = load_block(b + y_shift);
+            let dy = load_dy_block(b + dy_shift);
+            let zero = vec4<f32>(0.0);
+            let lo = select(zero, select(dy.lo * y.lo, dy.lo, LOG), in_row4(8u * b, start));
+            let hi = select(zero, select(dy.hi * y.hi, dy.hi, LOG), in_row4(8u * b + 4u, start));
+            let t = lo + hi;
+            stream_push(&acc, (t.x + t.y) + (t.z + t.w));
+        }
+        let s = stream_state(acc).s;
+        for (var b = start / 8u; b < b_end; b++) {
+            let y = load_block(b + y_shift);
+            let dy = load_dy_block(b + dy_shift);
+            var out = Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s));
+            if (b == start / 8u) {
+                out = Block(select(carry.lo, out.lo, in_row4(8u * b, start)),
+                            select(carry.hi, out.hi, in_row4(8u * b + 4u, start)));
+            }
+            if (8u * b + 8u <= end) {
+                store_block(b, out);
+            } else {
+                carry = out;
+            }
+        }
     }
 }
 

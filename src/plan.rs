@@ -121,7 +121,7 @@ impl Engine {
 
     /// Workgroups that keep the adapter busy: a few per thread on CPU adapters (lavapipe
     /// runs one workgroup per thread at a time), a few hundred on GPUs.
-    fn parallel_groups(&self) -> u32 {
+    pub(crate) fn parallel_groups(&self) -> u32 {
         if self.cpu_tuned() {
             let threads = std::env::var("LP_NUM_THREADS")
                 .ok()

@@ -62,13 +62,18 @@ pub struct CrossEntropyResult<T> {
 /// against 0.07 at 32768 x 256, 0.15 against 0.12 at 8192 x 512, 0.14 against 0.20 at
 /// 8192 x 1024.
 const CE_ROW_PER_LANE_MAX_COLS_CPU: u64 = 512;
-/// The same for the backward kernels, whose workgroup per row loads blocks of 8 as vectors
-/// on CPU adapters where a lane per row loads by pairs (lavapipe, f32 softmax / log-softmax
-/// backward: 0.19 / 0.23 against 0.12 / 0.14 at 32768 x 128, 0.18 / 0.19 against 0.22 /
-/// 0.27 at 32768 x 256).
-const BACKWARD_ROW_PER_LANE_MAX_COLS_CPU: u64 = 128;
-/// The same for both on GPUs, where a lane per row reads rows apart from its neighbours':
-/// kept to rows of one 128-byte line of f32 (not measured on a GPU).
+/// The same for the backward kernels (`backward_run`: runs of rows in blocks of 8), from
+/// enough rows to give every CPU thread its workgroups. Lavapipe, f32 softmax / log-softmax
+/// backward, a lane per row against a workgroup per row: 0.45-0.48 / 0.57-0.58 against
+/// 0.22-0.27 / 0.24-0.25 at 32768 x 256, 0.49-0.53 / 0.55-0.63 against 0.31-0.35 /
+/// 0.33-0.38 at 8192 x 1024, 0.47 / 0.54-0.57 against 0.42-0.43 / 0.46-0.53 at 512 x 16384,
+/// but 0.32-0.39 / 0.37-0.43 against 0.44-0.45 / 0.43-0.47 at 256 x 32000.
+const BACKWARD_ROW_PER_LANE_MAX_COLS_CPU: u64 = 16384;
+/// Rows up to which a lane per row is taken whatever the row count: below it the work is
+/// small anyway.
+const ROW_PER_LANE_SHORT_COLS_CPU: u64 = 128;
+/// The longest rows given a lane each on GPUs, where a lane per row reads rows apart from
+/// its neighbours': rows of one 128-byte line of f32 (not measured on a GPU).
 const ROW_PER_LANE_MAX_COLS_GPU: u64 = 32;
 
 fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
@@ -79,17 +84,18 @@ fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
 }
 
 impl Engine {
-    /// Whether a training kernel gives rows of `cols` a lane each, no longer than
-    /// `cpu_max` on CPU adapters: a workgroup per row leaves most of its lanes idle on short
-    /// rows and pays a reduction for a few logits (lavapipe, 1048576 x 10 f32, with a
+    /// Whether a training kernel gives `rows` rows of `cols` a lane each: on CPU adapters
+    /// up to `cpu_max` logits where the rows give every thread its workgroups (always up to
+    /// `ROW_PER_LANE_SHORT_COLS_CPU`). A workgroup per row leaves most of its lanes idle on
+    /// short rows and pays a reduction for a few logits (lavapipe, 1048576 x 10 f32, with a
     /// workgroup per row: cross-entropy with its gradient 0.002 of copy, softmax backward
-    /// 0.008; a lane per row: 0.09 and 0.17).
-    fn row_per_lane(&self, cols: u64, cpu_max: u64) -> bool {
-        cols <= if self.cpu_tuned() {
-            cpu_max
-        } else {
-            ROW_PER_LANE_MAX_COLS_GPU
+    /// 0.008; a lane per row: 0.09 and 0.29).
+    fn row_per_lane(&self, rows: u64, cols: u64, cpu_max: u64) -> bool {
+        if !self.cpu_tuned() {
+            return cols <= ROW_PER_LANE_MAX_COLS_GPU;
         }
+        let busy = u64::from(self.parallel_groups()) * u64::from(self.workgroup_size());
+        cols <= cpu_max.min(ROW_PER_LANE_SHORT_COLS_CPU) || (cols <= cpu_max && rows >= busy)
     }
 
     /// Records cross-entropy (loss, logsumexp and, where asked, the gradient) into `encoder`:
@@ -157,7 +163,7 @@ impl Engine {
                     })
             });
         // A row per lane reads and writes by pairs.
-        let row_per_lane = self.row_per_lane(cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
+        let row_per_lane = self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
         let blocks = blocks && !row_per_lane;
         let key = CeKey {
             input: self.storage(args.logits.dtype),
@@ -306,59 +312,85 @@ impl Engine {
             });
         }
         let cols = shape.cols as u64;
-        let (rows_per_chunk, align, max_groups) =
-            self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
-        // The dispatches' bindings: y, dy, dx.
         let rows = shape.rows as u64;
-        let chunks: Vec<_> = row_chunks(rows, rows_per_chunk)
-            .map(|(row0, nrows)| {
-                let (first, count) = (row0 * cols, nrows * cols);
-                (
-                    nrows,
-                    chunk_binding(&y, first, count, align),
-                    chunk_binding(&dy, first, count, align),
-                    chunk_binding(&dx, first, count, align),
-                )
-            })
-            .collect();
+        let (mut rows_per_chunk, align, max_groups) =
+            self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
+        let row_per_lane = self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
+        // Runs of rows that fill whole blocks (see `backward_run`): every dispatch starts one.
+        let run = 8 >> cols.trailing_zeros().min(3);
+        if row_per_lane && rows_per_chunk >= 8 {
+            rows_per_chunk = rows_per_chunk / 8 * 8;
+        }
         let (y_view, dx_view) = (self.view_bytes(y.dtype), self.view_bytes(dx.dtype));
-        let row_per_lane = self.row_per_lane(cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
-        let key = BackwardKey {
+        // Each dispatch's rows and bindings (y, dy, dx), and whether it loads blocks of 8:
+        // with CPU tuning where all three sit at the same offset modulo 8 and hold at least
+        // one vector (no stand-in bound twice, read and written); a row per lane also needs
+        // dx to start on a block and takes whole runs of rows, the rest going to a dispatch
+        // of its own by pairs.
+        let mut dispatches = Vec::new();
+        for (row0, nrows) in row_chunks(rows, rows_per_chunk) {
+            let bound = |row0: u64, nrows: u64| {
+                let (first, count) = (row0 * cols, nrows * cols);
+                let yb = chunk_binding(&y, first, count, align);
+                let db = chunk_binding(&dy, first, count, align);
+                let xb = chunk_binding(&dx, first, count, align);
+                let blocks = self.contiguous()
+                    && yb.size >= y_view
+                    && db.size >= y_view
+                    && xb.size >= dx_view
+                    && yb.base % 8 == xb.base % 8
+                    && db.base % 8 == xb.base % 8
+                    && (!row_per_lane || xb.base.is_multiple_of(8));
+                (nrows, blocks, yb, db, xb)
+            };
+            let whole = nrows / run * run;
+            let first = bound(row0, nrows);
+            if row_per_lane && first.1 && whole < nrows {
+                if whole > 0 {
+                    dispatches.push(bound(row0, whole));
+                }
+                let mut rest = bound(row0 + whole, nrows - whole);
+                rest.1 = false;
+                dispatches.push(rest);
+            } else {
+                dispatches.push(first);
+            }
+        }
+        let workgroup = self.workgroup_for("softmax backward", cols)?;
+        let key = |blocks: bool| BackwardKey {
             log,
             input: self.storage(y.dtype),
             output: self.storage(dx.dtype),
             contiguous: self.contiguous(),
-            workgroup: self.workgroup_for("softmax backward", cols)?,
+            workgroup,
             half_builtins: self.half_builtins,
             row_loop: rows_per_chunk.min(rows) > max_groups,
-            // Blocks of 8 on CPU adapters where all three sit at the same offset modulo 8 and
-            // hold at least one vector (no stand-in bound twice, read and written).
-            blocks: self.contiguous()
-                && !row_per_lane
-                && chunks.iter().all(|(_, yb, db, xb)| {
-                    yb.size >= y_view
-                        && db.size >= y_view
-                        && xb.size >= dx_view
-                        && yb.base % 8 == xb.base % 8
-                        && db.base % 8 == xb.base % 8
-                }),
+            blocks,
             wide_words: self.wide_words(),
             row_per_lane,
         };
-        let kernel = self
-            .pipelines
-            .get(&self.device, &PipelineKey::Backward(key))?;
+        // Without a row per lane, blocks only where every dispatch has them (one pipeline).
+        let all_blocks = dispatches.iter().all(|d| d.1);
+        let mut kernels = Vec::new();
+        for d in &mut dispatches {
+            if !row_per_lane {
+                d.1 = all_blocks;
+            }
+            let key = key(d.1);
+            let kernel = self
+                .pipelines
+                .get(&self.device, &PipelineKey::Backward(key))?;
+            kernels.push((key, kernel));
+        }
         let tiny = self.tiny_buffer()?;
         capture_errors(&self.device, || {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("softmax-wgpu backward"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&kernel.pipeline);
-            for (nrows, yb, db, xb) in &chunks {
-                let nrows = *nrows;
+            for ((nrows, blocks, yb, db, xb), (key, kernel)) in dispatches.iter().zip(&kernels) {
                 let params = BackwardParams {
-                    rows: nrows as u32,
+                    rows: *nrows as u32,
                     cols: cols as u32,
                     x_base: yb.base,
                     y_base: xb.base,
@@ -375,7 +407,7 @@ impl Engine {
                     bind(slot::Y, &dx, xb),
                     bind(slot::TARGETS_OR_DY, &dy, db),
                 ];
-                if key.blocks {
+                if *blocks {
                     entries.extend([
                         bind_vectors(slot::X_VEC, &y, yb, y_view, &tiny),
                         bind_vectors(slot::Y_VEC, &dx, xb, dx_view, &tiny),
@@ -387,8 +419,10 @@ impl Engine {
                     layout: &kernel.layout,
                     entries: &entries,
                 });
+                pass.set_pipeline(&kernel.pipeline);
                 pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(key.groups(nrows).min(max_groups) as u32, 1, 1);
+                let groups = key.groups(*nrows, run);
+                pass.dispatch_workgroups(groups.min(max_groups) as u32, 1, 1);
             }
         })
     }

@@ -401,8 +401,12 @@ fn softmax_and_log_softmax_backward() {
             (2, 65537),
             (1, (1 << 20) + 64),
             (70_000, 5),
-            // A lane per row on CPU adapters (up to 128 logits) and a workgroup per row.
+            // A lane per row on CPU adapters (up to 128 logits, or more with enough rows), in
+            // runs of rows that fill whole blocks (8 rows of 13, 2 of 100, 4 of 302) with
+            // rows left over, and a workgroup per row (6 rows of 129).
+            (19, 13),
             (33, 100),
+            (131, 302),
             (6, 129),
         ] {
             let shape = Shape::new(rows, cols);
@@ -476,7 +480,7 @@ fn backward_in_half_precision() {
     // Odd cols: rows start anywhere in a block, and packed words are shared by two rows;
     // 1 x 3 holds no whole vector (one element at a time, no stand-in views).
     on_every_tuning(|e| {
-        for (rows, cols) in [(3usize, 1029usize), (4, 64), (2, 7), (1, 3)] {
+        for (rows, cols) in [(3usize, 1029usize), (4, 64), (2, 7), (1, 3), (19, 13)] {
             let shape = Shape::new(rows, cols);
             check_backward_in::<half::f16>(e, shape, 2f64.powi(-11), 2f64.powi(-25));
             check_backward_in::<half::bf16>(e, shape, 2f64.powi(-8), 0.0);
@@ -489,8 +493,9 @@ fn backward_at_offsets_aligned_and_not() {
     // y, dy and dx at the same offset modulo 8 elements (blocks on CPU adapters), and at
     // different ones (one element at a time).
     on_every_tuning(|e| {
-        // A workgroup per row and (13 logits) a lane per row.
-        for shape in [Shape::new(5, 1001), Shape::new(7, 13)] {
+        // A workgroup per row and (13 logits) a lane per row: two runs of 8 rows and 3
+        // rows left over where dx starts on a block, otherwise all by pairs.
+        for shape in [Shape::new(5, 1001), Shape::new(19, 13)] {
             backward_at_offsets(e, shape);
         }
     });
@@ -510,7 +515,8 @@ fn backward_at_offsets(e: &Engine, shape: Shape) {
         let usage = wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST;
-        for offsets in [[16u64, 16, 16], [0, 4, 12], [4, 36, 68]] {
+        // Elements 8, 4 and 1 into their bindings: runs of short rows need dx on a block.
+        for offsets in [[32u64, 32, 32], [16, 16, 16], [0, 4, 12], [4, 36, 68]] {
             let padded = |v: &[f32], off: u64| {
                 let mut p = vec![0f32; off as usize / 4];
                 p.extend_from_slice(v);
