@@ -164,12 +164,19 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     if (ROW_PER_LANE) {
-        // Short rows: WG rows per workgroup, in turns past one dimension of a dispatch.
-        let groups = (params.rows + WG - 1u) / WG;
+        // Short rows: WG rows (or runs of rows) per workgroup, in turns past one dimension
+        // of a dispatch.
+        let per_lane = select(1u, run_rows(), BLOCKS);
+        let lanes = (params.rows + per_lane - 1u) / per_lane;
+        let groups = (lanes + WG - 1u) / WG;
         for (var g = wid.x; g < groups; g += nwg.x) {
-            let row = g * WG + lid;
-            if (row < params.rows) {
-                loss_and_grad_lane(row);
+            let k = g * WG + lid;
+            if (k < lanes) {
+                if (BLOCKS) {
+                    loss_and_grad_run(k * per_lane);
+                } else {
+                    loss_and_grad_lane(k);
+                }
             }
         }
         return;
@@ -275,6 +282,115 @@ fn loss_and_grad_lane(row: u32) {
             store_grad_pair(q, x_row, y_row, t, stats, w_t, w_sum, scale);
         }
     }
+}
+
+// Rows of a lane's run with BLOCKS: the fewest that fill whole blocks, 8 / gcd(cols, 8).
+fn run_rows() -> u32 {
+    return 8u >> min(countTrailingZeros(params.cols), 3u);
+}
+
+// Which of the four elements from `e` of the y binding lie in the row [start, start + cols).
+fn in_row4(e: u32, start: u32) -> vec4<bool> {
+    return vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
+}
+
+// The columns of the four elements from `e` in the row from `start`, clamped into it.
+fn cols4(e: u32, start: u32) -> vec4<u32> {
+    return min(vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.cols - 1u));
+}
+
+// A lane's run of `run_rows()` short rows from `row0` with BLOCKS (the host gives such a
+// dispatch whole runs only, the gradient's blocks, or without one the logits', starting on
+// a block, and the rows left over to a dispatch by pairs): a row at a time through the
+// blocks that cover it, loaded as vectors with the neighbours' logits masked, in three
+// passes without branches (max and flags, exponentials, gradient); the blocks the row
+// completes are stored, and the one it shares with the next row is kept (`carry`) until
+// that row fills in the rest. In place, every block is read before it is written.
+fn loss_and_grad_run(row0: u32) {
+    let cols = params.cols;
+    let inv_t = params.inv_t;
+    let neg = vec4<f32>(f32_neg_inf());
+    // Wrapping difference: the sums below wrap back into range.
+    let x_shift = params.x_base / 8u - params.y_base / 8u;
+    // Read once per run: lavapipe loads even a uniform address lane by lane.
+    let w_sum = bitcast<f32>(meta_buf[3]);
+    let scale = grad_scale();
+    var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));
+    var end = params.y_base + row0 * cols;
+    for (var row = row0; row < row0 + run_rows(); row++) {
+        let start = end;
+        end = start + cols;
+        let b_end = (end + 7u) / 8u;
+        var g = guard_empty();
+        var top = vec4<f32>(F32_LOWEST);
+        for (var b = start / 8u; b < b_end; b++) {
+            let v = load_block(b + x_shift);
+            let lo = guarded(&g, select(neg, v.lo, in_row4(8u * b, start)));
+            let hi = guarded(&g, select(neg, v.hi, in_row4(8u * b + 4u, start)));
+            top = max(top, max(lo, hi));
+        }
+        let m = max(max(top.x, top.y), max(top.z, top.w));
+        var acc = stream_empty();
+        for (var b = start / 8u; b < b_end; b++) {
+            let v = load_block(b + x_shift);
+            let lo = screened4(v.lo, in_row4(8u * b, start));
+            let hi = screened4(v.hi, in_row4(8u * b + 4u, start));
+            let e = shifted_exp(lo, vec4<f32>(m), inv_t) + shifted_exp(hi, vec4<f32>(m), inv_t);
+            stream_push(&acc, (e.x + e.y) + (e.z + e.w));
+        }
+        let stats = row_stats(Online(m, stream_state(acc).s, guard_flags(g)), inv_t);
+        // sum_j w_j (m - z_j): a third read, only when smoothing is on.
+        var smooth_sum = 0.0;
+        if (params.smoothing > 0.0) {
+            var sm = stream_empty();
+            for (var b = start / 8u; b < b_end; b++) {
+                let v = load_block(b + x_shift);
+                let c = 8u * b;
+                let lo = select(vec4<f32>(0.0), class_weight4(cols4(c, start)) * (stats.m - v.lo),
+                                in_row4(c, start));
+                let hi = select(vec4<f32>(0.0), class_weight4(cols4(c + 4u, start)) * (stats.m - v.hi),
+                                in_row4(c + 4u, start));
+                let t = lo + hi;
+                stream_push(&sm, (t.x + t.y) + (t.z + t.w));
+            }
+            smooth_sum = stream_state(sm).s;
+        }
+        let x_row = start + params.x_base - params.y_base;
+        let r = params.row0 + row;
+        let t = target_class(r);
+        lse_buf[r] = stats.lse;
+        loss_buf[r] = row_loss(x_row, t, stats, smooth_sum);
+        if (HAS_GRAD) {
+            let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
+            for (var b = start / 8u; b < b_end; b++) {
+                let v = load_block(b + x_shift);
+                let c = 8u * b;
+                let in_lo = in_row4(c, start);
+                let in_hi = in_row4(c + 4u, start);
+                var out = Block(grad4(v.lo, cols4(c, start), t, stats, w_t, w_sum, scale),
+                                grad4(v.hi, cols4(c + 4u, start), t, stats, w_t, w_sum, scale));
+                if (b == start / 8u) {
+                    out = Block(select(carry.lo, out.lo, in_lo), select(carry.hi, out.hi, in_hi));
+                }
+                if (8u * b + 8u <= end) {
+                    store_block(b, out);
+                } else {
+                    carry = out;
+                }
+            }
+        }
+    }
+}
+
+// `v` where `inside` and finite, -inf elsewhere (NaN and +inf only set flags).
+fn screened4(v: vec4<f32>, inside: vec4<bool>) -> vec4<f32> {
+    let finite = (bitcast<vec4<u32>>(v) & vec4<u32>(F32_ABS_MASK)) < vec4<u32>(F32_INF_BITS);
+    return select(vec4<f32>(f32_neg_inf()), v, inside & finite);
+}
+
+// The class weights of four columns.
+fn class_weight4(c: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(class_weight(c.x), class_weight(c.y), class_weight(c.z), class_weight(c.w));
 }
 
 // One row: its logsumexp, loss and (HAS_GRAD) gradient.

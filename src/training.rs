@@ -57,11 +57,12 @@ pub struct CrossEntropyResult<T> {
 }
 
 /// The longest rows that cross-entropy gives a lane of their own on CPU adapters (see
-/// `Engine::row_per_lane`). Lavapipe, f32 cross-entropy with its gradient, ratio to copy of
-/// a lane per row against a workgroup per row: 0.15 against 0.04 at 32768 x 128, 0.13
-/// against 0.07 at 32768 x 256, 0.15 against 0.12 at 8192 x 512, 0.14 against 0.20 at
-/// 8192 x 1024.
-const CE_ROW_PER_LANE_MAX_COLS_CPU: u64 = 512;
+/// `Engine::row_per_lane`; `loss_and_grad_run`: runs of rows in blocks of 8). Lavapipe, f32
+/// cross-entropy with its gradient, ratio to copy of a lane per row against a workgroup per
+/// row: 0.22-0.29 against 0.017-0.018 at 65536 x 100, 0.25-0.27 against 0.07 at 32768 x
+/// 256, 0.27-0.51 against 0.15 at 8192 x 1024, 0.29-0.30 against 0.25-0.31 at 1024 x 8192,
+/// 0.30-0.32 against 0.32-0.37 at 256 x 32000.
+const CE_ROW_PER_LANE_MAX_COLS_CPU: u64 = 4096;
 /// The same for the backward kernels (`backward_run`: runs of rows in blocks of 8), from
 /// enough rows to give every CPU thread its workgroups. Lavapipe, f32 softmax / log-softmax
 /// backward, a lane per row against a workgroup per row: 0.45-0.48 / 0.57-0.58 against
@@ -143,49 +144,80 @@ impl Engine {
         .into_iter()
         .max()
         .unwrap_or(0);
-        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
-        // The dispatches' rows and logits ranges (first element, count).
-        let chunks: Vec<_> = row_chunks(rows, rows_per_chunk)
-            .map(|(row0, nrows)| (row0, nrows, (row0 * cols, nrows * cols)))
-            .collect();
-        // Blocks of 8 on CPU adapters where the gradient (if any) sits at the logits' offset
-        // modulo 8, both holding at least one vector (no stand-in bound twice, read and
-        // written). Without a gradient the blocks follow the logits.
+        let (mut rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        let row_per_lane = self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
+        // Runs of rows that fill whole blocks (see `loss_and_grad_run`): every dispatch
+        // starts one.
+        let run = 8 >> cols.trailing_zeros().min(3);
+        if row_per_lane && rows_per_chunk >= 8 {
+            rows_per_chunk = rows_per_chunk / 8 * 8;
+        }
+        // Each dispatch of `main`: first row, rows, logits range (first element, count) and
+        // whether it loads blocks of 8: with CPU tuning where the gradient (if any) sits at
+        // the logits' offset modulo 8, both holding at least one vector (no stand-in bound
+        // twice, read and written), the blocks following the logits without a gradient. A
+        // row per lane also needs those blocks to start the dispatch and takes whole runs of
+        // rows, the rest going to a dispatch of its own by pairs.
         let x_view = self.view_bytes(args.logits.dtype);
         let y_view = grad.map_or(16, |g| self.view_bytes(g.dtype));
-        let blocks = self.contiguous()
-            && chunks.iter().all(|&(_, _, (first, n))| {
-                let x = chunk_binding(&args.logits, first, n, align);
-                x.size >= x_view
-                    && grad.is_none_or(|g| {
-                        let y = chunk_binding(&g, first, n, align);
-                        y.size >= y_view && (in_place || x.base % 8 == y.base % 8)
-                    })
-            });
-        // A row per lane reads and writes by pairs.
-        let row_per_lane = self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
-        let blocks = blocks && !row_per_lane;
-        let key = CeKey {
-            input: self.storage(args.logits.dtype),
-            grad: grad.map(|g| self.storage(g.dtype)),
-            in_place,
-            weight: args.weight.is_some(),
-            contiguous: self.contiguous(),
-            // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
-            workgroup: self.workgroup_for("cross-entropy", rows.max(cols))?,
-            half_builtins: self.half_builtins,
-            row_loop: rows_per_chunk.min(rows) > max_groups,
-            blocks,
-            wide_words: self.wide_words(),
-            row_per_lane,
+        let blocks_in = |row0: u64, nrows: u64| {
+            let (first, n) = (row0 * cols, nrows * cols);
+            let x = chunk_binding(&args.logits, first, n, align);
+            let out_base = grad.map_or(x.base, |g| chunk_binding(&g, first, n, align).base);
+            self.contiguous()
+                && x.size >= x_view
+                && grad.is_none_or(|g| {
+                    let y = chunk_binding(&g, first, n, align);
+                    y.size >= y_view && (in_place || x.base % 8 == y.base % 8)
+                })
+                && (!row_per_lane || out_base.is_multiple_of(8))
+        };
+        let mut dispatches: Vec<(u64, u64, bool)> = Vec::new();
+        for (row0, nrows) in row_chunks(rows, rows_per_chunk) {
+            let whole = nrows / run * run;
+            if row_per_lane && blocks_in(row0, nrows) && whole < nrows {
+                if whole > 0 {
+                    dispatches.push((row0, whole, blocks_in(row0, whole)));
+                }
+                dispatches.push((row0 + whole, nrows - whole, false));
+            } else {
+                dispatches.push((row0, nrows, blocks_in(row0, nrows)));
+            }
+        }
+        // Without a row per lane, blocks only where every dispatch has them (one pipeline).
+        if !row_per_lane {
+            let all = dispatches.iter().all(|d| d.2);
+            dispatches.iter_mut().for_each(|d| d.2 = all);
+        }
+        // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
+        let workgroup = self.workgroup_for("cross-entropy", rows.max(cols))?;
+        let kernel = |blocks: bool, entry: CeEntry| {
+            let key = CeKey {
+                input: self.storage(args.logits.dtype),
+                grad: grad.map(|g| self.storage(g.dtype)),
+                in_place,
+                weight: args.weight.is_some(),
+                contiguous: self.contiguous(),
+                workgroup,
+                half_builtins: self.half_builtins,
+                row_loop: rows_per_chunk.min(rows) > max_groups,
+                blocks,
+                wide_words: self.wide_words(),
+                row_per_lane,
+            };
+            self.pipelines
+                .get(&self.device, &PipelineKey::CrossEntropy(key, entry))
+                .map(|k| (key, k))
         };
         let tiny = self.tiny_buffer()?;
-        let kernels = [CeEntry::Prepare, CeEntry::Main, CeEntry::Reduce].map(|e| {
-            self.pipelines
-                .get(&self.device, &PipelineKey::CrossEntropy(key, e))
-        });
-        let [prepare, main, reduce] = kernels;
-        let (prepare, main, reduce) = (prepare?, main?, reduce?);
+        // `prepare` and `reduce` read no logits: the first dispatch's layout serves.
+        let blocks0 = dispatches[0].2;
+        let (_, prepare) = kernel(blocks0, CeEntry::Prepare)?;
+        let (_, reduce) = kernel(blocks0, CeEntry::Reduce)?;
+        let mains = dispatches
+            .iter()
+            .map(|d| kernel(d.2, CeEntry::Main))
+            .collect::<Result<Vec<_>>>()?;
         // The small per-row and per-class arrays are bound whole.
         let whole = |t: &TensorRef<'_>, n: u64| chunk_binding(t, 0, n, align);
         let base = CeParams {
@@ -206,14 +238,13 @@ impl Engine {
         capture_errors(&self.device, || {
             let group = |kernel: &crate::pipeline::Kernel,
                          params: &CeParams,
-                         x: Option<(u64, u64)>| {
+                         (first, n): (u64, u64),
+                         blocks: bool| {
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(params));
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: slot::PARAMS,
                     resource: uniform.as_entire_binding(),
                 }];
-                // `prepare` and `reduce` bind the first dispatch's logits (unused).
-                let (first, n) = x.unwrap_or(chunks[0].2);
                 let x = chunk_binding(&args.logits, first, n, align);
                 if !in_place {
                     entries.push(bind(slot::X, &args.logits, &x));
@@ -253,11 +284,13 @@ impl Engine {
                 label: Some("softmax-wgpu cross-entropy"),
                 timestamp_writes: None,
             });
+            // `prepare` and `reduce` bind the first dispatch's logits (unused).
+            let first = (dispatches[0].0 * cols, dispatches[0].1 * cols);
             pass.set_pipeline(&prepare.pipeline);
-            pass.set_bind_group(0, &group(&prepare, &base, None), &[]);
+            pass.set_bind_group(0, &group(&prepare, &base, first, blocks0), &[]);
             pass.dispatch_workgroups(1, 1, 1);
-            pass.set_pipeline(&main.pipeline);
-            for &(row0, nrows, range) in &chunks {
+            for (&(row0, nrows, blocks), (key, main)) in dispatches.iter().zip(&mains) {
+                let range = (row0 * cols, nrows * cols);
                 let x = chunk_binding(&args.logits, range.0, range.1, align);
                 let y = grad.map(|g| chunk_binding(&g, range.0, range.1, align));
                 let params = CeParams {
@@ -272,11 +305,12 @@ impl Engine {
                     row0: row0 as u32,
                     ..base
                 };
-                pass.set_bind_group(0, &group(&main, &params, Some(range)), &[]);
-                pass.dispatch_workgroups(key.groups(nrows).min(max_groups) as u32, 1, 1);
+                pass.set_pipeline(&main.pipeline);
+                pass.set_bind_group(0, &group(main, &params, range, blocks), &[]);
+                pass.dispatch_workgroups(key.groups(nrows, run).min(max_groups) as u32, 1, 1);
             }
             pass.set_pipeline(&reduce.pipeline);
-            pass.set_bind_group(0, &group(&reduce, &base, None), &[]);
+            pass.set_bind_group(0, &group(&reduce, &base, first, blocks0), &[]);
             pass.dispatch_workgroups(1, 1, 1);
         })
     }

@@ -129,19 +129,23 @@ pub(crate) struct CeKey {
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
     /// Short rows: `main` gives each row a lane of its own (`Engine::row_per_lane` in
-    /// src/training.rs).
+    /// src/training.rs), with `blocks` a run of rows that fill whole blocks.
     pub row_per_lane: bool,
 }
 
 impl CeKey {
-    /// Workgroups `main` needs for `rows` rows: one per row, or one per `workgroup` rows
-    /// with a row per lane.
-    pub(crate) fn groups(&self, rows: u64) -> u64 {
-        if self.row_per_lane {
-            rows.div_ceil(u64::from(self.workgroup))
+    /// Workgroups `main` needs for `rows` rows: one per row, or with a row per lane one per
+    /// `workgroup` lanes, each taking a row, or with `blocks` a run of `run` rows.
+    pub(crate) fn groups(&self, rows: u64, run: u64) -> u64 {
+        if !self.row_per_lane {
+            return rows;
+        }
+        let lanes = if self.blocks {
+            rows.div_ceil(run)
         } else {
             rows
-        }
+        };
+        lanes.div_ceil(u64::from(self.workgroup))
     }
 }
 
