@@ -100,7 +100,6 @@ pub(crate) struct ChunkBinding {
     pub(crate) base: u32,
 }
 
-/// The dispatches of `rows` rows, at most `rows_per_chunk` each: `(first row, rows)`.
 /// One dispatch of a forward operation: its rows, whether they run packed (see
 /// `Layout::packed_cols`), and where each tensor's chunk of them is bound.
 struct Dispatch {
@@ -111,6 +110,7 @@ struct Dispatch {
     lse: Option<ChunkBinding>,
 }
 
+/// The dispatches of `rows` rows, at most `rows_per_chunk` each: `(first row, rows)`.
 pub(crate) fn row_chunks(rows: u64, rows_per_chunk: u64) -> impl Iterator<Item = (u64, u64)> {
     let step = rows_per_chunk.max(1);
     (0..rows)
