@@ -28,6 +28,53 @@ fn short_rows_past_one_binding() {
     });
 }
 
+#[test]
+fn short_training_rows_past_one_binding() {
+    // Rows of 10 (runs of 4 rows a lane on CPU adapters) over more than one binding, with 3
+    // rows left over: every binding starts a run, and the rows left over go by pairs.
+    on_every_adapter(|e| {
+        let cols = 10;
+        let rows = past_one_binding(e, cols).max(5120) / 4 * 4 + 3;
+        let shape = Shape::new(rows, cols);
+        let z = random_logits(rows * cols, 6.0, 45);
+        let dy = random_logits(rows * cols, 1.0, 46);
+        let y: Vec<f32> = softmax_wgpu::oracle::softmax(&z, shape, &SoftmaxOptions::default())
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let got = e.softmax_backward(false, &y, &dy, shape).unwrap();
+        let want = softmax_wgpu::oracle::softmax_backward(false, &y, &dy, shape);
+        // As in tests/training.rs: a product and a difference of O(1) terms and a row sum.
+        let tol = accuracy::EPS * (8.0 + 3.0 * (cols as f64).log2()) * 2.0;
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!((f64::from(g) - w).abs() <= tol, "[{i}] {g} want {w}");
+        }
+        e.release_buffers();
+        // Cross-entropy over the same rows: its logsumexp against the forward contract.
+        let targets: Vec<i64> = (0..rows as i64).map(|r| r % cols as i64).collect();
+        let o = softmax_wgpu::CrossEntropyOptions::default();
+        let r = e.cross_entropy(&z, &targets, shape, &o, true).unwrap();
+        let lse = accuracy::check(
+            Forward::LogSumExp,
+            &z,
+            shape,
+            &SoftmaxOptions::default(),
+            &r.lse,
+        );
+        assert!(lse.ok(), "{lse}");
+        let want = softmax_wgpu::oracle::cross_entropy(&z, &targets, shape, &o);
+        for (i, (&g, &w)) in r.per_row.iter().zip(&want.per_row).enumerate() {
+            // -log p of the target: the log_softmax contract (|a| <= 12 / 1, 10 logits).
+            let tol = accuracy::EPS
+                * (8.0 + 4.0 * 12.0 + 2.0 * (cols as f64).log2())
+                * (1.0 + w.abs())
+                * 4.0;
+            assert!((f64::from(g) - w).abs() <= tol, "loss[{i}] {g} want {w}");
+        }
+        e.release_buffers();
+    });
+}
+
 /// Rows of `cols` f32 logits that fill 1.25 of the adapter's largest binding.
 fn past_one_binding(e: &softmax_wgpu::Engine, cols: usize) -> usize {
     let limit = e.info().limits.max_storage_buffer_binding_size;
