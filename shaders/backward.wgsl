@@ -3,10 +3,9 @@
 //   softmax:     dx = y * (dy - sum_j dy_j y_j)
 //   log_softmax: dx = dy - exp(y) * sum_j dy_j
 // Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS, ROW_PER_LANE),
-// the bindings
-// (y as `x` with `load_x`, dx as `y` with `store_pair`, dy with `load_dy`; with BLOCKS their
-// vector views with `load_block`, `load_dy_block` and `store_block`), common.wgsl and
-// reduce_workgroup.wgsl.
+// the bindings (y as `x` with `load_x`, dx as `y` with `store_pair`, dy with `load_dy`; with
+// BLOCKS their vector views with `load_block`, `load_dy_block` and `store_block`),
+// common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl.
 //
 // Three layouts: short rows (ROW_PER_LANE) take a lane each, with no reduction (with BLOCKS,
 // a lane takes a run of rows that fill whole blocks, `backward_run`); otherwise a
@@ -52,15 +51,12 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     if (ROW_PER_LANE) {
-        // WG rows (or runs of rows) per workgroup, in turns past one dimension of a dispatch.
-        let per_lane = select(1u, run_rows(), BLOCKS);
-        let lanes = (params.rows + per_lane - 1u) / per_lane;
-        let groups = (lanes + WG - 1u) / WG;
-        for (var g = wid.x; g < groups; g += nwg.x) {
+        // Short rows: a row, or a run of rows, per lane (row_runs.wgsl).
+        for (var g = wid.x; g < row_lane_groups(); g += nwg.x) {
             let k = g * WG + lid;
-            if (k < lanes) {
+            if (k < row_lanes()) {
                 if (BLOCKS) {
-                    backward_run(k * per_lane);
+                    backward_run(k * run_rows());
                 } else {
                     backward_lane(k);
                 }
@@ -113,16 +109,6 @@ fn backward_lane(row: u32) {
     for (var q = out_row / 2u; q < (out_row + cols + 1u) / 2u; q++) {
         store_grad_pair(q, y_in, dy_row, out_row, s);
     }
-}
-
-// Rows of a lane's run with BLOCKS: the fewest that fill whole blocks, 8 / gcd(cols, 8).
-fn run_rows() -> u32 {
-    return 8u >> min(countTrailingZeros(params.cols), 3u);
-}
-
-// Which of the four elements from `e` of a binding lie in the row [start, start + cols).
-fn in_row4(e: u32, start: u32) -> vec4<bool> {
-    return vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
 }
 
 // A lane's run of `run_rows()` short rows from `row0` with BLOCKS (the host gives such a

@@ -7,7 +7,7 @@
 // ROW_PER_LANE), the
 // bindings (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf, meta_buf,
 // class_weight; with BLOCKS the vector views with `load_block` and `store_block`), the
-// dtype preludes, common.wgsl and reduce_workgroup.wgsl.
+// dtype preludes, common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl.
 //
 // With BLOCKS (CPU adapters, where the logits sit at the gradient's offset modulo 8), each
 // lane takes a contiguous run of blocks of 8 aligned in the gradient, loaded and stored as
@@ -164,16 +164,12 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     if (ROW_PER_LANE) {
-        // Short rows: WG rows (or runs of rows) per workgroup, in turns past one dimension
-        // of a dispatch.
-        let per_lane = select(1u, run_rows(), BLOCKS);
-        let lanes = (params.rows + per_lane - 1u) / per_lane;
-        let groups = (lanes + WG - 1u) / WG;
-        for (var g = wid.x; g < groups; g += nwg.x) {
+        // Short rows: a row, or a run of rows, per lane (row_runs.wgsl).
+        for (var g = wid.x; g < row_lane_groups(); g += nwg.x) {
             let k = g * WG + lid;
-            if (k < lanes) {
+            if (k < row_lanes()) {
                 if (BLOCKS) {
-                    loss_and_grad_run(k * per_lane);
+                    loss_and_grad_run(k * run_rows());
                 } else {
                     loss_and_grad_lane(k);
                 }
@@ -282,16 +278,6 @@ fn loss_and_grad_lane(row: u32) {
             store_grad_pair(q, x_row, y_row, t, stats, w_t, w_sum, scale);
         }
     }
-}
-
-// Rows of a lane's run with BLOCKS: the fewest that fill whole blocks, 8 / gcd(cols, 8).
-fn run_rows() -> u32 {
-    return 8u >> min(countTrailingZeros(params.cols), 3u);
-}
-
-// Which of the four elements from `e` of the y binding lie in the row [start, start + cols).
-fn in_row4(e: u32, start: u32) -> vec4<bool> {
-    return vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
 }
 
 // The columns of the four elements from `e` in the row from `start`, clamped into it.

@@ -133,19 +133,21 @@ pub(crate) struct CeKey {
     pub row_per_lane: bool,
 }
 
+/// Workgroups the training kernels' `main` needs for `rows` rows: one per row, or with a
+/// row per lane one per `workgroup` lanes, each taking a row, or with `blocks` a run of
+/// `run` rows (`row_lane_groups` in shaders/row_runs.wgsl).
+fn training_groups(row_per_lane: bool, blocks: bool, workgroup: u32, rows: u64, run: u64) -> u64 {
+    if !row_per_lane {
+        return rows;
+    }
+    let lanes = if blocks { rows.div_ceil(run) } else { rows };
+    lanes.div_ceil(u64::from(workgroup))
+}
+
 impl CeKey {
-    /// Workgroups `main` needs for `rows` rows: one per row, or with a row per lane one per
-    /// `workgroup` lanes, each taking a row, or with `blocks` a run of `run` rows.
+    /// Workgroups `main` needs for `rows` rows in runs of `run` (see `training_groups`).
     pub(crate) fn groups(&self, rows: u64, run: u64) -> u64 {
-        if !self.row_per_lane {
-            return rows;
-        }
-        let lanes = if self.blocks {
-            rows.div_ceil(run)
-        } else {
-            rows
-        };
-        lanes.div_ceil(u64::from(self.workgroup))
+        training_groups(self.row_per_lane, self.blocks, self.workgroup, rows, run)
     }
 }
 
@@ -176,18 +178,9 @@ pub(crate) struct BackwardKey {
 }
 
 impl BackwardKey {
-    /// Workgroups for `rows` rows: one per row, or with a row per lane one per `workgroup`
-    /// lanes, each taking a row, or with `blocks` a run of `run` rows.
+    /// Workgroups for `rows` rows in runs of `run` (see `training_groups`).
     pub(crate) fn groups(&self, rows: u64, run: u64) -> u64 {
-        if !self.row_per_lane {
-            return rows;
-        }
-        let lanes = if self.blocks {
-            rows.div_ceil(run)
-        } else {
-            rows
-        };
-        lanes.div_ceil(u64::from(self.workgroup))
+        training_groups(self.row_per_lane, self.blocks, self.workgroup, rows, run)
     }
 }
 

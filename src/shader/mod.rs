@@ -37,6 +37,7 @@ const REDUCE_ROW_SUBGROUP: &str = include_str!("../../shaders/reduce_row_subgrou
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
 const BACKWARD: &str = include_str!("../../shaders/backward.wgsl");
+const ROW_RUNS: &str = include_str!("../../shaders/row_runs.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const HALF_BITS: &str = include_str!("../../shaders/io/half_bits.wgsl");
 const STORE_WORD: &str = include_str!("../../shaders/io/store_word.wgsl");
@@ -139,7 +140,14 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
     } else {
         s.push_str("fn class_weight(j: u32) -> f32 { return 1.0; }\n");
     }
-    [s.as_str(), COMMON, REDUCE_WORKGROUP, CROSS_ENTROPY].join("\n")
+    [
+        s.as_str(),
+        COMMON,
+        REDUCE_WORKGROUP,
+        ROW_RUNS,
+        CROSS_ENTROPY,
+    ]
+    .join("\n")
 }
 
 /// The backward module: `y` as `x`, the gradient as `y`, `dy` through `load_dy` (the input
@@ -182,7 +190,7 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
              fn store_block(b: u32, v: Block) {}\n",
         );
     }
-    [s.as_str(), COMMON, REDUCE_WORKGROUP, BACKWARD].join("\n")
+    [s.as_str(), COMMON, REDUCE_WORKGROUP, ROW_RUNS, BACKWARD].join("\n")
 }
 
 /// The exponential of every f32 of a word (`word_exp`) and their sum (`word_exp_sum`).

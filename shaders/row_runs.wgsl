@@ -1,0 +1,30 @@
+// Short rows a lane each (ROW_PER_LANE) in the training kernels, cross_entropy.wgsl and
+// backward.wgsl; needs their `params.rows`, `params.cols`, WG and BLOCKS. With BLOCKS (CPU
+// adapters, the dispatch's output starting on a block) a lane takes a run of `run_rows()`
+// rows, which fill whole blocks, a row at a time through the blocks that cover it; without,
+// a row by pairs. The host gives a dispatch with BLOCKS whole runs only.
+
+// Rows of a lane's run: the fewest that fill whole blocks, 8 / gcd(cols, 8).
+fn run_rows() -> u32 {
+    return 8u >> min(countTrailingZeros(params.cols), 3u);
+}
+
+// Rows each lane takes: a run with BLOCKS, one row otherwise.
+fn rows_per_lane() -> u32 {
+    return select(1u, run_rows(), BLOCKS);
+}
+
+// Lanes the dispatch's rows need; workgroups take WG of them at a time, in turns past one
+// dimension of a dispatch.
+fn row_lanes() -> u32 {
+    return (params.rows + rows_per_lane() - 1u) / rows_per_lane();
+}
+
+fn row_lane_groups() -> u32 {
+    return (row_lanes() + WG - 1u) / WG;
+}
+
+// Which of the four elements from `e` of a binding lie in the row [start, start + cols).
+fn in_row4(e: u32, start: u32) -> vec4<bool> {
+    return vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
+}
