@@ -25,7 +25,8 @@ struct Params {
     x_base: u32,
     y_base: u32,
     dy_base: u32,
-    _pad0: u32,
+    // Split-row: pieces per row (1 otherwise).
+    chunks: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -158,51 +159,53 @@ fn backward_run(row0: u32) {
 
 // One row: the sum of dy * y (or of dy, LOG), then the outputs.
 fn backward_row(row: u32, lid: u32) {
-    if (BLOCKS) {
-        backward_row_blocks(row, lid);
-        return;
-    }
-    let cols = params.cols;
-    let y_in = params.x_base + row * cols;
-    let dy_row = params.dy_base + row * cols;
-    let sh = share_of(cols, lid);
-    var acc = stream_empty();
-    for (var c = sh.first; c < sh.end; c += sh.step) {
-        let dy = load_dy(dy_row + c);
-        stream_push(&acc, select(dy * load_x(y_in + c), dy, LOG));
-    }
-    let s = reduce_sum(stream_state(acc).s, lid);
-
-    let out_row = params.y_base + row * cols;
-    let out = output_pairs(out_row, cols, lid);
-    for (var q = out.first; q < out.end; q += out.step) {
-        store_grad_pair(q, y_in, dy_row, out_row, s);
-    }
+    let s = reduce_sum(row_sum_part(row, 0u, 1u, lid), lid);
+    write_part(row, 0u, 1u, lid, s);
 }
 
-// `backward_row` with BLOCKS: blocks [first_block, end_block) of dx, the same columns of y
-// and dy at the same offset modulo 8 (so block b of dx is block b + shift of each).
-fn backward_row_blocks(row: u32, lid: u32) {
+// Piece `c` of `n` items cut into `chunks` (split-row; the whole for c = 0, chunks = 1).
+fn piece_of(n: u32, c: u32, chunks: u32) -> Share {
+    let len = (n + chunks - 1u) / chunks;
+    let first = min(c * len, n);
+    return Share(first, min(first + len, n), 1u);
+}
+
+// The share of lane `lid` in piece `c` of `chunks` of n items, as item indices.
+fn lane_part(n: u32, c: u32, chunks: u32, lid: u32) -> Share {
+    let p = piece_of(n, c, chunks);
+    let sh = share_of(p.end - p.first, lid);
+    return Share(p.first + sh.first, p.first + sh.end, sh.step);
+}
+
+// What lane `lid` adds to the sum of `row` (dy * y, or dy with LOG) from piece `c` of
+// `chunks` of the row: columns one at a time, or with BLOCKS blocks of 8 aligned in dx, the
+// row's unaligned head and tail going to piece 0's lane 0 by pairs.
+fn row_sum_part(row: u32, c: u32, chunks: u32, lid: u32) -> f32 {
     let cols = params.cols;
     let y_in = params.x_base + row * cols;
     let dy_row = params.dy_base + row * cols;
+    var acc = stream_empty();
+    if (!BLOCKS) {
+        let sh = lane_part(cols, c, chunks, lid);
+        for (var k = sh.first; k < sh.end; k += sh.step) {
+            let dy = load_dy(dy_row + k);
+            stream_push(&acc, select(dy * load_x(y_in + k), dy, LOG));
+        }
+        return stream_state(acc).s;
+    }
     let out_row = params.y_base + row * cols;
     let edges = block_row(out_row, cols);
     // Wrapping differences: the sums below wrap back into range.
     let y_shift = y_in / 8u - out_row / 8u;
     let dy_shift = dy_row / 8u - out_row / 8u;
-    let sh = share_of(edges.end_block - edges.first_block, lid);
-    let b0 = edges.first_block + sh.first;
-    let b1 = edges.first_block + sh.end;
-
-    var acc = stream_empty();
-    for (var b = b0; b < b1; b++) {
+    let sh = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
+    for (var b = edges.first_block + sh.first; b < edges.first_block + sh.end; b++) {
         let y = load_block(b + y_shift);
         let dy = load_dy_block(b + dy_shift);
         let t = select(dy.lo * y.lo, dy.lo, LOG) + select(dy.hi * y.hi, dy.hi, LOG);
         stream_push(&acc, (t.x + t.y) + (t.z + t.w));
     }
-    if (lid == 0u) {
+    if (c == 0u && lid == 0u) {
         for (var q = first_edge_pair(edges); q < edges.end; q = next_edge_pair(edges, q)) {
             // Column 2q - out_row wraps below zero for a row starting at an odd index.
             let c0 = 2u * q - out_row;
@@ -216,16 +219,71 @@ fn backward_row_blocks(row: u32, lid: u32) {
             }
         }
     }
-    let s = reduce_sum(stream_state(acc).s, lid);
+    return stream_state(acc).s;
+}
 
-    for (var b = b0; b < b1; b++) {
+// Writes lane `lid`'s outputs of piece `c` of `chunks` of `row`, `s` the row's sum: by
+// pairs, or with BLOCKS blocks of 8 (y, dy and dx at the same offset modulo 8, so block b
+// of dx is block b + shift of each) and piece 0's lane 0 the head and tail by pairs.
+fn write_part(row: u32, c: u32, chunks: u32, lid: u32, s: f32) {
+    let cols = params.cols;
+    let y_in = params.x_base + row * cols;
+    let dy_row = params.dy_base + row * cols;
+    let out_row = params.y_base + row * cols;
+    if (!BLOCKS) {
+        let q0 = out_row / 2u;
+        let sh = lane_part((out_row + cols + 1u) / 2u - q0, c, chunks, lid);
+        for (var q = q0 + sh.first; q < q0 + sh.end; q += sh.step) {
+            store_grad_pair(q, y_in, dy_row, out_row, s);
+        }
+        return;
+    }
+    let edges = block_row(out_row, cols);
+    let y_shift = y_in / 8u - out_row / 8u;
+    let dy_shift = dy_row / 8u - out_row / 8u;
+    let sh = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
+    for (var b = edges.first_block + sh.first; b < edges.first_block + sh.end; b++) {
         let y = load_block(b + y_shift);
         let dy = load_dy_block(b + dy_shift);
         store_block(b, Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s)));
     }
-    if (lid == 0u) {
+    if (c == 0u && lid == 0u) {
         for (var q = first_edge_pair(edges); q < edges.end; q = next_edge_pair(edges, q)) {
             store_grad_pair(q, y_in, dy_row, out_row, s);
         }
+    }
+}
+
+// Split-row, first dispatch, `chunks` x rows workgroups (rows in turns past one dimension's
+// limit): the sum of each piece of each row, into `partials`.
+@compute @workgroup_size(WG)
+fn partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    for (var row = wid.y; row < params.rows; row += nwg.y) {
+        let s = reduce_sum(row_sum_part(row, wid.x, params.chunks, lid), lid);
+        if (lid == 0u) {
+            store_partial_sum(row * params.chunks + wid.x, s);
+        }
+    }
+}
+
+// Split-row, second dispatch, same grid: the row's sum from its pieces', then the piece's
+// outputs.
+@compute @workgroup_size(WG)
+fn finish(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    for (var row = wid.y; row < params.rows; row += nwg.y) {
+        var acc = stream_empty();
+        for (var i = lid; i < params.chunks; i += WG) {
+            stream_push(&acc, load_partial_sum(row * params.chunks + i));
+        }
+        let s = reduce_sum(stream_state(acc).s, lid);
+        write_part(row, wid.x, params.chunks, lid, s);
     }
 }

@@ -51,7 +51,9 @@ pub(crate) struct BackwardParams {
     pub x_base: u32,
     pub y_base: u32,
     pub dy_base: u32,
-    pub _pad: [u32; 3],
+    /// Split-row: pieces per row (1 otherwise).
+    pub chunks: u32,
+    pub _pad: [u32; 2],
 }
 
 const _: () = assert!(std::mem::size_of::<BackwardParams>() == 32);

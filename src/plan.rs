@@ -134,6 +134,21 @@ impl Engine {
         }
     }
 
+    /// Pieces to cut each of `rows` rows of `blocks` blocks into so that the adapter has
+    /// `parallel_groups` workgroups, at most one per `MIN_PIECE_BLOCKS_*` blocks and the
+    /// workgroup size (split-row where it is 2 or more and there are fewer rows than that).
+    pub(crate) fn split_pieces(&self, rows: u64, blocks: u64) -> u64 {
+        let min_piece = u64::from(if self.cpu_tuned() {
+            MIN_PIECE_BLOCKS_CPU
+        } else {
+            MIN_PIECE_BLOCKS_GPU
+        });
+        let wanted = u64::from(self.parallel_groups()).div_ceil(rows.max(1));
+        wanted
+            .min(blocks / min_piece)
+            .min(u64::from(self.workgroup_size()))
+    }
+
     /// The resident variant's widest workgroup: the usual size on CPU adapters, up to
     /// `RESIDENT_LANES_GPU` on GPUs.
     fn max_resident_lanes(&self) -> u32 {
@@ -226,15 +241,7 @@ impl Engine {
                 .unwrap_or(MULTI_ROW_LANES.min(wg / 2).max(1)),
         );
 
-        let pieces = {
-            let min_piece = u64::from(if self.cpu_tuned() {
-                MIN_PIECE_BLOCKS_CPU
-            } else {
-                MIN_PIECE_BLOCKS_GPU
-            });
-            let wanted = u64::from(self.parallel_groups()).div_ceil(rows);
-            wanted.min(blocks / min_piece).min(u64::from(wg))
-        };
+        let pieces = self.split_pieces(rows, blocks);
         let fits_resident = blocks <= u64::from(self.max_resident_lanes()) * max_blocks;
         let auto_multi_blocks = u64::from(if self.cpu_tuned() {
             MULTI_ROW_AUTO_BLOCKS_CPU

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::options::{Forward, MaskedRows, Shape, SoftmaxOptions};
 use crate::params::ForwardParams;
 use crate::plan::Plan;
-use crate::shader::{slot, ForwardEntry, KernelKey, PipelineKey};
+use crate::shader::{slot, KernelKey, PipelineKey, SplitEntry};
 
 /// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).
 const MAX_SPLIT_PARTIALS: u64 = 1 << 20;
@@ -379,10 +379,10 @@ impl Engine {
                 aligned: aligned[k],
                 wide_words: self.wide_words(),
             };
-            let entries: &[ForwardEntry] = if plan.layout.split {
-                &[ForwardEntry::Partials, ForwardEntry::Finish]
+            let entries: &[SplitEntry] = if plan.layout.split {
+                &[SplitEntry::Partials, SplitEntry::Finish]
             } else {
-                &[ForwardEntry::Main]
+                &[SplitEntry::Main]
             };
             for &entry in entries {
                 kernels[k].push(

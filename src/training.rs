@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::options::{CrossEntropyOptions, Shape};
 use crate::params::{BackwardParams, CeParams};
 use crate::record::{bind, bind_vectors, chunk_binding, row_chunks, TensorRef};
-use crate::shader::{slot, BackwardKey, CeEntry, CeKey, PipelineKey};
+use crate::shader::{slot, BackwardKey, CeEntry, CeKey, PipelineKey, SplitEntry};
 
 /// Where the cross-entropy gradient goes.
 #[derive(Clone, Copy, Debug)]
@@ -391,6 +391,15 @@ impl Engine {
             }
         }
         let workgroup = self.workgroup_for("softmax backward", cols)?;
+        // Split-row for a few long rows (as the forward kernels): each row cut into pieces
+        // over many workgroups, their partial sums merged by every piece.
+        let pieces = self.split_pieces(rows, cols / 8);
+        let split = !row_per_lane && rows < u64::from(self.parallel_groups()) && pieces >= 2;
+        let scratch = if split {
+            Some(self.split_scratch(rows_per_chunk.min(rows) * pieces * 4)?)
+        } else {
+            None
+        };
         let key = |blocks: bool| BackwardKey {
             log,
             input: self.storage(y.dtype),
@@ -402,6 +411,12 @@ impl Engine {
             blocks,
             wide_words: self.wide_words(),
             row_per_lane,
+            split,
+        };
+        let entries: &[SplitEntry] = if split {
+            &[SplitEntry::Partials, SplitEntry::Finish]
+        } else {
+            &[SplitEntry::Main]
         };
         // Without a row per lane, blocks only where every dispatch has them (one pipeline).
         let all_blocks = dispatches.iter().all(|d| d.1);
@@ -411,10 +426,14 @@ impl Engine {
                 d.1 = all_blocks;
             }
             let key = key(d.1);
-            let kernel = self
-                .pipelines
-                .get(&self.device, &PipelineKey::Backward(key))?;
-            kernels.push((key, kernel));
+            let passes = entries
+                .iter()
+                .map(|&e| {
+                    self.pipelines
+                        .get(&self.device, &PipelineKey::Backward(key, e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            kernels.push((key, passes));
         }
         let tiny = self.tiny_buffer()?;
         capture_errors(&self.device, || {
@@ -422,14 +441,15 @@ impl Engine {
                 label: Some("softmax-wgpu backward"),
                 timestamp_writes: None,
             });
-            for ((nrows, blocks, yb, db, xb), (key, kernel)) in dispatches.iter().zip(&kernels) {
+            for ((nrows, blocks, yb, db, xb), (key, passes)) in dispatches.iter().zip(&kernels) {
                 let params = BackwardParams {
                     rows: *nrows as u32,
                     cols: cols as u32,
                     x_base: yb.base,
                     y_base: xb.base,
                     dy_base: db.base,
-                    _pad: [0; 3],
+                    chunks: if split { pieces as u32 } else { 1 },
+                    _pad: [0; 2],
                 };
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
                 let mut entries = vec![
@@ -448,15 +468,28 @@ impl Engine {
                         bind_vectors(slot::DY_VEC, &dy, db, y_view, &tiny),
                     ]);
                 }
-                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("softmax-wgpu backward"),
-                    layout: &kernel.layout,
-                    entries: &entries,
-                });
-                pass.set_pipeline(&kernel.pipeline);
-                pass.set_bind_group(0, &bg, &[]);
-                let groups = key.groups(*nrows, run);
-                pass.dispatch_workgroups(groups.min(max_groups) as u32, 1, 1);
+                if let Some(p) = &scratch {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: slot::PARTIALS,
+                        resource: p.as_entire_binding(),
+                    });
+                }
+                for kernel in passes {
+                    let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("softmax-wgpu backward"),
+                        layout: &kernel.layout,
+                        entries: &entries,
+                    });
+                    pass.set_pipeline(&kernel.pipeline);
+                    pass.set_bind_group(0, &bg, &[]);
+                    if split {
+                        // Pieces along x, rows along y (in turns past one dimension's limit).
+                        pass.dispatch_workgroups(pieces as u32, (*nrows).min(max_groups) as u32, 1);
+                    } else {
+                        let groups = key.groups(*nrows, run);
+                        pass.dispatch_workgroups(groups.min(max_groups) as u32, 1, 1);
+                    }
+                }
             }
         })
     }

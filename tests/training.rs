@@ -399,6 +399,7 @@ fn softmax_and_log_softmax_backward() {
         for (rows, cols) in [
             (5usize, 7usize),
             (3, 1025),
+            // Split-row: a few long rows, each in pieces over several workgroups.
             (2, 65537),
             (1, (1 << 20) + 64),
             (70_000, 5),
@@ -418,15 +419,38 @@ fn softmax_and_log_softmax_backward() {
             for (log, y) in [(false, &y), (true, &ly)] {
                 let got = e.softmax_backward(log, y, &dy, shape).unwrap();
                 let want = oracle::softmax_backward(log, y, &dy, shape);
-                // Each output is a product and a difference of O(1) terms and a row sum:
-                // error ~ eps (|terms| (4 + 2 log2 C)); |terms| <= 1 + |dy| + sum|dy y|.
-                let sum_abs: Vec<f64> = dy
+                // dx_i = y_i (dy_i - s), s = sum_j dy_j y_j: the row sum's error, at most
+                // eps (depth) sum_j |dy_j y_j|, reaches dx_i times y_i; log_softmax:
+                // dx_i = dy_i - exp(y_i) s, s = sum_j dy_j, times exp(y_i). So each element
+                // gets its own bound, eps (8 + 3 log2 C) |y_i| (|dy_i| + sum_j |dy_j y_j|)
+                // (log: |dy_i| + exp(y_i) sum_j |dy_j|): a piece of a row summed twice or
+                // left out shows on every element, however long the row.
+                let row_abs: Vec<f64> = dy
                     .chunks(cols)
-                    .map(|d| d.iter().map(|v| f64::from(v.abs())).sum::<f64>())
+                    .zip(y.chunks(cols))
+                    .map(|(d, y)| {
+                        d.iter()
+                            .zip(y)
+                            .map(|(&d, &y)| {
+                                let d = f64::from(d.abs());
+                                if log {
+                                    d
+                                } else {
+                                    d * f64::from(y.abs())
+                                }
+                            })
+                            .sum::<f64>()
+                    })
                     .collect();
                 for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                    let scale = if log { 1.0 + sum_abs[i / cols] } else { 2.0 };
-                    let tol = EPS * (8.0 + 3.0 * (cols as f64).log2()) * scale;
+                    let (yi, di) = (f64::from(y[i]), f64::from(dy[i].abs()));
+                    let terms = if log {
+                        di + yi.exp() * row_abs[i / cols]
+                    } else {
+                        yi.abs() * (di + row_abs[i / cols])
+                    };
+                    let tol = EPS * (8.0 + 3.0 * (cols as f64).log2()) * terms
+                        + f64::from(f32::MIN_POSITIVE);
                     assert!(
                         (f64::from(g) - w).abs() <= tol,
                         "log={log} [{i}] {g} want {w} tol {tol:e}"
@@ -494,9 +518,14 @@ fn backward_at_offsets_aligned_and_not() {
     // y, dy and dx at the same offset modulo 8 elements (blocks on CPU adapters), and at
     // different ones (one element at a time).
     on_every_tuning(|e| {
-        // A workgroup per row and (13 logits) a lane per row: two runs of 8 rows and 3
-        // rows left over where dx starts on a block, otherwise all by pairs.
-        for shape in [Shape::new(5, 1001), Shape::new(19, 13)] {
+        // A workgroup per row, (13 logits) a lane per row: two runs of 8 rows and 3 rows
+        // left over where dx starts on a block, otherwise all by pairs, and (2 rows of
+        // 20003) split-row: each row in pieces over several workgroups.
+        for shape in [
+            Shape::new(5, 1001),
+            Shape::new(19, 13),
+            Shape::new(2, 20_003),
+        ] {
             backward_at_offsets(e, shape);
         }
     });

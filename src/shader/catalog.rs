@@ -109,6 +109,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                     blocks: output == input,
                     wide_words: log,
                     row_per_lane: output == Storage::F32,
+                    split: !log,
                 };
                 out.push((format!("{key:?}"), backward_source(&key)));
             }

@@ -85,9 +85,9 @@ impl KernelKey {
     }
 }
 
-/// The entry points of the forward module.
+/// The entry points of the forward and backward modules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum ForwardEntry {
+pub(crate) enum SplitEntry {
     /// Every variant but split-row: `main`.
     Main,
     /// Split-row, first dispatch.
@@ -175,6 +175,8 @@ pub(crate) struct BackwardKey {
     /// Short rows: each takes a lane of its own (`Engine::row_per_lane` in
     /// src/training.rs), with `blocks` a run of rows that fill whole blocks.
     pub row_per_lane: bool,
+    /// Split-row: `partials` and `finish` entry points and a scratch binding.
+    pub split: bool,
 }
 
 impl BackwardKey {
@@ -198,9 +200,9 @@ pub(crate) struct CopyKey {
 /// Everything that selects a distinct compiled pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum PipelineKey {
-    Forward(KernelKey, ForwardEntry),
+    Forward(KernelKey, SplitEntry),
     CrossEntropy(CeKey, CeEntry),
-    Backward(BackwardKey),
+    Backward(BackwardKey, SplitEntry),
     Copy(CopyKey),
 }
 
@@ -233,7 +235,7 @@ impl PipelineKey {
                 b
             }
             PipelineKey::Copy(_) => vec![(slot::X, true), (slot::Y, false)],
-            PipelineKey::Backward(k) => {
+            PipelineKey::Backward(k, _) => {
                 let mut b = vec![
                     (slot::X, true),
                     (slot::Y, false),
@@ -246,6 +248,9 @@ impl PipelineKey {
                         (slot::DY_VEC, true),
                     ]);
                 }
+                if k.split {
+                    b.push((slot::PARTIALS, false));
+                }
                 b
             }
         }
@@ -256,8 +261,10 @@ impl PipelineKey {
         match self {
             PipelineKey::CrossEntropy(_, CeEntry::Prepare) => "prepare",
             PipelineKey::CrossEntropy(_, CeEntry::Reduce) => "reduce",
-            PipelineKey::Forward(_, ForwardEntry::Partials) => "partials",
-            PipelineKey::Forward(_, ForwardEntry::Finish) => "finish",
+            PipelineKey::Forward(_, SplitEntry::Partials)
+            | PipelineKey::Backward(_, SplitEntry::Partials) => "partials",
+            PipelineKey::Forward(_, SplitEntry::Finish)
+            | PipelineKey::Backward(_, SplitEntry::Finish) => "finish",
             _ => "main",
         }
     }
@@ -267,7 +274,7 @@ impl PipelineKey {
         match self {
             PipelineKey::Forward(k, _) => super::source(k),
             PipelineKey::CrossEntropy(k, _) => super::cross_entropy_source(k),
-            PipelineKey::Backward(k) => super::backward_source(k),
+            PipelineKey::Backward(k, _) => super::backward_source(k),
             PipelineKey::Copy(k) => super::copy_source(k),
         }
     }

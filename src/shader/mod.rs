@@ -18,7 +18,7 @@ mod views;
 
 pub use catalog::all_sources;
 pub(crate) use keys::{
-    BackwardKey, CeEntry, CeKey, CopyKey, ForwardEntry, KernelKey, Layout, PipelineKey,
+    BackwardKey, CeEntry, CeKey, CopyKey, KernelKey, Layout, PipelineKey, SplitEntry,
 };
 pub(crate) use packed::{packed_held_blocks, packed_rows};
 pub(crate) use views::view_bytes;
@@ -174,6 +174,20 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         .replace("load_x", "load_dy");
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
     let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
+    if key.split {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read_write> partials_buf: array<f32>;\n\
+             fn store_partial_sum(i: u32, v: f32) {{ partials_buf[i] = v; }}\n\
+             fn load_partial_sum(i: u32) -> f32 {{ return partials_buf[i]; }}",
+            slot::PARTIALS
+        );
+    } else {
+        s.push_str(
+            "fn store_partial_sum(i: u32, v: f32) {}\n\
+             fn load_partial_sum(i: u32) -> f32 { return 0.0; }\n",
+        );
+    }
     if key.blocks {
         s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
         s.push_str(load_block_source(key.input));
