@@ -391,10 +391,17 @@ impl Engine {
             }
         }
         let workgroup = self.workgroup_for("softmax backward", cols)?;
-        // Split-row for a few long rows (as the forward kernels): each row cut into pieces
-        // over many workgroups, their partial sums merged by every piece.
+        // Split-row for a few long rows on GPUs (as the forward kernels, measured there):
+        // each row cut into pieces over many workgroups, their partial sums merged by every
+        // piece. Not on CPU adapters, where the second pass then reads the rows from memory
+        // instead of a warm cache (lavapipe, f32 softmax backward / log-softmax backward:
+        // 0.32 / 0.32-0.35 of copy against 0.48-0.49 / 0.51-0.60 at 4 x 128256, within the
+        // noise at 1 x 262144 and 1 x 1048576).
         let pieces = self.split_pieces(rows, cols / 8);
-        let split = !row_per_lane && rows < u64::from(self.parallel_groups()) && pieces >= 2;
+        let split = !self.cpu_tuned()
+            && !row_per_lane
+            && rows < u64::from(self.parallel_groups())
+            && pieces >= 2;
         let scratch = if split {
             Some(self.split_scratch(rows_per_chunk.min(rows) * pieces * 4)?)
         } else {

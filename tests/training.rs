@@ -399,7 +399,8 @@ fn softmax_and_log_softmax_backward() {
         for (rows, cols) in [
             (5usize, 7usize),
             (3, 1025),
-            // Split-row: a few long rows, each in pieces over several workgroups.
+            // A few long rows: split-row under GPU tuning, each row in pieces over several
+            // workgroups.
             (2, 65537),
             (1, (1 << 20) + 64),
             (70_000, 5),
@@ -520,7 +521,7 @@ fn backward_at_offsets_aligned_and_not() {
     on_every_tuning(|e| {
         // A workgroup per row, (13 logits) a lane per row: two runs of 8 rows and 3 rows
         // left over where dx starts on a block, otherwise all by pairs, and (2 rows of
-        // 20003) split-row: each row in pieces over several workgroups.
+        // 20003, under GPU tuning) split-row: each row in pieces over several workgroups.
         for shape in [
             Shape::new(5, 1001),
             Shape::new(19, 13),
