@@ -163,13 +163,6 @@ fn backward_row(row: u32, lid: u32) {
     write_part(row, 0u, 1u, lid, s);
 }
 
-// Piece `c` of `n` items cut into `chunks` (split-row; the whole for c = 0, chunks = 1).
-fn piece_of(n: u32, c: u32, chunks: u32) -> Share {
-    let len = (n + chunks - 1u) / chunks;
-    let first = min(c * len, n);
-    return Share(first, min(first + len, n), 1u);
-}
-
 // The share of lane `lid` in piece `c` of `chunks` of n items, as item indices.
 fn lane_part(n: u32, c: u32, chunks: u32, lid: u32) -> Share {
     let p = piece_of(n, c, chunks);

@@ -243,6 +243,13 @@ fn share_of(n: u32, lid: u32) -> Share {
     return share_in(n, lid, WG);
 }
 
+// Split-row: piece `c` of `n` items cut into `chunks` (the whole for c = 0, chunks = 1).
+fn piece_of(n: u32, c: u32, chunks: u32) -> Share {
+    let len = (n + chunks - 1u) / chunks;
+    let first = min(c * len, n);
+    return Share(first, min(first + len, n), 1u);
+}
+
 // The output pairs lane `lane` of `lanes` owns in a row starting at element `out_row` of its
 // binding, as absolute pair indices: pair q covers elements 2q and 2q + 1, so that packed
 // 16-bit outputs write whole words. Column `2q - out_row` wraps below zero for a row that

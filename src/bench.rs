@@ -420,6 +420,22 @@ impl Case {
     }
 }
 
+/// `x` rounded to `dtype`, as the bytes of an upload: whole 4-byte words, an odd count of
+/// 16-bit values padded with a zero half.
+fn upload_bytes(x: &[f32], dtype: DType) -> Vec<u8> {
+    fn words<T: crate::Element>(x: &[f32]) -> Vec<u8> {
+        let v: Vec<T> = x.iter().map(|&v| T::from_f32(v)).collect();
+        let mut bytes = bytemuck::cast_slice::<T, u8>(&v).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        bytes
+    }
+    match dtype {
+        DType::F32 => words::<f32>(x),
+        DType::F16 => words::<half::f16>(x),
+        DType::BF16 => words::<half::bf16>(x),
+    }
+}
+
 /// A case's device buffers, filled with [`bench_logits`]: what [`measure`] and `cargo
 /// bench` record the operation, the copy and the ceiling over.
 pub struct Prepared<'e> {
@@ -490,31 +506,7 @@ impl<'e> Prepared<'e> {
             targets_host,
             copy_bytes,
         };
-        let mut raw: Vec<u8> = match case.dtype {
-            DType::F32 => bytemuck::cast_slice(&prepared.logits).to_vec(),
-            DType::F16 => bytemuck::cast_slice(
-                &prepared
-                    .logits
-                    .iter()
-                    .map(|&v| half::f16::from_f32(v))
-                    .collect::<Vec<_>>(),
-            )
-            .to_vec(),
-            DType::BF16 => bytemuck::cast_slice(
-                &prepared
-                    .logits
-                    .iter()
-                    .map(|&v| half::bf16::from_f32(v))
-                    .collect::<Vec<_>>(),
-            )
-            .to_vec(),
-        };
-        // Uploads come in whole 4-byte words (an odd count of 16-bit logits leaves half of one).
-        raw.resize(
-            raw.len()
-                .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT as usize),
-            0,
-        );
+        let raw = upload_bytes(&prepared.logits, case.dtype);
         let queue = engine.queue();
         queue.write_buffer(&prepared.x, 0, &raw);
         if dy_bytes > 16 {

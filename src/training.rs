@@ -77,6 +77,66 @@ const ROW_PER_LANE_SHORT_COLS_CPU: u64 = 128;
 /// its neighbours': rows of one 128-byte line of f32 (not measured on a GPU).
 const ROW_PER_LANE_MAX_COLS_GPU: u64 = 32;
 
+/// One dispatch of a training kernel's `main`: its first row, its rows, and whether it loads
+/// blocks of 8 (with a row per lane: runs of rows in blocks).
+#[derive(Clone, Copy)]
+struct RowDispatch {
+    row0: u64,
+    rows: u64,
+    blocks: bool,
+}
+
+/// The dispatches of `rows` rows of `cols`, chunks of at most `rows_per_chunk` rows, each
+/// loading blocks of 8 where `blocks_in(first row, rows)` allows it. With a row per lane the
+/// chunks start on runs of rows that fill whole blocks (`shader::rows_filling_blocks`), and
+/// a chunk with blocks goes as its whole runs, the rows left over in a dispatch of their own
+/// by pairs. Otherwise every dispatch runs one pipeline, with blocks only where all allow
+/// them.
+fn row_dispatches(
+    rows: u64,
+    cols: u64,
+    rows_per_chunk: u64,
+    row_per_lane: bool,
+    blocks_in: impl Fn(u64, u64) -> bool,
+) -> Vec<RowDispatch> {
+    let run = crate::shader::rows_filling_blocks(cols);
+    let per_chunk = if row_per_lane && rows_per_chunk >= 8 {
+        rows_per_chunk / 8 * 8
+    } else {
+        rows_per_chunk
+    };
+    let mut out = Vec::new();
+    for (row0, n) in row_chunks(rows, per_chunk) {
+        let blocks = blocks_in(row0, n);
+        let whole = n / run * run;
+        if row_per_lane && blocks && whole < n {
+            if whole > 0 {
+                out.push(RowDispatch {
+                    row0,
+                    rows: whole,
+                    blocks: blocks_in(row0, whole),
+                });
+            }
+            out.push(RowDispatch {
+                row0: row0 + whole,
+                rows: n - whole,
+                blocks: false,
+            });
+        } else {
+            out.push(RowDispatch {
+                row0,
+                rows: n,
+                blocks,
+            });
+        }
+    }
+    if !row_per_lane {
+        let all = out.iter().all(|d| d.blocks);
+        out.iter_mut().for_each(|d| d.blocks = all);
+    }
+    out
+}
+
 fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
     TensorRef {
         dtype: DType::F32,
@@ -144,20 +204,13 @@ impl Engine {
         .into_iter()
         .max()
         .unwrap_or(0);
-        let (mut rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
         let row_per_lane = self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
-        // Runs of rows that fill whole blocks (see `loss_and_grad_run`): every dispatch
-        // starts one.
-        let run = 8 >> cols.trailing_zeros().min(3);
-        if row_per_lane && rows_per_chunk >= 8 {
-            rows_per_chunk = rows_per_chunk / 8 * 8;
-        }
-        // Each dispatch of `main`: first row, rows, logits range (first element, count) and
-        // whether it loads blocks of 8: with CPU tuning where the gradient (if any) sits at
-        // the logits' offset modulo 8, both holding at least one vector (no stand-in bound
-        // twice, read and written), the blocks following the logits without a gradient. A
-        // row per lane also needs those blocks to start the dispatch and takes whole runs of
-        // rows, the rest going to a dispatch of its own by pairs.
+        let run = crate::shader::rows_filling_blocks(cols);
+        // Blocks of 8 with CPU tuning where the gradient (if any) sits at the logits' offset
+        // modulo 8, both holding at least one vector (no stand-in bound twice, read and
+        // written), the blocks following the logits without a gradient; a row per lane
+        // (`loss_and_grad_run`) also needs them to start the dispatch.
         let x_view = self.view_bytes(args.logits.dtype);
         let y_view = grad.map_or(16, |g| self.view_bytes(g.dtype));
         let blocks_in = |row0: u64, nrows: u64| {
@@ -172,23 +225,7 @@ impl Engine {
                 })
                 && (!row_per_lane || out_base.is_multiple_of(8))
         };
-        let mut dispatches: Vec<(u64, u64, bool)> = Vec::new();
-        for (row0, nrows) in row_chunks(rows, rows_per_chunk) {
-            let whole = nrows / run * run;
-            if row_per_lane && blocks_in(row0, nrows) && whole < nrows {
-                if whole > 0 {
-                    dispatches.push((row0, whole, blocks_in(row0, whole)));
-                }
-                dispatches.push((row0 + whole, nrows - whole, false));
-            } else {
-                dispatches.push((row0, nrows, blocks_in(row0, nrows)));
-            }
-        }
-        // Without a row per lane, blocks only where every dispatch has them (one pipeline).
-        if !row_per_lane {
-            let all = dispatches.iter().all(|d| d.2);
-            dispatches.iter_mut().for_each(|d| d.2 = all);
-        }
+        let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
         let workgroup = self.workgroup_for("cross-entropy", rows.max(cols))?;
         let kernel = |blocks: bool, entry: CeEntry| {
@@ -211,12 +248,12 @@ impl Engine {
         };
         let tiny = self.tiny_buffer()?;
         // `prepare` and `reduce` read no logits: the first dispatch's layout serves.
-        let blocks0 = dispatches[0].2;
+        let blocks0 = dispatches[0].blocks;
         let (_, prepare) = kernel(blocks0, CeEntry::Prepare)?;
         let (_, reduce) = kernel(blocks0, CeEntry::Reduce)?;
         let mains = dispatches
             .iter()
-            .map(|d| kernel(d.2, CeEntry::Main))
+            .map(|d| kernel(d.blocks, CeEntry::Main))
             .collect::<Result<Vec<_>>>()?;
         // The small per-row and per-class arrays are bound whole.
         let whole = |t: &TensorRef<'_>, n: u64| chunk_binding(t, 0, n, align);
@@ -285,11 +322,12 @@ impl Engine {
                 timestamp_writes: None,
             });
             // `prepare` and `reduce` bind the first dispatch's logits (unused).
-            let first = (dispatches[0].0 * cols, dispatches[0].1 * cols);
+            let first = (dispatches[0].row0 * cols, dispatches[0].rows * cols);
             pass.set_pipeline(&prepare.pipeline);
             pass.set_bind_group(0, &group(&prepare, &base, first, blocks0), &[]);
             pass.dispatch_workgroups(1, 1, 1);
-            for (&(row0, nrows, blocks), (key, main)) in dispatches.iter().zip(&mains) {
+            for (d, (key, main)) in dispatches.iter().zip(&mains) {
+                let (row0, nrows, blocks) = (d.row0, d.rows, d.blocks);
                 let range = (row0 * cols, nrows * cols);
                 let x = chunk_binding(&args.logits, range.0, range.1, align);
                 let y = grad.map(|g| chunk_binding(&g, range.0, range.1, align));
@@ -347,49 +385,34 @@ impl Engine {
         }
         let cols = shape.cols as u64;
         let rows = shape.rows as u64;
-        let (mut rows_per_chunk, align, max_groups) =
+        let (rows_per_chunk, align, max_groups) =
             self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
         let row_per_lane = self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
-        // Runs of rows that fill whole blocks (see `backward_run`): every dispatch starts one.
-        let run = 8 >> cols.trailing_zeros().min(3);
-        if row_per_lane && rows_per_chunk >= 8 {
-            rows_per_chunk = rows_per_chunk / 8 * 8;
-        }
+        let run = crate::shader::rows_filling_blocks(cols);
         let (y_view, dx_view) = (self.view_bytes(y.dtype), self.view_bytes(dx.dtype));
-        // Each dispatch's rows and bindings (y, dy, dx), and whether it loads blocks of 8:
-        // with CPU tuning where all three sit at the same offset modulo 8 and hold at least
-        // one vector (no stand-in bound twice, read and written); a row per lane also needs
-        // dx to start on a block and takes whole runs of rows, the rest going to a dispatch
-        // of its own by pairs.
-        let mut dispatches = Vec::new();
-        for (row0, nrows) in row_chunks(rows, rows_per_chunk) {
-            let bound = |row0: u64, nrows: u64| {
-                let (first, count) = (row0 * cols, nrows * cols);
-                let yb = chunk_binding(&y, first, count, align);
-                let db = chunk_binding(&dy, first, count, align);
-                let xb = chunk_binding(&dx, first, count, align);
-                let blocks = self.contiguous()
-                    && yb.size >= y_view
-                    && db.size >= y_view
-                    && xb.size >= dx_view
-                    && yb.base % 8 == xb.base % 8
-                    && db.base % 8 == xb.base % 8
-                    && (!row_per_lane || xb.base.is_multiple_of(8));
-                (nrows, blocks, yb, db, xb)
-            };
-            let whole = nrows / run * run;
-            let first = bound(row0, nrows);
-            if row_per_lane && first.1 && whole < nrows {
-                if whole > 0 {
-                    dispatches.push(bound(row0, whole));
-                }
-                let mut rest = bound(row0 + whole, nrows - whole);
-                rest.1 = false;
-                dispatches.push(rest);
-            } else {
-                dispatches.push(first);
-            }
-        }
+        // The bindings of rows [row0, row0 + nrows): y, dy, dx.
+        let bound = |row0: u64, nrows: u64| {
+            let (first, count) = (row0 * cols, nrows * cols);
+            (
+                chunk_binding(&y, first, count, align),
+                chunk_binding(&dy, first, count, align),
+                chunk_binding(&dx, first, count, align),
+            )
+        };
+        // Blocks of 8 with CPU tuning where all three sit at the same offset modulo 8 and
+        // hold at least one vector (no stand-in bound twice, read and written); a row per
+        // lane (`backward_run`) also needs dx to start on a block.
+        let blocks_in = |row0: u64, nrows: u64| {
+            let (yb, db, xb) = bound(row0, nrows);
+            self.contiguous()
+                && yb.size >= y_view
+                && db.size >= y_view
+                && xb.size >= dx_view
+                && yb.base % 8 == xb.base % 8
+                && db.base % 8 == xb.base % 8
+                && (!row_per_lane || xb.base.is_multiple_of(8))
+        };
+        let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let workgroup = self.workgroup_for("softmax backward", cols)?;
         // Split-row for a few long rows on GPUs (as the forward kernels, measured there):
         // each row cut into pieces over many workgroups, their partial sums merged by every
@@ -425,14 +448,9 @@ impl Engine {
         } else {
             &[SplitEntry::Main]
         };
-        // Without a row per lane, blocks only where every dispatch has them (one pipeline).
-        let all_blocks = dispatches.iter().all(|d| d.1);
         let mut kernels = Vec::new();
-        for d in &mut dispatches {
-            if !row_per_lane {
-                d.1 = all_blocks;
-            }
-            let key = key(d.1);
+        for d in &dispatches {
+            let key = key(d.blocks);
             let passes = entries
                 .iter()
                 .map(|&e| {
@@ -448,9 +466,10 @@ impl Engine {
                 label: Some("softmax-wgpu backward"),
                 timestamp_writes: None,
             });
-            for ((nrows, blocks, yb, db, xb), (key, passes)) in dispatches.iter().zip(&kernels) {
+            for (d, (key, passes)) in dispatches.iter().zip(&kernels) {
+                let (yb, db, xb) = &bound(d.row0, d.rows);
                 let params = BackwardParams {
-                    rows: *nrows as u32,
+                    rows: d.rows as u32,
                     cols: cols as u32,
                     x_base: yb.base,
                     y_base: xb.base,
@@ -468,7 +487,7 @@ impl Engine {
                     bind(slot::Y, &dx, xb),
                     bind(slot::TARGETS_OR_DY, &dy, db),
                 ];
-                if *blocks {
+                if d.blocks {
                     entries.extend([
                         bind_vectors(slot::X_VEC, &y, yb, y_view, &tiny),
                         bind_vectors(slot::Y_VEC, &dx, xb, dx_view, &tiny),
@@ -491,9 +510,9 @@ impl Engine {
                     pass.set_bind_group(0, &bg, &[]);
                     if split {
                         // Pieces along x, rows along y (in turns past one dimension's limit).
-                        pass.dispatch_workgroups(pieces as u32, (*nrows).min(max_groups) as u32, 1);
+                        pass.dispatch_workgroups(pieces as u32, d.rows.min(max_groups) as u32, 1);
                     } else {
-                        let groups = key.groups(*nrows, run);
+                        let groups = key.groups(d.rows, run);
                         pass.dispatch_workgroups(groups.min(max_groups) as u32, 1, 1);
                     }
                 }

@@ -20,7 +20,7 @@ pub use catalog::all_sources;
 pub(crate) use keys::{
     BackwardKey, CeEntry, CeKey, CopyKey, KernelKey, Layout, PipelineKey, SplitEntry,
 };
-pub(crate) use packed::{packed_held_blocks, packed_rows};
+pub(crate) use packed::{packed_held_blocks, packed_rows, rows_filling_blocks};
 pub(crate) use views::view_bytes;
 
 use crate::dtype::Storage;

@@ -19,10 +19,16 @@ use std::fmt::Write;
 
 use super::MAX_UNROLLED_BLOCKS;
 
-/// Rows one lane takes when it packs rows of `cols` logits: the fewest that fill whole
-/// blocks of 8, or `None` for rows longer than `MAX_UNROLLED_BLOCKS` blocks.
+/// The fewest rows of `cols` logits that fill whole blocks of 8: 8 / gcd(cols, 8) (the
+/// runs of rows a lane takes here and in the training kernels' `row_runs.wgsl`).
+pub(crate) fn rows_filling_blocks(cols: u64) -> u64 {
+    8 >> cols.trailing_zeros().min(3)
+}
+
+/// Rows one lane takes when it packs rows of `cols` logits: `rows_filling_blocks`, or
+/// `None` for rows longer than `MAX_UNROLLED_BLOCKS` blocks.
 pub(crate) fn packed_rows(cols: usize) -> Option<u32> {
-    (cols <= 8 * MAX_UNROLLED_BLOCKS as usize).then(|| (8 / gcd(cols.max(1), 8)) as u32)
+    (cols <= 8 * MAX_UNROLLED_BLOCKS as usize).then(|| rows_filling_blocks(cols as u64) as u32)
 }
 
 /// Whether a packed run of rows of `cols` logits is unrolled whole (see the module).
@@ -42,14 +48,6 @@ pub(crate) fn packed_held_blocks(cols: usize) -> u32 {
         (rows * cols / 8) as u32
     } else {
         window_blocks(cols) as u32
-    }
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 
@@ -81,8 +79,8 @@ fn component(i: usize) -> String {
     format!("{half}.{}", ["x", "y", "z", "w"][i % 4])
 }
 
-/// `packed_tile(row0)` for rows of `cols` logits; unrolled, without a branch: NaN and +inf become
-/// -inf after setting their row's flags (`flags_of`), as `guarded` does for the other
+/// `packed_tile(row0)` for rows of `cols` logits; unrolled, without a branch: NaN and +inf
+/// become -inf after setting their row's flags (`flags_of`), as `guarded` does for the other
 /// CPU kernels, so that the same statements give every row its special values.
 pub(crate) fn packed_tile_source(cols: u32) -> String {
     let cols = cols as usize;
