@@ -163,13 +163,6 @@ fn backward_row(row: u32, lid: u32) {
     write_part(row, 0u, 1u, lid, s);
 }
 
-// The share of lane `lid` in piece `c` of `chunks` of n items, as item indices.
-fn lane_part(n: u32, c: u32, chunks: u32, lid: u32) -> Share {
-    let p = piece_of(n, c, chunks);
-    let sh = share_of(p.end - p.first, lid);
-    return Share(p.first + sh.first, p.first + sh.end, sh.step);
-}
-
 // What lane `lid` adds to the sum of `row` (dy * y, or dy with LOG) from piece `c` of
 // `chunks` of the row: columns one at a time, or with BLOCKS blocks of 8 aligned in dx, the
 // row's unaligned head and tail going to piece 0's lane 0 by pairs.

@@ -250,6 +250,13 @@ fn piece_of(n: u32, c: u32, chunks: u32) -> Share {
     return Share(first, min(first + len, n), 1u);
 }
 
+// The share of lane `lid` in piece `c` of `chunks` of n items, as item indices.
+fn lane_part(n: u32, c: u32, chunks: u32, lid: u32) -> Share {
+    let p = piece_of(n, c, chunks);
+    let sh = share_of(p.end - p.first, lid);
+    return Share(p.first + sh.first, p.first + sh.end, sh.step);
+}
+
 // The output pairs lane `lane` of `lanes` owns in a row starting at element `out_row` of its
 // binding, as absolute pair indices: pair q covers elements 2q and 2q + 1, so that packed
 // 16-bit outputs write whole words. Column `2q - out_row` wraps below zero for a row that

@@ -4,21 +4,22 @@
 // CPU mirror: `cross_entropy` in src/oracle.rs.
 //
 // Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS,
-// ROW_PER_LANE), the
-// bindings (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf, meta_buf,
-// class_weight; with BLOCKS the vector views with `load_block` and `store_block`), the
-// dtype preludes, common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl.
+// ROW_PER_LANE), the bindings (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf,
+// meta_buf, class_weight; with BLOCKS the vector views with `load_block` and `store_block`;
+// split-row's partials with `store_ce_partial` and its loads), the dtype preludes,
+// common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl.
 //
 // With BLOCKS (CPU adapters, where the logits sit at the gradient's offset modulo 8), each
 // lane takes a contiguous run of blocks of 8 aligned in the gradient, loaded and stored as
 // vectors as in softmax.wgsl, and lane 0 the row's unaligned head and tail by pairs.
 //
-// Three entry points, dispatched in this order in one compute pass:
+// Entry points, dispatched in this order in one compute pass:
 //   prepare (1 workgroup): meta[0] = sum of w[t_i] over counted rows (the mean's
 //            denominator), meta[1] = first row whose target is out of range,
 //            meta[3] = W, the sum of the class weights;
 //   main (a workgroup per row, or with ROW_PER_LANE a lane per row): per-row loss,
-//        logsumexp and gradient;
+//        logsumexp and gradient; or, split-row (a few long rows, each cut into pieces over
+//        many workgroups), `partials` then `finish`;
 //   reduce (1 workgroup): meta[2] = the reduced loss.
 //
 // With a = (z - m) / T, lse = m / T + log s, eps the smoothing, C = cols, W = sum_j w_j:
@@ -46,7 +47,8 @@ struct Params {
     ignore_index: i32,
     // 0 none, 1 mean, 2 sum.
     reduction: u32,
-    _pad0: u32,
+    // Split-row: pieces per row (1 otherwise).
+    chunks: u32,
     inv_t: f32,
     smoothing: f32,
     z_loss: f32,
@@ -188,16 +190,15 @@ fn main(
     }
 }
 
-// The loss of a row starting at x element `x_row`, of class `t`, from its stats and (with
-// label smoothing) `smooth_sum` = sum_j w_j (m - z_j).
-fn row_loss(x_row: u32, t: i32, stats: RowStats, smooth_sum: f32) -> f32 {
+// The loss of a row of class `t` whose target logit is `z_t`, from its stats and (with label
+// smoothing) `smooth_sum` = sum_j w_j (m - z_j).
+fn row_loss(z_t: f32, t: i32, stats: RowStats, smooth_sum: f32) -> f32 {
     let inv_t = params.inv_t;
     let eps = params.smoothing;
     var loss = 0.0;
     if (t == TARGET_INVALID || (t >= 0 && stats.nan_row)) {
         loss = f32_nan();
     } else if (t >= 0) {
-        let z_t = load_x(x_row + u32(t));
         let nll = select((stats.m - z_t) * inv_t + stats.log_s, f32_pos_inf(), is_neg_inf(z_t));
         loss = (1.0 - eps) * class_weight(u32(t)) * nll;
         if (eps > 0.0) {
@@ -269,7 +270,7 @@ fn loss_and_grad_lane(row: u32) {
         smooth_sum = stream_state(acc).s;
     }
     lse_buf[r] = stats.lse;
-    loss_buf[r] = row_loss(x_row, t, stats, smooth_sum);
+    loss_buf[r] = row_loss(target_logit(x_row, t), t, stats, smooth_sum);
     if (HAS_GRAD) {
         let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
         let w_sum = bitcast<f32>(meta_buf[3]);
@@ -345,7 +346,7 @@ fn loss_and_grad_run(row0: u32) {
         let r = params.row0 + row;
         let t = target_class(r);
         lse_buf[r] = stats.lse;
-        loss_buf[r] = row_loss(x_row, t, stats, smooth_sum);
+        loss_buf[r] = row_loss(target_logit(x_row, t), t, stats, smooth_sum);
         if (HAS_GRAD) {
             let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
             for (var b = start / 8u; b < b_end; b++) {
@@ -381,95 +382,251 @@ fn class_weight4(c: vec4<u32>) -> vec4<f32> {
 
 // One row: its logsumexp, loss and (HAS_GRAD) gradient.
 fn loss_and_grad_row(row: u32, lid: u32) {
-    let cols = params.cols;
     let inv_t = params.inv_t;
-    let eps = params.smoothing;
-    let scale = grad_scale();
-    let x_row = params.x_base + row * cols;
+    let stats = row_stats(reduce_online(fold_part(row, 0u, 1u, lid), lid, inv_t), inv_t);
     let r = params.row0 + row;
-    let sh = share_of(cols, lid);
-
-    let y_row = params.y_base + row * cols;
-    let br = block_row(y_row, cols);
-    // Wrapping difference: the sums below wrap back into range.
-    let x_shift = x_row / 8u - y_row / 8u;
-    let bsh = share_of(br.end_block - br.first_block, lid);
-    let b0 = br.first_block + bsh.first;
-    let b1 = br.first_block + bsh.end;
-    var st = stream_empty();
-    var c = sh.first;
-    if (BLOCKS) {
-        var g = guard_empty();
-        var b = b0;
-        for (; b + 1u < b1; b += 2u) {
-            fold_two_blocks(&st, &g, load_block(b + x_shift), load_block(b + 1u + x_shift), inv_t);
-        }
-        if (b < b1) {
-            let none = vec4<f32>(f32_neg_inf());
-            fold_two_blocks(&st, &g, load_block(b + x_shift), Block(none, none), inv_t);
-        }
-        st.flags |= guard_flags(g);
-        if (lid == 0u) {
-            for (var q = first_edge_pair(br); q < br.end; q = next_edge_pair(br, q)) {
-                // Column 2q - y_row wraps below zero for a row starting at an odd index.
-                let c0 = 2u * q - y_row;
-                if (c0 < cols) {
-                    stream_fold(&st, load_x(x_row + c0), inv_t);
-                }
-                if (c0 + 1u < cols) {
-                    stream_fold(&st, load_x(x_row + c0 + 1u), inv_t);
-                }
-            }
-        }
-        c = sh.end;
-    } else if (CONTIGUOUS) {
-        // Sixteen logits at a time through the branch-free CPU fold (common.wgsl).
-        var g = guard_empty();
-        for (; c + 16u <= sh.end; c += 16u) {
-            fold_two_blocks(&st, &g, load_run(x_row + c), load_run(x_row + c + 8u), inv_t);
-        }
-        st.flags |= guard_flags(g);
-    }
-    for (; c < sh.end; c += sh.step) {
-        stream_fold(&st, load_x(x_row + c), inv_t);
-    }
-    let stats = row_stats(reduce_online(stream_state(st), lid, inv_t), inv_t);
     let t = target_class(r);
-
     // sum_j w_j (m - z_j): a second read of the row, only when smoothing is on.
     var smooth_sum = 0.0;
-    if (eps > 0.0) {
-        var acc = stream_empty();
-        for (var c = sh.first; c < sh.end; c += sh.step) {
-            stream_push(&acc, class_weight(c) * (stats.m - load_x(x_row + c)));
-        }
-        smooth_sum = reduce_sum(stream_state(acc).s, lid);
+    if (params.smoothing > 0.0) {
+        smooth_sum = reduce_sum(smooth_part(row, 0u, 1u, lid, stats.m).x, lid);
     }
-
     if (lid == 0u) {
         lse_buf[r] = stats.lse;
-        loss_buf[r] = row_loss(x_row, t, stats, smooth_sum);
+        loss_buf[r] = row_loss(target_logit(params.x_base + row * params.cols, t), t, stats,
+                               smooth_sum);
     }
     // In place, the gradient overwrites logits that invocation 0 has just read.
     workgroupBarrier();
-
     if (HAS_GRAD) {
-        let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
-        let w_sum = bitcast<f32>(meta_buf[3]);
-        var out = output_pairs(y_row, cols, lid);
-        if (BLOCKS) {
-            for (var b = b0; b < b1; b++) {
-                let z = load_block(b + x_shift);
-                // Whole blocks lie inside the row: no column wraps.
-                let c = vec4<u32>(8u * b - y_row) + vec4<u32>(0u, 1u, 2u, 3u);
-                store_block(b, Block(grad4(z.lo, c, t, stats, w_t, w_sum, scale),
-                                     grad4(z.hi, c + 4u, t, stats, w_t, w_sum, scale)));
-            }
-            // Lane 0 writes the edge pairs below; the others none.
-            out = Share(first_edge_pair(br), select(br.first, br.end, lid == 0u), 1u);
+        write_grad_part(row, 0u, 1u, lid, t, stats);
+    }
+}
+
+// The logit of class `t` in the row starting at x element `x_row` (0 for an ignored or
+// invalid target).
+fn target_logit(x_row: u32, t: i32) -> f32 {
+    return select(0.0, load_x(x_row + u32(max(t, 0))), t >= 0);
+}
+
+// Piece `c` of `chunks` of `row` (the whole row for c = 0, chunks = 1), as lane `lid`'s share:
+// with BLOCKS, its blocks of 8 aligned in the gradient (see `loss_and_grad_row`'s layout in
+// the header), piece 0's lane 0 also taking the row's unaligned head and tail by pairs;
+// otherwise its columns. `fold_part`, `smooth_part` and `write_grad_part` share it, so that a
+// piece's partials cover the same logits in both split-row passes.
+struct Part {
+    // Element index of the row's first logit in the x binding and of its first gradient in
+    // the y binding (the blocks' binding).
+    x_row: u32,
+    y_row: u32,
+    // Blocks of the y binding that hold x block b + x_shift (wrapping difference).
+    x_shift: u32,
+    edges: BlockRow,
+    // With BLOCKS: blocks; otherwise columns.
+    share: Share,
+    // Piece 0's lane 0 with BLOCKS: the edge pairs are this lane's.
+    has_edges: bool,
+}
+
+fn part_of(row: u32, c: u32, chunks: u32, lid: u32) -> Part {
+    let cols = params.cols;
+    let x_row = params.x_base + row * cols;
+    let y_row = params.y_base + row * cols;
+    let edges = block_row(y_row, cols);
+    var share = lane_part(cols, c, chunks, lid);
+    if (BLOCKS) {
+        let b = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
+        share = Share(edges.first_block + b.first, edges.first_block + b.end, 1u);
+    }
+    return Part(x_row, y_row, x_row / 8u - y_row / 8u, edges, share,
+                BLOCKS && c == 0u && lid == 0u);
+}
+
+// The columns of the eight logits of block `b` of the y binding in the row from `y_row`.
+fn block_cols(b: u32, y_row: u32) -> vec4<u32> {
+    return vec4<u32>(8u * b - y_row) + vec4<u32>(0u, 1u, 2u, 3u);
+}
+
+// Lane `lid`'s online state of its share of piece `c` of `row`.
+fn fold_part(row: u32, c: u32, chunks: u32, lid: u32) -> Online {
+    let cols = params.cols;
+    let inv_t = params.inv_t;
+    let p = part_of(row, c, chunks, lid);
+    var st = stream_empty();
+    var k = p.share.first;
+    if (BLOCKS) {
+        var g = guard_empty();
+        for (; k + 1u < p.share.end; k += 2u) {
+            fold_two_blocks(&st, &g, load_block(k + p.x_shift), load_block(k + 1u + p.x_shift),
+                            inv_t);
         }
-        for (var q = out.first; q < out.end; q = select(q + out.step, next_edge_pair(br, q), BLOCKS)) {
-            store_grad_pair(q, x_row, y_row, t, stats, w_t, w_sum, scale);
+        if (k < p.share.end) {
+            let none = vec4<f32>(f32_neg_inf());
+            fold_two_blocks(&st, &g, load_block(k + p.x_shift), Block(none, none), inv_t);
+        }
+        st.flags |= guard_flags(g);
+        if (p.has_edges) {
+            for (var q = first_edge_pair(p.edges); q < p.edges.end; q = next_edge_pair(p.edges, q)) {
+                // Column 2q - y_row wraps below zero for a row starting at an odd index.
+                let c0 = 2u * q - p.y_row;
+                if (c0 < cols) {
+                    stream_fold(&st, load_x(p.x_row + c0), inv_t);
+                }
+                if (c0 + 1u < cols) {
+                    stream_fold(&st, load_x(p.x_row + c0 + 1u), inv_t);
+                }
+            }
+        }
+        return stream_state(st);
+    }
+    if (CONTIGUOUS) {
+        // Sixteen logits at a time through the branch-free CPU fold (common.wgsl).
+        var g = guard_empty();
+        for (; k + 16u <= p.share.end; k += 16u) {
+            fold_two_blocks(&st, &g, load_run(p.x_row + k), load_run(p.x_row + k + 8u), inv_t);
+        }
+        st.flags |= guard_flags(g);
+    }
+    for (; k < p.share.end; k += p.share.step) {
+        stream_fold(&st, load_x(p.x_row + k), inv_t);
+    }
+    return stream_state(st);
+}
+
+// Lane `lid`'s sums over its share of piece `c` of `row`: of w_j (m - z_j), and of w_j. With
+// `m` at least every finite logit of the piece, no term is negative: no cancellation.
+fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
+    let cols = params.cols;
+    let p = part_of(row, c, chunks, lid);
+    var acc = stream_empty();
+    var w_acc = stream_empty();
+    if (BLOCKS) {
+        for (var b = p.share.first; b < p.share.end; b++) {
+            let z = load_block(b + p.x_shift);
+            let k = block_cols(b, p.y_row);
+            let w_lo = class_weight4(k);
+            let w_hi = class_weight4(k + 4u);
+            let s = w_lo * (m - z.lo) + w_hi * (m - z.hi);
+            let w = w_lo + w_hi;
+            stream_push(&acc, (s.x + s.y) + (s.z + s.w));
+            stream_push(&w_acc, (w.x + w.y) + (w.z + w.w));
+        }
+        if (p.has_edges) {
+            for (var q = first_edge_pair(p.edges); q < p.edges.end; q = next_edge_pair(p.edges, q)) {
+                let c0 = 2u * q - p.y_row;
+                for (var j = c0; j < c0 + 2u; j++) {
+                    if (j < cols) {
+                        stream_push(&acc, class_weight(j) * (m - load_x(p.x_row + j)));
+                        stream_push(&w_acc, class_weight(j));
+                    }
+                }
+            }
+        }
+    } else {
+        for (var k = p.share.first; k < p.share.end; k += p.share.step) {
+            stream_push(&acc, class_weight(k) * (m - load_x(p.x_row + k)));
+            stream_push(&w_acc, class_weight(k));
+        }
+    }
+    return vec2<f32>(stream_state(acc).s, stream_state(w_acc).s);
+}
+
+// Writes lane `lid`'s gradients of piece `c` of `row`, of class `t`, from the row's stats.
+// In place, each lane reads every logit it overwrites, and only those.
+fn write_grad_part(row: u32, c: u32, chunks: u32, lid: u32, t: i32, stats: RowStats) {
+    let p = part_of(row, c, chunks, lid);
+    let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
+    let w_sum = bitcast<f32>(meta_buf[3]);
+    let scale = grad_scale();
+    if (BLOCKS) {
+        for (var b = p.share.first; b < p.share.end; b++) {
+            let z = load_block(b + p.x_shift);
+            // Whole blocks lie inside the row: no column wraps.
+            let k = block_cols(b, p.y_row);
+            store_block(b, Block(grad4(z.lo, k, t, stats, w_t, w_sum, scale),
+                                 grad4(z.hi, k + 4u, t, stats, w_t, w_sum, scale)));
+        }
+        if (p.has_edges) {
+            for (var q = first_edge_pair(p.edges); q < p.edges.end; q = next_edge_pair(p.edges, q)) {
+                store_grad_pair(q, p.x_row, p.y_row, t, stats, w_t, w_sum, scale);
+            }
+        }
+        return;
+    }
+    let cols = params.cols;
+    let q0 = p.y_row / 2u;
+    let pairs = lane_part((p.y_row + cols + 1u) / 2u - q0, c, chunks, lid);
+    for (var q = q0 + pairs.first; q < q0 + pairs.end; q += pairs.step) {
+        store_grad_pair(q, p.x_row, p.y_row, t, stats, w_t, w_sum, scale);
+    }
+}
+
+// Split-row, first dispatch, `chunks` x rows workgroups (rows in turns past one dimension's
+// limit): each piece's online state, with label smoothing its sums of w_j (m_p - z_j) and of
+// w_j (m_p the piece's max), and (piece 0) the target's logit, which an in-place gradient may
+// overwrite before `finish` reads it.
+@compute @workgroup_size(WG)
+fn partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = wid.x;
+    for (var row = wid.y; row < params.rows; row += nwg.y) {
+        let st = reduce_online(fold_part(row, c, params.chunks, lid), lid, params.inv_t);
+        var smoothing_sums = vec2<f32>(0.0);
+        if (params.smoothing > 0.0) {
+            let s = smooth_part(row, c, params.chunks, lid, st.m);
+            smoothing_sums = vec2<f32>(reduce_sum(s.x, lid), reduce_sum(s.y, lid));
+        }
+        if (lid == 0u) {
+            var z_t = 0.0;
+            if (c == 0u) {
+                z_t = target_logit(params.x_base + row * params.cols, target_class(params.row0 + row));
+            }
+            store_ce_partial(row * params.chunks + c, st, smoothing_sums, z_t);
+        }
+    }
+}
+
+// Split-row, second dispatch, same grid: the row's stats from its pieces', piece 0 its
+// logsumexp and loss, every piece its gradients. With smoothing, the row's sum of
+// w_j (m - z_j) is that of each piece plus (m - m_p) times the piece's weights, all terms
+// non-negative.
+@compute @workgroup_size(WG)
+fn finish(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = wid.x;
+    let chunks = params.chunks;
+    let inv_t = params.inv_t;
+    for (var row = wid.y; row < params.rows; row += nwg.y) {
+        var st = online_empty();
+        for (var i = lid; i < chunks; i += WG) {
+            st = merge(st, load_partial(row * chunks + i), inv_t);
+        }
+        let stats = row_stats(reduce_online(st, lid, inv_t), inv_t);
+        let r = params.row0 + row;
+        let t = target_class(r);
+        if (c == 0u) {
+            var smooth_sum = 0.0;
+            if (params.smoothing > 0.0) {
+                var acc = stream_empty();
+                for (var i = lid; i < chunks; i += WG) {
+                    let s = load_partial_smooth(row * chunks + i);
+                    stream_push(&acc, s.x + (stats.m - load_partial(row * chunks + i).m) * s.y);
+                }
+                smooth_sum = reduce_sum(stream_state(acc).s, lid);
+            }
+            if (lid == 0u) {
+                lse_buf[r] = stats.lse;
+                loss_buf[r] = row_loss(load_partial_target(row * chunks), t, stats, smooth_sum);
+            }
+        }
+        if (HAS_GRAD) {
+            write_grad_part(row, c, chunks, lid, t, stats);
         }
     }
 }

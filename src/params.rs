@@ -32,7 +32,8 @@ pub(crate) struct CeParams {
     pub row0: u32,
     pub ignore_index: i32,
     pub reduction: u32,
-    pub _pad0: u32,
+    /// Split-row: pieces per row (1 otherwise).
+    pub chunks: u32,
     pub inv_t: f32,
     pub smoothing: f32,
     pub z_loss: f32,

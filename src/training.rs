@@ -159,6 +159,22 @@ impl Engine {
         cols <= cpu_max.min(ROW_PER_LANE_SHORT_COLS_CPU) || (cols <= cpu_max && rows >= busy)
     }
 
+    /// Whether a training kernel cuts each of `rows` rows of `cols` into pieces over many
+    /// workgroups (split-row), and into how many: on GPUs, for fewer rows than
+    /// `parallel_groups` whose rows give two pieces or more (as the forward kernels, measured
+    /// there). Not on CPU adapters, where the second pass then reads the rows from memory
+    /// instead of a warm cache (lavapipe, f32 softmax backward / log-softmax backward: 0.32 /
+    /// 0.32-0.35 of copy against 0.48-0.49 / 0.51-0.60 at 4 x 128256, within the noise at
+    /// 1 x 262144 and 1 x 1048576).
+    fn training_split(&self, rows: u64, cols: u64, row_per_lane: bool) -> (bool, u64) {
+        let pieces = self.split_pieces(rows, cols / 8);
+        let split = !self.cpu_tuned()
+            && !row_per_lane
+            && rows < u64::from(self.parallel_groups())
+            && pieces >= 2;
+        (split, pieces)
+    }
+
     /// Records cross-entropy (loss, logsumexp and, where asked, the gradient) into `encoder`:
     /// three dispatches in one compute pass. A target outside `[0, cols)` never indexes
     /// memory: its row's loss is NaN, its gradient 0, and `meta[1]` names the first such row.
@@ -228,6 +244,13 @@ impl Engine {
         let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
         let workgroup = self.workgroup_for("cross-entropy", rows.max(cols))?;
+        let (split, pieces) = self.training_split(rows, cols, row_per_lane);
+        // Two words of 16 bytes per piece (`store_ce_partial` in src/shader/mod.rs).
+        let scratch = if split {
+            Some(self.split_scratch(rows_per_chunk.min(rows) * pieces * 32)?)
+        } else {
+            None
+        };
         let kernel = |blocks: bool, entry: CeEntry| {
             let key = CeKey {
                 input: self.storage(args.logits.dtype),
@@ -241,6 +264,7 @@ impl Engine {
                 blocks,
                 wide_words: self.wide_words(),
                 row_per_lane,
+                split,
             };
             self.pipelines
                 .get(&self.device, &PipelineKey::CrossEntropy(key, entry))
@@ -251,9 +275,19 @@ impl Engine {
         let blocks0 = dispatches[0].blocks;
         let (_, prepare) = kernel(blocks0, CeEntry::Prepare)?;
         let (_, reduce) = kernel(blocks0, CeEntry::Reduce)?;
+        let entries: &[CeEntry] = if split {
+            &[CeEntry::Partials, CeEntry::Finish]
+        } else {
+            &[CeEntry::Main]
+        };
         let mains = dispatches
             .iter()
-            .map(|d| kernel(d.blocks, CeEntry::Main))
+            .map(|d| {
+                entries
+                    .iter()
+                    .map(|&e| kernel(d.blocks, e))
+                    .collect::<Result<Vec<_>>>()
+            })
             .collect::<Result<Vec<_>>>()?;
         // The small per-row and per-class arrays are bound whole.
         let whole = |t: &TensorRef<'_>, n: u64| chunk_binding(t, 0, n, align);
@@ -265,7 +299,7 @@ impl Engine {
             row0: 0,
             ignore_index: options.ignore_index,
             reduction: options.reduction.index(),
-            _pad0: 0,
+            chunks: if split { pieces as u32 } else { 1 },
             inv_t,
             smoothing: options.label_smoothing,
             z_loss: options.z_loss,
@@ -311,6 +345,12 @@ impl Engine {
                         size: std::num::NonZeroU64::new(16),
                     }),
                 });
+                if let Some(p) = &scratch {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: slot::PARTIALS,
+                        resource: p.as_entire_binding(),
+                    });
+                }
                 self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("softmax-wgpu cross-entropy"),
                     layout: &kernel.layout,
@@ -326,7 +366,7 @@ impl Engine {
             pass.set_pipeline(&prepare.pipeline);
             pass.set_bind_group(0, &group(&prepare, &base, first, blocks0), &[]);
             pass.dispatch_workgroups(1, 1, 1);
-            for (d, (key, main)) in dispatches.iter().zip(&mains) {
+            for (d, passes) in dispatches.iter().zip(&mains) {
                 let (row0, nrows, blocks) = (d.row0, d.rows, d.blocks);
                 let range = (row0 * cols, nrows * cols);
                 let x = chunk_binding(&args.logits, range.0, range.1, align);
@@ -343,9 +383,17 @@ impl Engine {
                     row0: row0 as u32,
                     ..base
                 };
-                pass.set_pipeline(&main.pipeline);
-                pass.set_bind_group(0, &group(main, &params, range, blocks), &[]);
-                pass.dispatch_workgroups(key.groups(nrows, run).min(max_groups) as u32, 1, 1);
+                for (key, kernel) in passes {
+                    pass.set_pipeline(&kernel.pipeline);
+                    pass.set_bind_group(0, &group(kernel, &params, range, blocks), &[]);
+                    if split {
+                        // Pieces along x, rows along y (in turns past one dimension's limit).
+                        pass.dispatch_workgroups(pieces as u32, nrows.min(max_groups) as u32, 1);
+                    } else {
+                        let groups = key.groups(nrows, run).min(max_groups);
+                        pass.dispatch_workgroups(groups as u32, 1, 1);
+                    }
+                }
             }
             pass.set_pipeline(&reduce.pipeline);
             pass.set_bind_group(0, &group(&reduce, &base, first, blocks0), &[]);
@@ -414,17 +462,8 @@ impl Engine {
         };
         let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let workgroup = self.workgroup_for("softmax backward", cols)?;
-        // Split-row for a few long rows on GPUs (as the forward kernels, measured there):
-        // each row cut into pieces over many workgroups, their partial sums merged by every
-        // piece. Not on CPU adapters, where the second pass then reads the rows from memory
-        // instead of a warm cache (lavapipe, f32 softmax backward / log-softmax backward:
-        // 0.32 / 0.32-0.35 of copy against 0.48-0.49 / 0.51-0.60 at 4 x 128256, within the
-        // noise at 1 x 262144 and 1 x 1048576).
-        let pieces = self.split_pieces(rows, cols / 8);
-        let split = !self.cpu_tuned()
-            && !row_per_lane
-            && rows < u64::from(self.parallel_groups())
-            && pieces >= 2;
+        // Split-row: each row's pieces' partial sums merged by every piece.
+        let (split, pieces) = self.training_split(rows, cols, row_per_lane);
         let scratch = if split {
             Some(self.split_scratch(rows_per_chunk.min(rows) * pieces * 4)?)
         } else {

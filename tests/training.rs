@@ -24,6 +24,15 @@ fn check_ce<T: Element>(
     shape: Shape,
     o: &CrossEntropyOptions,
 ) {
+    // The options for messages, with the class weights' count in place of their values.
+    let o_name = format!(
+        "{:?}, {} class weights",
+        CrossEntropyOptions {
+            weight: None,
+            ..o.clone()
+        },
+        o.weight.as_ref().map_or(0, Vec::len)
+    );
     let got = e.cross_entropy(x, targets, shape, o, true).unwrap();
     // The loss alone (no gradient: another layout on CPU adapters) takes the same checks.
     let alone = e.cross_entropy(x, targets, shape, o, false).unwrap();
@@ -40,7 +49,7 @@ fn check_ce<T: Element>(
         for (i, (&g, &w)) in r.per_row.iter().zip(&want.per_row).enumerate() {
             assert!(
                 same(f64::from(g), w, loss_tol(w, shape.cols, max_a)),
-                "{what}: row {i} loss {g} want {w} ({o:?})"
+                "{what}: row {i} loss {g} want {w} ({o_name})"
             );
         }
         for (i, (&g, &w)) in r.lse.iter().zip(&want.lse).enumerate() {
@@ -57,7 +66,7 @@ fn check_ce<T: Element>(
         let tol = loss_tol(lw, shape.cols, max_a) * (shape.rows as f64).log2().max(1.0);
         assert!(
             same(f64::from(r.loss), lw, tol),
-            "{what}: reduced loss {} want {lw} ({o:?})",
+            "{what}: reduced loss {} want {lw} ({o_name})",
             r.loss
         );
     }
@@ -102,7 +111,7 @@ fn check_ce<T: Element>(
             + softmax_wgpu::accuracy::ulp(T::DTYPE, w) * f64::from(half_ulp > 0.0);
         assert!(
             same(g, w, tol),
-            "grad[{i}] = {g}, want {w}, tol {tol:e} ({o:?})"
+            "grad[{i}] = {g}, want {w}, tol {tol:e} ({o_name})"
         );
     }
 }
@@ -252,6 +261,63 @@ fn ce_hard_rows(e: &Engine, cols: usize) {
             },
         );
     }
+}
+
+#[test]
+fn cross_entropy_split_row() {
+    // 6 rows of 20003 logits: split-row under GPU tuning (9 pieces of 278 blocks, about 2224
+    // logits each; a workgroup per row under CPU tuning), with the special values and the
+    // targets away from piece 0 and the row max in a late piece, so that every piece's
+    // partial state, its smoothing sums and the target logit it records all count.
+    on_every_tuning(|e| {
+        let (rows, cols) = (6, 20_003);
+        let mut x = random_logits(rows * cols, 6.0, 61);
+        let inf = f32::INFINITY;
+        // Row 0: piece 2 all -inf (smoothing with positive weights: loss +inf).
+        x[5000..7300].fill(-inf);
+        x[cols + 12_000] = inf; // row 1: +inf, a NaN row
+        x[2 * cols + 19_000] = f32::NAN; // row 2
+        x[3 * cols + 10_001] = -inf; // row 3: -inf at the target, loss +inf
+        x[4 * cols + 17_000] = 1e30; // row 4: the max far in a late piece
+        let t = [15_000i64, 3, 4000, 10_001, 9000, -100];
+        let weights: Vec<f32> = random_logits(cols, 1.0, 62)
+            .iter()
+            .map(|v| 0.5 + v.abs())
+            .collect();
+        let shape = Shape::new(rows, cols);
+        for o in [
+            CrossEntropyOptions {
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+            CrossEntropyOptions {
+                weight: Some(weights.clone()),
+                label_smoothing: 0.2,
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+            CrossEntropyOptions {
+                label_smoothing: 0.1,
+                temperature: 0.5,
+                ..Default::default()
+            },
+        ] {
+            check_ce(e, &x, &t, shape, &o);
+        }
+        // Finite rows only for the mean and the half-precision paths.
+        let ordinary = random_logits(rows * cols, 6.0, 63);
+        let t = targets(rows, cols, 64);
+        // (The z-loss of row 4's lse, 2e30, overflows f32: not above.)
+        let o = CrossEntropyOptions {
+            weight: Some(weights),
+            label_smoothing: 0.1,
+            z_loss: 1e-4,
+            ..Default::default()
+        };
+        check_ce(e, &ordinary, &t, shape, &o);
+        let h: Vec<half::f16> = ordinary.iter().map(|&v| half::f16::from_f32(v)).collect();
+        check_ce(e, &h, &t, shape, &o);
+    });
 }
 
 #[test]
@@ -598,6 +664,16 @@ fn cross_entropy_in_place_matches_out_of_place() {
             let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
             in_place_ce(e, &h, &t, shape);
         }
+    });
+    // Split-row under GPU tuning: `finish` may overwrite a target's logit before piece 0
+    // writes the loss, which therefore takes it from the partials.
+    on_every_tuning(|e| {
+        let shape = Shape::new(2, 20_003);
+        let x = random_logits(shape.len(), 8.0, 52);
+        let t = [19_000i64, 7000];
+        in_place_ce(e, &x, &t, shape);
+        let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        in_place_ce(e, &h, &t, shape);
     });
 }
 

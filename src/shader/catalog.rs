@@ -91,6 +91,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                         wide_words: weight,
                         // Both values, with and without CONTIGUOUS.
                         row_per_lane: weight != (grad == Some(input)),
+                        split: !weight,
                     };
                     out.push((format!("{key:?}"), cross_entropy_source(&key)));
                 }

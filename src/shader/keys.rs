@@ -105,6 +105,10 @@ pub(crate) enum CeEntry {
     Main,
     /// One workgroup: the reduced loss.
     Reduce,
+    /// Split-row, first pass: each piece's partial state.
+    Partials,
+    /// Split-row, second pass: each row's loss and each piece's gradients.
+    Finish,
 }
 
 /// Variant of the cross-entropy module.
@@ -131,6 +135,8 @@ pub(crate) struct CeKey {
     /// Short rows: `main` gives each row a lane of its own (`Engine::row_per_lane` in
     /// src/training.rs), with `blocks` a run of rows that fill whole blocks.
     pub row_per_lane: bool,
+    /// Split-row: `partials` and `finish` entry points and a scratch binding.
+    pub split: bool,
 }
 
 /// Workgroups the training kernels' `main` needs for `rows` rows: one per row, or with a
@@ -232,6 +238,9 @@ impl PipelineKey {
                         b.push((slot::Y_VEC, false));
                     }
                 }
+                if k.split {
+                    b.push((slot::PARTIALS, false));
+                }
                 b
             }
             PipelineKey::Copy(_) => vec![(slot::X, true), (slot::Y, false)],
@@ -262,9 +271,11 @@ impl PipelineKey {
             PipelineKey::CrossEntropy(_, CeEntry::Prepare) => "prepare",
             PipelineKey::CrossEntropy(_, CeEntry::Reduce) => "reduce",
             PipelineKey::Forward(_, SplitEntry::Partials)
-            | PipelineKey::Backward(_, SplitEntry::Partials) => "partials",
+            | PipelineKey::Backward(_, SplitEntry::Partials)
+            | PipelineKey::CrossEntropy(_, CeEntry::Partials) => "partials",
             PipelineKey::Forward(_, SplitEntry::Finish)
-            | PipelineKey::Backward(_, SplitEntry::Finish) => "finish",
+            | PipelineKey::Backward(_, SplitEntry::Finish)
+            | PipelineKey::CrossEntropy(_, CeEntry::Finish) => "finish",
             _ => "main",
         }
     }

@@ -140,6 +140,32 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
     } else {
         s.push_str("fn class_weight(j: u32) -> f32 { return 1.0; }\n");
     }
+    // Split-row: two words of 16 bytes per piece, [m, s, flags, target logit] and
+    // [sum of w_j (m - z_j), sum of w_j] (`partials` in shaders/cross_entropy.wgsl).
+    if key.split {
+        let _ = writeln!(
+            s,
+            "@group(0) @binding({}) var<storage, read_write> partials_buf: array<vec4<u32>>;\n\
+             fn store_ce_partial(i: u32, st: Online, smoothing_sums: vec2<f32>, z_t: f32) {{\n    \
+             partials_buf[2u * i] = vec4<u32>(bitcast<u32>(st.m), bitcast<u32>(st.s), st.flags,\n        \
+             bitcast<u32>(z_t));\n    \
+             partials_buf[2u * i + 1u] = vec4<u32>(bitcast<vec2<u32>>(smoothing_sums), 0u, 0u);\n}}\n\
+             fn load_partial(i: u32) -> Online {{\n    \
+             let p = partials_buf[2u * i];\n    \
+             return Online(bitcast<f32>(p.x), bitcast<f32>(p.y), p.z);\n}}\n\
+             fn load_partial_target(i: u32) -> f32 {{ return bitcast<f32>(partials_buf[2u * i].w); }}\n\
+             fn load_partial_smooth(i: u32) -> vec2<f32> {{\n    \
+             return bitcast<vec2<f32>>(partials_buf[2u * i + 1u].xy);\n}}",
+            slot::PARTIALS
+        );
+    } else {
+        s.push_str(
+            "fn store_ce_partial(i: u32, st: Online, smoothing_sums: vec2<f32>, z_t: f32) {}\n\
+             fn load_partial(i: u32) -> Online { return online_empty(); }\n\
+             fn load_partial_target(i: u32) -> f32 { return 0.0; }\n\
+             fn load_partial_smooth(i: u32) -> vec2<f32> { return vec2<f32>(0.0); }\n",
+        );
+    }
     [
         s.as_str(),
         COMMON,
