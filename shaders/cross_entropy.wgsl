@@ -124,39 +124,56 @@ fn load_run(i: u32) -> Block {
     );
 }
 
-fn grad_value(z: f32, c: u32, t: i32, st: RowStats, w_t: f32, scale: f32) -> f32 {
-    if (t < 0) {
+// A row's gradient as g_j = a e_j + b w_j - h [j == t], e_j = exp((z_j - m) / T), the
+// coefficients computed once per row from the formula in the header (p_j = e_j / s):
+//   a = f ((1 - eps) w_t + eps / C W + 2 zl lse) / s,  b = -f eps / C,  h = f (1 - eps) w_t,
+// f = grad_scale / T; every g_j is NaN in a row with a NaN or +inf (`nan`), and 0 for an
+// ignored or invalid target (`off`). Lavapipe runs instructions, not memory, so a few per
+// logit instead of a dozen count.
+struct GradCoef {
+    m: f32,
+    a: f32,
+    b: f32,
+    h: f32,
+    t: u32,
+    nan: bool,
+    off: bool,
+}
+
+fn grad_coef(t: i32, st: RowStats) -> GradCoef {
+    let eps = params.smoothing;
+    let f = grad_scale() * params.inv_t;
+    let k = eps / f32(params.cols);
+    let off = t < 0;
+    let w_t = select(class_weight(u32(max(t, 0))), 0.0, off);
+    let w_sum = bitcast<f32>(meta_buf[3]);
+    // 0 * lse is NaN for a row of all -inf (lse = -inf), which is `nan` anyway.
+    let zl = select(2.0 * params.z_loss * st.lse, 0.0, params.z_loss == 0.0);
+    let a = f * ((1.0 - eps) * w_t + k * w_sum + zl) * st.inv_s;
+    return GradCoef(st.m, select(a, 0.0, off), select(-f * k, 0.0, off),
+                    f * (1.0 - eps) * w_t, u32(max(t, 0)), st.nan_row && !off, off);
+}
+
+// The gradient of one logit `z` of column `c`.
+fn grad_value(z: f32, c: u32, g: GradCoef) -> f32 {
+    if (g.off) {
         return 0.0;
     }
-    if (st.nan_row) {
+    if (g.nan) {
         return f32_nan();
     }
-    let inv_t = params.inv_t;
-    let eps = params.smoothing;
-    let p = select(exp((z - st.m) * inv_t) * st.inv_s, 0.0, is_neg_inf(z));
-    var g = (1.0 - eps) * w_t * (p - select(0.0, 1.0, c == u32(t)));
-    g += eps / f32(params.cols) * (bitcast<f32>(meta_buf[3]) * p - class_weight(c));
-    g += 2.0 * params.z_loss * st.lse * p;
-    return g * scale * inv_t;
+    let e = select(exp((z - g.m) * params.inv_t), 0.0, is_neg_inf(z));
+    return g.a * e + g.b * class_weight(c) - select(0.0, g.h, c == g.t);
 }
 
 // `grad_value` of the four columns `c` without branches, for CPU adapters (CONTIGUOUS), which
-// run both sides of every branch their SIMD lanes take differently. `w_sum` is meta[3], read
-// once per row: lavapipe loads even a uniform address lane by lane.
-fn grad4(z: vec4<f32>, c: vec4<u32>, t: i32, st: RowStats, w_t: f32, w_sum: f32,
-         scale: f32) -> vec4<f32> {
-    let inv_t = params.inv_t;
-    let eps = params.smoothing;
-    let zero = vec4<f32>(0.0);
-    let p = shifted_exp(z, vec4<f32>(st.m), inv_t) * st.inv_s;
-    let hit = select(zero, vec4<f32>(1.0), c == vec4<u32>(u32(max(t, 0))));
-    var g = (1.0 - eps) * w_t * (p - hit);
+// run both sides of every branch their SIMD lanes take differently.
+fn grad4(z: vec4<f32>, c: vec4<u32>, g: GradCoef) -> vec4<f32> {
+    let e = shifted_exp(z, vec4<f32>(g.m), params.inv_t);
     let w = vec4<f32>(class_weight(c.x), class_weight(c.y), class_weight(c.z),
                       class_weight(c.w));
-    g += eps / f32(params.cols) * (w_sum * p - w);
-    g += 2.0 * params.z_loss * st.lse * p;
-    g = select(g * scale * inv_t, vec4<f32>(f32_nan()), st.nan_row);
-    return select(g, zero, t < 0);
+    let v = g.a * e + g.b * w - select(vec4<f32>(0.0), vec4<f32>(g.h), c == vec4<u32>(g.t));
+    return select(select(v, vec4<f32>(f32_nan()), g.nan), vec4<f32>(0.0), g.off);
 }
 
 @compute @workgroup_size(WG)
@@ -222,8 +239,7 @@ fn grad_scale() -> f32 {
 
 // Writes gradient pair q (elements 2q and 2q + 1 of the y binding) of the row at x element
 // `x_row` and y element `y_row`; a column outside the row is not stored.
-fn store_grad_pair(q: u32, x_row: u32, y_row: u32, t: i32, stats: RowStats, w_t: f32,
-                   w_sum: f32, scale: f32) {
+fn store_grad_pair(q: u32, x_row: u32, y_row: u32, g: GradCoef) {
     let cols = params.cols;
     let c0 = 2u * q - y_row;
     let c1 = c0 + 1u;
@@ -234,13 +250,13 @@ fn store_grad_pair(q: u32, x_row: u32, y_row: u32, t: i32, stats: RowStats, w_t:
         // Both columns clamped into the row (a column outside it is not stored).
         let c = min(vec2<u32>(c0, c1), vec2<u32>(cols - 1u));
         let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
-        v = grad4(vec4<f32>(z, z), vec4<u32>(c, c), t, stats, w_t, w_sum, scale).xy;
+        v = grad4(vec4<f32>(z, z), vec4<u32>(c, c), g).xy;
     } else {
         if (lo) {
-            v.x = grad_value(load_x(x_row + c0), c0, t, stats, w_t, scale);
+            v.x = grad_value(load_x(x_row + c0), c0, g);
         }
         if (hi) {
-            v.y = grad_value(load_x(x_row + c1), c1, t, stats, w_t, scale);
+            v.y = grad_value(load_x(x_row + c1), c1, g);
         }
     }
     store_pair(q, v, lo, hi);
@@ -272,11 +288,9 @@ fn loss_and_grad_lane(row: u32) {
     lse_buf[r] = stats.lse;
     loss_buf[r] = row_loss(target_logit(x_row, t), t, stats, smooth_sum);
     if (HAS_GRAD) {
-        let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
-        let w_sum = bitcast<f32>(meta_buf[3]);
-        let scale = grad_scale();
+        let g = grad_coef(t, stats);
         for (var q = y_row / 2u; q < (y_row + cols + 1u) / 2u; q++) {
-            store_grad_pair(q, x_row, y_row, t, stats, w_t, w_sum, scale);
+            store_grad_pair(q, x_row, y_row, g);
         }
     }
 }
@@ -299,9 +313,6 @@ fn loss_and_grad_run(row0: u32) {
     let neg = vec4<f32>(f32_neg_inf());
     // Wrapping difference: the sums below wrap back into range.
     let x_shift = params.x_base / 8u - params.y_base / 8u;
-    // Read once per run: lavapipe loads even a uniform address lane by lane.
-    let w_sum = bitcast<f32>(meta_buf[3]);
-    let scale = grad_scale();
     var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));
     var end = params.y_base + row0 * cols;
     for (var row = row0; row < row0 + run_rows(); row++) {
@@ -348,14 +359,14 @@ fn loss_and_grad_run(row0: u32) {
         lse_buf[r] = stats.lse;
         loss_buf[r] = row_loss(target_logit(x_row, t), t, stats, smooth_sum);
         if (HAS_GRAD) {
-            let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
+            let coef = grad_coef(t, stats);
             for (var b = start / 8u; b < b_end; b++) {
                 let v = load_block(b + x_shift);
                 let c = 8u * b;
                 let in_lo = in_row4(c, start);
                 let in_hi = in_row4(c + 4u, start);
-                var out = Block(grad4(v.lo, cols4(c, start), t, stats, w_t, w_sum, scale),
-                                grad4(v.hi, cols4(c + 4u, start), t, stats, w_t, w_sum, scale));
+                var out = Block(grad4(v.lo, cols4(c, start), coef),
+                                grad4(v.hi, cols4(c + 4u, start), coef));
                 if (b == start / 8u) {
                     out = Block(select(carry.lo, out.lo, in_lo), select(carry.hi, out.hi, in_hi));
                 }
@@ -535,20 +546,17 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
 // In place, each lane reads every logit it overwrites, and only those.
 fn write_grad_part(row: u32, c: u32, chunks: u32, lid: u32, t: i32, stats: RowStats) {
     let p = part_of(row, c, chunks, lid);
-    let w_t = select(0.0, class_weight(u32(max(t, 0))), t >= 0);
-    let w_sum = bitcast<f32>(meta_buf[3]);
-    let scale = grad_scale();
+    let g = grad_coef(t, stats);
     if (BLOCKS) {
         for (var b = p.share.first; b < p.share.end; b++) {
             let z = load_block(b + p.x_shift);
             // Whole blocks lie inside the row: no column wraps.
             let k = block_cols(b, p.y_row);
-            store_block(b, Block(grad4(z.lo, k, t, stats, w_t, w_sum, scale),
-                                 grad4(z.hi, k + 4u, t, stats, w_t, w_sum, scale)));
+            store_block(b, Block(grad4(z.lo, k, g), grad4(z.hi, k + 4u, g)));
         }
         if (p.has_edges) {
             for (var q = first_edge_pair(p.edges); q < p.edges.end; q = next_edge_pair(p.edges, q)) {
-                store_grad_pair(q, p.x_row, p.y_row, t, stats, w_t, w_sum, scale);
+                store_grad_pair(q, p.x_row, p.y_row, g);
             }
         }
         return;
@@ -557,7 +565,7 @@ fn write_grad_part(row: u32, c: u32, chunks: u32, lid: u32, t: i32, stats: RowSt
     let q0 = p.y_row / 2u;
     let pairs = lane_part((p.y_row + cols + 1u) / 2u - q0, c, chunks, lid);
     for (var q = q0 + pairs.first; q < q0 + pairs.end; q += pairs.step) {
-        store_grad_pair(q, p.x_row, p.y_row, t, stats, w_t, w_sum, scale);
+        store_grad_pair(q, p.x_row, p.y_row, g);
     }
 }
 
