@@ -9,12 +9,13 @@
 //
 // Three layouts: short rows (ROW_PER_LANE) take a lane each, with no reduction (with BLOCKS,
 // a lane takes a run of rows that fill whole blocks, `backward_run`); otherwise a
-// workgroup takes a row, and every lane takes columns one at a time (strided on GPUs, where
-// neighbours read neighbours), or, with BLOCKS (CPU adapters), each lane takes a contiguous
-// run of blocks of 8 aligned in dx, loaded and stored as vectors as in softmax.wgsl, and
-// lane 0 the columns of the row's unaligned head and tail, by pairs: lavapipe moves every
-// component of every lane on its own, so that one element per load cost three times as
-// much as the forward kernels (256 x 32000 f32 softmax backward: 62 ms against 16 for
+// workgroup takes a row (or, split-row, a piece of one), and every lane takes columns one at
+// a time (strided on GPUs, where neighbours read neighbours), or, with BLOCKS (y, dy and dx
+// at the same offset modulo 8), blocks of 8 aligned in dx, loaded and stored as vectors as
+// in softmax.wgsl (on CPU adapters each lane a contiguous run, on GPUs every WG-th block),
+// and lane 0 the columns of the row's unaligned head and tail, by pairs: lavapipe moves
+// every component of every lane on its own, so that one element per load cost three times
+// as much as the forward kernels (256 x 32000 f32 softmax backward: 62 ms against 16 for
 // softmax).
 
 // Rust side: `BackwardParams` in src/params.rs. Keep both in the same order.
@@ -185,7 +186,7 @@ fn row_sum_part(row: u32, c: u32, chunks: u32, lid: u32) -> f32 {
     let y_shift = y_in / 8u - out_row / 8u;
     let dy_shift = dy_row / 8u - out_row / 8u;
     let sh = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
-    for (var b = edges.first_block + sh.first; b < edges.first_block + sh.end; b++) {
+    for (var b = edges.first_block + sh.first; b < edges.first_block + sh.end; b += sh.step) {
         let y = load_block(b + y_shift);
         let dy = load_dy_block(b + dy_shift);
         let t = select(dy.lo * y.lo, dy.lo, LOG) + select(dy.hi * y.hi, dy.hi, LOG);
@@ -228,7 +229,7 @@ fn write_part(row: u32, c: u32, chunks: u32, lid: u32, s: f32) {
     let y_shift = y_in / 8u - out_row / 8u;
     let dy_shift = dy_row / 8u - out_row / 8u;
     let sh = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
-    for (var b = edges.first_block + sh.first; b < edges.first_block + sh.end; b++) {
+    for (var b = edges.first_block + sh.first; b < edges.first_block + sh.end; b += sh.step) {
         let y = load_block(b + y_shift);
         let dy = load_dy_block(b + dy_shift);
         store_block(b, Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s)));

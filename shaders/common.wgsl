@@ -316,8 +316,33 @@ fn shifted_exp(x: vec4<f32>, m: vec4<f32>, inv_t: f32) -> vec4<f32> {
     return select(exp((x - m) * inv_t), vec4<f32>(0.0), is_neg_inf4(x));
 }
 
+fn block_finite(v: Block) -> bool {
+    let m = vec4<u32>(F32_ABS_MASK);
+    let inf = vec4<u32>(F32_INF_BITS);
+    return all((bitcast<vec4<u32>>(v.lo) & m) < inf) && all((bitcast<vec4<u32>>(v.hi) & m) < inf);
+}
+
+// Folds a block into a lane's stream: one rescale at most and one pairwise addition per
+// block where all eight are finite (the common case). GPUs' fold (strided blocks).
+fn fold_block(st: ptr<function, Stream>, v: Block, inv_t: f32) {
+    if (block_finite(v)) {
+        let top4 = max(v.lo, v.hi);
+        stream_raise(st, max(max(top4.x, top4.y), max(top4.z, top4.w)), inv_t);
+        let m = vec4<f32>((*st).m);
+        let e = exp((v.lo - m) * inv_t) + exp((v.hi - m) * inv_t);
+        stream_push(st, (e.x + e.y) + (e.z + e.w));
+    } else {
+        var part = online_empty();
+        fold_pair(&part, v.lo.xy, inv_t);
+        fold_pair(&part, v.lo.zw, inv_t);
+        fold_pair(&part, v.hi.xy, inv_t);
+        fold_pair(&part, v.hi.zw, inv_t);
+        stream_add(st, part, inv_t);
+    }
+}
+
 // The CPU adapters' (CONTIGUOUS) fold of 16 logits into a lane's stream, the counterpart of
-// `fold_block` in softmax.wgsl, without branches:
+// `fold_block` above, without branches:
 // lavapipe and llvmpipe run both sides of a branch that their SIMD lanes take differently,
 // so the rare non-finite and new-max paths of `fold_block` cost every block as much as the
 // common one (measured on lavapipe: 256 x 32000 logsumexp took 13 to 21 ms with them, 10 ms

@@ -9,9 +9,10 @@
 // split-row's partials with `store_ce_partial` and its loads), the dtype preludes,
 // common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl.
 //
-// With BLOCKS (CPU adapters, where the logits sit at the gradient's offset modulo 8), each
-// lane takes a contiguous run of blocks of 8 aligned in the gradient, loaded and stored as
-// vectors as in softmax.wgsl, and lane 0 the row's unaligned head and tail by pairs.
+// With BLOCKS (the logits at the gradient's offset modulo 8), lanes take blocks of 8 aligned
+// in the gradient, loaded and stored as vectors as in softmax.wgsl (on CPU adapters each lane
+// a contiguous run, on GPUs every WG-th block), and lane 0 the row's unaligned head and tail
+// by pairs.
 //
 // Entry points, dispatched in this order in one compute pass:
 //   prepare (1 workgroup): meta[0] = sum of w[t_i] over counted rows (the mean's
@@ -421,8 +422,8 @@ fn target_logit(x_row: u32, t: i32) -> f32 {
 }
 
 // Piece `c` of `chunks` of `row` (the whole row for c = 0, chunks = 1), as lane `lid`'s share:
-// with BLOCKS, its blocks of 8 aligned in the gradient (see `loss_and_grad_row`'s layout in
-// the header), piece 0's lane 0 also taking the row's unaligned head and tail by pairs;
+// with BLOCKS, its blocks of 8 aligned in the gradient (see the header), piece 0's lane 0
+// also taking the row's unaligned head and tail by pairs;
 // otherwise its columns. `fold_part`, `smooth_part` and `write_grad_part` share it, so that a
 // piece's partials cover the same logits in both split-row passes.
 struct Part {
@@ -447,7 +448,7 @@ fn part_of(row: u32, c: u32, chunks: u32, lid: u32) -> Part {
     var share = lane_part(cols, c, chunks, lid);
     if (BLOCKS) {
         let b = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
-        share = Share(edges.first_block + b.first, edges.first_block + b.end, 1u);
+        share = Share(edges.first_block + b.first, edges.first_block + b.end, b.step);
     }
     return Part(x_row, y_row, x_row / 8u - y_row / 8u, edges, share,
                 BLOCKS && c == 0u && lid == 0u);
@@ -466,16 +467,24 @@ fn fold_part(row: u32, c: u32, chunks: u32, lid: u32) -> Online {
     var st = stream_empty();
     var k = p.share.first;
     if (BLOCKS) {
-        var g = guard_empty();
-        for (; k + 1u < p.share.end; k += 2u) {
-            fold_two_blocks(&st, &g, load_block(k + p.x_shift), load_block(k + 1u + p.x_shift),
-                            inv_t);
+        if (CONTIGUOUS) {
+            // CPU adapters: a contiguous run, two blocks at a time without branches.
+            var g = guard_empty();
+            for (; k + 1u < p.share.end; k += 2u) {
+                fold_two_blocks(&st, &g, load_block(k + p.x_shift),
+                                load_block(k + 1u + p.x_shift), inv_t);
+            }
+            if (k < p.share.end) {
+                let none = vec4<f32>(f32_neg_inf());
+                fold_two_blocks(&st, &g, load_block(k + p.x_shift), Block(none, none), inv_t);
+            }
+            st.flags |= guard_flags(g);
+        } else {
+            // GPUs: strided blocks, so that neighbouring lanes read neighbouring blocks.
+            for (; k < p.share.end; k += p.share.step) {
+                fold_block(&st, load_block(k + p.x_shift), inv_t);
+            }
         }
-        if (k < p.share.end) {
-            let none = vec4<f32>(f32_neg_inf());
-            fold_two_blocks(&st, &g, load_block(k + p.x_shift), Block(none, none), inv_t);
-        }
-        st.flags |= guard_flags(g);
         if (p.has_edges) {
             for (var q = first_edge_pair(p.edges); q < p.edges.end; q = next_edge_pair(p.edges, q)) {
                 // Column 2q - y_row wraps below zero for a row starting at an odd index.
@@ -512,7 +521,7 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
     var acc = stream_empty();
     var w_acc = stream_empty();
     if (BLOCKS) {
-        for (var b = p.share.first; b < p.share.end; b++) {
+        for (var b = p.share.first; b < p.share.end; b += p.share.step) {
             let z = load_block(b + p.x_shift);
             let k = block_cols(b, p.y_row);
             let w_lo = class_weight4(k);
@@ -524,8 +533,10 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
         }
         if (p.has_edges) {
             for (var q = first_edge_pair(p.edges); q < p.edges.end; q = next_edge_pair(p.edges, q)) {
+                // Column 2q - y_row wraps below zero for a row starting at an odd index.
                 let c0 = 2u * q - p.y_row;
-                for (var j = c0; j < c0 + 2u; j++) {
+                for (var i = 0u; i < 2u; i++) {
+                    let j = c0 + i;
                     if (j < cols) {
                         stream_push(&acc, class_weight(j) * (m - load_x(p.x_row + j)));
                         stream_push(&w_acc, class_weight(j));
@@ -548,7 +559,7 @@ fn write_grad_part(row: u32, c: u32, chunks: u32, lid: u32, t: i32, stats: RowSt
     let p = part_of(row, c, chunks, lid);
     let g = grad_coef(t, stats);
     if (BLOCKS) {
-        for (var b = p.share.first; b < p.share.end; b++) {
+        for (var b = p.share.first; b < p.share.end; b += p.share.step) {
             let z = load_block(b + p.x_shift);
             // Whole blocks lie inside the row: no column wraps.
             let k = block_cols(b, p.y_row);

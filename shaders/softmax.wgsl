@@ -137,31 +137,6 @@ fn load_row_block(r: Row, b: u32) -> Block {
     );
 }
 
-fn block_finite(v: Block) -> bool {
-    let m = vec4<u32>(F32_ABS_MASK);
-    let inf = vec4<u32>(F32_INF_BITS);
-    return all((bitcast<vec4<u32>>(v.lo) & m) < inf) && all((bitcast<vec4<u32>>(v.hi) & m) < inf);
-}
-
-// Folds a block into a lane's stream: one rescale at most and one pairwise addition per
-// block where all eight are finite (the common case).
-fn fold_block(st: ptr<function, Stream>, v: Block, inv_t: f32) {
-    if (block_finite(v)) {
-        let top4 = max(v.lo, v.hi);
-        stream_raise(st, max(max(top4.x, top4.y), max(top4.z, top4.w)), inv_t);
-        let m = vec4<f32>((*st).m);
-        let e = exp((v.lo - m) * inv_t) + exp((v.hi - m) * inv_t);
-        stream_push(st, (e.x + e.y) + (e.z + e.w));
-    } else {
-        var part = online_empty();
-        fold_pair(&part, v.lo.xy, inv_t);
-        fold_pair(&part, v.lo.zw, inv_t);
-        fold_pair(&part, v.hi.xy, inv_t);
-        fold_pair(&part, v.hi.zw, inv_t);
-        stream_add(st, part, inv_t);
-    }
-}
-
 // Folds the blocks `blocks` of row `r` into a lane's stream.
 fn fold_blocks(st: ptr<function, Stream>, r: Row, blocks: Share, inv_t: f32) {
     if (!CONTIGUOUS) {

@@ -223,23 +223,22 @@ impl Engine {
         let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
         let row_per_lane = self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
         let run = crate::shader::rows_filling_blocks(cols);
-        // Blocks of 8 with CPU tuning where the gradient (if any) sits at the logits' offset
-        // modulo 8, both holding at least one vector (no stand-in bound twice, read and
-        // written), the blocks following the logits without a gradient; a row per lane
-        // (`loss_and_grad_run`) also needs them to start the dispatch.
+        // Blocks of 8 where the gradient (if any) sits at the logits' offset modulo 8, both
+        // holding at least one vector (no stand-in bound twice, read and written), the blocks
+        // following the logits without a gradient; a row per lane (`loss_and_grad_run`) only
+        // with contiguous shares, and with the blocks starting the dispatch.
         let x_view = self.view_bytes(args.logits.dtype);
         let y_view = grad.map_or(16, |g| self.view_bytes(g.dtype));
         let blocks_in = |row0: u64, nrows: u64| {
             let (first, n) = (row0 * cols, nrows * cols);
             let x = chunk_binding(&args.logits, first, n, align);
             let out_base = grad.map_or(x.base, |g| chunk_binding(&g, first, n, align).base);
-            self.contiguous()
-                && x.size >= x_view
+            x.size >= x_view
                 && grad.is_none_or(|g| {
                     let y = chunk_binding(&g, first, n, align);
                     y.size >= y_view && (in_place || x.base % 8 == y.base % 8)
                 })
-                && (!row_per_lane || out_base.is_multiple_of(8))
+                && (!row_per_lane || (self.contiguous() && out_base.is_multiple_of(8)))
         };
         let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
@@ -447,18 +446,17 @@ impl Engine {
                 chunk_binding(&dx, first, count, align),
             )
         };
-        // Blocks of 8 with CPU tuning where all three sit at the same offset modulo 8 and
-        // hold at least one vector (no stand-in bound twice, read and written); a row per
-        // lane (`backward_run`) also needs dx to start on a block.
+        // Blocks of 8 where all three sit at the same offset modulo 8 and hold at least one
+        // vector (no stand-in bound twice, read and written); a row per lane (`backward_run`)
+        // only with contiguous shares, and with dx starting on a block.
         let blocks_in = |row0: u64, nrows: u64| {
             let (yb, db, xb) = bound(row0, nrows);
-            self.contiguous()
-                && yb.size >= y_view
+            yb.size >= y_view
                 && db.size >= y_view
                 && xb.size >= dx_view
                 && yb.base % 8 == xb.base % 8
                 && db.base % 8 == xb.base % 8
-                && (!row_per_lane || xb.base.is_multiple_of(8))
+                && (!row_per_lane || (self.contiguous() && xb.base.is_multiple_of(8)))
         };
         let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let workgroup = self.workgroup_for("softmax backward", cols)?;

@@ -127,8 +127,9 @@ pub(crate) struct CeKey {
     /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
     /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
     pub row_loop: bool,
-    /// Lanes own contiguous runs of blocks of 8 of the gradient, loaded and stored as
-    /// vectors: CPU tuning, with a gradient at the logits' offset modulo 8.
+    /// Lanes own blocks of 8 of the gradient (contiguous runs, or strided without
+    /// `contiguous`), loaded and stored as vectors: with a gradient at the logits' offset
+    /// modulo 8.
     pub blocks: bool,
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
@@ -173,8 +174,9 @@ pub(crate) struct BackwardKey {
     /// More rows than one dimension of a dispatch holds: workgroups loop over them (see
     /// `ROW_LOOP` in the kernels); otherwise one per workgroup, without a loop.
     pub row_loop: bool,
-    /// Lanes own contiguous runs of blocks of 8, loaded and stored as vectors as in the
-    /// forward kernels: CPU tuning, with `y`, `dy` and `dx` at the same offset modulo 8.
+    /// Lanes own blocks of 8 (contiguous runs, or strided without `contiguous`), loaded and
+    /// stored as vectors as in the forward kernels: with `y`, `dy` and `dx` at the same
+    /// offset modulo 8.
     pub blocks: bool,
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
