@@ -304,8 +304,8 @@ fn cols4(e: u32, start: u32) -> vec4<u32> {
 // A lane's run of `run_rows()` short rows from `row0` with BLOCKS (the host gives such a
 // dispatch whole runs only, the gradient's blocks, or without one the logits', starting on
 // a block, and the rows left over to a dispatch by pairs): a row at a time through the
-// blocks that cover it, loaded as vectors with the neighbours' logits masked, in three
-// passes without branches (max and flags, exponentials, gradient); the blocks the row
+// blocks that cover it, loaded as vectors with the neighbours' logits masked, in two
+// passes without branches (the online max, sum and flags; the gradient); the blocks the row
 // completes are stored, and the one it shares with the next row is kept (`carry`) until
 // that row fills in the rest. In place, every block is read before it is written.
 fn loss_and_grad_run(row0: u32) {
@@ -320,24 +320,20 @@ fn loss_and_grad_run(row0: u32) {
         let start = end;
         end = start + cols;
         let b_end = (end + 7u) / 8u;
+        // One online pass, two blocks at a time (`fold_two_blocks`), the neighbours' logits
+        // masked to -inf.
         var g = guard_empty();
-        var top = vec4<f32>(F32_LOWEST);
-        for (var b = start / 8u; b < b_end; b++) {
-            let v = load_block(b + x_shift);
-            let lo = guarded(&g, select(neg, v.lo, in_row4(8u * b, start)));
-            let hi = guarded(&g, select(neg, v.hi, in_row4(8u * b + 4u, start)));
-            top = max(top, max(lo, hi));
+        var st = stream_empty();
+        var b = start / 8u;
+        for (; b + 1u < b_end; b += 2u) {
+            fold_two_blocks(&st, &g, row_block(b, x_shift, start), row_block(b + 1u, x_shift, start),
+                            inv_t);
         }
-        let m = max(max(top.x, top.y), max(top.z, top.w));
-        var acc = stream_empty();
-        for (var b = start / 8u; b < b_end; b++) {
-            let v = load_block(b + x_shift);
-            let lo = screened4(v.lo, in_row4(8u * b, start));
-            let hi = screened4(v.hi, in_row4(8u * b + 4u, start));
-            let e = shifted_exp(lo, vec4<f32>(m), inv_t) + shifted_exp(hi, vec4<f32>(m), inv_t);
-            stream_push(&acc, (e.x + e.y) + (e.z + e.w));
+        if (b < b_end) {
+            fold_two_blocks(&st, &g, row_block(b, x_shift, start), Block(neg, neg), inv_t);
         }
-        let stats = row_stats(Online(m, stream_state(acc).s, guard_flags(g)), inv_t);
+        st.flags |= guard_flags(g);
+        let stats = row_stats(stream_state(st), inv_t);
         // sum_j w_j (m - z_j): a third read, only when smoothing is on.
         var smooth_sum = 0.0;
         if (params.smoothing > 0.0) {
@@ -381,10 +377,13 @@ fn loss_and_grad_run(row0: u32) {
     }
 }
 
-// `v` where `inside` and finite, -inf elsewhere (NaN and +inf only set flags).
-fn screened4(v: vec4<f32>, inside: vec4<bool>) -> vec4<f32> {
-    let finite = (bitcast<vec4<u32>>(v) & vec4<u32>(F32_ABS_MASK)) < vec4<u32>(F32_INF_BITS);
-    return select(vec4<f32>(f32_neg_inf()), v, inside & finite);
+// Block b of the y binding's layout (x block b + x_shift) with the logits outside the row
+// from `start` as -inf.
+fn row_block(b: u32, x_shift: u32, start: u32) -> Block {
+    let v = load_block(b + x_shift);
+    let neg = vec4<f32>(f32_neg_inf());
+    return Block(select(neg, v.lo, in_row4(8u * b, start)),
+                 select(neg, v.hi, in_row4(8u * b + 4u, start)));
 }
 
 // The class weights of four columns.

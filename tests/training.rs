@@ -207,7 +207,8 @@ fn ce_semantics(e: &Engine, rows: usize, cols: usize) {
 #[test]
 fn cross_entropy_hard_rows() {
     // Rows of 4 (a lane per row) and of 600 logits (a workgroup per row on every adapter):
-    // the rows below, the longer ones followed by ordinary logits.
+    // the rows below, the longer ones followed by ordinary logits (the all -inf row by more
+    // -inf).
     on_every_tuning(|e| {
         for cols in [4, 600] {
             ce_hard_rows(e, cols);
@@ -218,24 +219,31 @@ fn cross_entropy_hard_rows() {
 fn ce_hard_rows(e: &Engine, cols: usize) {
     {
         let inf = f32::INFINITY;
-        let rows: [[f32; 4]; 4] = [
+        let rows: [[f32; 4]; 7] = [
             [1e30f32, -1e30, 5.0, 0.0], // huge logits
             [1.0, -inf, 2.0, 3.0],      // -inf at a non-target class
             [-inf, 1.0, 2.0, 3.0],      // -inf at the target: loss +inf
             [1000.0, 1001.0, 999.0, 0.0],
+            [1.0, f32::NAN, 2.0, 3.0], // NaN: loss and gradient NaN
+            [1.0, 2.0, inf, 3.0],      // +inf: likewise
+            [-inf; 4],                 // all -inf (the whole row): likewise
         ];
-        let fill = random_logits(4 * cols, 3.0, 12);
+        let n = rows.len();
+        let fill = random_logits(n * cols, 3.0, 12);
         let x: Vec<f32> = rows
             .iter()
             .enumerate()
             .flat_map(|(i, r)| {
-                r.iter()
-                    .copied()
-                    .chain(fill[i * cols + 4..(i + 1) * cols].to_vec())
+                let rest = if i == 6 {
+                    vec![-inf; cols - 4]
+                } else {
+                    fill[i * cols + 4..(i + 1) * cols].to_vec()
+                };
+                r.iter().copied().chain(rest)
             })
             .collect();
-        let t = [0i64, 2, 0, 1];
-        let shape = Shape::new(4, cols);
+        let t = [0i64, 2, 0, 1, 3, 0, 1];
+        let shape = Shape::new(n, cols);
         check_ce(
             e,
             &x,
@@ -259,9 +267,15 @@ fn ce_hard_rows(e: &Engine, cols: usize) {
             )
             .unwrap();
         assert_eq!(r.per_row[2], f32::INFINITY);
-        assert!(r.grad.unwrap()[2 * cols..3 * cols]
-            .iter()
-            .all(|g| g.is_finite()));
+        let grad = r.grad.unwrap();
+        assert!(grad[2 * cols..3 * cols].iter().all(|g| g.is_finite()));
+        // The edge-case table: NaN loss and gradient for rows 4 to 6.
+        for row in 4..n {
+            assert!(r.per_row[row].is_nan(), "row {row}");
+            assert!(grad[row * cols..(row + 1) * cols]
+                .iter()
+                .all(|g| g.is_nan()));
+        }
         check_ce(
             e,
             &x,
