@@ -126,6 +126,14 @@ pub enum Error {
     /// wgpu reported a validation error (a bug in this crate or in the caller's buffers).
     #[error("wgpu validation error: {0}")]
     Validation(String),
+    /// A benchmark's output disagreed with the f64 oracle (`bench::Prepared::verify`).
+    #[error("{what} came out wrong: {detail}")]
+    WrongResult {
+        /// The case.
+        what: String,
+        /// The first disagreement.
+        detail: String,
+    },
     /// The device was lost (driver reset, removed GPU); create a new `Engine`.
     #[error("the GPU device was lost: {0}")]
     DeviceLost(String),

@@ -138,17 +138,27 @@ impl Engine {
     /// and returns the bytes.
     pub(crate) fn submit_and_read(
         &self,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         reads: &[(&wgpu::Buffer, u64)],
     ) -> Result<Vec<Vec<u8>>> {
+        let ranges: Vec<_> = reads.iter().map(|&(b, size)| (b, 0, size)).collect();
+        self.submit_and_read_ranges(encoder, &ranges)
+    }
+
+    /// `submit_and_read` of `(buffer, offset, size)` ranges (multiples of 4 bytes).
+    pub(crate) fn submit_and_read_ranges(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        reads: &[(&wgpu::Buffer, u64, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
         let mut staging = Vec::with_capacity(reads.len());
-        for &(src, size) in reads {
+        for &(src, offset, size) in reads {
             let dst = self.pool.take(
                 &self.device,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 size,
             )?;
-            encoder.copy_buffer_to_buffer(src, 0, &dst, 0, size);
+            encoder.copy_buffer_to_buffer(src, offset, &dst, 0, size);
             staging.push((dst, size));
         }
         let commands = crate::engine::capture_errors(&self.device, || encoder.finish())?;
