@@ -185,8 +185,8 @@ fn row_sum_part(row: u32, c: u32, chunks: u32, lid: u32) -> f32 {
     // Wrapping differences: the sums below wrap back into range.
     let y_shift = y_in / 8u - out_row / 8u;
     let dy_shift = dy_row / 8u - out_row / 8u;
-    let sh = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
-    for (var b = edges.first_block + sh.first; b < edges.first_block + sh.end; b += sh.step) {
+    let sh = piece_blocks(edges, c, chunks, lid);
+    for (var b = sh.first; b < sh.end; b += sh.step) {
         let y = load_block(b + y_shift);
         let dy = load_dy_block(b + dy_shift);
         let t = select(dy.lo * y.lo, dy.lo, LOG) + select(dy.hi * y.hi, dy.hi, LOG);
@@ -228,8 +228,8 @@ fn write_part(row: u32, c: u32, chunks: u32, lid: u32, s: f32) {
     let edges = block_row(out_row, cols);
     let y_shift = y_in / 8u - out_row / 8u;
     let dy_shift = dy_row / 8u - out_row / 8u;
-    let sh = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
-    for (var b = edges.first_block + sh.first; b < edges.first_block + sh.end; b += sh.step) {
+    let sh = piece_blocks(edges, c, chunks, lid);
+    for (var b = sh.first; b < sh.end; b += sh.step) {
         let y = load_block(b + y_shift);
         let dy = load_dy_block(b + dy_shift);
         store_block(b, Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s)));

@@ -400,6 +400,13 @@ fn block_row(out_row: u32, cols: u32) -> BlockRow {
     return r;
 }
 
+// Lane `lid`'s share of the whole blocks of piece `c` of `chunks` of row `r`, as block
+// indices (all of them for c = 0, chunks = 1).
+fn piece_blocks(r: BlockRow, c: u32, chunks: u32, lid: u32) -> Share {
+    let b = lane_part(r.end_block - r.first_block, c, chunks, lid);
+    return Share(r.first_block + b.first, r.first_block + b.end, b.step);
+}
+
 // The first edge pair of the row (the tail's where the head is empty).
 fn first_edge_pair(r: BlockRow) -> u32 {
     return select(r.first, r.tail_first, r.first == r.head_end);

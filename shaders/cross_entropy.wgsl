@@ -299,7 +299,7 @@ fn loss_and_grad_lane(row: u32) {
 
 // The columns of the four elements from `e` in the row from `start`, clamped into it.
 fn cols4(e: u32, start: u32) -> vec4<u32> {
-    return min(vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.cols - 1u));
+    return min(cols_at(e, start), vec4<u32>(params.cols - 1u));
 }
 
 // A lane's run of `run_rows()` short rows from `row0` with BLOCKS (the host gives such a
@@ -447,17 +447,10 @@ fn part_of(row: u32, c: u32, chunks: u32, lid: u32) -> Part {
     let edges = block_row(y_row, cols);
     var share = lane_part(cols, c, chunks, lid);
     if (BLOCKS) {
-        let b = lane_part(edges.end_block - edges.first_block, c, chunks, lid);
-        share = Share(edges.first_block + b.first, edges.first_block + b.end, b.step);
+        share = piece_blocks(edges, c, chunks, lid);
     }
     return Part(x_row, y_row, x_row / 8u - y_row / 8u, edges, share,
                 BLOCKS && c == 0u && lid == 0u);
-}
-
-// The columns of the first four logits of block `b` of the y binding, in the row from
-// `y_row` (the next four: + 4).
-fn block_cols(b: u32, y_row: u32) -> vec4<u32> {
-    return vec4<u32>(8u * b - y_row) + vec4<u32>(0u, 1u, 2u, 3u);
 }
 
 // Lane `lid`'s online state of its share of piece `c` of `row`.
@@ -524,7 +517,7 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
     if (BLOCKS) {
         for (var b = p.share.first; b < p.share.end; b += p.share.step) {
             let z = load_block(b + p.x_shift);
-            let k = block_cols(b, p.y_row);
+            let k = cols_at(8u * b, p.y_row);
             let w_lo = class_weight4(k);
             let w_hi = class_weight4(k + 4u);
             let s = w_lo * (m - z.lo) + w_hi * (m - z.hi);
@@ -563,7 +556,7 @@ fn write_grad_part(row: u32, c: u32, chunks: u32, lid: u32, t: i32, stats: RowSt
         for (var b = p.share.first; b < p.share.end; b += p.share.step) {
             let z = load_block(b + p.x_shift);
             // Whole blocks lie inside the row: no column wraps.
-            let k = block_cols(b, p.y_row);
+            let k = cols_at(8u * b, p.y_row);
             store_block(b, Block(grad4(z.lo, k, g), grad4(z.hi, k + 4u, g)));
         }
         if (p.has_edges) {

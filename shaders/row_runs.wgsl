@@ -2,7 +2,8 @@
 // backward.wgsl; needs their `params.rows`, `params.cols`, WG and BLOCKS. With BLOCKS (CPU
 // adapters, the dispatch's output starting on a block) a lane takes a run of `run_rows()`
 // rows, which fill whole blocks, a row at a time through the blocks that cover it; without,
-// a row by pairs. The host gives a dispatch with BLOCKS whole runs only.
+// a row by pairs. The host gives a dispatch with BLOCKS whole runs only. The column helpers
+// at the end serve cross_entropy.wgsl's other layouts too.
 
 // Rows of a lane's run: the fewest that fill whole blocks, 8 / gcd(cols, 8).
 fn run_rows() -> u32 {
@@ -24,7 +25,13 @@ fn row_lane_groups() -> u32 {
     return (row_lanes() + WG - 1u) / WG;
 }
 
+// The columns of the four elements from `e` of a binding in the row that starts at element
+// `start` (wrapping below zero before the row, `cols` or more past it).
+fn cols_at(e: u32, start: u32) -> vec4<u32> {
+    return vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u);
+}
+
 // Which of the four elements from `e` of a binding lie in the row [start, start + cols).
 fn in_row4(e: u32, start: u32) -> vec4<bool> {
-    return vec4<u32>(e - start) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols);
+    return cols_at(e, start) < vec4<u32>(params.cols);
 }

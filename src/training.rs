@@ -77,6 +77,21 @@ const ROW_PER_LANE_SHORT_COLS_CPU: u64 = 128;
 /// its neighbours': rows of one 128-byte line of f32 (not measured on a GPU).
 const ROW_PER_LANE_MAX_COLS_GPU: u64 = 32;
 
+/// A training kernel's split-row layout (`Engine::training_split`).
+struct Split {
+    /// Pieces per row.
+    pieces: u64,
+    /// The pieces' partials.
+    scratch: wgpu::Buffer,
+}
+
+impl Split {
+    /// The kernels' `params.chunks`: pieces per row, 1 without split-row.
+    fn chunks(split: &Option<Split>) -> u32 {
+        split.as_ref().map_or(1, |s| s.pieces as u32)
+    }
+}
+
 /// One dispatch of a training kernel's `main`: its first row, its rows, and whether it loads
 /// blocks of 8 (with a row per lane: runs of rows in blocks).
 #[derive(Clone, Copy)]
@@ -159,20 +174,32 @@ impl Engine {
         cols <= cpu_max.min(ROW_PER_LANE_SHORT_COLS_CPU) || (cols <= cpu_max && rows >= busy)
     }
 
-    /// Whether a training kernel cuts each of `rows` rows of `cols` into pieces over many
-    /// workgroups (split-row), and into how many: on GPUs, for fewer rows than
-    /// `parallel_groups` whose rows give two pieces or more (as the forward kernels, measured
-    /// there). Not on CPU adapters, where the second pass then reads the rows from memory
-    /// instead of a warm cache (lavapipe, f32 softmax backward / log-softmax backward: 0.32 /
-    /// 0.32-0.35 of copy against 0.48-0.49 / 0.51-0.60 at 4 x 128256, within the noise at
-    /// 1 x 262144 and 1 x 1048576).
-    fn training_split(&self, rows: u64, cols: u64, row_per_lane: bool) -> (bool, u64) {
+    /// The split-row layout of a training kernel, if it takes one: each of `rows` rows of
+    /// `cols` cut into pieces over many workgroups, with scratch for `piece_bytes` of
+    /// partials per piece of the `rows_per_chunk` rows of a dispatch. On GPUs, for fewer rows
+    /// than `parallel_groups` whose rows give two pieces or more (as the forward kernels,
+    /// measured there). Not on CPU adapters, where the second pass then reads the rows from
+    /// memory instead of a warm cache (lavapipe, f32, at 4 x 128256: softmax backward /
+    /// log-softmax backward 0.32 / 0.32-0.35 of copy against 0.48-0.49 / 0.51-0.60,
+    /// cross-entropy 0.25-0.31 against 0.33-0.39; within the noise at 1 x 262144 and
+    /// 1 x 1048576).
+    fn training_split(
+        &self,
+        (rows, cols): (u64, u64),
+        row_per_lane: bool,
+        rows_per_chunk: u64,
+        piece_bytes: u64,
+    ) -> Result<Option<Split>> {
         let pieces = self.split_pieces(rows, cols / 8);
-        let split = !self.cpu_tuned()
-            && !row_per_lane
-            && rows < u64::from(self.parallel_groups())
-            && pieces >= 2;
-        (split, pieces)
+        if self.cpu_tuned()
+            || row_per_lane
+            || rows >= u64::from(self.parallel_groups())
+            || pieces < 2
+        {
+            return Ok(None);
+        }
+        let scratch = self.split_scratch(rows_per_chunk.min(rows) * pieces * piece_bytes)?;
+        Ok(Some(Split { pieces, scratch }))
     }
 
     /// Records cross-entropy (loss, logsumexp and, where asked, the gradient) into `encoder`:
@@ -243,13 +270,8 @@ impl Engine {
         let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
         let workgroup = self.workgroup_for("cross-entropy", rows.max(cols))?;
-        let (split, pieces) = self.training_split(rows, cols, row_per_lane);
         // Two words of 16 bytes per piece (`store_ce_partial` in src/shader/mod.rs).
-        let scratch = if split {
-            Some(self.split_scratch(rows_per_chunk.min(rows) * pieces * 32)?)
-        } else {
-            None
-        };
+        let split = self.training_split((rows, cols), row_per_lane, rows_per_chunk, 32)?;
         let kernel = |blocks: bool, entry: CeEntry| {
             let key = CeKey {
                 input: self.storage(args.logits.dtype),
@@ -263,7 +285,7 @@ impl Engine {
                 blocks,
                 wide_words: self.wide_words(),
                 row_per_lane,
-                split,
+                split: split.is_some(),
             };
             self.pipelines
                 .get(&self.device, &PipelineKey::CrossEntropy(key, entry))
@@ -274,7 +296,7 @@ impl Engine {
         let blocks0 = dispatches[0].blocks;
         let (_, prepare) = kernel(blocks0, CeEntry::Prepare)?;
         let (_, reduce) = kernel(blocks0, CeEntry::Reduce)?;
-        let entries: &[CeEntry] = if split {
+        let entries: &[CeEntry] = if split.is_some() {
             &[CeEntry::Partials, CeEntry::Finish]
         } else {
             &[CeEntry::Main]
@@ -298,7 +320,7 @@ impl Engine {
             row0: 0,
             ignore_index: options.ignore_index,
             reduction: options.reduction.index(),
-            chunks: if split { pieces as u32 } else { 1 },
+            chunks: Split::chunks(&split),
             inv_t,
             smoothing: options.label_smoothing,
             z_loss: options.z_loss,
@@ -344,10 +366,10 @@ impl Engine {
                         size: std::num::NonZeroU64::new(16),
                     }),
                 });
-                if let Some(p) = &scratch {
+                if let Some(p) = &split {
                     entries.push(wgpu::BindGroupEntry {
                         binding: slot::PARTIALS,
-                        resource: p.as_entire_binding(),
+                        resource: p.scratch.as_entire_binding(),
                     });
                 }
                 self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -385,9 +407,10 @@ impl Engine {
                 for (key, kernel) in passes {
                     pass.set_pipeline(&kernel.pipeline);
                     pass.set_bind_group(0, &group(kernel, &params, range, blocks), &[]);
-                    if split {
+                    if let Some(sp) = &split {
                         // Pieces along x, rows along y (in turns past one dimension's limit).
-                        pass.dispatch_workgroups(pieces as u32, nrows.min(max_groups) as u32, 1);
+                        let rows = nrows.min(max_groups) as u32;
+                        pass.dispatch_workgroups(sp.pieces as u32, rows, 1);
                     } else {
                         let groups = key.groups(nrows, run).min(max_groups);
                         pass.dispatch_workgroups(groups as u32, 1, 1);
@@ -460,13 +483,8 @@ impl Engine {
         };
         let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let workgroup = self.workgroup_for("softmax backward", cols)?;
-        // Split-row: each row's pieces' partial sums merged by every piece.
-        let (split, pieces) = self.training_split(rows, cols, row_per_lane);
-        let scratch = if split {
-            Some(self.split_scratch(rows_per_chunk.min(rows) * pieces * 4)?)
-        } else {
-            None
-        };
+        // Split-row: each row's pieces' partial sums (one f32 each) merged by every piece.
+        let split = self.training_split((rows, cols), row_per_lane, rows_per_chunk, 4)?;
         let key = |blocks: bool| BackwardKey {
             log,
             input: self.storage(y.dtype),
@@ -478,9 +496,9 @@ impl Engine {
             blocks,
             wide_words: self.wide_words(),
             row_per_lane,
-            split,
+            split: split.is_some(),
         };
-        let entries: &[SplitEntry] = if split {
+        let entries: &[SplitEntry] = if split.is_some() {
             &[SplitEntry::Partials, SplitEntry::Finish]
         } else {
             &[SplitEntry::Main]
@@ -511,7 +529,7 @@ impl Engine {
                     x_base: yb.base,
                     y_base: xb.base,
                     dy_base: db.base,
-                    chunks: if split { pieces as u32 } else { 1 },
+                    chunks: Split::chunks(&split),
                     _pad: [0; 2],
                 };
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
@@ -531,10 +549,10 @@ impl Engine {
                         bind_vectors(slot::DY_VEC, &dy, db, y_view, &tiny),
                     ]);
                 }
-                if let Some(p) = &scratch {
+                if let Some(p) = &split {
                     entries.push(wgpu::BindGroupEntry {
                         binding: slot::PARTIALS,
-                        resource: p.as_entire_binding(),
+                        resource: p.scratch.as_entire_binding(),
                     });
                 }
                 for kernel in passes {
@@ -545,9 +563,10 @@ impl Engine {
                     });
                     pass.set_pipeline(&kernel.pipeline);
                     pass.set_bind_group(0, &bg, &[]);
-                    if split {
+                    if let Some(sp) = &split {
                         // Pieces along x, rows along y (in turns past one dimension's limit).
-                        pass.dispatch_workgroups(pieces as u32, d.rows.min(max_groups) as u32, 1);
+                        let rows = d.rows.min(max_groups) as u32;
+                        pass.dispatch_workgroups(sp.pieces as u32, rows, 1);
                     } else {
                         let groups = key.groups(d.rows, run);
                         pass.dispatch_workgroups(groups.min(max_groups) as u32, 1, 1);
