@@ -2,13 +2,15 @@
 // `softmax_backward` and `log_softmax_backward` in src/oracle.rs.
 //   softmax:     dx = y * (dy - sum_j dy_j y_j)
 //   log_softmax: dx = dy - exp(y) * sum_j dy_j
-// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS, ROW_PER_LANE),
-// the bindings (y as `x` with `load_x`, dx as `y` with `store_pair`, dy with `load_dy`; with
-// BLOCKS their vector views with `load_block`, `load_dy_block` and `store_block`),
-// common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl.
+// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS, ROW_PER_LANE,
+// PACKED), the bindings (y as `x` with `load_x`, dx as `y` with `store_pair`, dy with
+// `load_dy`; with BLOCKS their vector views with `load_block`, `load_dy_block` and
+// `store_block`), common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl; followed by the
+// generated `packed_run` (src/shader/training_tiles.rs).
 //
 // Three layouts: short rows (ROW_PER_LANE) take a lane each, with no reduction (with BLOCKS,
-// a lane takes a run of rows that fill whole blocks, `backward_run`); otherwise a
+// a lane takes a run of rows that fill whole blocks, `backward_run`, unrolled with PACKED,
+// `packed_run`); otherwise a
 // workgroup takes a row (or, split-row, a piece of one), and every lane takes columns one at
 // a time (strided on GPUs, where neighbours read neighbours), or, with BLOCKS (y, dy and dx
 // at the same offset modulo 8), blocks of 8 aligned in dx, loaded and stored as vectors as
@@ -57,7 +59,9 @@ fn main(
         for (var g = wid.x; g < row_lane_groups(); g += nwg.x) {
             let k = g * WG + lid;
             if (k < row_lanes()) {
-                if (BLOCKS) {
+                if (PACKED) {
+                    packed_run(k * run_rows());
+                } else if (BLOCKS) {
                     backward_run(k * run_rows());
                 } else {
                     backward_lane(k);

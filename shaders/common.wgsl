@@ -311,6 +311,12 @@ fn guarded(g: ptr<function, Guard>, v: vec4<f32>) -> vec4<f32> {
     return select(vec4<f32>(f32_neg_inf()), v, mag < vec4<u32>(F32_INF_BITS));
 }
 
+// exp((z - m) * inv_t), 0 for z = -inf: one logit of the packed rows' generated runs
+// (src/shader/packed.rs and training_tiles.rs).
+fn packed_exp(z: f32, m: f32, inv_t: f32) -> f32 {
+    return select(exp((z - m) * inv_t), 0.0, is_neg_inf(z));
+}
+
 // exp((x - m) * inv_t), 0 for x = -inf.
 fn shifted_exp(x: vec4<f32>, m: vec4<f32>, inv_t: f32) -> vec4<f32> {
     return select(exp((x - m) * inv_t), vec4<f32>(0.0), is_neg_inf4(x));

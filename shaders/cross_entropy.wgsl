@@ -4,10 +4,11 @@
 // CPU mirror: `cross_entropy` in src/oracle.rs.
 //
 // Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS,
-// ROW_PER_LANE), the bindings (logits as `x`, gradient as `y`, lse_buf, targets, loss_buf,
-// meta_buf, class_weight; with BLOCKS the vector views with `load_block` and `store_block`;
+// ROW_PER_LANE, PACKED), the bindings (logits as `x`, gradient as `y`, lse_buf, targets,
+// loss_buf, meta_buf, class_weight; with BLOCKS the vector views with `load_block` and `store_block`;
 // split-row's partials with `store_ce_partial` and its loads), the dtype preludes,
-// common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl.
+// common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl; followed by the generated
+// `packed_run` (src/shader/training_tiles.rs).
 //
 // With BLOCKS (the logits at the gradient's offset modulo 8), lanes take blocks of 8 aligned
 // in the gradient, loaded and stored as vectors as in softmax.wgsl (on CPU adapters each lane
@@ -167,6 +168,13 @@ fn grad_value(z: f32, c: u32, g: GradCoef) -> f32 {
     return g.a * e + g.b * class_weight(c) - select(0.0, g.h, c == g.t);
 }
 
+// The gradient of a logit of column `c` from its exponential `e` (the packed rows'
+// `packed_run`, which keeps the exponentials of its online state), without branches.
+fn grad_of_exp(e: f32, c: u32, g: GradCoef) -> f32 {
+    let v = g.a * e + g.b * class_weight(c) - select(0.0, g.h, c == g.t);
+    return select(select(v, f32_nan(), g.nan), 0.0, g.off);
+}
+
 // `grad_value` of the four columns `c` without branches, for the block layouts and CPU
 // adapters' pairs (CPU adapters run both sides of every branch their SIMD lanes take
 // differently).
@@ -189,7 +197,9 @@ fn main(
         for (var g = wid.x; g < row_lane_groups(); g += nwg.x) {
             let k = g * WG + lid;
             if (k < row_lanes()) {
-                if (BLOCKS) {
+                if (PACKED) {
+                    packed_run(k * run_rows());
+                } else if (BLOCKS) {
                     loss_and_grad_run(k * run_rows());
                 } else {
                     loss_and_grad_lane(k);

@@ -1,8 +1,9 @@
 // Short rows a lane each (ROW_PER_LANE) in the training kernels, cross_entropy.wgsl and
 // backward.wgsl; needs their `params.rows`, `params.cols`, WG and BLOCKS. With BLOCKS (CPU
 // adapters, the dispatch's output starting on a block) a lane takes a run of `run_rows()`
-// rows, which fill whole blocks, a row at a time through the blocks that cover it; without,
-// a row by pairs. The host gives a dispatch with BLOCKS whole runs only. The column helpers
+// rows, which fill whole blocks, a row at a time through the blocks that cover it (with
+// PACKED, short runs, the whole run unrolled: `packed_run`, src/shader/training_tiles.rs);
+// without, a row by pairs. The host gives a dispatch with BLOCKS whole runs only. The column helpers
 // at the end serve cross_entropy.wgsl's other layouts too.
 
 // Rows of a lane's run: the fewest that fill whole blocks, 8 / gcd(cols, 8).

@@ -442,11 +442,6 @@ fn packed_lane(row0: u32) {
     }
 }
 
-// exp((z - m) / T), 0 for z = -inf.
-fn packed_exp(z: f32, m: f32, inv_t: f32) -> f32 {
-    return select(exp((z - m) * inv_t), 0.0, is_neg_inf(z));
-}
-
 // The stats of packed row `row` from its state: the max of F32_LOWEST and its logits, the
 // sum of their `packed_exp` and its flags; stores its logsumexp.
 fn packed_stats(row: u32, state: Online, inv_t: f32) -> RowStats {

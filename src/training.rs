@@ -152,6 +152,18 @@ fn row_dispatches(
     out
 }
 
+/// `packed_cols` of a training kernel's `main` for a dispatch of rows of `cols`: `cols`
+/// where a lane takes runs of rows in blocks and a run is unrolled
+/// (`shader::packs_training_rows`), 0 where it loops. Lavapipe, f32, ratio to copy of the
+/// loops against the unrolled runs: see the README (Training operations, short rows).
+fn packed_cols(row_per_lane: bool, blocks: bool, cols: u64) -> u32 {
+    if row_per_lane && blocks && crate::shader::packs_training_rows(cols) {
+        cols as u32
+    } else {
+        0
+    }
+}
+
 fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
     TensorRef {
         dtype: DType::F32,
@@ -285,6 +297,11 @@ impl Engine {
                 blocks,
                 wide_words: self.wide_words(),
                 row_per_lane,
+                packed_cols: if entry == CeEntry::Main {
+                    packed_cols(row_per_lane, blocks, cols)
+                } else {
+                    0
+                },
                 split: split.is_some(),
             };
             self.pipelines
@@ -496,6 +513,7 @@ impl Engine {
             blocks,
             wide_words: self.wide_words(),
             row_per_lane,
+            packed_cols: packed_cols(row_per_lane, blocks, cols),
             split: split.is_some(),
         };
         let entries: &[SplitEntry] = if split.is_some() {

@@ -140,9 +140,9 @@ fn cross_entropy_matches_pytorch_semantics() {
     // pairs); 37 a lane per row on CPU adapters (a run of 8 rows in blocks and one row by
     // pairs; odd: 16-bit gradients share words between rows), and a workgroup per row under
     // GPU tuning; 130 rows of 302 a lane per row on CPU adapters (runs of 4 rows, 2 left
-    // over).
+    // over); 21 rows of 10 likewise, each run of 4 rows unrolled (`packed_run`, 1 left over).
     on_every_tuning(|e| {
-        for (rows, cols) in [(7, 1001), (9, 37), (130, 302)] {
+        for (rows, cols) in [(7, 1001), (9, 37), (130, 302), (21, 10)] {
             ce_semantics(e, rows, cols);
         }
     });

@@ -91,6 +91,8 @@ pub fn all_sources() -> Vec<(String, String)> {
                         wide_words: weight,
                         // Both values, with and without CONTIGUOUS.
                         row_per_lane: weight != (grad == Some(input)),
+                        // An unrolled run of 4 rows of 10 wherever blocks are on.
+                        packed_cols: if in_place || weight { 10 } else { 0 },
                         split: !weight,
                     };
                     out.push((format!("{key:?}"), cross_entropy_source(&key)));
@@ -110,6 +112,8 @@ pub fn all_sources() -> Vec<(String, String)> {
                     blocks: output == input,
                     wide_words: log,
                     row_per_lane: output == Storage::F32,
+                    // An unrolled run of 8 rows of 13 wherever blocks are on.
+                    packed_cols: if output == input { 13 } else { 0 },
                     split: !log,
                 };
                 out.push((format!("{key:?}"), backward_source(&key)));

@@ -14,6 +14,7 @@
 mod catalog;
 mod keys;
 mod packed;
+mod training_tiles;
 mod views;
 
 pub use catalog::all_sources;
@@ -21,6 +22,7 @@ pub(crate) use keys::{
     BackwardKey, CeEntry, CeKey, CopyKey, KernelKey, Layout, PipelineKey, SplitEntry,
 };
 pub(crate) use packed::{packed_held_blocks, packed_rows, rows_filling_blocks};
+pub(crate) use training_tiles::packs_training_rows;
 pub(crate) use views::view_bytes;
 
 use crate::dtype::Storage;
@@ -98,6 +100,7 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
     let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
+    let _ = writeln!(s, "const PACKED: bool = {};", key.packed_cols > 0);
     s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins);
     if key.blocks {
         match key.grad {
@@ -166,12 +169,18 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
              fn load_partial_smooth(i: u32) -> vec2<f32> { return vec2<f32>(0.0); }\n",
         );
     }
+    let packed = if key.packed_cols > 0 {
+        training_tiles::ce_run_source(key.packed_cols, key.grad.is_some())
+    } else {
+        "fn packed_run(row0: u32) {}\n".into()
+    };
     [
         s.as_str(),
         COMMON,
         REDUCE_WORKGROUP,
         ROW_RUNS,
         CROSS_ENTROPY,
+        &packed,
     ]
     .join("\n")
 }
@@ -200,6 +209,7 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         .replace("load_x", "load_dy");
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
     let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
+    let _ = writeln!(s, "const PACKED: bool = {};", key.packed_cols > 0);
     if key.split {
         let _ = writeln!(
             s,
@@ -230,7 +240,20 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
              fn store_block(b: u32, v: Block) {}\n",
         );
     }
-    [s.as_str(), COMMON, REDUCE_WORKGROUP, ROW_RUNS, BACKWARD].join("\n")
+    let packed = if key.packed_cols > 0 {
+        training_tiles::backward_run_source(key.packed_cols, key.log)
+    } else {
+        "fn packed_run(row0: u32) {}\n".into()
+    };
+    [
+        s.as_str(),
+        COMMON,
+        REDUCE_WORKGROUP,
+        ROW_RUNS,
+        BACKWARD,
+        &packed,
+    ]
+    .join("\n")
 }
 
 /// The exponential of every f32 of a word (`word_exp`) and their sum (`word_exp_sum`).

@@ -54,7 +54,7 @@ pub(crate) fn packed_held_blocks(cols: usize) -> u32 {
 /// `terms` combined two at a time by `join` as a balanced tree, so that a sum's rounding
 /// grows with the log of the count, as the other kernels' sums do (see `Stream` in
 /// shaders/common.wgsl).
-fn tree(join: &dyn Fn(String, String) -> String, terms: &[String]) -> String {
+pub(super) fn tree(join: &dyn Fn(String, String) -> String, terms: &[String]) -> String {
     match terms {
         [] => unreachable!("a row has at least one logit"),
         [one] => one.clone(),
@@ -65,18 +65,42 @@ fn tree(join: &dyn Fn(String, String) -> String, terms: &[String]) -> String {
     }
 }
 
-fn max_of(terms: &[String]) -> String {
+pub(super) fn max_of(terms: &[String]) -> String {
     tree(&|a, b| format!("max({a}, {b})"), terms)
 }
 
-fn sum_of(terms: &[String]) -> String {
+pub(super) fn sum_of(terms: &[String]) -> String {
     tree(&|a, b| format!("({a} + {b})"), terms)
 }
 
 /// The component of a block holding its element `i` (0 to 7).
-fn component(i: usize) -> String {
+pub(super) fn component(i: usize) -> String {
     let half = if i < 4 { "lo" } else { "hi" };
     format!("{half}.{}", ["x", "y", "z", "w"][i % 4])
+}
+
+/// The statements that screen row `i` of an unrolled run, its logits `ks` held in the
+/// blocks `{blocks}_0`, `{blocks}_1`...: for each logit `k` its bits `u_k`, their magnitude
+/// `a_k` and `z_k`, the logit with -inf in place of NaN and +inf; then the row's flags
+/// `f_i` (`flags_of`) and its max `t_i`, at least `F32_LOWEST`.
+pub(super) fn screen_row(s: &mut String, i: usize, ks: &[usize], blocks: &str) {
+    for &k in ks {
+        let _ = writeln!(
+            s,
+            "    let u_{k} = bitcast<u32>({blocks}_{}.{});\n    \
+             let a_{k} = u_{k} & F32_ABS_MASK;\n    \
+             let z_{k} = select(f32_neg_inf(), bitcast<f32>(u_{k}), a_{k} < F32_INF_BITS);",
+            k / 8,
+            component(k % 8)
+        );
+    }
+    let each = |f: &dyn Fn(usize) -> String| -> Vec<String> { ks.iter().map(|&k| f(k)).collect() };
+    let mags = max_of(&each(&|k| format!("a_{k}")));
+    let bits = max_of(&each(&|k| format!("bitcast<i32>(u_{k})")));
+    let _ = writeln!(s, "    let f_{i} = flags_of({mags}, {bits});");
+    let mut tops = each(&|k| format!("z_{k}"));
+    tops.insert(0, "F32_LOWEST".into());
+    let _ = writeln!(s, "    let t_{i} = {};", max_of(&tops));
 }
 
 /// `packed_tile(row0)` for rows of `cols` logits; unrolled, without a branch: NaN and +inf
@@ -103,22 +127,7 @@ pub(crate) fn packed_tile_source(cols: u32) -> String {
     };
     for i in 0..rows {
         let ks: Vec<usize> = (i * cols..(i + 1) * cols).collect();
-        for &k in &ks {
-            let _ = writeln!(
-                s,
-                "    let u_{k} = bitcast<u32>(b_{}.{});\n    \
-                 let a_{k} = u_{k} & F32_ABS_MASK;\n    \
-                 let z_{k} = select(f32_neg_inf(), bitcast<f32>(u_{k}), a_{k} < F32_INF_BITS);",
-                k / 8,
-                component(k % 8)
-            );
-        }
-        let mags = max_of(&list(&ks, &|k| format!("a_{k}")));
-        let bits = max_of(&list(&ks, &|k| format!("bitcast<i32>(u_{k})")));
-        let _ = writeln!(s, "    let f_{i} = flags_of({mags}, {bits});");
-        let mut tops = list(&ks, &|k| format!("z_{k}"));
-        tops.insert(0, "F32_LOWEST".into());
-        let _ = writeln!(s, "    let t_{i} = {};", max_of(&tops));
+        screen_row(&mut s, i, &ks, "b");
         for &k in &ks {
             let _ = writeln!(s, "    let e_{k} = packed_exp(z_{k}, t_{i}, inv_t);");
         }
