@@ -154,8 +154,8 @@ fn row_dispatches(
 
 /// `packed_cols` of a training kernel's `main` for a dispatch of rows of `cols`: `cols`
 /// where a lane takes runs of rows in blocks and a run is unrolled
-/// (`shader::packs_training_rows`), 0 where it loops. Lavapipe, f32, ratio to copy of the
-/// loops against the unrolled runs: see the README (Training operations, short rows).
+/// (`shader::packs_training_rows`, with the lavapipe figures that set its limits), 0 where
+/// it loops.
 fn packed_cols(row_per_lane: bool, blocks: bool, cols: u64) -> u32 {
     if row_per_lane && blocks && crate::shader::packs_training_rows(cols) {
         cols as u32

@@ -169,11 +169,9 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
              fn load_partial_smooth(i: u32) -> vec2<f32> { return vec2<f32>(0.0); }\n",
         );
     }
-    let packed = if key.packed_cols > 0 {
-        training_tiles::ce_run_source(key.packed_cols, key.grad.is_some())
-    } else {
-        "fn packed_run(row0: u32) {}\n".into()
-    };
+    let packed = packed_run(key.packed_cols, |cols| {
+        training_tiles::ce_run_source(cols, key.grad.is_some())
+    });
     [
         s.as_str(),
         COMMON,
@@ -183,6 +181,16 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
         &packed,
     ]
     .join("\n")
+}
+
+/// A training kernel's `packed_run` for rows of `packed_cols` (`source` generates it), or
+/// an empty one where the runs loop (`packed_cols` 0).
+fn packed_run(packed_cols: u32, source: impl FnOnce(u32) -> String) -> String {
+    if packed_cols > 0 {
+        source(packed_cols)
+    } else {
+        "fn packed_run(row0: u32) {}\n".into()
+    }
 }
 
 /// The backward module: `y` as `x`, the gradient as `y`, `dy` through `load_dy` (the input
@@ -240,11 +248,9 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
              fn store_block(b: u32, v: Block) {}\n",
         );
     }
-    let packed = if key.packed_cols > 0 {
-        training_tiles::backward_run_source(key.packed_cols, key.log)
-    } else {
-        "fn packed_run(row0: u32) {}\n".into()
-    };
+    let packed = packed_run(key.packed_cols, |cols| {
+        training_tiles::backward_run_source(cols, key.log)
+    });
     [
         s.as_str(),
         COMMON,
