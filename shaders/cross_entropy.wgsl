@@ -179,10 +179,14 @@ fn grad_of_exp(e: f32, c: u32, g: GradCoef) -> f32 {
 // adapters' pairs (CPU adapters run both sides of every branch their SIMD lanes take
 // differently).
 fn grad4(z: vec4<f32>, c: vec4<u32>, g: GradCoef) -> vec4<f32> {
-    let e = shifted_exp(z, vec4<f32>(g.m), params.inv_t);
-    let w = vec4<f32>(class_weight(c.x), class_weight(c.y), class_weight(c.z),
-                      class_weight(c.w));
-    let v = g.a * e + g.b * w - select(vec4<f32>(0.0), vec4<f32>(g.h), c == vec4<u32>(g.t));
+    return grad4_of_exp(shifted_exp(z, vec4<f32>(g.m), params.inv_t), c, g);
+}
+
+// `grad4` from the exponentials `e` (the windowed `packed_run`, which keeps them from the
+// row's online state).
+fn grad4_of_exp(e: vec4<f32>, c: vec4<u32>, g: GradCoef) -> vec4<f32> {
+    let v = g.a * e + g.b * class_weight4(c) - select(vec4<f32>(0.0), vec4<f32>(g.h),
+                                                     c == vec4<u32>(g.t));
     return select(select(v, vec4<f32>(f32_nan()), g.nan), vec4<f32>(0.0), g.off);
 }
 

@@ -206,11 +206,12 @@ fn ce_semantics(e: &Engine, rows: usize, cols: usize) {
 
 #[test]
 fn cross_entropy_hard_rows() {
-    // Rows of 4 (a lane per row) and of 600 logits (a workgroup per row on every adapter):
-    // the rows below, the longer ones followed by ordinary logits (the all -inf row by more
+    // Rows of 4 and 37 (a lane per row on CPU adapters: runs of 2 rows unrolled, one run of 8
+    // rows through windows) and of 600 logits (a workgroup per row on every adapter): the
+    // rows below, the longer ones followed by ordinary logits (the all -inf row by more
     // -inf).
     on_every_tuning(|e| {
-        for cols in [4, 600] {
+        for cols in [4, 37, 600] {
             ce_hard_rows(e, cols);
         }
     });
@@ -219,7 +220,7 @@ fn cross_entropy_hard_rows() {
 fn ce_hard_rows(e: &Engine, cols: usize) {
     {
         let inf = f32::INFINITY;
-        let rows: [[f32; 4]; 7] = [
+        let rows: [[f32; 4]; 8] = [
             [1e30f32, -1e30, 5.0, 0.0], // huge logits
             [1.0, -inf, 2.0, 3.0],      // -inf at a non-target class
             [-inf, 1.0, 2.0, 3.0],      // -inf at the target: loss +inf
@@ -227,6 +228,7 @@ fn ce_hard_rows(e: &Engine, cols: usize) {
             [1.0, f32::NAN, 2.0, 3.0], // NaN: loss and gradient NaN
             [1.0, 2.0, inf, 3.0],      // +inf: likewise
             [-inf; 4],                 // all -inf (the whole row): likewise
+            [0.5, -2.0, 4.0, 1.0],     // ordinary, after them in the same run of rows
         ];
         let n = rows.len();
         let fill = random_logits(n * cols, 3.0, 12);
@@ -242,7 +244,7 @@ fn ce_hard_rows(e: &Engine, cols: usize) {
                 r.iter().copied().chain(rest)
             })
             .collect();
-        let t = [0i64, 2, 0, 1, 3, 0, 1];
+        let t = [0i64, 2, 0, 1, 3, 0, 1, 2];
         let shape = Shape::new(n, cols);
         check_ce(
             e,
@@ -270,7 +272,7 @@ fn ce_hard_rows(e: &Engine, cols: usize) {
         let grad = r.grad.unwrap();
         assert!(grad[2 * cols..3 * cols].iter().all(|g| g.is_finite()));
         // The edge-case table: NaN loss and gradient for rows 4 to 6.
-        for row in 4..n {
+        for row in 4..7 {
             assert!(r.per_row[row].is_nan(), "row {row}");
             assert!(grad[row * cols..(row + 1) * cols]
                 .iter()
@@ -499,9 +501,11 @@ fn softmax_and_log_softmax_backward() {
             (1, (1 << 20) + 64),
             (70_000, 5),
             // A lane per row on CPU adapters (up to 128 logits, or more with enough rows), in
-            // runs of rows that fill whole blocks (8 rows of 13, 2 of 100, 4 of 302) with
-            // rows left over, and a workgroup per row (6 rows of 129).
+            // runs of rows that fill whole blocks (8 rows of 13 unrolled, 8 of 33 through
+            // windows, 2 of 100 and 4 of 302 in loops) with rows left over, and a workgroup
+            // per row (6 rows of 129).
             (19, 13),
+            (17, 33),
             (33, 100),
             (131, 302),
             (6, 129),
@@ -600,7 +604,14 @@ fn backward_in_half_precision() {
     // Odd cols: rows start anywhere in a block, and packed words are shared by two rows;
     // 1 x 3 holds no whole vector (one element at a time, no stand-in views).
     on_every_tuning(|e| {
-        for (rows, cols) in [(3usize, 1029usize), (4, 64), (2, 7), (1, 3), (19, 13)] {
+        for (rows, cols) in [
+            (3usize, 1029usize),
+            (4, 64),
+            (2, 7),
+            (1, 3),
+            (19, 13),
+            (9, 37),
+        ] {
             let shape = Shape::new(rows, cols);
             check_backward_in::<half::f16>(e, shape, 2f64.powi(-11), 2f64.powi(-25));
             check_backward_in::<half::bf16>(e, shape, 2f64.powi(-8), 0.0);

@@ -91,8 +91,10 @@ pub fn all_sources() -> Vec<(String, String)> {
                         wide_words: weight,
                         // Both values, with and without CONTIGUOUS.
                         row_per_lane: weight != (grad == Some(input)),
-                        // An unrolled run of 4 rows of 10 wherever blocks are on.
-                        packed_cols: if in_place || weight { 10 } else { 0 },
+                        // An unrolled run of 4 rows of 10, or a windowed one of 8 rows of
+                        // 33 (generated whatever the layout: `main` calls it only with
+                        // ROW_PER_LANE and BLOCKS).
+                        packed_cols: if weight { 33 } else { 10 },
                         split: !weight,
                     };
                     out.push((format!("{key:?}"), cross_entropy_source(&key)));
@@ -112,8 +114,8 @@ pub fn all_sources() -> Vec<(String, String)> {
                     blocks: output == input,
                     wide_words: log,
                     row_per_lane: output == Storage::F32,
-                    // An unrolled run of 8 rows of 13 wherever blocks are on.
-                    packed_cols: if output == input { 13 } else { 0 },
+                    // An unrolled run of 8 rows of 13, or a windowed one of 8 rows of 33.
+                    packed_cols: if log { 33 } else { 13 },
                     split: !log,
                 };
                 out.push((format!("{key:?}"), backward_source(&key)));

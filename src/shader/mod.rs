@@ -170,7 +170,7 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
         );
     }
     let packed = packed_run(key.packed_cols, |cols| {
-        training_tiles::ce_run_source(cols, key.grad.is_some())
+        training_tiles::ce_source(cols, key.grad.is_some())
     });
     [
         s.as_str(),
@@ -249,7 +249,7 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         );
     }
     let packed = packed_run(key.packed_cols, |cols| {
-        training_tiles::backward_run_source(cols, key.log)
+        training_tiles::backward_source(cols, key.log)
     });
     [
         s.as_str(),

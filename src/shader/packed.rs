@@ -169,60 +169,17 @@ pub(crate) fn packed_tile_source(cols: u32) -> String {
 /// Blocks the row completes are stored; the one it leaves partial is kept in `carry`, whose
 /// first `off` outputs the next row's first block takes.
 fn windowed_tile_source(cols: usize) -> String {
-    assert!(cols > 8, "a windowed row spans at least two blocks");
-    let nw = window_blocks(cols);
-    let halves: Vec<usize> = (0..2 * nw).collect();
-    let list =
-        |f: &dyn Fn(usize) -> String| -> Vec<String> { halves.iter().map(|&h| f(h)).collect() };
     let mut s = String::from(
         "fn packed_tile(row0: u32) {\n    \
          let inv_t = params.inv_t;\n    \
          let xb = (params.x_base + row0 * PACKED_COLS) / 8u;\n    \
-         let yb = (params.y_base + row0 * PACKED_COLS) / 8u;\n    \
-         // The run's last block: windows read no further (they mask what they read past it).\n    \
-         let last = PACKED_ROWS * PACKED_COLS / 8u - 1u;\n    \
-         let cols = vec4<u32>(PACKED_COLS);\n    \
-         var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));\n    \
-         for (var i = 0u; i < PACKED_ROWS; i++) {\n        \
-         let start = i * PACKED_COLS;\n        \
-         let wb = start / 8u;\n        \
-         let off = vec4<u32>(start % 8u);\n",
+         let yb = (params.y_base + row0 * PACKED_COLS) / 8u;\n",
     );
-    for k in 0..nw {
-        let _ = writeln!(
-            s,
-            "        let b_{k} = load_block(xb + min(wb + {k}u, last));"
-        );
-    }
-    for &h in &halves {
-        let c = 4 * h;
-        let _ = writeln!(
-            s,
-            "        let n_{h} = vec4<u32>({c}u, {}u, {}u, {}u) - off < cols;\n        \
-             let u_{h} = select(vec4<u32>(0u), bitcast<vec4<u32>>(b_{}.{}), n_{h});\n        \
-             let a_{h} = u_{h} & vec4<u32>(F32_ABS_MASK);\n        \
-             let z_{h} = select(vec4<f32>(f32_neg_inf()), bitcast<vec4<f32>>(u_{h}), \
-             n_{h} & (a_{h} < vec4<u32>(F32_INF_BITS)));",
-            c + 1,
-            c + 2,
-            c + 3,
-            h / 2,
-            if h % 2 == 0 { "lo" } else { "hi" },
-        );
-    }
-    let _ = writeln!(
-        s,
-        "        let a = {};\n        \
-         let u = {};\n        \
-         let f = flags_of(max(max(a.x, a.y), max(a.z, a.w)), max(max(u.x, u.y), max(u.z, u.w)));\n        \
-         let t4 = {};\n        \
-         let t = max(F32_LOWEST, max(max(t4.x, t4.y), max(t4.z, t4.w)));\n        \
-         let m = vec4<f32>(t);",
-        max_of(&list(&|h| format!("a_{h}"))),
-        max_of(&list(&|h| format!("bitcast<vec4<i32>>(u_{h})"))),
-        max_of(&list(&|h| format!("z_{h}"))),
-    );
-    for &h in &halves {
+    let w = Window::of(cols);
+    w.open(&mut s);
+    w.loads(&mut s, "b", "load_block", "xb");
+    w.screen(&mut s, "b");
+    for h in w.halves() {
         let _ = writeln!(s, "        let e_{h} = shifted_exp(z_{h}, m, inv_t);");
     }
     let _ = writeln!(
@@ -230,47 +187,170 @@ fn windowed_tile_source(cols: usize) -> String {
         "        let s4 = {};\n        \
          let st = packed_stats(row0 + i, Online(t, (s4.x + s4.y) + (s4.z + s4.w), f), inv_t);\n        \
          if (OP != OP_LOGSUMEXP) {{",
-        sum_of(&list(&|h| format!("e_{h}"))),
+        sum_of(&w.each(&|h| format!("e_{h}"))),
     );
-    for &h in &halves {
+    for h in w.halves() {
         let _ = writeln!(
             s,
             "            let o_{h} = packed_output4(z_{h}, e_{h}, st, inv_t);"
         );
     }
-    // Blocks below `cols / 8` are complete at any offset; the rest where the row reaches
-    // their end (`full` blocks in all).
-    let whole = cols / 8;
-    s += "            let full = (start % 8u + PACKED_COLS) / 8u;\n            \
-          store_block(yb + wb, Block(select(carry.lo, o_0, n_0), select(carry.hi, o_1, n_1)));\n";
-    for k in 1..nw {
-        let store = format!(
-            "store_block(yb + wb + {k}u, Block(o_{}, o_{}));",
-            2 * k,
-            2 * k + 1
-        );
-        if k < whole {
-            let _ = writeln!(s, "            {store}");
-        } else {
-            let _ = writeln!(s, "            if ({k}u < full) {{ {store} }}");
+    w.stores(&mut s, "yb", "            ");
+    s += "        }\n";
+    w.close(&mut s);
+    s
+}
+
+/// A windowed run (see the module): `rows` rows of `cols` logits, each read through a
+/// window of `blocks` blocks (`window_blocks`) from block `wb`, `off` elements into it, in
+/// a loop over the rows (`i`, from the run's first element `start`). Its pieces generate
+/// the statements of the loop; the training kernels' windowed runs share them
+/// (src/shader/training_tiles.rs).
+pub(super) struct Window {
+    rows: usize,
+    cols: usize,
+    blocks: usize,
+}
+
+impl Window {
+    pub(super) fn of(cols: usize) -> Window {
+        assert!(cols > 8, "a windowed row spans at least two blocks");
+        Window {
+            rows: rows_filling_blocks(cols as u64) as usize,
+            cols,
+            blocks: window_blocks(cols),
         }
     }
-    let _ = writeln!(
-        s,
-        "            carry = Block(o_{}, o_{});",
-        2 * whole,
-        2 * whole + 1
-    );
-    if whole + 1 < nw {
+
+    /// The half-blocks of a window (vec4 each): 0 to 2 * blocks.
+    pub(super) fn halves(&self) -> std::ops::Range<usize> {
+        0..2 * self.blocks
+    }
+
+    /// `f` of every half-block.
+    pub(super) fn each(&self, f: &dyn Fn(usize) -> String) -> Vec<String> {
+        self.halves().map(f).collect()
+    }
+
+    /// The loop over the rows, opened: `last` (the run's last block: windows read no
+    /// further, and mask what they read past it), the column count `cols` as a vector,
+    /// `carry`, and per row `start`, `wb` and `off`.
+    pub(super) fn open(&self, s: &mut String) {
         let _ = writeln!(
             s,
-            "            if (full > {whole}u) {{ carry = Block(o_{}, o_{}); }}",
-            2 * whole + 2,
-            2 * whole + 3
+            "    let last = {}u;\n    \
+             let cols = vec4<u32>({}u);\n    \
+             var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));\n    \
+             for (var i = 0u; i < {}u; i++) {{\n        \
+             let start = i * {}u;\n        \
+             let wb = start / 8u;\n        \
+             let off = vec4<u32>(start % 8u);",
+            self.rows * self.cols / 8 - 1,
+            self.cols,
+            self.rows,
+            self.cols,
         );
     }
-    s += "        }\n    }\n}\n";
-    s
+
+    /// The window's blocks `{name}_k` by `load(base + block)`.
+    pub(super) fn loads(&self, s: &mut String, name: &str, load: &str, base: &str) {
+        for k in 0..self.blocks {
+            let _ = writeln!(
+                s,
+                "        let {name}_{k} = {load}({base} + min(wb + {k}u, last));"
+            );
+        }
+    }
+
+    /// Per half-block `h` of the logits held in `{blocks}_k`: its in-row mask `n_h`, bits
+    /// `u_h` (0 outside the row), their magnitudes `a_h` and `z_h`, the logits with -inf
+    /// outside the row and in place of NaN and +inf; then the row's flags `f`, its max `t`
+    /// (at least `F32_LOWEST`) and `m`, that max as a vector.
+    pub(super) fn screen(&self, s: &mut String, blocks: &str) {
+        self.masks(s);
+        for h in self.halves() {
+            let _ = writeln!(
+                s,
+                "        let u_{h} = select(vec4<u32>(0u), bitcast<vec4<u32>>({blocks}_{}.{}), n_{h});\n        \
+                 let a_{h} = u_{h} & vec4<u32>(F32_ABS_MASK);\n        \
+                 let z_{h} = select(vec4<f32>(f32_neg_inf()), bitcast<vec4<f32>>(u_{h}), \
+                 n_{h} & (a_{h} < vec4<u32>(F32_INF_BITS)));",
+                h / 2,
+                if h % 2 == 0 { "lo" } else { "hi" },
+            );
+        }
+        let _ = writeln!(
+            s,
+            "        let a = {};\n        \
+             let u = {};\n        \
+             let f = flags_of(max(max(a.x, a.y), max(a.z, a.w)), max(max(u.x, u.y), max(u.z, u.w)));\n        \
+             let t4 = {};\n        \
+             let t = max(F32_LOWEST, max(max(t4.x, t4.y), max(t4.z, t4.w)));\n        \
+             let m = vec4<f32>(t);",
+            max_of(&self.each(&|h| format!("a_{h}"))),
+            max_of(&self.each(&|h| format!("bitcast<vec4<i32>>(u_{h})"))),
+            max_of(&self.each(&|h| format!("z_{h}"))),
+        );
+    }
+
+    /// Per half-block `h`: `n_h`, which of its four elements lie in the row.
+    pub(super) fn masks(&self, s: &mut String) {
+        for h in self.halves() {
+            let c = 4 * h;
+            let _ = writeln!(
+                s,
+                "        let n_{h} = vec4<u32>({c}u, {}u, {}u, {}u) - off < cols;",
+                c + 1,
+                c + 2,
+                c + 3,
+            );
+        }
+    }
+
+    /// Stores the outputs `o_h` (one vec4 per half-block) at `base`: blocks below `cols / 8`
+    /// are complete at any offset, the rest where the row reaches their end (`full` blocks
+    /// in all); the first takes the previous row's outputs from `carry` where it is outside
+    /// the row, and the one the row leaves partial goes to `carry`.
+    pub(super) fn stores(&self, s: &mut String, base: &str, indent: &str) {
+        let whole = self.cols / 8;
+        let _ = writeln!(
+            s,
+            "{indent}let full = (start % 8u + {}u) / 8u;\n\
+             {indent}store_block({base} + wb, Block(select(carry.lo, o_0, n_0), select(carry.hi, o_1, n_1)));",
+            self.cols
+        );
+        for k in 1..self.blocks {
+            let store = format!(
+                "store_block({base} + wb + {k}u, Block(o_{}, o_{}));",
+                2 * k,
+                2 * k + 1
+            );
+            if k < whole {
+                let _ = writeln!(s, "{indent}{store}");
+            } else {
+                let _ = writeln!(s, "{indent}if ({k}u < full) {{ {store} }}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "{indent}carry = Block(o_{}, o_{});",
+            2 * whole,
+            2 * whole + 1
+        );
+        if whole + 1 < self.blocks {
+            let _ = writeln!(
+                s,
+                "{indent}if (full > {whole}u) {{ carry = Block(o_{}, o_{}); }}",
+                2 * whole + 2,
+                2 * whole + 3
+            );
+        }
+    }
+
+    /// Closes the loop and the function.
+    pub(super) fn close(&self, s: &mut String) {
+        s.push_str("    }\n}\n");
+    }
 }
 
 #[cfg(test)]

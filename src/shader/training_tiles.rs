@@ -12,7 +12,7 @@
 
 use std::fmt::Write;
 
-use super::packed::{component, screen_row, sum_of};
+use super::packed::{component, screen_row, sum_of, Window};
 use super::rows_filling_blocks;
 
 /// The most blocks of a run the training kernels unroll, and the longest rows. Lavapipe, f32,
@@ -35,10 +35,50 @@ use super::rows_filling_blocks;
 const MAX_TRAINING_RUN_BLOCKS: u64 = 16;
 const MAX_TRAINING_PACKED_COLS: u64 = 64;
 
-/// Whether the training kernels unroll a run of rows of `cols` logits (`packed_run`).
-pub(crate) fn packs_training_rows(cols: u64) -> bool {
+/// The longest rows the training kernels take through windows (`Window`), where their
+/// length is odd: a run of 8 rows, each sharing its first and last blocks with its
+/// neighbours. Lavapipe, f32, ratio to copy of the loops against windows, two alternating
+/// runs each, cross-entropy / softmax backward / log-softmax backward:
+/// - 1048576 x 17: 0.14 / 0.30-0.39 / 0.34-0.39 against 0.22-0.23 / 0.45-0.56 / 0.37-0.38;
+/// - 262144 x 33: 0.20 / 0.41-0.42 / 0.40-0.43 against 0.27-0.29 / 0.43 / 0.45-0.46;
+/// - 108942 x 77: 0.28 / 0.47 / 0.45-0.62 against 0.33-0.36 / 0.50-0.52 / 0.46-0.59;
+/// - 42581 x 197: 0.31-0.34 / 0.47-0.50 / 0.46-0.60 against 0.34-0.48 / 0.58-0.65 / 0.53.
+///
+/// Even lengths that are not a multiple of 8 (runs of 2 or 4 rows) lost: 131072 x 50:
+/// 0.26-0.34 / 0.43-0.55 / 0.45-0.47 against 0.25-0.27 / 0.41-0.42 / 0.39-0.40; 65536 x 100:
+/// 0.26-0.41 / 0.43-0.68 / 0.46-0.51 against 0.23-0.32 / 0.43-0.44 / 0.37-0.45; 32768 x 250:
+/// cross-entropy 0.33-0.34 against 0.29-0.30, log-softmax backward 0.54-0.58 against
+/// 0.42-0.47.
+const MAX_TRAINING_WINDOWED_COLS: u64 = 255;
+
+/// Whether the training kernels unroll a whole run of rows of `cols` logits.
+fn unrolls(cols: u64) -> bool {
     cols <= MAX_TRAINING_PACKED_COLS
         && rows_filling_blocks(cols) * cols <= 8 * MAX_TRAINING_RUN_BLOCKS
+}
+
+/// Whether the training kernels work out a run of rows of `cols` logits in generated code
+/// (`packed_run`): unrolled whole, or a row at a time through a window of blocks.
+pub(crate) fn packs_training_rows(cols: u64) -> bool {
+    unrolls(cols) || (cols > 8 && cols % 2 == 1 && cols <= MAX_TRAINING_WINDOWED_COLS)
+}
+
+/// Cross-entropy's `packed_run` for rows of `cols` (`packs_training_rows`).
+pub(crate) fn ce_source(cols: u32, grad: bool) -> String {
+    if unrolls(u64::from(cols)) {
+        ce_run_source(cols, grad)
+    } else {
+        ce_window_source(cols, grad)
+    }
+}
+
+/// The backward kernels' `packed_run` for rows of `cols` (`packs_training_rows`).
+pub(crate) fn backward_source(cols: u32, log: bool) -> String {
+    if unrolls(u64::from(cols)) {
+        backward_run_source(cols, log)
+    } else {
+        backward_window_source(cols, log)
+    }
 }
 
 /// The logits of one run: `rows` rows of `cols`, `blocks` blocks of 8.
@@ -51,10 +91,7 @@ struct Run {
 impl Run {
     fn of(cols: u32) -> Run {
         let cols = cols as usize;
-        assert!(
-            packs_training_rows(cols as u64),
-            "rows of {cols} are not unrolled"
-        );
+        assert!(unrolls(cols as u64), "rows of {cols} are not unrolled");
         let rows = rows_filling_blocks(cols as u64) as usize;
         Run {
             rows,
@@ -100,7 +137,7 @@ fn held(name: &str, k: usize) -> String {
 /// sum of w_j (m - z_j) from the same values); then `grad_of_exp` of every logit. The
 /// target's logit is read from the logits (one load a row) before any block is stored, so
 /// that an in-place gradient cannot overwrite it first.
-pub(crate) fn ce_run_source(cols: u32, grad: bool) -> String {
+fn ce_run_source(cols: u32, grad: bool) -> String {
     let run = Run::of(cols);
     let mut s = String::from(
         "fn packed_run(row0: u32) {\n    \
@@ -164,7 +201,7 @@ pub(crate) fn ce_run_source(cols: u32, grad: bool) -> String {
 
 /// The backward kernels' `packed_run(row0)` for rows of `cols` logits: each row's sum of
 /// `dy * y` (of `dy` where `log`) as a balanced tree, then `grad_value` of every element.
-pub(crate) fn backward_run_source(cols: u32, log: bool) -> String {
+fn backward_run_source(cols: u32, log: bool) -> String {
     let run = Run::of(cols);
     let mut s = String::from(
         "fn packed_run(row0: u32) {\n    \
@@ -206,16 +243,128 @@ pub(crate) fn backward_run_source(cols: u32, log: bool) -> String {
     s
 }
 
+/// Cross-entropy's windowed `packed_run(row0)` for rows of `cols` logits (`Window`): per
+/// row of the run, its window of blocks loaded once, the logits of the rows before and
+/// after masked, then as `ce_run_source` on four logits at a time (`grad4_of_exp`); the
+/// blocks the row completes are stored, the one it shares with the next row kept until that
+/// row fills in the rest.
+fn ce_window_source(cols: u32, grad: bool) -> String {
+    let w = Window::of(cols as usize);
+    let mut s = String::from(
+        "fn packed_run(row0: u32) {\n    \
+         let inv_t = params.inv_t;\n    \
+         // Blocks of the gradient's layout, the logits at the same offset modulo 8 (wrapping\n    \
+         // difference: the sum wraps back into range).\n    \
+         let yb = (params.y_base + row0 * params.cols) / 8u;\n    \
+         let xb = yb + params.x_base / 8u - params.y_base / 8u;\n",
+    );
+    w.open(&mut s);
+    w.loads(&mut s, "b", "load_block", "xb");
+    w.screen(&mut s, "b");
+    for h in w.halves() {
+        let _ = writeln!(
+            s,
+            "        let e_{h} = shifted_exp(z_{h}, m, inv_t);\n        \
+             let k_{h} = min(vec4<u32>({}u, {}u, {}u, {}u) - off, cols - 1u);",
+            4 * h,
+            4 * h + 1,
+            4 * h + 2,
+            4 * h + 3
+        );
+    }
+    // w_j (m - z_j) of the logits as read (a -inf makes the smoothing term +inf), 0 outside
+    // the row. The columns `k_h` are clamped into the row: the elements outside it are
+    // masked here and never stored.
+    let smooth = w.each(&|h| {
+        format!(
+            "select(vec4<f32>(0.0), class_weight4(k_{h}) * (m - bitcast<vec4<f32>>(u_{h})), n_{h})"
+        )
+    });
+    let _ = writeln!(
+        s,
+        "        let s4 = {};\n        \
+         let st = row_stats(Online(t, (s4.x + s4.y) + (s4.z + s4.w), f), inv_t);\n        \
+         let r = params.row0 + row0 + i;\n        \
+         let c = target_class(r);\n        \
+         var sm = 0.0;\n        \
+         if (params.smoothing > 0.0) {{\n            \
+         let sm4 = {};\n            \
+         sm = (sm4.x + sm4.y) + (sm4.z + sm4.w);\n        }}\n        \
+         lse_buf[r] = st.lse;\n        \
+         loss_buf[r] = row_loss(target_logit(params.x_base + (row0 + i) * params.cols, c), c, st, sm);",
+        sum_of(&w.each(&|h| format!("e_{h}"))),
+        sum_of(&smooth),
+    );
+    if grad {
+        s += "        let g = grad_coef(c, st);\n";
+        for h in w.halves() {
+            let _ = writeln!(s, "        let o_{h} = grad4_of_exp(e_{h}, k_{h}, g);");
+        }
+        w.stores(&mut s, "yb", "        ");
+    }
+    w.close(&mut s);
+    s
+}
+
+/// The backward kernels' windowed `packed_run(row0)` for rows of `cols` logits (`Window`):
+/// per row, the windows of `y` and `dy` loaded once, the row's sum of `dy * y` (of `dy`
+/// where `log`) with the neighbours' elements masked, `grad4` of every half-block and the
+/// stores of `Window::stores`.
+fn backward_window_source(cols: u32, log: bool) -> String {
+    let w = Window::of(cols as usize);
+    let mut s = String::from(
+        "fn packed_run(row0: u32) {\n    \
+         // Blocks of dx's layout, y and dy at the same offset modulo 8 (wrapping differences:\n    \
+         // the sums wrap back into range).\n    \
+         let xb = (params.y_base + row0 * params.cols) / 8u;\n    \
+         let yb = xb + params.x_base / 8u - params.y_base / 8u;\n    \
+         let db = xb + params.dy_base / 8u - params.y_base / 8u;\n",
+    );
+    w.open(&mut s);
+    w.loads(&mut s, "y", "load_block", "yb");
+    w.loads(&mut s, "d", "load_dy_block", "db");
+    w.masks(&mut s);
+    let half = |name: &str, h: usize| format!("{name}_{}.{}", h / 2, ["lo", "hi"][h % 2]);
+    let terms = w.each(&|h| {
+        let term = if log {
+            half("d", h)
+        } else {
+            format!("{} * {}", half("d", h), half("y", h))
+        };
+        format!("select(vec4<f32>(0.0), {term}, n_{h})")
+    });
+    let _ = writeln!(
+        s,
+        "        let s4 = {};\n        \
+         let s = (s4.x + s4.y) + (s4.z + s4.w);",
+        sum_of(&terms)
+    );
+    for h in w.halves() {
+        let _ = writeln!(
+            s,
+            "        let o_{h} = grad4({}, {}, s);",
+            half("y", h),
+            half("d", h)
+        );
+    }
+    w.stores(&mut s, "xb", "        ");
+    w.close(&mut s);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn runs_unrolled_up_to_16_blocks() {
-        assert!(packs_training_rows(1) && packs_training_rows(10) && packs_training_rows(64));
-        assert!(packs_training_rows(13) && packs_training_rows(15) && !packs_training_rows(17));
-        assert!(!packs_training_rows(128));
-        assert!(!packs_training_rows(100) && !packs_training_rows(256) && !packs_training_rows(33));
+        assert!(unrolls(1) && unrolls(10) && unrolls(64) && unrolls(13) && unrolls(15));
+        assert!(!unrolls(17) && !unrolls(128) && !unrolls(100) && !unrolls(33));
+        // Windows for the odd lengths up to 255.
+        assert!(packs_training_rows(17) && packs_training_rows(33) && packs_training_rows(255));
+        assert!(!packs_training_rows(128) && !packs_training_rows(100));
+        assert!(!packs_training_rows(250) && !packs_training_rows(256));
+        assert!(!packs_training_rows(257) && !packs_training_rows(1000));
         let r = Run::of(10);
         assert_eq!((r.rows, r.blocks), (4, 5));
         assert_eq!(r.row(1), 10..20);
