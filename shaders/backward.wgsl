@@ -9,8 +9,8 @@
 // generated `packed_run` (src/shader/training_tiles.rs).
 //
 // Three layouts: short rows (ROW_PER_LANE) take a lane each, with no reduction (with BLOCKS,
-// a lane takes a run of rows that fill whole blocks, `backward_run`, unrolled with PACKED,
-// `packed_run`); otherwise a
+// a lane takes a run of rows that fill whole blocks, `backward_run`, or with PACKED the
+// generated `packed_run`); otherwise a
 // workgroup takes a row (or, split-row, a piece of one), and every lane takes columns one at
 // a time (strided on GPUs, where neighbours read neighbours), or, with BLOCKS (y, dy and dx
 // at the same offset modulo 8), blocks of 8 aligned in dx, loaded and stored as vectors as

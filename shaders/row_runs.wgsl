@@ -2,7 +2,8 @@
 // backward.wgsl; needs their `params.rows`, `params.cols`, WG and BLOCKS. With BLOCKS (CPU
 // adapters, the dispatch's output starting on a block) a lane takes a run of `run_rows()`
 // rows, which fill whole blocks, a row at a time through the blocks that cover it (with
-// PACKED, short runs, the whole run unrolled: `packed_run`, src/shader/training_tiles.rs);
+// PACKED, in code generated for the row length, `packed_run` in
+// src/shader/training_tiles.rs: short runs unrolled whole, odd lengths through windows);
 // without, a row by pairs. The host gives a dispatch with BLOCKS whole runs only. The column helpers
 // at the end serve cross_entropy.wgsl's other layouts too.
 

@@ -153,9 +153,9 @@ fn row_dispatches(
 }
 
 /// `packed_cols` of a training kernel's `main` for a dispatch of rows of `cols`: `cols`
-/// where a lane takes runs of rows in blocks and a run is unrolled
-/// (`shader::packs_training_rows`, with the lavapipe figures that set its limits), 0 where
-/// it loops.
+/// where a lane takes runs of rows in blocks and a run is generated code, unrolled or
+/// windowed (`shader::packs_training_rows`, with the lavapipe figures that set its limits),
+/// 0 where it loops.
 fn packed_cols(row_per_lane: bool, blocks: bool, cols: u64) -> u32 {
     if row_per_lane && blocks && crate::shader::packs_training_rows(cols) {
         cols as u32

@@ -136,8 +136,8 @@ pub(crate) struct CeKey {
     /// Short rows: `main` gives each row a lane of its own (`Engine::row_per_lane` in
     /// src/training.rs), with `blocks` a run of rows that fill whole blocks.
     pub row_per_lane: bool,
-    /// With `row_per_lane` and `blocks`: the row length whose runs are unrolled
-    /// (`packed_run`, src/shader/training_tiles.rs); 0 for the loops.
+    /// With `row_per_lane` and `blocks`: the row length whose runs are generated code
+    /// (`packed_run`, unrolled or windowed, src/shader/training_tiles.rs); 0 for the loops.
     pub packed_cols: u32,
     /// Split-row: `partials` and `finish` entry points and a scratch binding.
     pub split: bool,
@@ -186,8 +186,8 @@ pub(crate) struct BackwardKey {
     /// Short rows: each takes a lane of its own (`Engine::row_per_lane` in
     /// src/training.rs), with `blocks` a run of rows that fill whole blocks.
     pub row_per_lane: bool,
-    /// With `row_per_lane` and `blocks`: the row length whose runs are unrolled
-    /// (`packed_run`, src/shader/training_tiles.rs); 0 for the loops.
+    /// With `row_per_lane` and `blocks`: the row length whose runs are generated code
+    /// (`packed_run`, unrolled or windowed, src/shader/training_tiles.rs); 0 for the loops.
     pub packed_cols: u32,
     /// Split-row: `partials` and `finish` entry points and a scratch binding.
     pub split: bool,

@@ -2,13 +2,18 @@
 //! shaders/cross_entropy.wgsl and shaders/backward.wgsl, for CPU adapters' short rows.
 //!
 //! A lane takes the run of rows that fill whole blocks (`rows_filling_blocks`), as
-//! `loss_and_grad_run` and `backward_run` do, but where the run holds at most
-//! `MAX_TRAINING_RUN_BLOCKS` blocks, of rows of up to 64 logits, every logit sits at a position known
-//! when the shader is built: the run's blocks are loaded once, every row's reductions and
-//! outputs are plain statements on named values, and the blocks are stored once at the end.
+//! `loss_and_grad_run` and `backward_run` do, in code generated for the row length, as the
+//! forward kernels' packed rows (src/shader/packed.rs). Two forms:
+//! - unrolled, where the run holds at most `MAX_TRAINING_RUN_BLOCKS` blocks, of rows of up
+//!   to 64 logits: every logit sits at a position known when the shader is built, the
+//!   run's blocks are loaded once, every row's reductions and outputs are plain statements
+//!   on named values, and the blocks are stored once at the end;
+//! - windowed, for odd lengths up to `MAX_TRAINING_WINDOWED_COLS`: a loop over the run's 8
+//!   rows, each loading the blocks that cover it once (`packed::Window`), the neighbours'
+//!   elements masked, and storing the blocks it completes.
+//!
 //! The loops read each block twice (a pass for the row's sums, one for its outputs), the
-//! blocks a row shares with its neighbours more often, and recompute every exponential.
-//! The forward kernels' unrolled packed rows are the model (src/shader/packed.rs).
+//! blocks a row shares with its neighbours more often, and compute every exponential twice.
 
 use std::fmt::Write;
 
