@@ -395,4 +395,25 @@ mod tests {
         assert!(ce.contains("grad_of_exp(e_19, 9u, g_1)"));
         assert!(!ce_run_source(10, false).contains("store_block("));
     }
+
+    #[test]
+    fn windows_mask_their_sums_and_carry_the_shared_block() {
+        // Rows of 33: 8 rows, a window of 5 blocks (10 half-blocks) over 33 blocks in all.
+        let src = backward_window_source(33, true);
+        assert!(src.contains("for (var i = 0u; i < 8u; i++)"));
+        assert!(src.contains("let last = 32u;"));
+        assert_eq!(src.matches("= load_dy_block(db + min(wb + ").count(), 5);
+        // Every half-block's term of the sum is masked to the row.
+        for h in 0..10 {
+            assert!(src.contains(&format!(", n_{h})")), "n_{h}");
+        }
+        assert!(src.contains("select(carry.lo, o_0, n_0)"));
+        let ce = ce_window_source(33, true);
+        assert!(ce.contains("grad4_of_exp(e_9, k_9, g)"));
+        assert!(ce.contains("carry = Block(o_8, o_9)"));
+        assert!(!ce_window_source(33, false).contains("store_block("));
+        // The dispatch picks the form by length.
+        assert!(ce_source(33, true).contains("wb + 4u"));
+        assert!(!ce_source(10, true).contains("carry"));
+    }
 }
