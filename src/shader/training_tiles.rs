@@ -32,12 +32,14 @@ use super::rows_filling_blocks;
 /// - 131072 x 64 (1 row, 8 blocks): 0.23-0.24 / 0.42-0.46 / 0.38-0.50 against 0.25-0.26 /
 ///   0.50-0.58 / 0.39-0.41;
 /// - 65536 x 128 (1 row, 16 blocks): 0.24-0.35 / 0.43-0.67 / 0.42-0.44 against 0.31-0.33 /
-///   0.42-0.57 / 0.37-0.40, where a row fills its blocks and the loops mask nothing;
+///   0.42-0.57 / 0.37-0.40, mixed: a row fills its blocks and the loops mask nothing, so
+///   rows past `MAX_TRAINING_PACKED_COLS` keep them;
 /// - longer runs lost (65536 x 100, 2 rows, 25 blocks: log-softmax backward 0.48-0.49
 ///   against 0.39-0.41; 32768 x 256, 32 blocks: cross-entropy 0.28-0.29 against 0.25,
 ///   log-softmax backward 0.53 against 0.38-0.39): the held blocks of two tensors and their
 ///   outputs no longer fit the registers.
 const MAX_TRAINING_RUN_BLOCKS: u64 = 16;
+/// The longest rows the training kernels unroll (see `MAX_TRAINING_RUN_BLOCKS`).
 const MAX_TRAINING_PACKED_COLS: u64 = 64;
 
 /// The longest rows the training kernels take through windows (`Window`), where their
