@@ -5,8 +5,9 @@
 //
 // Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS,
 // ROW_PER_LANE, PACKED), the bindings (logits as `x`, gradient as `y`, lse_buf, targets,
-// loss_buf, meta_buf, class_weight; with BLOCKS the vector views with `load_block` and `store_block`;
-// split-row's partials with `store_ce_partial` and its loads), the dtype preludes,
+// loss_buf, meta_buf, class_weight; with BLOCKS the vector views with `load_block` and
+// `store_block`; split-row's partials with `store_ce_partial` and its loads), the dtype
+// preludes,
 // common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl; followed by the generated
 // `packed_run` (src/shader/training_tiles.rs).
 //
@@ -164,8 +165,7 @@ fn grad_value(z: f32, c: u32, g: GradCoef) -> f32 {
     if (g.nan) {
         return f32_nan();
     }
-    let e = select(exp((z - g.m) * params.inv_t), 0.0, is_neg_inf(z));
-    return g.a * e + g.b * class_weight(c) - select(0.0, g.h, c == g.t);
+    return grad_of_exp(packed_exp(z, g.m, params.inv_t), c, g);
 }
 
 // The gradient of a logit of column `c` from its exponential `e` (the packed rows'

@@ -4,8 +4,8 @@
 // rows, which fill whole blocks, a row at a time through the blocks that cover it (with
 // PACKED, in code generated for the row length, `packed_run` in
 // src/shader/training_tiles.rs: short runs unrolled whole, odd lengths through windows);
-// without, a row by pairs. The host gives a dispatch with BLOCKS whole runs only. The column helpers
-// at the end serve cross_entropy.wgsl's other layouts too.
+// without, a row by pairs. The host gives a dispatch with BLOCKS whole runs only. The column
+// helpers at the end serve cross_entropy.wgsl's other layouts too.
 
 // Rows of a lane's run: the fewest that fill whole blocks, 8 / gcd(cols, 8).
 fn run_rows() -> u32 {

@@ -54,7 +54,7 @@ pub(crate) fn packed_held_blocks(cols: usize) -> u32 {
 /// `terms` combined two at a time by `join` as a balanced tree, so that a sum's rounding
 /// grows with the log of the count, as the other kernels' sums do (see `Stream` in
 /// shaders/common.wgsl).
-pub(super) fn tree(join: &dyn Fn(String, String) -> String, terms: &[String]) -> String {
+fn tree(join: &dyn Fn(String, String) -> String, terms: &[String]) -> String {
     match terms {
         [] => unreachable!("a row has at least one logit"),
         [one] => one.clone(),
@@ -65,7 +65,7 @@ pub(super) fn tree(join: &dyn Fn(String, String) -> String, terms: &[String]) ->
     }
 }
 
-pub(super) fn max_of(terms: &[String]) -> String {
+fn max_of(terms: &[String]) -> String {
     tree(&|a, b| format!("max({a}, {b})"), terms)
 }
 
@@ -77,6 +77,27 @@ pub(super) fn sum_of(terms: &[String]) -> String {
 pub(super) fn component(i: usize) -> String {
     let half = if i < 4 { "lo" } else { "hi" };
     format!("{half}.{}", ["x", "y", "z", "w"][i % 4])
+}
+
+/// `store_block` of each of `blocks` held blocks from the outputs `o_k` of its elements,
+/// at `base`: the end of every unrolled run, forward and training.
+pub(super) fn block_stores(blocks: usize, base: &str, indent: &str) -> String {
+    let mut s = String::new();
+    let o = |from: usize| {
+        (from..from + 4)
+            .map(|k| format!("o_{k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for b in 0..blocks {
+        let _ = writeln!(
+            s,
+            "{indent}store_block({base} + {b}u, Block(vec4<f32>({}), vec4<f32>({})));",
+            o(8 * b),
+            o(8 * b + 4)
+        );
+    }
+    s
 }
 
 /// The statements that screen row `i` of an unrolled run, its logits `ks` held in the
@@ -144,20 +165,7 @@ pub(crate) fn packed_tile_source(cols: u32) -> String {
         }
     }
     s += "    if (OP != OP_LOGSUMEXP) {\n";
-    for b in 0..n / 8 {
-        let o = |from: usize| {
-            (from..from + 4)
-                .map(|k| format!("o_{k}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(
-            s,
-            "        store_block(yb + {b}u, Block(vec4<f32>({}), vec4<f32>({})));",
-            o(8 * b),
-            o(8 * b + 4)
-        );
-    }
+    s += &block_stores(n / 8, "yb", "        ");
     s += "    }\n}\n";
     s
 }

@@ -17,7 +17,7 @@
 
 use std::fmt::Write;
 
-use super::packed::{component, screen_row, sum_of, Window};
+use super::packed::{block_stores, component, screen_row, sum_of, Window};
 use super::rows_filling_blocks;
 
 /// The most blocks of a run the training kernels unroll, and the longest rows. Lavapipe, f32,
@@ -114,22 +114,7 @@ impl Run {
 
     /// `store_block` of every block of the run from the outputs `o_k`, at `base`.
     fn stores(&self, base: &str) -> String {
-        let mut s = String::new();
-        let o = |from: usize| {
-            (from..from + 4)
-                .map(|k| format!("o_{k}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        for b in 0..self.blocks {
-            let _ = writeln!(
-                s,
-                "    store_block({base} + {b}u, Block(vec4<f32>({}), vec4<f32>({})));",
-                o(8 * b),
-                o(8 * b + 4)
-            );
-        }
-        s
+        block_stores(self.blocks, base, "    ")
     }
 }
 
