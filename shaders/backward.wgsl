@@ -48,6 +48,16 @@ fn grad4(y: vec4<f32>, dy: vec4<f32>, s: f32) -> vec4<f32> {
     return y * (dy - s);
 }
 
+// The outputs of a block, `y` and `dy` its inputs, `s` the row's sum.
+fn grad_block(y: Block, dy: Block, s: f32) -> Block {
+    return Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s));
+}
+
+// A block's terms of the row's sum (dy * y, or dy with LOG), its halves added.
+fn block_terms(y: Block, dy: Block) -> vec4<f32> {
+    return select(dy.lo * y.lo, dy.lo, LOG) + select(dy.hi * y.hi, dy.hi, LOG);
+}
+
 @compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -190,10 +200,17 @@ fn row_sum_part(row: u32, c: u32, chunks: u32, lid: u32) -> f32 {
     let y_shift = y_in / 8u - out_row / 8u;
     let dy_shift = dy_row / 8u - out_row / 8u;
     let sh = piece_blocks(edges, c, chunks, lid);
-    for (var b = sh.first; b < sh.end; b += sh.step) {
-        let y = load_block(b + y_shift);
-        let dy = load_dy_block(b + dy_shift);
-        let t = select(dy.lo * y.lo, dy.lo, LOG) + select(dy.hi * y.hi, dy.hi, LOG);
+    // Contiguous shares two blocks at a time (as `write_part`).
+    var b = sh.first;
+    if (CONTIGUOUS) {
+        for (; b + 1u < sh.end; b += 2u) {
+            let t = block_terms(load_block(b + y_shift), load_dy_block(b + dy_shift))
+                + block_terms(load_block(b + 1u + y_shift), load_dy_block(b + 1u + dy_shift));
+            stream_push(&acc, (t.x + t.y) + (t.z + t.w));
+        }
+    }
+    for (; b < sh.end; b += sh.step) {
+        let t = block_terms(load_block(b + y_shift), load_dy_block(b + dy_shift));
         stream_push(&acc, (t.x + t.y) + (t.z + t.w));
     }
     if (c == 0u && lid == 0u) {
@@ -233,10 +250,21 @@ fn write_part(row: u32, c: u32, chunks: u32, lid: u32, s: f32) {
     let y_shift = y_in / 8u - out_row / 8u;
     let dy_shift = dy_row / 8u - out_row / 8u;
     let sh = piece_blocks(edges, c, chunks, lid);
-    for (var b = sh.first; b < sh.end; b += sh.step) {
-        let y = load_block(b + y_shift);
-        let dy = load_dy_block(b + dy_shift);
-        store_block(b, Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s)));
+    // Contiguous shares two blocks at a time, all four loaded before either is stored
+    // (as softmax.wgsl's `write_blocks`).
+    var b = sh.first;
+    if (CONTIGUOUS) {
+        for (; b + 1u < sh.end; b += 2u) {
+            let y0 = load_block(b + y_shift);
+            let dy0 = load_dy_block(b + dy_shift);
+            let y1 = load_block(b + 1u + y_shift);
+            let dy1 = load_dy_block(b + 1u + dy_shift);
+            store_block(b, grad_block(y0, dy0, s));
+            store_block(b + 1u, grad_block(y1, dy1, s));
+        }
+    }
+    for (; b < sh.end; b += sh.step) {
+        store_block(b, grad_block(load_block(b + y_shift), load_dy_block(b + dy_shift), s));
     }
     if (c == 0u && lid == 0u) {
         for (var q = first_edge_pair(edges); q < edges.end; q = next_edge_pair(edges, q)) {

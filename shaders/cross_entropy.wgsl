@@ -561,17 +561,32 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
     return vec2<f32>(stream_state(acc).s, stream_state(w_acc).s);
 }
 
+// The gradient of block `b` of a row starting at element `y_row` of the output binding, `z`
+// its logits. Whole blocks lie inside the row: no column wraps.
+fn grad_block(z: Block, b: u32, y_row: u32, g: GradCoef) -> Block {
+    let k = cols_at(8u * b, y_row);
+    return Block(grad4(z.lo, k, g), grad4(z.hi, k + 4u, g));
+}
+
 // Writes lane `lid`'s gradients of piece `c` of `row`, of class `t`, from the row's stats.
 // In place, each lane reads every logit it overwrites, and only those.
 fn write_grad_part(row: u32, c: u32, chunks: u32, lid: u32, t: i32, stats: RowStats) {
     let p = part_of(row, c, chunks, lid);
     let g = grad_coef(t, stats);
     if (BLOCKS) {
-        for (var b = p.share.first; b < p.share.end; b += p.share.step) {
-            let z = load_block(b + p.x_shift);
-            // Whole blocks lie inside the row: no column wraps.
-            let k = cols_at(8u * b, p.y_row);
-            store_block(b, Block(grad4(z.lo, k, g), grad4(z.hi, k + 4u, g)));
+        // Contiguous shares two blocks at a time, both loaded before either is stored (as
+        // softmax.wgsl's `write_blocks`).
+        var b = p.share.first;
+        if (CONTIGUOUS) {
+            for (; b + 1u < p.share.end; b += 2u) {
+                let z0 = load_block(b + p.x_shift);
+                let z1 = load_block(b + 1u + p.x_shift);
+                store_block(b, grad_block(z0, b, p.y_row, g));
+                store_block(b + 1u, grad_block(z1, b + 1u, p.y_row, g));
+            }
+        }
+        for (; b < p.share.end; b += p.share.step) {
+            store_block(b, grad_block(load_block(b + p.x_shift), b, p.y_row, g));
         }
         if (p.has_edges) {
             for (var q = first_edge_pair(p.edges); q < p.edges.end; q = next_edge_pair(p.edges, q)) {

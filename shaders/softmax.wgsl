@@ -200,6 +200,24 @@ fn block_output(v: Block, st: RowStats, inv_t: f32) -> Block {
     return Block((v.lo - m) * inv_t - l, (v.hi - m) * inv_t - l);
 }
 
+// Writes the outputs of the blocks `blocks` of row `r`. Contiguous shares go two blocks at
+// a time, both loaded before either is stored: on lavapipe that took 256 x 32000 f32 softmax
+// from 0.38 to 0.44 of copy (medians of six alternating runs).
+fn write_blocks(r: Row, blocks: Share, stats: RowStats, inv_t: f32) {
+    var b = blocks.first;
+    if (CONTIGUOUS) {
+        for (; b + 1u < blocks.end; b += 2u) {
+            let v0 = load_row_block(r, b);
+            let v1 = load_row_block(r, b + 1u);
+            store_block(b, block_output(v0, stats, inv_t));
+            store_block(b + 1u, block_output(v1, stats, inv_t));
+        }
+    }
+    for (; b < blocks.end; b += blocks.step) {
+        store_block(b, block_output(load_row_block(r, b), stats, inv_t));
+    }
+}
+
 // Folds the head and tail pairs of a row (lane 0's job).
 fn fold_edges(st: ptr<function, Online>, r: Row, inv_t: f32) {
     for (var q = r.out_row / 2u; q < r.head_end; q++) {
@@ -253,9 +271,7 @@ fn online_row(row: u32, at: Lane, ids: Ids, live: bool) {
     if (OP == OP_LOGSUMEXP) {
         return;
     }
-    for (var b = blocks.first; b < blocks.end; b += blocks.step) {
-        store_block(b, block_output(load_row_block(r, b), stats, inv_t));
-    }
+    write_blocks(r, blocks, stats, inv_t);
     if (live && at.lane == 0u) {
         write_edges(r, stats, inv_t);
     }
@@ -547,9 +563,7 @@ fn finish_piece(row: u32, c: u32, at: Lane, ids: Ids) {
     let r = row_of(row);
     let p = piece(r, c);
     let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
-    for (var b = blocks.first; b < blocks.end; b += blocks.step) {
-        store_block(b, block_output(load_row_block(r, b), stats, inv_t));
-    }
+    write_blocks(r, blocks, stats, inv_t);
     if (c == 0u && at.lane == 0u) {
         write_edges(r, stats, inv_t);
     }
