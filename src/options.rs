@@ -99,7 +99,8 @@ pub enum Variant {
     SplitRow,
     /// Several rows per workgroup (one subgroup, a slice of the workgroup, or on CPU
     /// adapters one lane per row, or several whole rows per lane), each held in
-    /// registers: for short rows.
+    /// registers: for short rows. On CPU adapters, rows too long for a subgroup's
+    /// registers (up to 8192 logits) take a lane each and are read twice, as online.
     MultiRow,
 }
 

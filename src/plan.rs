@@ -10,7 +10,9 @@
 //! - multi-row when a row is short (it fits `MULTI_ROW_LANES` lanes' registers, at most
 //!   `MULTI_ROW_AUTO_BLOCKS_CPU` / `_GPU` blocks per lane): several rows per workgroup; on
 //!   CPU adapters a row of up to 32 blocks takes a lane, and rows of up to 256 logits go
-//!   several to a lane, as many as fill whole blocks, packed (`shader::packed_rows`);
+//!   several to a lane, as many as fill whole blocks, packed (`shader::packed_rows`); rows
+//!   of up to `ROW_LANE_MAX_BLOCKS_CPU` blocks too long for a subgroup's registers take a
+//!   lane each there too, looped, where there are rows enough;
 //! - online otherwise.
 
 use crate::engine::Engine;
@@ -57,6 +59,19 @@ const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = crate::shader::MAX_UNROLLED_BLOCKS;
 /// 0.74 of copy against 0.48 online at 512 logits; at 1024 logits (4 blocks) f32 softmax
 /// ran slower than online (0.66 against 0.74) and at 2048 (8 blocks) all but f16 logsumexp did.
 const MULTI_ROW_AUTO_BLOCKS_GPU: u32 = 2;
+/// Blocks per row up to which CPU adapters give rows too long for a subgroup's held blocks
+/// (past `MULTI_ROW_AUTO_BLOCKS_CPU` per lane of a subgroup) a lane each, looped: the online
+/// variant's two reads without its merge across lanes, where there are rows enough to give
+/// each thread a workgroup. Measured on lavapipe, f32 unless named, ratio to copy, medians
+/// of three alternating runs (two for logsumexp and f16), a row per lane in workgroups of
+/// 16 against online (multi-row with 8 lanes per row at 2048 logits): softmax 0.33 -> 0.44
+/// at 2048 x 4096, 0.35 -> 0.43 at 1024 x 8192, 0.46 -> 0.53 at 64 x 4096, 0.51 -> 0.51 at
+/// 32 x 8192, 0.40 -> 0.41 at 4096 x 2048; logsumexp 0.37 -> 0.49 at 2048 x 4096 and
+/// 0.43 -> 0.60 at 1024 x 8192; f16 softmax 0.16 -> 0.22 and 0.19 -> 0.21 there, but
+/// 0.24 -> 0.20 at 4096 x 2048, which keeps a subgroup's held blocks. Longer rows lost
+/// (softmax at 512 x 16384 0.45 -> 0.43, 32 x 128256 0.45 -> 0.38, 256 x 128256 0.56 -> 0.41)
+/// and stay online; workgroups of 64 or 256 lanes were no faster, and slower on few rows.
+const ROW_LANE_MAX_BLOCKS_CPU: u64 = 1024;
 /// Blocks a CPU adapter's multi-row workgroup with a row per lane holds in all (see
 /// `Engine::multi_row_workgroup`).
 const MULTI_ROW_CPU_HELD: u32 = 256;
@@ -190,13 +205,14 @@ impl Engine {
         }
     }
 
-    /// The multi-row workgroup: the usual size, but on CPU adapters with a row per lane as
-    /// many lanes as hold about `MULTI_ROW_CPU_HELD` blocks, so that tiny rows do not pay
-    /// a workgroup each few rows (lavapipe, 1048576 x 2 f32 softmax: 59 ms in workgroups of
-    /// 16, 30 in 64, 19 in 256), nor long ones spill their held blocks.
+    /// The multi-row workgroup: the usual size, but on CPU adapters with a row held by each
+    /// lane as many lanes as hold about `MULTI_ROW_CPU_HELD` blocks, so that tiny rows do
+    /// not pay a workgroup each few rows (lavapipe, 1048576 x 2 f32 softmax: 59 ms in
+    /// workgroups of 16, 30 in 64, 19 in 256), nor long ones spill their held blocks. Rows
+    /// a lane loops over (`resident_blocks` 0) keep the usual size.
     fn multi_row_workgroup(&self, lanes: u32, resident_blocks: u32) -> u32 {
         let wg = self.workgroup_size();
-        if !self.cpu_tuned() || lanes > 1 {
+        if !self.cpu_tuned() || lanes > 1 || resident_blocks == 0 {
             return wg;
         }
         let wanted = (MULTI_ROW_CPU_HELD / resident_blocks.max(1)).max(wg);
@@ -249,6 +265,14 @@ impl Engine {
             MULTI_ROW_AUTO_BLOCKS_GPU
         })
         .min(max_blocks);
+        // Rows that several lanes of a subgroup (or `MULTI_ROW_LANES`) hold in registers;
+        // longer ones CPU adapters loop over, a lane each (`ROW_LANE_MAX_BLOCKS_CPU`),
+        // where the rows give each thread a workgroup.
+        let held_multi = blocks <= multi_lanes * auto_multi_blocks;
+        let row_lanes = self.cpu_tuned()
+            && !held_multi
+            && blocks <= ROW_LANE_MAX_BLOCKS_CPU
+            && rows * 4 >= u64::from(self.parallel_groups()) * u64::from(wg);
         // Not past one dispatch dimension of rows: there the kernel loops over rows and
         // GPUs hold the blocks in a loop (see `source` in src/shader/mod.rs), which is slow.
         let gpu_resident = !self.cpu_tuned()
@@ -262,9 +286,7 @@ impl Engine {
             Variant::Auto if rows < u64::from(self.parallel_groups()) && pieces >= 2 => {
                 Variant::SplitRow
             }
-            Variant::Auto
-                if blocks <= multi_lanes * auto_multi_blocks && multi_lanes < u64::from(wg) =>
-            {
+            Variant::Auto if (held_multi && multi_lanes < u64::from(wg)) || row_lanes => {
                 Variant::MultiRow
             }
             // On CPU adapters online beat resident rows wherever they fit (lavapipe, 1024
@@ -313,16 +335,31 @@ impl Engine {
                 }
             }
             Variant::MultiRow => {
-                if blocks > multi_lanes * max_blocks {
+                // CPU adapters loop over the rows their subgroups do not hold, a lane each.
+                let looped = self.cpu_tuned() && !held_multi;
+                let most = if looped {
+                    ROW_LANE_MAX_BLOCKS_CPU
+                } else {
+                    multi_lanes * max_blocks
+                };
+                if blocks > most {
                     return Err(unsupported(format!(
-                        "rows of {} logits exceed the {} that {} lanes hold in registers",
+                        "rows of {} logits exceed the {} that multi-row takes on this adapter",
                         shape.cols,
-                        8 * multi_lanes * max_blocks,
-                        multi_lanes
+                        8 * most,
                     )));
                 }
-                let lanes = self.multi_row_lanes(blocks, multi_lanes as u32);
-                let resident_blocks = per_lane(u64::from(lanes));
+                let lanes = if looped {
+                    1
+                } else {
+                    self.multi_row_lanes(blocks, multi_lanes as u32)
+                };
+                // 0: no held blocks, the lane loops (the online variant's passes).
+                let resident_blocks = if looped {
+                    0
+                } else {
+                    per_lane(u64::from(lanes))
+                };
                 // A row per lane needs no reduction; a row within a subgroup merges there.
                 let subgroup_rows = lanes > 1 && self.fixed_subgroup().is_some();
                 // CPU adapters pack short rows several to a lane where they fill whole blocks.

@@ -148,6 +148,8 @@ fn test_layouts() -> Vec<(bool, Layout)> {
             resident_blocks: 32,
             ..base
         },
+        // A row per lane, looped (multi-row on CPU adapters past a subgroup's registers).
+        Layout { lanes: 1, ..base },
         // Packed rows, unrolled: 3 logits (8 rows in 3 blocks) and 31 (8 rows in 31 blocks, the
         // most).
         Layout {
