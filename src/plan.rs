@@ -61,16 +61,19 @@ const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = crate::shader::MAX_UNROLLED_BLOCKS;
 const MULTI_ROW_AUTO_BLOCKS_GPU: u32 = 2;
 /// Blocks per row up to which CPU adapters give rows too long for a subgroup's held blocks
 /// (past `MULTI_ROW_AUTO_BLOCKS_CPU` per lane of a subgroup) a lane each, looped: the online
-/// variant's two reads without its merge across lanes, where there are rows enough to give
-/// each thread a workgroup. Measured on lavapipe, f32 unless named, ratio to copy, medians
-/// of three alternating runs (two for logsumexp and f16), a row per lane in workgroups of
-/// 16 against online (multi-row with 8 lanes per row at 2048 logits): softmax 0.33 -> 0.44
-/// at 2048 x 4096, 0.35 -> 0.43 at 1024 x 8192, 0.46 -> 0.53 at 64 x 4096, 0.51 -> 0.51 at
-/// 32 x 8192, 0.40 -> 0.41 at 4096 x 2048; logsumexp 0.37 -> 0.49 at 2048 x 4096 and
-/// 0.43 -> 0.60 at 1024 x 8192; f16 softmax 0.16 -> 0.22 and 0.19 -> 0.21 there, but
-/// 0.24 -> 0.20 at 4096 x 2048, which keeps a subgroup's held blocks. Longer rows lost
-/// (softmax at 512 x 16384 0.45 -> 0.43, 32 x 128256 0.45 -> 0.38, 256 x 128256 0.56 -> 0.41)
-/// and stay online; workgroups of 64 or 256 lanes were no faster, and slower on few rows.
+/// variant's two reads without its merge across lanes, in workgroups of the usual 16 lanes,
+/// where there are rows enough for two workgroups per thread (at 32 x 8192, two workgroups
+/// on two threads, softmax measured 0.51 -> 0.48 of copy). Measured on lavapipe, ratio to
+/// copy, medians of four alternating runs (three for f16), against online: softmax 0.40 ->
+/// 0.47 at 2048 x 4096, 0.35 -> 0.43 at 1024 x 8192, 0.39 -> 0.50 at 512 x 8192, 0.48 ->
+/// 0.56 at 64 x 4096; log-softmax 0.41 -> 0.50, 0.42 -> 0.50, 0.39 -> 0.55, 0.53 -> 0.58;
+/// logsumexp 0.44 -> 0.50, 0.44 -> 0.54, 0.50 -> 0.59, 0.64 -> 0.73; f16 softmax 0.17 ->
+/// 0.21 and 0.18 -> 0.20 at the first two; through GL on llvmpipe softmax 0.34 -> 0.55 and
+/// 0.40 -> 0.49, logsumexp 0.41 -> 0.69 and 0.45 -> 0.85. At 4096 x 2048 f16 softmax lost
+/// (0.24 -> 0.20): rows of 2048 keep a subgroup's held blocks. Longer rows lost (softmax,
+/// one build against the other: 0.45 -> 0.43 at 512 x 16384, 0.45 -> 0.38 at 32 x 128256,
+/// 0.56 -> 0.41 at 256 x 128256) and stay online; workgroups of 64 or 256 lanes were no
+/// faster, and slower on few rows.
 const ROW_LANE_MAX_BLOCKS_CPU: u64 = 1024;
 /// Blocks a CPU adapter's multi-row workgroup with a row per lane holds in all (see
 /// `Engine::multi_row_workgroup`).
@@ -267,12 +270,12 @@ impl Engine {
         .min(max_blocks);
         // Rows that several lanes of a subgroup (or `MULTI_ROW_LANES`) hold in registers;
         // longer ones CPU adapters loop over, a lane each (`ROW_LANE_MAX_BLOCKS_CPU`),
-        // where the rows give each thread a workgroup.
+        // where the rows give each thread two workgroups.
         let held_multi = blocks <= multi_lanes * auto_multi_blocks;
         let row_lanes = self.cpu_tuned()
             && !held_multi
             && blocks <= ROW_LANE_MAX_BLOCKS_CPU
-            && rows * 4 >= u64::from(self.parallel_groups()) * u64::from(wg);
+            && rows * 2 >= u64::from(self.parallel_groups()) * u64::from(wg);
         // Not past one dispatch dimension of rows: there the kernel loops over rows and
         // GPUs hold the blocks in a loop (see `source` in src/shader/mod.rs), which is slow.
         let gpu_resident = !self.cpu_tuned()

@@ -266,7 +266,7 @@ fn automatic_choice_follows_the_shape() {
             assert_eq!(pick(4096, 1024), Variant::MultiRow);
             assert_eq!(pick(4096, 2048), Variant::MultiRow);
             // Longer rows up to 8192 logits a lane each, looped, where rows are many
-            // enough to give every thread a workgroup; past that, and for few rows, online.
+            // enough to give every thread two workgroups; past that, and for few rows, online.
             assert_eq!(pick(4096, 2056), Variant::MultiRow);
             assert_eq!(pick(4096, 8192), Variant::MultiRow);
             assert_eq!(pick(4096, 8200), Variant::Online);
