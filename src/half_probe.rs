@@ -43,7 +43,20 @@ fn narrow(v: vec2<f32>) -> u32 { return pack2x16float(v); }
 /// without builtins, CONTIGUOUS as on CPU adapters).
 fn bit_conversions() -> String {
     format!(
-        "const HALF_BUILTINS: bool = false;\nconst CONTIGUOUS: bool = true;\n{}\n\
+        "const HALF_BUILTINS: bool = false;\nconst UNIT_OUTPUT: bool = false;\n\
+         const CONTIGUOUS: bool = true;\n{}\n\
+         fn widen(w: u32) -> vec2<f32> {{ return f16x2_to_f32(w); }}\n\
+         fn narrow(v: vec2<f32>) -> u32 {{ return f16x2_bits(v); }}\n",
+        include_str!("../shaders/io/half_bits.wgsl")
+    )
+}
+
+/// The softmax outputs' narrowing, `f16x2_bits_unit` (UNIT_OUTPUT in
+/// shaders/io/half_bits.wgsl), with the bit widening.
+fn unit_conversions() -> String {
+    format!(
+        "const HALF_BUILTINS: bool = false;\nconst UNIT_OUTPUT: bool = true;\n\
+         const CONTIGUOUS: bool = true;\n{}\n\
          fn widen(w: u32) -> vec2<f32> {{ return f16x2_to_f32(w); }}\n\
          fn narrow(v: vec2<f32>) -> u32 {{ return f16x2_bits(v); }}\n",
         include_str!("../shaders/io/half_bits.wgsl")
@@ -95,6 +108,19 @@ fn boundary_floats() -> Vec<f32> {
     v
 }
 
+/// The boundary values the softmax outputs' narrowing takes: non-negative and below 65520
+/// (where f16 overflows), or NaN (either sign). An even count.
+fn unit_boundary_floats() -> Vec<f32> {
+    let mut v: Vec<f32> = boundary_floats()
+        .into_iter()
+        .filter(|x| x.is_nan() || (x.is_sign_positive() && *x < 65520.0))
+        .collect();
+    if v.len() % 2 == 1 {
+        v.push(0.5);
+    }
+    v
+}
+
 fn next_up(x: f32) -> f32 {
     f32::from_bits(x.to_bits() + 1)
 }
@@ -124,7 +150,13 @@ pub(crate) fn verify(
 
 /// Runs the probe on `device`; any failure (validation, device loss) counts as inexact.
 pub(crate) fn builtins_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
-    run(device, queue, &format!("{BUILTINS}{PROBE}")).unwrap_or(false)
+    run(
+        device,
+        queue,
+        &format!("{BUILTINS}{PROBE}"),
+        boundary_floats(),
+    )
+    .unwrap_or(false)
 }
 
 /// Whether the kernels' own f16 bit conversions (used where the builtins are not exact, and
@@ -132,12 +164,21 @@ pub(crate) fn builtins_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> 
 /// everywhere. For tests.
 #[doc(hidden)]
 pub fn bit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
-    run(device, queue, &format!("{}{PROBE}", bit_conversions())).unwrap_or(false)
+    let source = format!("{}{PROBE}", bit_conversions());
+    run(device, queue, &source, boundary_floats()).unwrap_or(false)
 }
 
-fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str) -> Option<bool> {
+/// Whether the softmax outputs' f16 narrowing (`f16x2_bits_unit`, for values that are
+/// non-negative and below 65520, or NaN) is exact on `device` over those of the probe's
+/// values. For tests.
+#[doc(hidden)]
+pub fn unit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
+    let source = format!("{}{PROBE}", unit_conversions());
+    run(device, queue, &source, unit_boundary_floats()).unwrap_or(false)
+}
+
+fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str, floats: Vec<f32>) -> Option<bool> {
     let halves = all_halves();
-    let floats = boundary_floats();
     let n_narrow = floats.len() / 2;
     let storage = wgpu::BufferUsages::STORAGE;
     let out = storage | wgpu::BufferUsages::COPY_SRC;
@@ -240,6 +281,20 @@ mod tests {
             })
             .collect();
         (halves, widened, floats, narrowed)
+    }
+
+    #[test]
+    fn unit_values_are_the_non_negative_ones_below_overflow_and_nan() {
+        let v = unit_boundary_floats();
+        assert_eq!(v.len() % 2, 0);
+        assert!(v
+            .iter()
+            .all(|x| x.is_nan() || (x.is_sign_positive() && *x < 65520.0)));
+        // Both NaNs, the largest f16, the ties below it, and the subnormal range.
+        assert_eq!(v.iter().filter(|x| x.is_nan()).count(), 2);
+        assert!(v.contains(&65504.0) && v.contains(&65519.996));
+        assert!(v.contains(&f32::from_bits(1)) && v.contains(&2f32.powi(-24)));
+        assert!(v.len() > 4 * 0x7bff);
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod engine;
 mod error;
 mod half_probe;
 #[doc(hidden)]
-pub use half_probe::bit_conversions_are_exact;
+pub use half_probe::{bit_conversions_are_exact, unit_conversions_are_exact};
 mod host;
 mod options;
 pub mod oracle;

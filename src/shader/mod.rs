@@ -101,7 +101,7 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
     let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
     let _ = writeln!(s, "const PACKED: bool = {};", key.packed_cols > 0);
-    s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins);
+    s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins, false);
     if key.blocks {
         match key.grad {
             Some(grad) => {
@@ -204,7 +204,7 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         &[Some(key.input), Some(key.output)],
     );
     let _ = writeln!(s, "const LOG: bool = {};", key.log);
-    s += &xy_bindings(key.input, Some(key.output), false, key.half_builtins);
+    s += &xy_bindings(key.input, Some(key.output), false, key.half_builtins, false);
     let _ = writeln!(
         s,
         "@group(0) @binding({}) var<storage, read> dy_buf: array<{t}>;\n\

@@ -174,7 +174,15 @@ pub(super) fn store_block_source(s: Storage) -> &'static str {
 /// `y_vec_store(i, v)`, `load_block`, `store_block`) and `store_lse(i, v)`.
 pub(super) fn bindings(key: &KernelKey) -> String {
     use std::fmt::Write;
-    let mut s = xy_bindings(key.input, key.output, key.in_place, key.half_builtins);
+    // Softmax probabilities lie in [0, 1] (or are NaN): the cheaper exact f16 narrowing.
+    let unit_output = key.op == crate::Forward::Softmax;
+    let mut s = xy_bindings(
+        key.input,
+        key.output,
+        key.in_place,
+        key.half_builtins,
+        unit_output,
+    );
     if let Some(out) = key.output {
         s += &vector_view(slot::Y_VEC, "y_vec", out, key.wide_words, false);
         s.push_str(store_block_source(out));
@@ -225,12 +233,14 @@ pub(super) fn bindings(key: &KernelKey) -> String {
 /// The uniform and the bindings shared by every kernel family, with their raw accessors:
 /// `x_raw(i)` and the input dtype's `load_x`, `y_raw_store(i, v)` (and, for packed outputs,
 /// `y_raw_merge(i, bits, keep)` for words shared with a neighbouring row) and the output
-/// dtype's `store_pair`. In place, `x` reads `y`'s binding.
+/// dtype's `store_pair`. In place, `x` reads `y`'s binding. `unit_output`: every output is
+/// non-negative and below 65520, or NaN (`UNIT_OUTPUT` in shaders/io/half_bits.wgsl).
 pub(super) fn xy_bindings(
     input: Storage,
     output: Option<Storage>,
     in_place: bool,
     half_builtins: bool,
+    unit_output: bool,
 ) -> String {
     use std::fmt::Write;
     let mut s = format!(
@@ -239,6 +249,7 @@ pub(super) fn xy_bindings(
     );
     if input != Storage::F32 || output.is_some_and(|o| o != Storage::F32) {
         let _ = writeln!(s, "const HALF_BUILTINS: bool = {half_builtins};");
+        let _ = writeln!(s, "const UNIT_OUTPUT: bool = {unit_output};");
         s.push_str(HALF_BITS);
     }
     let xt = slot_type(input);
