@@ -158,7 +158,7 @@ fn backward_run(row0: u32) {
         for (var b = start / 8u; b < b_end; b++) {
             let y = load_block(b + y_shift);
             let dy = load_dy_block(b + dy_shift);
-            var out = Block(grad4(y.lo, dy.lo, s), grad4(y.hi, dy.hi, s));
+            var out = grad_block(y, dy, s);
             if (b == start / 8u) {
                 out = Block(select(carry.lo, out.lo, in_row4(8u * b, start)),
                             select(carry.hi, out.hi, in_row4(8u * b + 4u, start)));

@@ -40,22 +40,11 @@ fn narrow(v: vec2<f32>) -> u32 { return pack2x16float(v); }
 ";
 
 /// The kernels' bit conversions as CPU adapters run them (shaders/io/half_bits.wgsl
-/// without builtins, CONTIGUOUS as on CPU adapters).
-fn bit_conversions() -> String {
+/// without builtins, CONTIGUOUS as on CPU adapters); with `unit_output` the softmax
+/// outputs' narrowing, `f16x2_bits_unit` (UNIT_OUTPUT).
+fn bit_conversions(unit_output: bool) -> String {
     format!(
-        "const HALF_BUILTINS: bool = false;\nconst UNIT_OUTPUT: bool = false;\n\
-         const CONTIGUOUS: bool = true;\n{}\n\
-         fn widen(w: u32) -> vec2<f32> {{ return f16x2_to_f32(w); }}\n\
-         fn narrow(v: vec2<f32>) -> u32 {{ return f16x2_bits(v); }}\n",
-        include_str!("../shaders/io/half_bits.wgsl")
-    )
-}
-
-/// The softmax outputs' narrowing, `f16x2_bits_unit` (UNIT_OUTPUT in
-/// shaders/io/half_bits.wgsl), with the bit widening.
-fn unit_conversions() -> String {
-    format!(
-        "const HALF_BUILTINS: bool = false;\nconst UNIT_OUTPUT: bool = true;\n\
+        "const HALF_BUILTINS: bool = false;\nconst UNIT_OUTPUT: bool = {unit_output};\n\
          const CONTIGUOUS: bool = true;\n{}\n\
          fn widen(w: u32) -> vec2<f32> {{ return f16x2_to_f32(w); }}\n\
          fn narrow(v: vec2<f32>) -> u32 {{ return f16x2_bits(v); }}\n",
@@ -164,7 +153,7 @@ pub(crate) fn builtins_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> 
 /// everywhere. For tests.
 #[doc(hidden)]
 pub fn bit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
-    let source = format!("{}{PROBE}", bit_conversions());
+    let source = format!("{}{PROBE}", bit_conversions(false));
     run(device, queue, &source, boundary_floats()).unwrap_or(false)
 }
 
@@ -173,7 +162,7 @@ pub fn bit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> 
 /// values. For tests.
 #[doc(hidden)]
 pub fn unit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
-    let source = format!("{}{PROBE}", unit_conversions());
+    let source = format!("{}{PROBE}", bit_conversions(true));
     run(device, queue, &source, unit_boundary_floats()).unwrap_or(false)
 }
 

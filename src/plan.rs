@@ -352,16 +352,12 @@ impl Engine {
                         8 * most,
                     )));
                 }
-                let lanes = if looped {
-                    1
+                // Looped: one lane, no held blocks (the online variant's passes).
+                let (lanes, resident_blocks) = if looped {
+                    (1, 0)
                 } else {
-                    self.multi_row_lanes(blocks, multi_lanes as u32)
-                };
-                // 0: no held blocks, the lane loops (the online variant's passes).
-                let resident_blocks = if looped {
-                    0
-                } else {
-                    per_lane(u64::from(lanes))
+                    let lanes = self.multi_row_lanes(blocks, multi_lanes as u32);
+                    (lanes, per_lane(u64::from(lanes)))
                 };
                 // A row per lane needs no reduction; a row within a subgroup merges there.
                 let subgroup_rows = lanes > 1 && self.fixed_subgroup().is_some();
