@@ -189,6 +189,10 @@ struct RowStats {
     nan_row: bool,
     // True where the row is all -inf (fully masked).
     empty: bool,
+    // Every output of a `nan_row` row: NaN here; the forward kernels' `forward_stats` sets
+    // their masked zeros, once per row (read from the uniforms inside the output loops,
+    // lavapipe loaded it again for every block).
+    special: f32,
 }
 
 fn row_stats(st: Online, inv_t: f32) -> RowStats {
@@ -198,6 +202,7 @@ fn row_stats(st: Online, inv_t: f32) -> RowStats {
     r.inv_s = 1.0 / st.s;
     r.empty = st.s == 0.0 && st.flags == 0u;
     r.nan_row = st.flags != 0u || st.s == 0.0;
+    r.special = f32_nan();
     if ((st.flags & FLAG_NAN) != 0u) {
         r.lse = f32_nan();
     } else if ((st.flags & FLAG_POS_INF) != 0u) {

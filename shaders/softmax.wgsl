@@ -52,10 +52,16 @@ struct Params {
     chunks: u32,
 }
 
-// The output of every element of a row whose stats say NaN (a NaN or +inf in the row, or
-// all -inf): NaN, or 0 for a fully masked row with `masked_zeros`.
+// `row_stats` with the output of every element of a row whose stats say NaN (a NaN or +inf
+// in the row, or all -inf): NaN, or 0 for a fully masked row with `masked_zeros`.
+fn forward_stats(st: Online, inv_t: f32) -> RowStats {
+    var r = row_stats(st, inv_t);
+    r.special = select(f32_nan(), 0.0, r.empty && params.masked_zeros != 0u);
+    return r;
+}
+
 fn special_output(st: RowStats) -> f32 {
-    return select(f32_nan(), 0.0, st.empty && params.masked_zeros != 0u);
+    return st.special;
 }
 
 fn output_value(z: f32, st: RowStats, inv_t: f32) -> f32 {
@@ -264,7 +270,7 @@ fn online_row(row: u32, at: Lane, ids: Ids, live: bool) {
     if (live && at.lane == 0u) {
         fold_edges(&st, r, inv_t);
     }
-    let stats = row_stats(reduce_row(st, at, ids, inv_t), inv_t);
+    let stats = forward_stats(reduce_row(st, at, ids, inv_t), inv_t);
     if (HAS_LSE && live && at.lane == 0u) {
         store_lse(params.lse_base + row, stats.lse);
     }
@@ -312,7 +318,7 @@ fn resident_row(row: u32, at: Lane, ids: Ids, live: bool) {
         fold_edges(&edges, r, inv_t);
         st = merge(st, edges, inv_t);
     }
-    let stats = row_stats(reduce_row(st, at, ids, inv_t), inv_t);
+    let stats = forward_stats(reduce_row(st, at, ids, inv_t), inv_t);
     if (HAS_LSE && live && at.lane == 0u) {
         store_lse(params.lse_base + row, stats.lse);
     }
@@ -461,7 +467,7 @@ fn packed_lane(row0: u32) {
 // The stats of packed row `row` from its state: the max of F32_LOWEST and its logits, the
 // sum of their `packed_exp` and its flags; stores its logsumexp.
 fn packed_stats(row: u32, state: Online, inv_t: f32) -> RowStats {
-    let st = row_stats(state, inv_t);
+    let st = forward_stats(state, inv_t);
     if (HAS_LSE) {
         store_lse(params.lse_base + row, st.lse);
     }
@@ -553,7 +559,7 @@ fn finish_piece(row: u32, c: u32, at: Lane, ids: Ids) {
     for (var i = at.lane; i < params.chunks; i += at.lanes) {
         st = merge(st, load_partial(row * params.chunks + i), inv_t);
     }
-    let stats = row_stats(reduce_row(st, at, ids, inv_t), inv_t);
+    let stats = forward_stats(reduce_row(st, at, ids, inv_t), inv_t);
     if (HAS_LSE && c == 0u && at.lane == 0u) {
         store_lse(params.lse_base + row, stats.lse);
     }
