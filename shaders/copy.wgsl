@@ -43,7 +43,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (KIND == KIND_COPY) {
                 dst[i] = src[i];
             } else if (KIND == KIND_EXP) {
-                dst[i] = word_exp(src[i]);
+                // Through a select never taken (i < 2^28), as the kernels' stores
+                // (`fenced_store` in src/shader/views.rs): the words' packing stays ahead of
+                // Mesa's per-lane store loop.
+                dst[i] = select(word_exp(src[i]), Word(), i == 0xffffffffu);
             } else {
                 sum += word_exp_sum(src[i]);
             }

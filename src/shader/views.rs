@@ -52,6 +52,18 @@ fn join_words(v: &str) -> String {
     format!("{v}.x | ({v}.y << 32u), {v}.z | ({v}.w << 32u)")
 }
 
+/// WGSL that stores the caller's 64-bit words `w` (a `ty`) at `name_buf[index]` through
+/// a `select` that is never taken: `index` counts words of 16 or 32 bytes, so it stays below
+/// 2^28 in any binding. Mesa's CPU drivers store each lane's words in a loop over the
+/// lanes, and LLVM moved the integer operations that pack the words (every shift, mask and
+/// or after the last `select`) into that loop, once per lane and word (f16 log-softmax on
+/// lavapipe, disassembled: about 30 instructions per lane and word instead of 6); it stops
+/// at a `select`, so the packing stays in vector form ahead of the loop, and the loop only
+/// moves words, as the copy kernel's does (README, "Stores that only store").
+fn fenced_store(name: &str, index: &str, ty: &str) -> String {
+    format!("{name}_buf[{index}] = select(w, {ty}(0lu), {index} == 0xffffffffu);")
+}
+
 /// The vector view `name` of a tensor at `slot`. f32 tensors are read by blocks,
 /// `name_block(b)` (and, for outputs, written by `name_store_block(b, v)`); 16-bit ones by
 /// 16-byte vectors, `name(i)` and `name_store(i, v)`. With `wide`, the binding holds 64-bit
@@ -92,8 +104,10 @@ pub(super) fn vector_view(
             out += &format!(
                 "fn {name}_store(i: u32, v: vec4<u32>) {{\n    \
                  let b = vec4<u64>(v);\n    \
-                 {name}_buf[i] = vec2<u64>({});\n}}\n",
-                join_words("b")
+                 let w = vec2<u64>({});\n    \
+                 {}\n}}\n",
+                join_words("b"),
+                fenced_store(name, "i", "vec2<u64>"),
             );
         } else {
             out += &format!("fn {name}_store(i: u32, v: vec4<u32>) {{ {name}_buf[i] = v; }}\n");
@@ -133,9 +147,11 @@ fn block_view(slot: u32, name: &str, wide: bool, access: &str, read_only: bool) 
             "fn {name}_store_block(b: u32, v: Block) {{\n    \
              let lo = vec4<u64>(bitcast<vec4<u32>>(v.lo));\n    \
              let hi = vec4<u64>(bitcast<vec4<u32>>(v.hi));\n    \
-             {name}_buf[b] = vec4<u64>({}, {});\n}}\n",
+             let w = vec4<u64>({}, {});\n    \
+             {}\n}}\n",
             join_words("lo"),
-            join_words("hi")
+            join_words("hi"),
+            fenced_store(name, "b", "vec4<u64>"),
         );
     }
     out
