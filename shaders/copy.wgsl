@@ -43,9 +43,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (KIND == KIND_COPY) {
                 dst[i] = src[i];
             } else if (KIND == KIND_EXP) {
-                // Through a select never taken (i < 2^28), as the kernels' stores
+                // Through a select never taken (i < 2^28), as the 16-bit kernels' stores
                 // (`fenced_store` in src/shader/views.rs): the words' packing stays ahead of
-                // Mesa's per-lane store loop.
+                // Mesa's per-lane store loop, so that the ceiling is as high as it gets.
                 dst[i] = select(word_exp(src[i]), Word(), i == 0xffffffffu);
             } else {
                 sum += word_exp_sum(src[i]);
