@@ -105,7 +105,14 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
     if key.blocks {
         match key.grad {
             Some(grad) => {
-                s += &vector_view(slot::Y_VEC, "y_vec", grad, key.wide_words, false);
+                s += &vector_view(
+                    slot::Y_VEC,
+                    "y_vec",
+                    grad,
+                    key.wide_words,
+                    false,
+                    key.contiguous,
+                );
                 s.push_str(store_block_source(grad));
             }
             None => s.push_str("fn store_block(b: u32, v: Block) {}\n"),
@@ -113,7 +120,7 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
         if key.in_place {
             s += &in_place_view(key.input);
         } else {
-            s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+            s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true, false);
         }
         s.push_str(load_block_source(key.input));
     } else {
@@ -233,13 +240,27 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         );
     }
     if key.blocks {
-        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true, false);
         s.push_str(load_block_source(key.input));
-        s += &vector_view(slot::DY_VEC, "dy_vec", key.input, key.wide_words, true);
+        s += &vector_view(
+            slot::DY_VEC,
+            "dy_vec",
+            key.input,
+            key.wide_words,
+            true,
+            false,
+        );
         s += &load_block_source(key.input)
             .replace("x_vec", "dy_vec")
             .replace("fn load_block", "fn load_dy_block");
-        s += &vector_view(slot::Y_VEC, "y_vec", key.output, key.wide_words, false);
+        s += &vector_view(
+            slot::Y_VEC,
+            "y_vec",
+            key.output,
+            key.wide_words,
+            false,
+            key.contiguous,
+        );
         s.push_str(store_block_source(key.output));
     } else {
         s.push_str(

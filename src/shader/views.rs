@@ -52,18 +52,18 @@ fn join_words(v: &str) -> String {
     format!("{v}.x | ({v}.y << 32u), {v}.z | ({v}.w << 32u)")
 }
 
-/// WGSL that stores the caller's 64-bit words `w` (a `ty`) at `name_buf[index]` through
-/// a `select` that is never taken: `index` counts words of 16 bytes, so it stays below 2^28
-/// in any binding. Mesa's CPU drivers store each lane's words in a loop over the
-/// lanes, and LLVM moved the integer operations that pack the words (every shift, mask and
-/// or after the last `select`) into that loop, once per lane and word (f16 log-softmax on
-/// lavapipe, disassembled: about 30 instructions per lane and word instead of 6); it stops
-/// at a `select`, so the packing stays in vector form ahead of the loop, and the loop only
-/// moves words, as the copy kernel's does (README, "Stores that only store"). f32 blocks,
-/// whose packing is one shift and one or per word, measured no gain from it and store
-/// plainly.
-fn fenced_store(name: &str, index: &str, ty: &str) -> String {
-    format!("{name}_buf[{index}] = select(w, {ty}(0lu), {index} == 0xffffffffu);")
+/// WGSL that stores the caller's words `w` (a `ty`, `zero` its zero literal) at
+/// `name_buf[index]` through a `select` that is never taken: `index` counts words of 16
+/// bytes, so it stays below 2^28 in any binding. Mesa's CPU drivers store each lane's
+/// components (64-bit on lavapipe, 32-bit through GL) in a loop over the lanes, and LLVM
+/// moved the integer operations that pack them (every shift, mask and or after the last
+/// `select`) into that loop, once per lane and component (f16 log-softmax on lavapipe,
+/// disassembled: about 30 instructions per 64-bit word instead of 6); it stops at a
+/// `select`, so the packing stays in vector form ahead of the loop, and the loop only moves
+/// words, as the copy kernel's does (README, "Stores that only store"). f32 blocks, whose
+/// packing is one shift and one or per word, measured no gain from it and store plainly.
+fn fenced_store(name: &str, index: &str, ty: &str, zero: &str) -> String {
+    format!("{name}_buf[{index}] = select(w, {ty}({zero}), {index} == 0xffffffffu);")
 }
 
 /// The vector view `name` of a tensor at `slot`. f32 tensors are read by blocks,
@@ -75,13 +75,15 @@ fn fenced_store(name: &str, index: &str, ty: &str) -> String {
 /// logsumexp 8.4 -> 7.0 ms; then from two `vec2<u64>` to one `vec4<u64>` per f32 block,
 /// one lane loop instead of two, ratio to copy at 256 rows, medians of four alternating
 /// runs: softmax 0.415 -> 0.455 (32000) and 0.414 -> 0.458 (128256), logsumexp 0.59 -> 0.62
-/// and 0.52 -> 0.58).
+/// and 0.52 -> 0.58). With `fenced` (the CPU adapters' layouts), 16-bit outputs store
+/// through `fenced_store`.
 pub(super) fn vector_view(
     slot: u32,
     name: &str,
     s: Storage,
     wide: bool,
     read_only: bool,
+    fenced: bool,
 ) -> String {
     let access = if read_only { "read" } else { "read_write" };
     if s == Storage::F32 {
@@ -102,6 +104,13 @@ pub(super) fn vector_view(
         )
     };
     if !read_only {
+        let store = |name: &str, ty: &str, zero: &str| {
+            if fenced {
+                fenced_store(name, "i", ty, zero)
+            } else {
+                format!("{name}_buf[i] = w;")
+            }
+        };
         if wide {
             out += &format!(
                 "fn {name}_store(i: u32, v: vec4<u32>) {{\n    \
@@ -109,10 +118,13 @@ pub(super) fn vector_view(
                  let w = vec2<u64>({});\n    \
                  {}\n}}\n",
                 join_words("b"),
-                fenced_store(name, "i", "vec2<u64>"),
+                store(name, "vec2<u64>", "0lu"),
             );
         } else {
-            out += &format!("fn {name}_store(i: u32, v: vec4<u32>) {{ {name}_buf[i] = v; }}\n");
+            out += &format!(
+                "fn {name}_store(i: u32, v: vec4<u32>) {{\n    let w = v;\n    {}\n}}\n",
+                store(name, "vec4<u32>", "0u"),
+            );
         }
     }
     out
@@ -200,7 +212,14 @@ pub(super) fn bindings(key: &KernelKey) -> String {
         unit_output,
     );
     if let Some(out) = key.output {
-        s += &vector_view(slot::Y_VEC, "y_vec", out, key.wide_words, false);
+        s += &vector_view(
+            slot::Y_VEC,
+            "y_vec",
+            out,
+            key.wide_words,
+            false,
+            key.contiguous,
+        );
         s.push_str(store_block_source(out));
     } else {
         s.push_str("fn store_block(b: u32, v: Block) {}\n");
@@ -209,7 +228,7 @@ pub(super) fn bindings(key: &KernelKey) -> String {
         s += &in_place_view(key.input);
         s.push_str(load_block_source(key.input));
     } else if key.aligned {
-        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true);
+        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true, false);
         s.push_str(load_block_source(key.input));
     } else {
         s.push_str(
