@@ -191,7 +191,8 @@ struct RowStats {
     empty: bool,
     // Every output of a `nan_row` row: NaN here; the forward kernels' `forward_stats` sets
     // their masked zeros, once per row (read from the uniforms inside the output loops,
-    // lavapipe loaded it again for every block).
+    // behind a short-circuit `&&`, it was gathered lane by lane for every block on
+    // lavapipe).
     special: f32,
 }
 
