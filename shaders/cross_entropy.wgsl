@@ -135,10 +135,6 @@ fn load_run(i: u32) -> Block {
 // dozen: lavapipe, bound by instructions, ran cross-entropy 5 to 10% faster.
 struct GradCoef {
     m: f32,
-    // 1 / T, a copy of the uniform's, so that the gradient loops read no uniform (which
-    // measured no different on lavapipe, where a uniform read outside control flow is
-    // one broadcast load).
-    inv_t: f32,
     a: f32,
     b: f32,
     h: f32,
@@ -157,7 +153,7 @@ fn grad_coef(t: i32, st: RowStats) -> GradCoef {
     // 0 * lse is NaN for a row of all -inf (lse = -inf), which is `nan` anyway.
     let zl = select(2.0 * params.z_loss * st.lse, 0.0, params.z_loss == 0.0);
     let a = f * ((1.0 - eps) * w_t + k * w_sum + zl) * st.inv_s;
-    return GradCoef(st.m, params.inv_t, select(a, 0.0, off), select(-f * k, 0.0, off),
+    return GradCoef(st.m, select(a, 0.0, off), select(-f * k, 0.0, off),
                     f * (1.0 - eps) * w_t, u32(max(t, 0)), st.nan_row && !off, off);
 }
 
@@ -169,7 +165,7 @@ fn grad_value(z: f32, c: u32, g: GradCoef) -> f32 {
     if (g.nan) {
         return f32_nan();
     }
-    return grad_of_exp(packed_exp(z, g.m, g.inv_t), c, g);
+    return grad_of_exp(packed_exp(z, g.m, params.inv_t), c, g);
 }
 
 // The gradient of a logit of column `c` from its exponential `e` (the packed rows'
@@ -183,7 +179,7 @@ fn grad_of_exp(e: f32, c: u32, g: GradCoef) -> f32 {
 // adapters' pairs (CPU adapters run both sides of every branch their SIMD lanes take
 // differently).
 fn grad4(z: vec4<f32>, c: vec4<u32>, g: GradCoef) -> vec4<f32> {
-    return grad4_of_exp(shifted_exp(z, vec4<f32>(g.m), g.inv_t), c, g);
+    return grad4_of_exp(shifted_exp(z, vec4<f32>(g.m), params.inv_t), c, g);
 }
 
 // `grad4` from the exponentials `e` (the windowed `packed_run`, which keeps them from the

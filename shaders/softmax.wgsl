@@ -60,13 +60,9 @@ fn forward_stats(st: Online, inv_t: f32) -> RowStats {
     return r;
 }
 
-fn special_output(st: RowStats) -> f32 {
-    return st.special;
-}
-
 fn output_value(z: f32, st: RowStats, inv_t: f32) -> f32 {
     if (st.nan_row) {
-        return special_output(st);
+        return st.special;
     }
     if (OP == OP_SOFTMAX) {
         return select(exp((z - st.m) * inv_t) * st.inv_s, 0.0, is_neg_inf(z));
@@ -168,7 +164,7 @@ fn fold_blocks(st: ptr<function, Stream>, r: Row, blocks: Share, inv_t: f32) {
 // without NaN or +inf every non-finite logit is -inf; a row with one gets the special output.
 fn block_output_branchless(v: Block, st: RowStats, inv_t: f32) -> Block {
     let m = vec4<f32>(st.m);
-    let special = vec4<f32>(special_output(st));
+    let special = vec4<f32>(st.special);
     let neg = vec4<f32>(f32_neg_inf());
     var lo: vec4<f32>;
     var hi: vec4<f32>;
@@ -328,7 +324,7 @@ fn resident_row(row: u32, at: Lane, ids: Ids, live: bool) {
     // Softmax: exp(z - top) * exp(top - m) / s; a lane without finite logits has held 0.
     let out = HeldOutput(
         vec4<f32>(rescale(1.0, top, stats.m, inv_t) * stats.inv_s),
-        vec4<f32>(special_output(stats)),
+        vec4<f32>(stats.special),
         vec4<f32>(stats.m),
         vec4<f32>(stats.log_s),
         inv_t,
@@ -482,7 +478,7 @@ fn packed_output(z: f32, e: f32, st: RowStats, inv_t: f32) -> f32 {
     } else {
         o = select((z - st.m) * inv_t - st.log_s, f32_neg_inf(), is_neg_inf(z));
     }
-    return select(o, special_output(st), st.nan_row);
+    return select(o, st.special, st.nan_row);
 }
 
 // `packed_output` of four logits (the windowed rows).
@@ -494,7 +490,7 @@ fn packed_output4(z: vec4<f32>, e: vec4<f32>, st: RowStats, inv_t: f32) -> vec4<
         let l = (z - vec4<f32>(st.m)) * inv_t - vec4<f32>(st.log_s);
         o = select(l, vec4<f32>(f32_neg_inf()), is_neg_inf4(z));
     }
-    return select(o, vec4<f32>(special_output(st)), vec4<bool>(st.nan_row));
+    return select(o, vec4<f32>(st.special), vec4<bool>(st.nan_row));
 }
 
 // Split-row: the blocks of piece `c` of a row.

@@ -291,9 +291,8 @@ fn automatic_choice_follows_the_shape() {
             let past = e.info().limits.max_compute_workgroups_per_dimension as usize + 1;
             assert_eq!(pick(past, 8200), Variant::Online);
         } else {
-            // Online or a lane per row, looped (see above): never resident.
-            let v = pick(4096, cols);
-            assert!(matches!(v, Variant::Online | Variant::MultiRow), "{v}");
+            // A lane per row, looped (see above): never resident.
+            assert_eq!(pick(4096, cols), Variant::MultiRow);
         }
         // Forcing a variant that cannot hold the row is an error that names it.
         let err = e

@@ -52,18 +52,18 @@ fn join_words(v: &str) -> String {
     format!("{v}.x | ({v}.y << 32u), {v}.z | ({v}.w << 32u)")
 }
 
-/// WGSL that stores the caller's words `w` (a `ty`, `zero` its zero literal) at
-/// `name_buf[index]` through a `select` that is never taken: `index` counts words of 16
-/// bytes, so it stays below 2^28 in any binding. Mesa's CPU drivers store each lane's
-/// components (64-bit on lavapipe, 32-bit through GL) in a loop over the lanes, and LLVM
-/// moved the integer operations that pack them (every shift, mask and or after the last
-/// `select`) into that loop, once per lane and component (f16 log-softmax on lavapipe,
-/// disassembled: about 30 instructions per 64-bit word instead of 6); it stops at a
-/// `select`, so the packing stays in vector form ahead of the loop, and the loop only moves
-/// words, as the copy kernel's does (README, "Stores that only store"). f32 blocks, whose
-/// packing is one shift and one or per word, measured no gain from it and store plainly.
-fn fenced_store(name: &str, index: &str, ty: &str, zero: &str) -> String {
-    format!("{name}_buf[{index}] = select(w, {ty}({zero}), {index} == 0xffffffffu);")
+/// WGSL that stores the value `value` at `name_buf[i]` through a `select` that is never
+/// taken (`zero` is the zero of the value's type): `i` counts words of 16 bytes, so it
+/// stays below 2^28 in any binding. Mesa's CPU drivers store each lane's components
+/// (64-bit on lavapipe, 32-bit through GL) in a loop over the lanes, and LLVM moved the
+/// integer operations that pack them (every shift, mask and or after the last `select`)
+/// into that loop, once per lane and component (f16 log-softmax on lavapipe, disassembled:
+/// about 30 instructions per 64-bit word instead of 6); it stops at a `select`, so the
+/// packing stays in vector form ahead of the loop, and the loop only moves words, as the
+/// copy kernel's does (README, "Stores that only store"). f32 blocks, whose packing is one
+/// shift and one or per word, measured no gain from it and store plainly.
+fn fenced_store(name: &str, value: &str, zero: &str) -> String {
+    format!("{name}_buf[i] = select({value}, {zero}, i == 0xffffffffu);")
 }
 
 /// The vector view `name` of a tensor at `slot`. f32 tensors are read by blocks,
@@ -104,26 +104,25 @@ pub(super) fn vector_view(
         )
     };
     if !read_only {
-        let store = |name: &str, ty: &str, zero: &str| {
+        // The store of `value`, fenced on CPU adapters (`zero`: its type's zero).
+        let store = |value: &str, zero: &str| {
             if fenced {
-                fenced_store(name, "i", ty, zero)
+                fenced_store(name, value, zero)
             } else {
-                format!("{name}_buf[i] = w;")
+                format!("{name}_buf[i] = {value};")
             }
         };
         if wide {
             out += &format!(
                 "fn {name}_store(i: u32, v: vec4<u32>) {{\n    \
                  let b = vec4<u64>(v);\n    \
-                 let w = vec2<u64>({});\n    \
                  {}\n}}\n",
-                join_words("b"),
-                store(name, "vec2<u64>", "0lu"),
+                store(&format!("vec2<u64>({})", join_words("b")), "vec2<u64>(0lu)"),
             );
         } else {
             out += &format!(
-                "fn {name}_store(i: u32, v: vec4<u32>) {{\n    let w = v;\n    {}\n}}\n",
-                store(name, "vec4<u32>", "0u"),
+                "fn {name}_store(i: u32, v: vec4<u32>) {{ {} }}\n",
+                store("v", "vec4<u32>(0u)"),
             );
         }
     }
