@@ -65,7 +65,7 @@ fn output_value(z: f32, st: RowStats, inv_t: f32) -> f32 {
         return st.special;
     }
     if (OP == OP_SOFTMAX) {
-        return select(exp((z - st.m) * inv_t) * st.inv_s, 0.0, is_neg_inf(z));
+        return select(exp_t(z - st.m, inv_t) * st.inv_s, 0.0, is_neg_inf(z));
     }
     return select((z - st.m) * inv_t - st.log_s, f32_neg_inf(), is_neg_inf(z));
 }
@@ -196,7 +196,7 @@ fn block_output(v: Block, st: RowStats, inv_t: f32) -> Block {
     }
     let m = vec4<f32>(st.m);
     if (OP == OP_SOFTMAX) {
-        return Block(exp((v.lo - m) * inv_t) * st.inv_s, exp((v.hi - m) * inv_t) * st.inv_s);
+        return Block(exp_t4(v.lo - m, inv_t) * st.inv_s, exp_t4(v.hi - m, inv_t) * st.inv_s);
     }
     let l = vec4<f32>(st.log_s);
     return Block((v.lo - m) * inv_t - l, (v.hi - m) * inv_t - l);
