@@ -204,7 +204,7 @@ fn block_output(v: Block, st: RowStats, inv_t: f32) -> Block {
 
 // Writes the outputs of the blocks `blocks` of row `r`. Contiguous shares go two blocks at
 // a time, both loaded before either is stored: on lavapipe 1.0 to 1.22 times as fast as a
-// block at a time (README, "Two blocks per write step").
+// block at a time (docs/lavapipe-history.md, "Two blocks per write step").
 fn write_blocks(r: Row, blocks: Share, stats: RowStats, inv_t: f32) {
     var b = blocks.first;
     if (CONTIGUOUS) {

@@ -67,8 +67,8 @@ fn f16x2_to_f32(w: u32) -> vec2<f32> {
 //
 // UNIT_OUTPUT (set in front of this file with HALF_BUILTINS): the kernel's outputs are
 // non-negative and below 65520, or NaN (softmax probabilities), and narrow through
-// `f16x2_bits_unit`: lavapipe, 256 x 32000 f16 softmax, 0.22 -> 0.27 of copy (README,
-// "f16 softmax narrows without sign or overflow").
+// `f16x2_bits_unit`: lavapipe, 256 x 32000 f16 softmax, 0.22 -> 0.27 of copy
+// (docs/lavapipe-history.md, "f16 softmax narrows without sign or overflow").
 fn f16x2_bits(v: vec2<f32>) -> u32 {
     if (HALF_BUILTINS && !CONTIGUOUS) {
         return pack2x16float(v);
