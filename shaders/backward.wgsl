@@ -274,18 +274,27 @@ fn write_part(row: u32, c: u32, chunks: u32, lid: u32, s: f32) {
 }
 
 // Split-row, first dispatch, `chunks` x rows workgroups (rows in turns past one dimension's
-// limit): the sum of each piece of each row, into `partials`.
+// limit, as in `main`): the sum of each piece of each row, into `partials`.
 @compute @workgroup_size(WG)
 fn partials(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    for (var row = wid.y; row < params.rows; row += nwg.y) {
-        let s = reduce_sum(row_sum_part(row, wid.x, params.chunks, lid), lid);
-        if (lid == 0u) {
-            store_partial_sum(row * params.chunks + wid.x, s);
+    if (ROW_LOOP) {
+        for (var row = wid.y; row < params.rows; row += nwg.y) {
+            partial_of_piece(row, wid.x, lid);
         }
+    } else if (wid.y < params.rows) {
+        partial_of_piece(wid.y, wid.x, lid);
+    }
+}
+
+// The sum of piece `c` of `row`.
+fn partial_of_piece(row: u32, c: u32, lid: u32) {
+    let s = reduce_sum(row_sum_part(row, c, params.chunks, lid), lid);
+    if (lid == 0u) {
+        store_partial_sum(row * params.chunks + c, s);
     }
 }
 
@@ -297,12 +306,21 @@ fn finish(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    for (var row = wid.y; row < params.rows; row += nwg.y) {
-        var acc = stream_empty();
-        for (var i = lid; i < params.chunks; i += WG) {
-            stream_push(&acc, load_partial_sum(row * params.chunks + i));
+    if (ROW_LOOP) {
+        for (var row = wid.y; row < params.rows; row += nwg.y) {
+            finish_piece(row, wid.x, lid);
         }
-        let s = reduce_sum(stream_state(acc).s, lid);
-        write_part(row, wid.x, params.chunks, lid, s);
+    } else if (wid.y < params.rows) {
+        finish_piece(wid.y, wid.x, lid);
     }
+}
+
+// Merges the sums of `row`'s pieces and writes its piece `c`.
+fn finish_piece(row: u32, c: u32, lid: u32) {
+    var acc = stream_empty();
+    for (var i = lid; i < params.chunks; i += WG) {
+        stream_push(&acc, load_partial_sum(row * params.chunks + i));
+    }
+    let s = reduce_sum(stream_state(acc).s, lid);
+    write_part(row, c, params.chunks, lid, s);
 }

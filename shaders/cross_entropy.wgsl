@@ -604,30 +604,38 @@ fn write_grad_part(row: u32, c: u32, chunks: u32, lid: u32, t: i32, stats: RowSt
 }
 
 // Split-row, first dispatch, `chunks` x rows workgroups (rows in turns past one dimension's
-// limit): each piece's online state, with label smoothing its sums of w_j (m_p - z_j) and of
-// w_j (m_p the piece's max), and (piece 0) the target's logit, which an in-place gradient may
-// overwrite before `finish` reads it.
+// limit, as in `main`): each piece's online state, with label smoothing its sums of
+// w_j (m_p - z_j) and of w_j (m_p the piece's max), and (piece 0) the target's logit, which
+// an in-place gradient may overwrite before `finish` reads it.
 @compute @workgroup_size(WG)
 fn partials(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let c = wid.x;
-    for (var row = wid.y; row < params.rows; row += nwg.y) {
-        let st = reduce_online(fold_part(row, c, params.chunks, lid), lid, params.inv_t);
-        var smoothing_sums = vec2<f32>(0.0);
-        if (params.smoothing > 0.0) {
-            let s = smooth_part(row, c, params.chunks, lid, st.m);
-            smoothing_sums = vec2<f32>(reduce_sum(s.x, lid), reduce_sum(s.y, lid));
+    if (ROW_LOOP) {
+        for (var row = wid.y; row < params.rows; row += nwg.y) {
+            partial_of_piece(row, wid.x, lid);
         }
-        if (lid == 0u) {
-            var z_t = 0.0;
-            if (c == 0u) {
-                z_t = target_logit(params.x_base + row * params.cols, target_class(params.row0 + row));
-            }
-            store_ce_partial(row * params.chunks + c, st, smoothing_sums, z_t);
+    } else if (wid.y < params.rows) {
+        partial_of_piece(wid.y, wid.x, lid);
+    }
+}
+
+// The partials of piece `c` of `row`.
+fn partial_of_piece(row: u32, c: u32, lid: u32) {
+    let st = reduce_online(fold_part(row, c, params.chunks, lid), lid, params.inv_t);
+    var smoothing_sums = vec2<f32>(0.0);
+    if (params.smoothing > 0.0) {
+        let s = smooth_part(row, c, params.chunks, lid, st.m);
+        smoothing_sums = vec2<f32>(reduce_sum(s.x, lid), reduce_sum(s.y, lid));
+    }
+    if (lid == 0u) {
+        var z_t = 0.0;
+        if (c == 0u) {
+            z_t = target_logit(params.x_base + row * params.cols, target_class(params.row0 + row));
         }
+        store_ce_partial(row * params.chunks + c, st, smoothing_sums, z_t);
     }
 }
 
@@ -641,34 +649,43 @@ fn finish(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let c = wid.x;
+    if (ROW_LOOP) {
+        for (var row = wid.y; row < params.rows; row += nwg.y) {
+            finish_piece(row, wid.x, lid);
+        }
+    } else if (wid.y < params.rows) {
+        finish_piece(wid.y, wid.x, lid);
+    }
+}
+
+// Merges the partials of `row`; piece 0 writes its logsumexp and loss, piece `c` its
+// gradients.
+fn finish_piece(row: u32, c: u32, lid: u32) {
     let chunks = params.chunks;
     let inv_t = params.inv_t;
-    for (var row = wid.y; row < params.rows; row += nwg.y) {
-        var st = online_empty();
-        for (var i = lid; i < chunks; i += WG) {
-            st = merge(st, load_partial(row * chunks + i), inv_t);
-        }
-        let stats = row_stats(reduce_online(st, lid, inv_t), inv_t);
-        let r = params.row0 + row;
-        let t = target_class(r);
-        if (c == 0u) {
-            var smooth_sum = 0.0;
-            if (params.smoothing > 0.0) {
-                var acc = stream_empty();
-                for (var i = lid; i < chunks; i += WG) {
-                    let s = load_partial_smooth(row * chunks + i);
-                    stream_push(&acc, s.x + (stats.m - load_partial(row * chunks + i).m) * s.y);
-                }
-                smooth_sum = reduce_sum(stream_state(acc).s, lid);
+    var st = online_empty();
+    for (var i = lid; i < chunks; i += WG) {
+        st = merge(st, load_partial(row * chunks + i), inv_t);
+    }
+    let stats = row_stats(reduce_online(st, lid, inv_t), inv_t);
+    let r = params.row0 + row;
+    let t = target_class(r);
+    if (c == 0u) {
+        var smooth_sum = 0.0;
+        if (params.smoothing > 0.0) {
+            var acc = stream_empty();
+            for (var i = lid; i < chunks; i += WG) {
+                let s = load_partial_smooth(row * chunks + i);
+                stream_push(&acc, s.x + (stats.m - load_partial(row * chunks + i).m) * s.y);
             }
-            if (lid == 0u) {
-                lse_buf[r] = stats.lse;
-                loss_buf[r] = row_loss(load_partial_target(row * chunks), t, stats, smooth_sum);
-            }
+            smooth_sum = reduce_sum(stream_state(acc).s, lid);
         }
-        if (HAS_GRAD) {
-            write_grad_part(row, c, chunks, lid, t, stats);
+        if (lid == 0u) {
+            lse_buf[r] = stats.lse;
+            loss_buf[r] = row_loss(load_partial_target(row * chunks), t, stats, smooth_sum);
         }
+    }
+    if (HAS_GRAD) {
+        write_grad_part(row, c, chunks, lid, t, stats);
     }
 }

@@ -5,8 +5,10 @@
 //! - on GPUs, resident for softmax and log-softmax when there are enough rows for a
 //!   workgroup per row to fill the GPU and a row of more than 4096 logits fits a
 //!   workgroup's registers (up to 32768 logits): one read instead of two;
-//! - split-row when there are too few rows to keep the adapter busy (fewer than its
-//!   `parallel_groups`) and the rows are long enough to cut into pieces worth a workgroup;
+//! - split-row when there are too few rows to keep the adapter busy (on GPUs fewer than its
+//!   `parallel_groups`, on CPU adapters half its threads or fewer, and rows longer than
+//!   `SPLIT_MIN_COLS_CPU` there) and the rows are long enough to cut into pieces worth a
+//!   workgroup;
 //! - multi-row when a row is short (it fits `MULTI_ROW_LANES` lanes' registers, at most
 //!   `MULTI_ROW_AUTO_BLOCKS_CPU` / `_GPU` blocks per lane): several rows per workgroup; on
 //!   CPU adapters a row of up to 32 blocks takes a lane, and rows of up to 256 logits go
@@ -81,6 +83,30 @@ const MULTI_ROW_CPU_HELD: u32 = 256;
 /// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
 const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
 const MIN_PIECE_BLOCKS_GPU: u32 = 256;
+/// Logits per row above which CPU adapters cut rows into pieces (split-row), and then only
+/// where a workgroup per row would leave threads idle (`Engine::wants_split`): below it the
+/// second dispatch and the merge cost more than the idle threads. Measured on lavapipe (two
+/// threads), f32, ratio to copy of split-row against a workgroup per row (online), medians
+/// of three alternating runs, softmax / logsumexp: one row of 32000 0.48 / 0.55 against
+/// 0.65 / 0.85, of 65536 0.43 / 0.44 against 0.56 / 0.81, of 131072 0.45 / 0.52 against
+/// 0.41 / 0.62, of 262144 0.46 / 0.51 against 0.32 / 0.48, of 1M 0.43 / 0.54 against
+/// 0.21 / 0.33 (f16: 262144 0.30 / 0.40 against 0.32 / 0.48, 1M 0.29 / 0.39 against
+/// 0.17 / 0.33); 2 and 4 rows of 32000, which already give each thread a workgroup, 0.52 /
+/// 0.37 and 0.46 / 0.49 against 0.68 / 0.80 and 0.62 / 0.79. The training kernels, one row,
+/// f32, cross-entropy / softmax backward: 262144 0.31 / 0.49 against 0.27 / 0.29, 1M 0.27 /
+/// 0.50 against 0.19 / 0.30, 32000 0.29 / 0.52 against 0.31 / 0.82.
+const SPLIT_MIN_COLS_CPU: u64 = 131_072;
+
+/// Threads a CPU adapter runs workgroups on: `LP_NUM_THREADS` where set (Mesa's CPU
+/// drivers read it too), the machine's otherwise.
+fn cpu_threads() -> u32 {
+    std::env::var("LP_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(4)
+        .clamp(1, 64) as u32
+}
 
 /// A forward operation's variant and layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,14 +167,25 @@ impl Engine {
     /// runs one workgroup per thread at a time), a few hundred on GPUs.
     pub(crate) fn parallel_groups(&self) -> u32 {
         if self.cpu_tuned() {
-            let threads = std::env::var("LP_NUM_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-                .unwrap_or(4);
-            4 * threads.clamp(1, 64) as u32
+            4 * cpu_threads()
         } else {
             512
+        }
+    }
+
+    /// Whether `rows` rows of `cols` logits, cut into `pieces` pieces each, go split-row
+    /// (forward and training kernels alike): on GPUs where there are fewer rows than
+    /// `parallel_groups`; on CPU adapters only where a workgroup per row would leave half the
+    /// threads idle or more, and the rows are longer than `SPLIT_MIN_COLS_CPU`.
+    pub(crate) fn wants_split(&self, rows: u64, cols: u64, pieces: u64) -> bool {
+        if pieces < 2 {
+            return false;
+        }
+        if self.cpu_tuned() {
+            // At least two threads assumed, so that the choice does not hang on the machine.
+            2 * rows <= u64::from(cpu_threads().max(2)) && cols > SPLIT_MIN_COLS_CPU
+        } else {
+            rows < u64::from(self.parallel_groups())
         }
     }
 
@@ -286,9 +323,7 @@ impl Engine {
             && rows <= u64::from(self.info.limits.max_compute_workgroups_per_dimension);
         let variant = match forced {
             Variant::Auto if gpu_resident => Variant::Resident,
-            Variant::Auto if rows < u64::from(self.parallel_groups()) && pieces >= 2 => {
-                Variant::SplitRow
-            }
+            Variant::Auto if self.wants_split(rows, shape.cols as u64, pieces) => Variant::SplitRow,
             Variant::Auto if (held_multi && multi_lanes < u64::from(wg)) || row_lanes => {
                 Variant::MultiRow
             }

@@ -188,13 +188,12 @@ impl Engine {
 
     /// The split-row layout of a training kernel, if it takes one: each of `rows` rows of
     /// `cols` cut into pieces over many workgroups, with scratch for `piece_bytes` of
-    /// partials per piece of the `rows_per_chunk` rows of a dispatch. On GPUs, for fewer rows
-    /// than `parallel_groups` whose rows give two pieces or more (as the forward kernels,
-    /// measured there). Not on CPU adapters, where the second pass then reads the rows from
-    /// memory instead of a warm cache (lavapipe, f32, at 4 x 128256: softmax backward /
-    /// log-softmax backward 0.32 / 0.32-0.35 of copy against 0.48-0.49 / 0.51-0.60,
-    /// cross-entropy 0.25-0.31 against 0.33-0.39; within the noise at 1 x 262144 and
-    /// 1 x 1048576).
+    /// partials per piece of the `rows_per_chunk` rows of a dispatch. Where the forward
+    /// kernels would split (`Engine::wants_split`): on CPU adapters only single long rows,
+    /// since with rows enough for the threads a workgroup per row finds its second pass in
+    /// its core's cache (lavapipe, f32, 4 x 128256: softmax backward / log-softmax backward
+    /// 0.32 / 0.32-0.35 of copy split against 0.48-0.49 / 0.51-0.60, cross-entropy 0.25-0.31
+    /// against 0.33-0.39; one row: see `SPLIT_MIN_COLS_CPU` in src/plan.rs).
     fn training_split(
         &self,
         (rows, cols): (u64, u64),
@@ -203,11 +202,7 @@ impl Engine {
         piece_bytes: u64,
     ) -> Result<Option<Split>> {
         let pieces = self.split_pieces(rows, cols / 8);
-        if self.cpu_tuned()
-            || row_per_lane
-            || rows >= u64::from(self.parallel_groups())
-            || pieces < 2
-        {
+        if row_per_lane || !self.wants_split(rows, cols, pieces) {
             return Ok(None);
         }
         let scratch = self.split_scratch(rows_per_chunk.min(rows) * pieces * piece_bytes)?;

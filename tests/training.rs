@@ -348,6 +348,31 @@ fn cross_entropy_split_row() {
         let h: Vec<half::f16> = ordinary.iter().map(|&v| half::f16::from_f32(v)).collect();
         check_ce(e, &h, &t, shape, &o);
     });
+    // One row of 140001 logits: split-row under both tunings (CPU adapters cut a single row
+    // past 131072 logits), the max and the target in late pieces; then a +inf in a late
+    // piece (a NaN row), and in place, where `finish` may overwrite the target's logit.
+    on_every_tuning(|e| {
+        let shape = Shape::new(1, 140_001);
+        let mut x = random_logits(shape.len(), 6.0, 65);
+        x[120_000] = 40.0;
+        let weights: Vec<f32> = random_logits(shape.cols, 1.0, 66)
+            .iter()
+            .map(|v| 0.5 + v.abs())
+            .collect();
+        let o = CrossEntropyOptions {
+            weight: Some(weights),
+            label_smoothing: 0.1,
+            temperature: 0.7,
+            reduction: Reduction::None,
+            ..Default::default()
+        };
+        check_ce(e, &x, &[130_000], shape, &o);
+        let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        check_ce(e, &h, &[130_000], shape, &o);
+        in_place_ce(e, &x, &[139_000], shape);
+        x[100_000] = f32::INFINITY;
+        check_ce(e, &x, &[5], shape, &o);
+    });
 }
 
 #[test]
@@ -626,11 +651,13 @@ fn backward_at_offsets_aligned_and_not() {
     on_every_tuning(|e| {
         // A workgroup per row, (13 logits) a lane per row: two runs of 8 rows and 3 rows
         // left over where dx starts on a block, otherwise all by pairs, and (2 rows of
-        // 20003, under GPU tuning) split-row: each row in pieces over several workgroups.
+        // 20003, under GPU tuning; one of 140001 under both) split-row: each row in pieces
+        // over several workgroups.
         for shape in [
             Shape::new(5, 1001),
             Shape::new(19, 13),
             Shape::new(2, 20_003),
+            Shape::new(1, 140_001),
         ] {
             backward_at_offsets(e, shape);
         }

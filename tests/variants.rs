@@ -255,6 +255,15 @@ fn automatic_choice_follows_the_shape() {
         // One long row: cut over many workgroups.
         assert_eq!(pick(1, 262_144), Variant::SplitRow);
         assert_eq!(pick(1, 1 << 20), Variant::SplitRow);
+        // Shorter single rows: on GPUs split too; CPU adapters keep rows of up to 131072
+        // logits on one workgroup, measured faster than two dispatches there.
+        if gpu {
+            assert_eq!(pick(1, 32_000), Variant::SplitRow);
+        } else {
+            assert_eq!(pick(1, 32_000), Variant::Online);
+            assert_eq!(pick(1, 131_072), Variant::Online);
+            assert_eq!(pick(1, 131_080), Variant::SplitRow);
+        }
         // Many short rows: several per workgroup.
         assert_eq!(pick(4096, 64), Variant::MultiRow);
         // With CPU tuning up to 2048 logits (8 lanes of 32 blocks), on GPUs up to 2 blocks
