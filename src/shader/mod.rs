@@ -144,11 +144,15 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
         let _ = writeln!(
             s,
             "@group(0) @binding({}) var<storage, read> weight_buf: array<f32>;\n\
+             const WEIGHTED: bool = true;\n\
              fn class_weight(j: u32) -> f32 {{ return weight_buf[j]; }}",
             slot::WEIGHT
         );
     } else {
-        s.push_str("fn class_weight(j: u32) -> f32 { return 1.0; }\n");
+        s.push_str(
+            "const WEIGHTED: bool = false;\n\
+             fn class_weight(j: u32) -> f32 { return 1.0; }\n",
+        );
     }
     // Split-row: two words of 16 bytes per piece, [m, s, flags, target logit] and
     // [sum of w_j (m - z_j), sum of w_j] (`partials` in shaders/cross_entropy.wgsl).
