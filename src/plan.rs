@@ -182,7 +182,7 @@ impl Engine {
             return false;
         }
         if self.cpu_tuned() {
-            // At least two threads assumed, so that the choice does not hang on the machine.
+            // At least two threads assumed: one-core machines choose as two-core ones do.
             2 * rows <= u64::from(cpu_threads().max(2)) && cols > SPLIT_MIN_COLS_CPU
         } else {
             rows < u64::from(self.parallel_groups())
@@ -191,7 +191,7 @@ impl Engine {
 
     /// Pieces to cut each of `rows` rows of `blocks` blocks into so that the adapter has
     /// `parallel_groups` workgroups, at most one per `MIN_PIECE_BLOCKS_*` blocks and the
-    /// workgroup size (split-row where it is 2 or more and there are fewer rows than that).
+    /// workgroup size (split-row needs 2 or more, see `wants_split`).
     pub(crate) fn split_pieces(&self, rows: u64, blocks: u64) -> u64 {
         let min_piece = u64::from(if self.cpu_tuned() {
             MIN_PIECE_BLOCKS_CPU
