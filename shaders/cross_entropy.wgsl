@@ -102,10 +102,7 @@ fn prepare(@builtin(local_invocation_index) lid: u32) {
     }
     let total = reduce_sum(stream_state(d).s, lid);
     let bad = reduce_min_u32(first, lid);
-    var weight_sum = reduce_sum(stream_state(w).s, lid);
-    if (!WEIGHTED) {
-        weight_sum = f32(params.cols);
-    }
+    let weight_sum = select(f32(params.cols), reduce_sum(stream_state(w).s, lid), WEIGHTED);
     if (lid == 0u) {
         meta_buf[0] = bitcast<u32>(total);
         meta_buf[1] = bad;

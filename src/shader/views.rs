@@ -60,8 +60,9 @@ fn join_words(v: &str) -> String {
 /// into that loop, once per lane and component (f16 log-softmax on lavapipe, disassembled:
 /// about 30 instructions per 64-bit word instead of 6); it stops at a `select`, so the
 /// packing stays in vector form ahead of the loop, and the loop only moves words, as the
-/// copy kernel's does (docs/lavapipe-history.md, "Stores that only store"). f32 blocks, whose packing is one
-/// shift and one or per word, measured no gain from it and store plainly.
+/// copy kernel's does (docs/lavapipe-history.md, "Stores that only store"). f32 blocks,
+/// whose packing is one shift and one or per word, measured no gain from it and store
+/// plainly.
 fn fenced_store(name: &str, value: &str, zero: &str) -> String {
     format!("{name}_buf[i] = select({value}, {zero}, i == 0xffffffffu);")
 }
