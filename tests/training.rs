@@ -198,6 +198,7 @@ fn ce_semantics(e: &Engine, rows: usize, cols: usize) {
         }
         // Half-precision logits and gradient, f32 loss.
         let xh: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        check_ce(e, &xh, &t, shape, &cases[0]);
         check_ce(e, &xh, &t, shape, &cases[1]);
         let xb: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
         check_ce(e, &xb, &t, shape, &cases[0]);
