@@ -103,6 +103,18 @@ impl std::fmt::Display for EngineInfo {
 /// half of the 65535 after which Mesa's lavapipe and llvmpipe end a loop.
 const MAX_LANE_ITERATIONS: u64 = 32_768;
 
+/// Most subgroup lanes for which the forward kernels take 64-bit words on CPU adapters
+/// (`Engine::forward_wide_words`). Mesa loads lane by lane, inserting each lane's component
+/// into a vector of the subgroup's lanes: LLVM does that in one masked move where the vector
+/// fits a 512-bit register (8 lanes of 64 bits), and in the forward kernels' folds through
+/// a store and reload of the whole vector on the stack where it does not (`perf`, 16 lanes).
+/// With llvmpipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`: 16 lanes) 64-bit words ran the
+/// forward kernels 1.5 to 2.3 times slower than 32-bit ones (f32 and f16 softmax,
+/// log-softmax and logsumexp; 256 x 32000, 32 x 128256, one row of 262144 and 1M; medians
+/// of three alternating runs), and the training kernels 1.3 to 2 times faster
+/// (cross-entropy, softmax backward; not traced further), which keep them.
+const WIDE_FORWARD_MAX_LANES: u32 = 8;
+
 /// The features this crate uses where the adapter offers them.
 pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::SUBGROUP)
@@ -461,7 +473,7 @@ impl Engine {
         }
     }
 
-    /// Whether the forward kernels load and store their vector views as 64-bit words: with
+    /// Whether the training kernels load and store their vector views as 64-bit words: with
     /// CPU tuning where the device has SHADER_INT64. CPU adapters move each component of each
     /// lane on its own, so wider components mean fewer moves (see `vector_view` in
     /// src/shader/views.rs); GPUs already load 16 bytes per instruction.
@@ -469,10 +481,16 @@ impl Engine {
         self.cpu_tuned() && self.info.features.contains(wgpu::Features::SHADER_INT64)
     }
 
-    /// Bytes per element of the vector view of a tensor of `dtype` (see
-    /// `shader::view_bytes`).
-    pub(crate) fn view_bytes(&self, dtype: DType) -> u64 {
-        crate::shader::view_bytes(self.storage(dtype), self.wide_words())
+    /// `wide_words` for the forward kernels: only where a subgroup's lanes of one 64-bit
+    /// component fit a 512-bit register (`WIDE_FORWARD_MAX_LANES`).
+    pub(crate) fn forward_wide_words(&self) -> bool {
+        self.wide_words() && self.info.adapter.subgroup_max_size <= WIDE_FORWARD_MAX_LANES
+    }
+
+    /// Bytes per element of the vector view of a tensor of `dtype`, 64-bit words or not
+    /// (see `shader::view_bytes`).
+    pub(crate) fn view_bytes(&self, dtype: DType, wide: bool) -> u64 {
+        crate::shader::view_bytes(self.storage(dtype), wide)
     }
 
     /// Whether the adapter is a CPU implementation (whatever the tuning).

@@ -305,10 +305,13 @@ impl Engine {
             MULTI_ROW_AUTO_BLOCKS_GPU
         })
         .min(max_blocks);
-        // Rows that several lanes of a subgroup (or `MULTI_ROW_LANES`) hold in registers;
-        // longer ones CPU adapters loop over, a lane each (`ROW_LANE_MAX_BLOCKS_CPU`),
-        // where the rows give each thread two workgroups.
-        let held_multi = blocks <= multi_lanes * auto_multi_blocks;
+        // Rows that several lanes of a subgroup (or `MULTI_ROW_LANES`) hold in registers,
+        // fewer lanes than a workgroup (with CPU tuning, rows of up to `MAX_UNROLLED_BLOCKS`
+        // take a lane each; a subgroup as wide as the workgroup, as llvmpipe's 16 lanes at
+        // 512 bits, holds no longer ones); longer ones CPU adapters loop over, a lane each
+        // (`ROW_LANE_MAX_BLOCKS_CPU`), where the rows give each thread two workgroups.
+        let held_multi = blocks <= multi_lanes * auto_multi_blocks
+            && self.multi_row_lanes(blocks, multi_lanes as u32) < wg;
         let row_lanes = self.cpu_tuned()
             && !held_multi
             && blocks <= ROW_LANE_MAX_BLOCKS_CPU
@@ -324,9 +327,7 @@ impl Engine {
         let variant = match forced {
             Variant::Auto if gpu_resident => Variant::Resident,
             Variant::Auto if self.wants_split(rows, shape.cols as u64, pieces) => Variant::SplitRow,
-            Variant::Auto if (held_multi && multi_lanes < u64::from(wg)) || row_lanes => {
-                Variant::MultiRow
-            }
+            Variant::Auto if held_multi || row_lanes => Variant::MultiRow,
             // On CPU adapters online beat resident rows wherever they fit (lavapipe, 1024
             // rows, softmax / logsumexp: 0.35 / 0.42 against 0.25 / 0.19 of copy at 8192
             // logits, where each lane holds 64 blocks in a loop).

@@ -324,8 +324,9 @@ impl Engine {
         // Blocks of 8 are aligned in the output; the input loads them as vectors where it
         // sits at the same element offset modulo 8 in every dispatch of the pipeline.
         // Logsumexp has no output: its blocks follow the input. In place, both are one.
-        let x_view = self.view_bytes(args.input.dtype);
-        let y_view = output.map_or(16, |o| self.view_bytes(o.dtype));
+        let wide = self.forward_wide_words();
+        let x_view = self.view_bytes(args.input.dtype, wide);
+        let y_view = output.map_or(16, |o| self.view_bytes(o.dtype, wide));
         // Each pipeline (unpacked, packed) is aligned where all its dispatches are.
         let aligned_in = |dispatches: &[Dispatch], packed: bool| {
             in_place
@@ -377,7 +378,7 @@ impl Engine {
                 // Groups of rows per dispatch past one dimension's limit: workgroups loop.
                 row_loop: runs.any(|d| groups_of(plan, d.rows) > max_groups),
                 aligned: aligned[k],
-                wide_words: self.wide_words(),
+                wide_words: wide,
             };
             let entries: &[SplitEntry] = if plan.layout.split {
                 &[SplitEntry::Partials, SplitEntry::Finish]

@@ -261,8 +261,9 @@ impl Engine {
         // holding at least one vector (no stand-in bound twice, read and written), the blocks
         // following the logits without a gradient; a row per lane (`loss_and_grad_run`) only
         // with contiguous shares, and with the blocks starting the dispatch.
-        let x_view = self.view_bytes(args.logits.dtype);
-        let y_view = grad.map_or(16, |g| self.view_bytes(g.dtype));
+        let wide = self.wide_words();
+        let x_view = self.view_bytes(args.logits.dtype, wide);
+        let y_view = grad.map_or(16, |g| self.view_bytes(g.dtype, wide));
         let blocks_in = |row0: u64, nrows: u64| {
             let (first, n) = (row0 * cols, nrows * cols);
             let x = chunk_binding(&args.logits, first, n, align);
@@ -290,7 +291,7 @@ impl Engine {
                 half_builtins: self.half_builtins,
                 row_loop: rows_per_chunk.min(rows) > max_groups,
                 blocks,
-                wide_words: self.wide_words(),
+                wide_words: wide,
                 row_per_lane,
                 packed_cols: if entry == CeEntry::Main {
                     packed_cols(row_per_lane, blocks, cols)
@@ -471,7 +472,11 @@ impl Engine {
             self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
         let row_per_lane = self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
         let run = crate::shader::rows_filling_blocks(cols);
-        let (y_view, dx_view) = (self.view_bytes(y.dtype), self.view_bytes(dx.dtype));
+        let wide = self.wide_words();
+        let (y_view, dx_view) = (
+            self.view_bytes(y.dtype, wide),
+            self.view_bytes(dx.dtype, wide),
+        );
         // The bindings of rows [row0, row0 + nrows): y, dy, dx.
         let bound = |row0: u64, nrows: u64| {
             let (first, count) = (row0 * cols, nrows * cols);
@@ -506,7 +511,7 @@ impl Engine {
             half_builtins: self.half_builtins,
             row_loop: rows_per_chunk.min(rows) > max_groups,
             blocks,
-            wide_words: self.wide_words(),
+            wide_words: wide,
             row_per_lane,
             packed_cols: packed_cols(row_per_lane, blocks, cols),
             split: split.is_some(),

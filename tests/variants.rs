@@ -6,7 +6,8 @@ mod common;
 use common::{check_forward, on_every_half_path, on_every_tuning, random_logits};
 use half::{bf16, f16};
 use softmax_wgpu::{
-    DType, Element, Engine, Error, Forward, ForwardArgs, Shape, SoftmaxOptions, TensorRef, Variant,
+    DType, Element, Engine, EngineOptions, Error, Forward, ForwardArgs, Shape, SoftmaxOptions,
+    TensorRef, Variant,
 };
 
 const OPS: [Forward; 3] = [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp];
@@ -313,4 +314,57 @@ fn automatic_choice_follows_the_shape() {
             .unwrap_err();
         assert!(err.to_string().contains("resident"), "{err}");
     });
+}
+
+#[test]
+fn wider_cpu_subgroups_keep_short_rows_multi_row() {
+    // llvmpipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`) has subgroups of 16 lanes, as wide
+    // as a CPU-tuned workgroup: rows that fit a lane unrolled still go multi-row (they went
+    // online, 10 times slower at 4096 x 64), rows a subgroup would hold are looped a lane
+    // each instead. Planning only: the engine describes each adapter with 16-lane
+    // subgroups, and no kernel runs on that description.
+    let mut planned = 0;
+    for e in common::engines() {
+        if !e.info().features.contains(wgpu::Features::SUBGROUP) {
+            continue;
+        }
+        let mut adapter = e.info().adapter.clone();
+        adapter.device_type = wgpu::DeviceType::Cpu;
+        adapter.subgroup_min_size = 16;
+        adapter.subgroup_max_size = 16;
+        let wide = Engine::from_device(
+            e.device().clone(),
+            e.queue().clone(),
+            adapter,
+            EngineOptions {
+                tuning: softmax_wgpu::Tuning::Cpu,
+                ..EngineOptions::default()
+            },
+        );
+        let pick = |rows, cols| {
+            wide.forward_variant(
+                Forward::Softmax,
+                Shape::new(rows, cols),
+                &SoftmaxOptions::default(),
+            )
+            .unwrap()
+        };
+        let name = &e.info().adapter.name;
+        for (rows, cols, want) in [
+            (4096, 64, Variant::MultiRow),
+            (65536, 100, Variant::MultiRow),
+            (4096, 256, Variant::MultiRow),
+            (4096, 1024, Variant::MultiRow),
+            (4096, 4096, Variant::MultiRow),
+            (4096, 8200, Variant::Online),
+            (2, 4096, Variant::Online),
+        ] {
+            assert_eq!(pick(rows, cols), want, "{rows} x {cols} on {name}");
+        }
+        planned += 1;
+    }
+    assert!(
+        planned > 0,
+        "no adapter with SUBGROUP: install Mesa's lavapipe (mesa-vulkan-drivers libvulkan1)"
+    );
 }
