@@ -13,8 +13,9 @@
 //!   `MULTI_ROW_AUTO_BLOCKS_CPU` / `_GPU` blocks per lane): several rows per workgroup; on
 //!   CPU adapters a row of up to 32 blocks takes a lane, and rows of up to 256 logits go
 //!   several to a lane, as many as fill whole blocks, packed (`shader::packed_rows`); rows
-//!   of up to `ROW_LANE_MAX_BLOCKS_CPU` blocks too long for a subgroup's registers take a
-//!   lane each there too, looped, where there are rows enough;
+//!   of up to `ROW_LANE_MAX_BLOCKS_CPU` blocks too long for a subgroup's registers (or,
+//!   with subgroups as wide as the workgroup, for a lane's) take a lane each there too,
+//!   looped, where there are rows enough;
 //! - online otherwise.
 
 use crate::engine::Engine;
