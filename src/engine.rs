@@ -481,10 +481,14 @@ impl Engine {
         self.cpu_tuned() && self.info.features.contains(wgpu::Features::SHADER_INT64)
     }
 
-    /// `wide_words` for the forward kernels: only where a subgroup's lanes of one 64-bit
-    /// component fit a 512-bit register (`WIDE_FORWARD_MAX_LANES`).
+    /// `wide_words` for the forward kernels: not where the device has SUBGROUP and its
+    /// subgroups' lanes of one 64-bit component overflow a 512-bit register
+    /// (`WIDE_FORWARD_MAX_LANES`); without SUBGROUP the sizes an adapter reports are
+    /// placeholders (llvmpipe's GL: 4 to 128).
     pub(crate) fn forward_wide_words(&self) -> bool {
-        self.wide_words() && self.info.adapter.subgroup_max_size <= WIDE_FORWARD_MAX_LANES
+        let wider = self.info.features.contains(wgpu::Features::SUBGROUP)
+            && self.info.adapter.subgroup_min_size > WIDE_FORWARD_MAX_LANES;
+        self.wide_words() && !wider
     }
 
     /// Bytes per element of the vector view of a tensor of `dtype`, 64-bit words or not
