@@ -109,10 +109,10 @@ const MAX_LANE_ITERATIONS: u64 = 32_768;
 /// fits a 512-bit register (8 lanes of 64 bits), and in the forward kernels' folds through
 /// a store and reload of the whole vector on the stack where it does not (`perf`, 16 lanes).
 /// With llvmpipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`: 16 lanes) 64-bit words ran the
-/// forward kernels 1.5 to 2.3 times slower than 32-bit ones (f32 and f16 softmax,
-/// log-softmax and logsumexp; 256 x 32000, 32 x 128256, one row of 262144 and 1M; medians
-/// of three alternating runs), and the training kernels 1.3 to 2 times faster
-/// (cross-entropy, softmax backward; not traced further), which keep them.
+/// forward kernels 1.4 to 2.3 times slower than 32-bit ones (f32 and f16 softmax and
+/// logsumexp at 256 x 32000, 32 x 128256, one row of 262144 and 1M, log-softmax at all
+/// but 32 x 128256; medians of three alternating runs), and the training kernels 1.1 to
+/// 1.9 times faster (cross-entropy, softmax backward; not traced further), which keep them.
 const WIDE_FORWARD_MAX_LANES: u32 = 8;
 
 /// The features this crate uses where the adapter offers them.
