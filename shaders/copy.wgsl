@@ -5,14 +5,16 @@
 // `CONTIGUOUS`).
 //
 // The same loop also gives the benchmarks' exp ceiling (KIND, see `CopyKind` in
-// src/bench.rs): every f32 of a word replaced by its exponential (one read, one exp, one
-// write per element, the least work of a softmax), or only read and its exponentials summed
-// per invocation (the least work of a logsumexp). No reduction, no second read: what the
-// adapter's memory and arithmetic allow any kernel of the family at best.
+// src/bench/mod.rs): every element of a word (f32, or f16 / bf16 widened and narrowed as the
+// kernels do) replaced by its exponential (one read, one exp, one write per element, the
+// least work of a softmax), or only read and its exponentials summed per invocation (the
+// least work of a logsumexp). No reduction, no second read: what the adapter's memory and
+// arithmetic allow any kernel of the family at best.
 //
 // Joined behind (see src/shader/mod.rs, `copy_source`): a header of constants (WG, CONTIGUOUS),
 // `alias Word`, COPY_PER_THREAD, KIND, the bindings `params`, `src` and `dst`
-// (array<Word>), and `word_exp(w) -> Word` and `word_exp_sum(w) -> f32` for that word.
+// (array<Word>), and `word_exp(w) -> Word` and `word_exp_sum(w) -> f32` for that word and
+// element type (`word_exp_source`).
 
 const KIND_COPY: u32 = 0u;
 const KIND_EXP: u32 = 1u;

@@ -219,51 +219,99 @@ fn the_copy_kernel_copies_every_byte_with_every_word() {
 #[test]
 fn the_exp_ceiling_computes_every_exponential_and_the_sum_writes_nothing() {
     use softmax_wgpu::bench::CopyKind;
-    on_every_adapter(|e| {
+    // Both f16 paths: the ceiling converts f16 as the kernels do, by the builtins or by bits.
+    common::on_every_half_path(|e| {
         let d = e.device();
         // Logits in [-8, 8), not a multiple of one workgroup's 256 x 128 bytes.
-        let n = 3 * 8192 + 40;
-        let x: Vec<f32> = random_logits(n, 8.0, 11);
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let src = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(&x),
-            usage,
-        });
-        for word in e.copy_words() {
-            for kind in [CopyKind::Exp, CopyKind::ExpSum] {
-                let dst = d.create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size: (n * 4) as u64,
-                    usage,
-                    mapped_at_creation: false,
-                });
-                let bytes = (n * 4) as u64 / word.bytes() * word.bytes();
-                let mut enc = d.create_command_encoder(&Default::default());
-                e.record_copy_kind(&mut enc, &src, &dst, bytes, word, kind)
-                    .unwrap();
-                e.queue().submit([enc.finish()]);
-                let got = common::read_f32(e, &dst, 0, n);
-                let done = (bytes / 4) as usize;
-                if kind == CopyKind::ExpSum {
-                    assert!(got.iter().all(|&v| v == 0.0), "{word}: the sum wrote");
-                    continue;
+        let n = 3 * 8192 + 44;
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            // The logits as the dtype holds them, and their bytes.
+            let (x, raw): (Vec<f32>, Vec<u8>) = {
+                let x = random_logits(n, 8.0, 11);
+                match dtype {
+                    DType::F32 => (x.clone(), bytemuck::cast_slice(&x).to_vec()),
+                    DType::F16 => {
+                        let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+                        let x = h.iter().map(|v| v.to_f32()).collect();
+                        (x, bytemuck::cast_slice(&h).to_vec())
+                    }
+                    DType::BF16 => {
+                        let h: Vec<half::bf16> =
+                            x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                        let x = h.iter().map(|v| v.to_f32()).collect();
+                        (x, bytemuck::cast_slice(&h).to_vec())
+                    }
                 }
-                for (i, (&g, &z)) in got[..done].iter().zip(&x).enumerate() {
-                    // WGSL's bound for exp: 3 + 2|x| ULP of the result.
-                    let want = f64::from(z).exp();
-                    // One ULP of the f32 result: 2^(exponent - 23).
-                    let ulp = 2f64.powi(want.log2().floor() as i32 - 23);
-                    let err = (f64::from(g) - want).abs();
+            };
+            let size = raw.len() as u64;
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+            let src = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: &raw,
+                usage,
+            });
+            // The rounding of the result to the dtype: half a unit in its last place (a
+            // significand of 23, 10 or 7 bits); exact exp is not representable.
+            let mantissa_bits = match dtype {
+                DType::F32 => 23,
+                DType::F16 => 10,
+                DType::BF16 => 7,
+            };
+            for word in e.copy_words() {
+                for kind in [CopyKind::Exp, CopyKind::ExpSum] {
+                    let dst = d.create_buffer(&wgpu::BufferDescriptor {
+                        label: None,
+                        size,
+                        usage,
+                        mapped_at_creation: false,
+                    });
+                    let bytes = size / word.bytes() * word.bytes();
+                    let mut enc = d.create_command_encoder(&Default::default());
+                    e.record_copy_kind(&mut enc, &src, &dst, bytes, word, kind, dtype)
+                        .unwrap();
+                    e.queue().submit([enc.finish()]);
+                    let words = common::read_f32(e, &dst, 0, (size / 4) as usize);
+                    let got: Vec<f32> = match dtype {
+                        DType::F32 => words,
+                        DType::F16 => bytemuck::cast_slice::<f32, half::f16>(&words)
+                            .iter()
+                            .map(|v| v.to_f32())
+                            .collect(),
+                        DType::BF16 => bytemuck::cast_slice::<f32, half::bf16>(&words)
+                            .iter()
+                            .map(|v| v.to_f32())
+                            .collect(),
+                    };
+                    let done = (bytes / dtype.size()) as usize;
+                    if kind == CopyKind::ExpSum {
+                        assert!(
+                            got.iter().all(|&v| v == 0.0),
+                            "{word} {dtype:?}: the sum wrote"
+                        );
+                        continue;
+                    }
+                    for (i, (&g, &z)) in got[..done].iter().zip(&x).enumerate() {
+                        let want = f64::from(z).exp();
+                        let binade = want.log2().floor() as i32;
+                        // WGSL's bound for exp in f32: 3 + 2|x| ULP of the result; then the
+                        // rounding to the dtype, half of its ULP (none for f32).
+                        let exp_error = (3.0 + 2.0 * f64::from(z.abs())) * 2f64.powi(binade - 23);
+                        let rounding = if dtype == DType::F32 {
+                            0.0
+                        } else {
+                            0.5 * 2f64.powi(binade - mantissa_bits)
+                        };
+                        let err = (f64::from(g) - want).abs();
+                        assert!(
+                            err <= exp_error + rounding,
+                            "{word} {dtype:?}: exp({z}) = {g}, want {want} (element {i})"
+                        );
+                    }
                     assert!(
-                        err <= (3.0 + 2.0 * f64::from(z.abs())) * ulp,
-                        "{word}: exp({z}) = {g}, want {want} (element {i})"
+                        got[done..].iter().all(|&v| v == 0.0),
+                        "{word} {dtype:?} wrote past the end"
                     );
                 }
-                assert!(
-                    got[done..].iter().all(|&v| v == 0.0),
-                    "{word} wrote past the end"
-                );
             }
         }
     });

@@ -60,11 +60,11 @@ impl CopyWord {
 pub enum CopyKind {
     /// A plain copy: the roofline.
     Copy = 0,
-    /// Every f32 replaced by its exponential: one read, one exp, one write per element, the
-    /// least a softmax does.
+    /// Every element replaced by its exponential: one read, one exp, one write per element
+    /// (and the conversions of 16-bit elements), the least a softmax does.
     Exp = 1,
-    /// Every f32 read and its exponential summed (nothing written): the least a logsumexp
-    /// does.
+    /// Every element read and its exponential summed (nothing written): the least a
+    /// logsumexp does.
     ExpSum = 2,
 }
 
@@ -236,12 +236,15 @@ impl Engine {
         bytes: u64,
         word: CopyWord,
     ) -> Result<()> {
-        self.record_copy_kind(encoder, src, dst, bytes, word, CopyKind::Copy)
+        self.record_copy_kind(encoder, src, dst, bytes, word, CopyKind::Copy, DType::F32)
     }
 
-    /// [`Engine::record_copy`] doing `kind` with the words: with [`CopyKind::Exp`], `dst`
-    /// receives the exponential of every f32 of `src`; with [`CopyKind::ExpSum`], `dst` is
-    /// left as it was.
+    /// [`Engine::record_copy`] doing `kind` with the words, read as elements of `element`:
+    /// with [`CopyKind::Exp`], `dst` receives the exponential of every element of `src`,
+    /// rounded to `element` (f16 as the kernels round probabilities: exact for results below
+    /// 65520); with [`CopyKind::ExpSum`], `dst` is left as it was. A plain copy ignores
+    /// `element`.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_copy_kind(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -250,6 +253,7 @@ impl Engine {
         bytes: u64,
         word: CopyWord,
         kind: CopyKind,
+        element: DType,
     ) -> Result<()> {
         self.check_alive()?;
         let w = word.bytes();
@@ -274,6 +278,12 @@ impl Engine {
             workgroup,
             word,
             kind,
+            element: if kind == CopyKind::Copy {
+                DType::F32
+            } else {
+                element
+            },
+            half_builtins: kind != CopyKind::Copy && element == DType::F16 && self.half_builtins(),
         });
         let kernel = self.pipelines.get(&self.device, &key)?;
         let limits = &self.info.limits;
@@ -408,12 +418,9 @@ impl Case {
         }
     }
 
-    /// The exp ceiling of the case ([`CopyKind`]): f32 forward operations and cross-entropy,
+    /// The exp ceiling of the case ([`CopyKind`]): forward operations and cross-entropy,
     /// whose least work is an exponential per logit; none for the backward operations.
     fn ceiling_kind(&self) -> Option<CopyKind> {
-        if self.dtype != DType::F32 {
-            return None;
-        }
         match self.op {
             BenchOp::Forward(Forward::LogSumExp) => Some(CopyKind::ExpSum),
             BenchOp::Forward(_) | BenchOp::CrossEntropy => Some(CopyKind::Exp),
@@ -573,16 +580,20 @@ impl<'e> Prepared<'e> {
             .record_copy(encoder, &self.x, &self.y, self.copy_bytes, word)
     }
 
-    /// Records the exp ceiling `kind` over the f32 logits, in `word`s.
+    /// Records the exp ceiling `kind` over the logits, in their dtype, in `word`s.
     fn record_ceiling(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         word: CopyWord,
         kind: CopyKind,
     ) -> Result<()> {
-        let bytes = (self.case.shape.len() as u64 * 4).div_ceil(32) * 32;
+        let dtype = self.case.dtype;
+        let bytes = dtype
+            .buffer_bytes(self.case.shape.len() as u64)
+            .div_ceil(32)
+            * 32;
         self.engine
-            .record_copy_kind(encoder, &self.x, &self.y, bytes, word, kind)
+            .record_copy_kind(encoder, &self.x, &self.y, bytes, word, kind, dtype)
     }
 
     /// The forward kernel variant that runs (`None` for the other operations).
@@ -658,8 +669,8 @@ pub struct Measurement {
     pub copy_gbps: f64,
     /// Median over runs of copy time / operation time, each pair timed back to back.
     pub ratio_to_copy: f64,
-    /// f32 cases but the backward ones: median seconds of the exp ceiling over the same
-    /// logits ([`CopyKind::Exp`] into the output, or [`CopyKind::ExpSum`] for logsumexp).
+    /// Every case but the backward ones: median seconds of the exp ceiling over the same
+    /// logits, in their dtype ([`CopyKind::Exp`] into the output, or [`CopyKind::ExpSum`] for logsumexp).
     pub ceiling_seconds: Option<f64>,
     /// The same cases: median over runs of copy time / exp ceiling time, timed beside each pair:
     /// the ratio to copy that the least arithmetic of the operation reaches on this adapter

@@ -28,13 +28,27 @@ pub fn all_sources() -> Vec<(String, String)> {
                 crate::bench::CopyKind::Exp,
                 crate::bench::CopyKind::ExpSum,
             ] {
-                let key = CopyKey {
-                    contiguous,
-                    workgroup: 256,
-                    word,
-                    kind,
+                let elements: &[(crate::DType, bool)] = if kind == crate::bench::CopyKind::Copy {
+                    &[(crate::DType::F32, false)]
+                } else {
+                    &[
+                        (crate::DType::F32, false),
+                        (crate::DType::F16, false),
+                        (crate::DType::F16, true),
+                        (crate::DType::BF16, false),
+                    ]
                 };
-                out.push((format!("{key:?}"), copy_source(&key)));
+                for &(element, half_builtins) in elements {
+                    let key = CopyKey {
+                        contiguous,
+                        workgroup: 256,
+                        word,
+                        kind,
+                        element,
+                        half_builtins,
+                    };
+                    out.push((format!("{key:?}"), copy_source(&key)));
+                }
             }
         }
     }

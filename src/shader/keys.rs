@@ -209,6 +209,11 @@ pub(crate) struct CopyKey {
     pub word: crate::bench::CopyWord,
     /// A copy, or one of the exp ceilings.
     pub kind: crate::bench::CopyKind,
+    /// The elements an exp ceiling reads and writes (F32 for a plain copy).
+    pub element: crate::DType,
+    /// F16 ceilings: the f16 builtins are exact here (`Engine::half_builtins`), so that
+    /// the ceiling converts as the kernels do (false otherwise).
+    pub half_builtins: bool,
 }
 
 /// Everything that selects a distinct compiled pipeline.

@@ -287,32 +287,63 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
     .join("\n")
 }
 
-/// The exponential of every f32 of a word (`word_exp`) and their sum (`word_exp_sum`).
-fn word_exp_source(word: crate::bench::CopyWord) -> &'static str {
-    match word {
-        crate::bench::CopyWord::Bytes16 => {
-            "fn word_exp(w: Word) -> Word { return bitcast<Word>(exp(bitcast<vec4<f32>>(w))); }\n\
-             fn word_exp_sum(w: Word) -> f32 {\n    \
+/// The exp ceiling's arithmetic on the words of `key`: `word_exp(w)` (every element of a
+/// word replaced by its exponential) and `word_exp_sum(w)` (their sum), built on
+/// `quad_exp` and `quad_exp_sum` over 16 bytes. 16-bit elements widen and narrow as the
+/// kernels' blocks do (shaders/io/load_block_*.wgsl, store_block_*.wgsl), the f16 output by
+/// the narrowing of softmax probabilities (`UNIT_OUTPUT`), the least a kernel converts.
+fn word_exp_source(key: &CopyKey) -> String {
+    use crate::DType;
+    let quad = match key.element {
+        DType::F32 => "fn quad_exp(w: vec4<u32>) -> vec4<u32> {\n    \
+             return bitcast<vec4<u32>>(exp(bitcast<vec4<f32>>(w)));\n}\n\
+             fn quad_exp_sum(w: vec4<u32>) -> f32 {\n    \
              let e = exp(bitcast<vec4<f32>>(w));\n    \
              return (e.x + e.y) + (e.z + e.w);\n}\n"
+            .to_string(),
+        DType::F16 | DType::BF16 => {
+            let (widen, narrow) = if key.element == DType::F16 {
+                ("f16x2_to_f32(w)", "f16x2_bits(v)")
+            } else {
+                (
+                    "vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u))",
+                    "bf16_bits(v.x) | (bf16_bits(v.y) << 16u)",
+                )
+            };
+            format!(
+                "const HALF_BUILTINS: bool = {builtins};\nconst UNIT_OUTPUT: bool = true;\n\
+                 {HALF_BITS}\n\
+                 fn widen_pair(w: u32) -> vec2<f32> {{ return {widen}; }}\n\
+                 fn narrow_pair(v: vec2<f32>) -> u32 {{ return {narrow}; }}\n\
+                 fn quad_exp(w: vec4<u32>) -> vec4<u32> {{\n    \
+                 return vec4<u32>(\n        \
+                 narrow_pair(exp(widen_pair(w.x))), narrow_pair(exp(widen_pair(w.y))),\n        \
+                 narrow_pair(exp(widen_pair(w.z))), narrow_pair(exp(widen_pair(w.w))),\n    \
+                 );\n}}\n\
+                 fn quad_exp_sum(w: vec4<u32>) -> f32 {{\n    \
+                 let e = exp(vec4<f32>(widen_pair(w.x), widen_pair(w.y)))\n        \
+                 + exp(vec4<f32>(widen_pair(w.z), widen_pair(w.w)));\n    \
+                 return (e.x + e.y) + (e.z + e.w);\n}}\n",
+                builtins = key.half_builtins,
+            )
         }
+    };
+    let word = match key.word {
+        crate::bench::CopyWord::Bytes16 => {
+            "fn word_exp(w: Word) -> Word { return quad_exp(w); }\n\
+             fn word_exp_sum(w: Word) -> f32 { return quad_exp_sum(w); }\n"
+        }
+        // The low and the high halves of the 64-bit components, 16 bytes each.
         crate::bench::CopyWord::Bytes32 => {
-            "fn word_halves(w: Word, lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>) {\n    \
-             *lo = bitcast<vec4<f32>>(vec4<u32>(w));\n    \
-             *hi = bitcast<vec4<f32>>(vec4<u32>(w >> vec4<u32>(32u)));\n}\n\
-             fn word_exp(w: Word) -> Word {\n    \
-             var lo: vec4<f32>;\n    var hi: vec4<f32>;\n    \
-             word_halves(w, &lo, &hi);\n    \
-             let l = vec4<u64>(bitcast<vec4<u32>>(exp(lo)));\n    \
-             let h = vec4<u64>(bitcast<vec4<u32>>(exp(hi)));\n    \
-             return l | (h << vec4<u32>(32u));\n}\n\
+            "fn word_exp(w: Word) -> Word {\n    \
+             let lo = vec4<u64>(quad_exp(vec4<u32>(w)));\n    \
+             let hi = vec4<u64>(quad_exp(vec4<u32>(w >> vec4<u32>(32u))));\n    \
+             return lo | (hi << vec4<u32>(32u));\n}\n\
              fn word_exp_sum(w: Word) -> f32 {\n    \
-             var lo: vec4<f32>;\n    var hi: vec4<f32>;\n    \
-             word_halves(w, &lo, &hi);\n    \
-             let e = exp(lo) + exp(hi);\n    \
-             return (e.x + e.y) + (e.z + e.w);\n}\n"
+             return quad_exp_sum(vec4<u32>(w)) + quad_exp_sum(vec4<u32>(w >> vec4<u32>(32u)));\n}\n"
         }
-    }
+    };
+    quad + word
 }
 
 /// The copy module: words of 16 or 32 bytes from `src` to `dst`, copied or turned into
@@ -335,7 +366,7 @@ pub(super) fn copy_source(key: &CopyKey) -> String {
     [
         header(key.workgroup, key.contiguous, false, &[]).as_str(),
         &bindings,
-        word_exp_source(key.word),
+        &word_exp_source(key),
         COPY,
     ]
     .join("\n")

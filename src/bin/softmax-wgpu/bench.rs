@@ -195,9 +195,9 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     }
     println!("copy kernel: {}", words.join(", "));
     println!(
-        "ceiling: ratio to copy of an element-wise exp over the same f32 logits (summed for \
-         logsumexp), the least work of the operation without reduction or second read \
-         (none for the backward operations)"
+        "ceiling: ratio to copy of an element-wise exp over the same logits in their dtype \
+         (summed for logsumexp), the least work of the operation without reduction or second \
+         read (none for the backward operations)"
     );
 
     let records: Vec<Record> = results
