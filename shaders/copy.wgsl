@@ -5,7 +5,7 @@
 // `CONTIGUOUS`).
 //
 // The same loop also gives the benchmarks' exp ceiling (KIND, see `CopyKind` in
-// src/bench/mod.rs): every element of a word (f32, or f16 / bf16 widened and narrowed as the
+// src/bench/copy.rs): every element of a word (f32, or f16 / bf16 widened and narrowed as the
 // kernels do) replaced by its exponential (one read, one exp, one write per element, the
 // least work of a softmax), or only read and its exponentials summed per invocation (the
 // least work of a logsumexp). No reduction, no second read: what the adapter's memory and

@@ -1,0 +1,193 @@
+//! The copy kernel, the roofline every benchmark divides by, and the exp ceilings it also
+//! runs (shaders/copy.wgsl).
+
+use crate::dtype::DType;
+use crate::engine::{capture_errors, Engine};
+use crate::error::{Error, Result};
+use crate::params::CopyParams;
+use crate::record::{bind, ChunkBinding, TensorRef};
+use crate::shader::{slot, CopyKey, PipelineKey};
+
+/// The word the copy kernel moves with each load and store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CopyWord {
+    /// 16 bytes (`vec4<u32>`), on every adapter.
+    Bytes16,
+    /// 32 bytes (`vec4<u64>`), where the device has SHADER_INT64: on lavapipe 1.35 to 1.8
+    /// times as fast as 16-byte words (Mesa loads and stores every component separately).
+    Bytes32,
+}
+
+impl CopyWord {
+    /// Bytes per word.
+    pub fn bytes(self) -> u64 {
+        match self {
+            CopyWord::Bytes16 => 16,
+            CopyWord::Bytes32 => 32,
+        }
+    }
+
+    /// The WGSL type of a word.
+    pub(crate) fn wgsl_type(self) -> &'static str {
+        match self {
+            CopyWord::Bytes16 => "vec4<u32>",
+            CopyWord::Bytes32 => "vec4<u64>",
+        }
+    }
+
+    /// Words per invocation: 128 bytes either way.
+    pub(crate) fn per_thread(self) -> u32 {
+        (128 / self.bytes()) as u32
+    }
+}
+
+/// What the copy kernel does with the words it moves: the roofline, or one of the exp
+/// ceilings, which do the least arithmetic any kernel of the family must (shaders/copy.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CopyKind {
+    /// A plain copy: the roofline.
+    Copy = 0,
+    /// Every element replaced by its exponential: one read, one exp, one write per element
+    /// (and the conversions of 16-bit elements), the least a softmax does.
+    Exp = 1,
+    /// Every element read and its exponential summed (nothing written): the least a
+    /// logsumexp does.
+    ExpSum = 2,
+}
+
+impl std::fmt::Display for CopyWord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CopyWord::Bytes16 => "16-byte words",
+            CopyWord::Bytes32 => "32-byte words",
+        })
+    }
+}
+
+impl Engine {
+    /// The words the copy kernel can move on this device: 16 bytes everywhere, 32 where the
+    /// device has SHADER_INT64. [`measure`](super::measure) times each and divides by the faster.
+    pub fn copy_words(&self) -> Vec<CopyWord> {
+        let mut words = vec![CopyWord::Bytes16];
+        if self
+            .device()
+            .features()
+            .contains(wgpu::Features::SHADER_INT64)
+        {
+            words.push(CopyWord::Bytes32);
+        }
+        words
+    }
+
+    /// Records a copy of `bytes` (a multiple of the word) from the start of `src` to the
+    /// start of `dst` with the plain copy kernel, the roofline the benchmarks compare
+    /// against, moving `word`s (one of [`Engine::copy_words`]).
+    pub fn record_copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        bytes: u64,
+        word: CopyWord,
+    ) -> Result<()> {
+        self.record_copy_kind(encoder, src, dst, bytes, word, CopyKind::Copy, DType::F32)
+    }
+
+    /// [`Engine::record_copy`] doing `kind` with the words, read as elements of `element`:
+    /// with [`CopyKind::Exp`], `dst` receives the exponential of every element of `src`,
+    /// rounded to `element` (f16 as the kernels round probabilities: exact for results below
+    /// 65520); with [`CopyKind::ExpSum`], `dst` is left as it was. A plain copy ignores
+    /// `element`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_copy_kind(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        bytes: u64,
+        word: CopyWord,
+        kind: CopyKind,
+        element: DType,
+    ) -> Result<()> {
+        self.check_alive()?;
+        let w = word.bytes();
+        if !self.copy_words().contains(&word) {
+            return Err(Error::InvalidBuffer {
+                what: "copy",
+                reason: format!("copies in {word} need SHADER_INT64, which this device lacks"),
+            });
+        }
+        if bytes == 0 || !bytes.is_multiple_of(w) || bytes > src.size() || bytes > dst.size() {
+            return Err(Error::InvalidBuffer {
+                what: "copy",
+                reason: format!(
+                    "{bytes} bytes must be a non-zero multiple of {w} within both buffers"
+                ),
+            });
+        }
+        // 256 lanes of 128 bytes each: the fastest plain copy on both lavapipe and GPUs.
+        let workgroup = self.largest_workgroup(256);
+        let key = PipelineKey::Copy(CopyKey {
+            contiguous: self.contiguous(),
+            workgroup,
+            word,
+            kind,
+            element: if kind == CopyKind::Copy {
+                DType::F32
+            } else {
+                element
+            },
+            half_builtins: kind != CopyKind::Copy && element == DType::F16 && self.half_builtins(),
+        });
+        let kernel = self.pipelines.get(&self.device, &key)?;
+        let limits = &self.info.limits;
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        // Chunks start at multiples of 256 bytes, a valid offset on every adapter.
+        let chunk = (max_binding / 256 * 256).max(256);
+        let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
+        let words_per_group = u64::from(workgroup) * u64::from(word.per_thread());
+        capture_errors(&self.device, || {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("softmax-wgpu copy"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&kernel.pipeline);
+            let mut start = 0;
+            while start < bytes {
+                let size = chunk.min(bytes - start);
+                let words = size / w;
+                let groups = words.div_ceil(words_per_group);
+                let groups_x = groups.min(max_groups);
+                let params = CopyParams {
+                    words: words as u32,
+                    groups_x: groups_x as u32,
+                    sentinel: f32::NAN.to_bits(),
+                    _pad: 0,
+                };
+                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
+                let chunk = ChunkBinding {
+                    offset: start,
+                    size,
+                    base: 0,
+                };
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("softmax-wgpu copy"),
+                    layout: &kernel.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: slot::PARAMS,
+                            resource: uniform.as_entire_binding(),
+                        },
+                        bind(slot::X, &TensorRef::new(src, DType::F32), &chunk),
+                        bind(slot::Y, &TensorRef::new(dst, DType::F32), &chunk),
+                    ],
+                });
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(groups_x as u32, groups.div_ceil(groups_x) as u32, 1);
+                start += size;
+            }
+        })
+    }
+}
