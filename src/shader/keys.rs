@@ -134,7 +134,7 @@ pub(crate) struct CeKey {
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
     /// Short rows: `main` gives each row a lane of its own (`Engine::row_per_lane` in
-    /// src/training.rs), with `blocks` a run of rows that fill whole blocks.
+    /// src/training/mod.rs), with `blocks` a run of rows that fill whole blocks.
     pub row_per_lane: bool,
     /// With `row_per_lane` and `blocks`: the row length whose runs are generated code
     /// (`packed_run`, unrolled or windowed, src/shader/training_tiles.rs); 0 for the loops.
@@ -184,7 +184,7 @@ pub(crate) struct BackwardKey {
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
     /// Short rows: each takes a lane of its own (`Engine::row_per_lane` in
-    /// src/training.rs), with `blocks` a run of rows that fill whole blocks.
+    /// src/training/mod.rs), with `blocks` a run of rows that fill whole blocks.
     pub row_per_lane: bool,
     /// With `row_per_lane` and `blocks`: the row length whose runs are generated code
     /// (`packed_run`, unrolled or windowed, src/shader/training_tiles.rs); 0 for the loops.
