@@ -92,6 +92,71 @@ pub struct ForwardArgs<'a> {
     pub options: SoftmaxOptions,
 }
 
+impl<'a> ForwardArgs<'a> {
+    /// Checks every tensor against the (validated) shape and the operation: the output
+    /// (the input where in place, none for logsumexp) and whether it is in place.
+    fn checked_output(&self) -> Result<(Option<TensorRef<'a>>, bool)> {
+        let rows = self.shape.rows as u64;
+        let n = rows * self.shape.cols as u64;
+        self.input.check("input", n)?;
+        if let Some(lse) = &self.lse {
+            if lse.dtype != DType::F32 {
+                return Err(Error::UnsupportedDType {
+                    dtype: lse.dtype,
+                    reason: "logsumexp outputs are f32",
+                });
+            }
+            lse.check("lse", rows)?;
+        }
+        let mut in_place = false;
+        let output = match (self.op, self.output) {
+            (Forward::LogSumExp, Some(_)) => {
+                return Err(Error::InvalidBuffer {
+                    what: "output",
+                    reason: "logsumexp writes only `lse`; pass output: None".into(),
+                })
+            }
+            (Forward::LogSumExp, None) => {
+                if self.lse.is_none() {
+                    return Err(Error::InvalidBuffer {
+                        what: "lse",
+                        reason: "logsumexp needs an lse buffer".into(),
+                    });
+                }
+                None
+            }
+            (_, None) => {
+                in_place = true;
+                Some(self.input)
+            }
+            (_, Some(out)) => {
+                out.check("output", n)?;
+                if out.buffer == self.input.buffer
+                    && overlaps(&out.byte_range(n), &self.input.byte_range(n))
+                {
+                    if out.offset != self.input.offset || out.dtype != self.input.dtype {
+                        return Err(Error::InvalidBuffer {
+                            what: "output",
+                            reason: "overlaps the input without being exactly in place".into(),
+                        });
+                    }
+                    in_place = true;
+                }
+                Some(out)
+            }
+        };
+        if let (Some(lse), Some(out)) = (&self.lse, &output) {
+            if lse.buffer == out.buffer && overlaps(&lse.byte_range(rows), &out.byte_range(n)) {
+                return Err(Error::InvalidBuffer {
+                    what: "lse",
+                    reason: "overlaps the output".into(),
+                });
+            }
+        }
+        Ok((output, in_place))
+    }
+}
+
 /// Where one chunk of a tensor is bound: binding offset and size, and the element index of
 /// the chunk's first element inside the binding.
 pub(crate) struct ChunkBinding {
@@ -217,63 +282,8 @@ impl Engine {
         let shape = args.shape;
         shape.validate()?;
         let inv_t = args.options.inv_temperature()?;
+        let (output, in_place) = args.checked_output()?;
         let (rows, cols) = (shape.rows as u64, shape.cols as u64);
-        let n = rows * cols;
-        args.input.check("input", n)?;
-        if let Some(lse) = &args.lse {
-            if lse.dtype != DType::F32 {
-                return Err(Error::UnsupportedDType {
-                    dtype: lse.dtype,
-                    reason: "logsumexp outputs are f32",
-                });
-            }
-            lse.check("lse", rows)?;
-        }
-        let mut in_place = false;
-        let output = match (args.op, args.output) {
-            (Forward::LogSumExp, Some(_)) => {
-                return Err(Error::InvalidBuffer {
-                    what: "output",
-                    reason: "logsumexp writes only `lse`; pass output: None".into(),
-                })
-            }
-            (Forward::LogSumExp, None) => {
-                if args.lse.is_none() {
-                    return Err(Error::InvalidBuffer {
-                        what: "lse",
-                        reason: "logsumexp needs an lse buffer".into(),
-                    });
-                }
-                None
-            }
-            (_, None) => {
-                in_place = true;
-                Some(args.input)
-            }
-            (_, Some(out)) => {
-                out.check("output", n)?;
-                if out.buffer == args.input.buffer
-                    && overlaps(&out.byte_range(n), &args.input.byte_range(n))
-                {
-                    if out.offset != args.input.offset || out.dtype != args.input.dtype {
-                        return Err(Error::InvalidBuffer {
-                            what: "output",
-                            reason: "overlaps the input without being exactly in place".into(),
-                        });
-                    }
-                    in_place = true;
-                }
-                Some(out)
-            }
-        };
-        if let (Some(lse), Some(out)) = (&args.lse, &output) {
-            if lse.buffer == out.buffer && overlaps(&lse.byte_range(rows), &out.byte_range(n)) {
-                return Err(Error::InvalidBuffer {
-                    what: "lse",
-                    reason: "overlaps the output".into(),
-                });
-            }
-        }
 
         let plan = self.plan(args.op, shape, args.options.variant)?;
         let row_bytes = [
