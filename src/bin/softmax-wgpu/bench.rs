@@ -64,6 +64,30 @@ struct Record {
     speedup_over_cpu: Option<f64>,
 }
 
+impl Record {
+    fn new(adapter: &str, m: &Measurement) -> Self {
+        Record {
+            adapter: adapter.to_string(),
+            op: m.case.op.name(),
+            dtype: dtype_name(m.case.dtype),
+            rows: m.case.shape.rows,
+            cols: m.case.shape.cols,
+            variant: variant_name(m.variant),
+            clock: m.clock.to_string(),
+            copy_word_bytes: m.copy_word.bytes(),
+            seconds: m.seconds,
+            gbps: m.gbps,
+            copy_seconds: m.copy_seconds,
+            copy_gbps: m.copy_gbps,
+            ratio_to_copy: m.ratio_to_copy,
+            ceiling_seconds: m.ceiling_seconds,
+            ceiling: m.ceiling,
+            cpu_seconds: m.cpu_seconds,
+            speedup_over_cpu: m.speedup_over_cpu(),
+        }
+    }
+}
+
 fn dtype_name(d: DType) -> &'static str {
     match d {
         DType::F32 => "f32",
@@ -92,7 +116,8 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
     }
 }
 
-pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
+/// The cases of `cmd`: every shape (one row also of 1048576 logits), dtype and operation.
+fn cases(cmd: &BenchCmd) -> Result<Vec<Case>, String> {
     let ops = cmd
         .op
         .iter()
@@ -125,6 +150,11 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
             }
         }
     }
+    Ok(cases)
+}
+
+pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
+    let cases = cases(cmd)?;
     let adapter = engine.info().adapter.name.clone();
     eprintln!("adapter: {}", engine.info());
     let bar = ProgressBar::new(cases.len() as u64);
@@ -150,6 +180,21 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     }
     bar.finish_and_clear();
 
+    print_table(engine, &results);
+    let records: Vec<Record> = results.iter().map(|m| Record::new(&adapter, m)).collect();
+    if let Some(path) = &cmd.json {
+        let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+        write_atomic(path, text.as_bytes())?;
+    }
+    if let Some(path) = &cmd.plot {
+        plot(path, &records, &adapter)?;
+    }
+    Ok(())
+}
+
+/// The table of `results`, with the clock, the copy kernel's word per case and what the
+/// ceiling column is.
+fn print_table(engine: &Engine, results: &[Measurement]) {
     println!(
         "{:<20} {:<5} {:>6} {:>8} {:<10} {:>10} {:>8} {:>9} {:>7} {:>7} {:>8}",
         "op",
@@ -164,7 +209,7 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
         "ceiling",
         "vs CPU"
     );
-    for m in &results {
+    for m in results {
         println!(
             "{:<20} {:<5} {:>6} {:>8} {:<10} {:>8.3}ms {:>8.2} {:>9.2} {:>7.3} {:>7} {:>8}",
             m.case.op.name(),
@@ -199,37 +244,6 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
          (summed for logsumexp), the least work of the operation without reduction or second \
          read (none for the backward operations)"
     );
-
-    let records: Vec<Record> = results
-        .iter()
-        .map(|m| Record {
-            adapter: adapter.clone(),
-            op: m.case.op.name(),
-            dtype: dtype_name(m.case.dtype),
-            rows: m.case.shape.rows,
-            cols: m.case.shape.cols,
-            variant: variant_name(m.variant),
-            clock: m.clock.to_string(),
-            copy_word_bytes: m.copy_word.bytes(),
-            seconds: m.seconds,
-            gbps: m.gbps,
-            copy_seconds: m.copy_seconds,
-            copy_gbps: m.copy_gbps,
-            ratio_to_copy: m.ratio_to_copy,
-            ceiling_seconds: m.ceiling_seconds,
-            ceiling: m.ceiling,
-            cpu_seconds: m.cpu_seconds,
-            speedup_over_cpu: m.speedup_over_cpu(),
-        })
-        .collect();
-    if let Some(path) = &cmd.json {
-        let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-        write_atomic(path, text.as_bytes())?;
-    }
-    if let Some(path) = &cmd.plot {
-        plot(path, &records, &adapter)?;
-    }
-    Ok(())
 }
 
 fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
