@@ -258,7 +258,7 @@ fn the_exp_ceiling_computes_every_exponential_and_the_sum_writes_nothing() {
                 DType::BF16 => 7,
             };
             for word in e.copy_words() {
-                for kind in [CopyKind::Exp, CopyKind::ExpSum] {
+                for kind in [CopyKind::Exp(dtype), CopyKind::ExpSum(dtype)] {
                     let dst = d.create_buffer(&wgpu::BufferDescriptor {
                         label: None,
                         size,
@@ -267,7 +267,7 @@ fn the_exp_ceiling_computes_every_exponential_and_the_sum_writes_nothing() {
                     });
                     let bytes = size / word.bytes() * word.bytes();
                     let mut enc = d.create_command_encoder(&Default::default());
-                    e.record_copy_kind(&mut enc, &src, &dst, bytes, word, kind, dtype)
+                    e.record_copy_kind(&mut enc, &src, &dst, bytes, word, kind)
                         .unwrap();
                     e.queue().submit([enc.finish()]);
                     let words = common::read_f32(e, &dst, 0, (size / 4) as usize);
@@ -283,7 +283,7 @@ fn the_exp_ceiling_computes_every_exponential_and_the_sum_writes_nothing() {
                             .collect(),
                     };
                     let done = (bytes / dtype.size()) as usize;
-                    if kind == CopyKind::ExpSum {
+                    if kind == CopyKind::ExpSum(dtype) {
                         assert!(
                             got.iter().all(|&v| v == 0.0),
                             "{word} {dtype:?}: the sum wrote"

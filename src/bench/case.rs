@@ -96,8 +96,8 @@ impl Case {
     /// whose least work is an exponential per logit; none for the backward operations.
     pub(super) fn ceiling_kind(&self) -> Option<CopyKind> {
         match self.op {
-            BenchOp::Forward(Forward::LogSumExp) => Some(CopyKind::ExpSum),
-            BenchOp::Forward(_) | BenchOp::CrossEntropy => Some(CopyKind::Exp),
+            BenchOp::Forward(Forward::LogSumExp) => Some(CopyKind::ExpSum(self.dtype)),
+            BenchOp::Forward(_) | BenchOp::CrossEntropy => Some(CopyKind::Exp(self.dtype)),
             BenchOp::Backward { .. } => None,
         }
     }
@@ -267,7 +267,7 @@ impl<'e> Prepared<'e> {
             .div_ceil(32)
             * 32;
         self.engine
-            .record_copy_kind(encoder, &self.x, &self.y, bytes, word, kind, dtype)
+            .record_copy_kind(encoder, &self.x, &self.y, bytes, word, kind)
     }
 
     /// The forward kernel variant that runs (`None` for the other operations).

@@ -46,13 +46,33 @@ impl CopyWord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CopyKind {
     /// A plain copy: the roofline.
-    Copy = 0,
-    /// Every element replaced by its exponential: one read, one exp, one write per element
-    /// (and the conversions of 16-bit elements), the least a softmax does.
-    Exp = 1,
-    /// Every element read and its exponential summed (nothing written): the least a
-    /// logsumexp does.
-    ExpSum = 2,
+    Copy,
+    /// Every element, of this dtype, replaced by its exponential: one read, one exp, one
+    /// write per element (and the conversions of 16-bit elements, f16 narrowed as softmax
+    /// probabilities are: exact for results below 65520), the least a softmax does.
+    Exp(DType),
+    /// Every element, of this dtype, read and its exponential summed (nothing written): the
+    /// least a logsumexp does.
+    ExpSum(DType),
+}
+
+impl CopyKind {
+    /// The kernel's `KIND` (shaders/copy.wgsl).
+    pub(crate) fn index(self) -> u32 {
+        match self {
+            CopyKind::Copy => 0,
+            CopyKind::Exp(_) => 1,
+            CopyKind::ExpSum(_) => 2,
+        }
+    }
+
+    /// The elements an exp ceiling reads (F32 for a plain copy, which moves words).
+    pub(crate) fn element(self) -> DType {
+        match self {
+            CopyKind::Copy => DType::F32,
+            CopyKind::Exp(d) | CopyKind::ExpSum(d) => d,
+        }
+    }
 }
 
 impl std::fmt::Display for CopyWord {
@@ -90,15 +110,12 @@ impl Engine {
         bytes: u64,
         word: CopyWord,
     ) -> Result<()> {
-        self.record_copy_kind(encoder, src, dst, bytes, word, CopyKind::Copy, DType::F32)
+        self.record_copy_kind(encoder, src, dst, bytes, word, CopyKind::Copy)
     }
 
-    /// [`Engine::record_copy`] doing `kind` with the words, read as elements of `element`:
-    /// with [`CopyKind::Exp`], `dst` receives the exponential of every element of `src`,
-    /// rounded to `element` (f16 as the kernels round probabilities: exact for results below
-    /// 65520); with [`CopyKind::ExpSum`], `dst` is left as it was. A plain copy ignores
-    /// `element`.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Engine::record_copy`] doing `kind` with the words: with [`CopyKind::Exp`], `dst`
+    /// receives the exponential of every element of `src`, in the same dtype; with
+    /// [`CopyKind::ExpSum`], `dst` is left as it was.
     pub fn record_copy_kind(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -107,7 +124,6 @@ impl Engine {
         bytes: u64,
         word: CopyWord,
         kind: CopyKind,
-        element: DType,
     ) -> Result<()> {
         self.check_alive()?;
         let w = word.bytes();
@@ -132,12 +148,7 @@ impl Engine {
             workgroup,
             word,
             kind,
-            element: if kind == CopyKind::Copy {
-                DType::F32
-            } else {
-                element
-            },
-            half_builtins: kind != CopyKind::Copy && element == DType::F16 && self.half_builtins(),
+            half_builtins: kind.element() == DType::F16 && self.half_builtins(),
         });
         let kernel = self.pipelines.get(&self.device, &key)?;
         let limits = &self.info.limits;

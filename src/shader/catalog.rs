@@ -23,32 +23,28 @@ pub fn all_sources() -> Vec<(String, String)> {
             crate::bench::CopyWord::Bytes16,
             crate::bench::CopyWord::Bytes32,
         ] {
-            for kind in [
-                crate::bench::CopyKind::Copy,
-                crate::bench::CopyKind::Exp,
-                crate::bench::CopyKind::ExpSum,
+            use crate::bench::CopyKind;
+            use crate::DType;
+            // Each ceiling over each element type, f16 with and without the builtins.
+            let mut kinds = vec![(CopyKind::Copy, false)];
+            for (element, half_builtins) in [
+                (DType::F32, false),
+                (DType::F16, false),
+                (DType::F16, true),
+                (DType::BF16, false),
             ] {
-                let elements: &[(crate::DType, bool)] = if kind == crate::bench::CopyKind::Copy {
-                    &[(crate::DType::F32, false)]
-                } else {
-                    &[
-                        (crate::DType::F32, false),
-                        (crate::DType::F16, false),
-                        (crate::DType::F16, true),
-                        (crate::DType::BF16, false),
-                    ]
+                kinds.push((CopyKind::Exp(element), half_builtins));
+                kinds.push((CopyKind::ExpSum(element), half_builtins));
+            }
+            for (kind, half_builtins) in kinds {
+                let key = CopyKey {
+                    contiguous,
+                    workgroup: 256,
+                    word,
+                    kind,
+                    half_builtins,
                 };
-                for &(element, half_builtins) in elements {
-                    let key = CopyKey {
-                        contiguous,
-                        workgroup: 256,
-                        word,
-                        kind,
-                        element,
-                        half_builtins,
-                    };
-                    out.push((format!("{key:?}"), copy_source(&key)));
-                }
+                out.push((format!("{key:?}"), copy_source(&key)));
             }
         }
     }

@@ -207,10 +207,8 @@ pub(crate) struct CopyKey {
     pub workgroup: u32,
     /// The word each load and store moves.
     pub word: crate::bench::CopyWord,
-    /// A copy, or one of the exp ceilings.
+    /// A copy, or one of the exp ceilings and its elements.
     pub kind: crate::bench::CopyKind,
-    /// The elements an exp ceiling reads and writes (F32 for a plain copy).
-    pub element: crate::DType,
     /// F16 ceilings: the f16 builtins are exact here (`Engine::half_builtins`), so that
     /// the ceiling converts as the kernels do (false otherwise).
     pub half_builtins: bool,

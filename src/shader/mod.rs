@@ -294,7 +294,7 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
 /// the narrowing of softmax probabilities (`UNIT_OUTPUT`), the least a kernel converts.
 fn word_exp_source(key: &CopyKey) -> String {
     use crate::DType;
-    let quad = match key.element {
+    let quad = match key.kind.element() {
         DType::F32 => "fn quad_exp(w: vec4<u32>) -> vec4<u32> {\n    \
              return bitcast<vec4<u32>>(exp(bitcast<vec4<f32>>(w)));\n}\n\
              fn quad_exp_sum(w: vec4<u32>) -> f32 {\n    \
@@ -302,7 +302,7 @@ fn word_exp_source(key: &CopyKey) -> String {
              return (e.x + e.y) + (e.z + e.w);\n}\n"
             .to_string(),
         DType::F16 | DType::BF16 => {
-            let (widen, narrow) = if key.element == DType::F16 {
+            let (widen, narrow) = if key.kind.element() == DType::F16 {
                 ("f16x2_to_f32(w)", "f16x2_bits(v)")
             } else {
                 (
@@ -361,7 +361,7 @@ pub(super) fn copy_source(key: &CopyKey) -> String {
         slot::Y,
         word = key.word.wgsl_type(),
         per = key.word.per_thread(),
-        kind = key.kind as u32,
+        kind = key.kind.index(),
     );
     [
         header(key.workgroup, key.contiguous, false, &[]).as_str(),
