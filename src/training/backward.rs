@@ -18,6 +18,29 @@ use crate::shader::{slot, BackwardKey, PipelineKey, SplitEntry};
 /// but 0.32-0.39 / 0.37-0.43 against 0.44-0.45 / 0.43-0.47 at 256 x 32000.
 const BACKWARD_ROW_PER_LANE_MAX_COLS_CPU: u64 = 16384;
 
+/// Checks the shape, the three tensors against it, their dtypes (`dy` as `y`) and that `dx`
+/// is a buffer of its own.
+fn check_tensors(shape: Shape, y: &TensorRef, dy: &TensorRef, dx: &TensorRef) -> Result<()> {
+    shape.validate()?;
+    let n = shape.len() as u64;
+    y.check("y", n)?;
+    dy.check("dy", n)?;
+    dx.check("dx", n)?;
+    if dy.dtype != y.dtype {
+        return Err(Error::UnsupportedDType {
+            dtype: dy.dtype,
+            reason: "dy must have y's dtype",
+        });
+    }
+    if dx.buffer == y.buffer || dx.buffer == dy.buffer {
+        return Err(Error::InvalidBuffer {
+            what: "dx",
+            reason: "must be a different buffer from y and dy".into(),
+        });
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Records `dx = y * (dy - sum(dy * y))` (softmax backward, `log = false`) or
     /// `dx = dy - exp(y) * sum(dy)` (log_softmax backward, `log = true`), row-wise. `y` and
@@ -32,23 +55,7 @@ impl Engine {
         dx: TensorRef,
     ) -> Result<()> {
         self.check_alive()?;
-        shape.validate()?;
-        let n = shape.len() as u64;
-        y.check("y", n)?;
-        dy.check("dy", n)?;
-        dx.check("dx", n)?;
-        if dy.dtype != y.dtype {
-            return Err(Error::UnsupportedDType {
-                dtype: dy.dtype,
-                reason: "dy must have y's dtype",
-            });
-        }
-        if dx.buffer == y.buffer || dx.buffer == dy.buffer {
-            return Err(Error::InvalidBuffer {
-                what: "dx",
-                reason: "must be a different buffer from y and dy".into(),
-            });
-        }
+        check_tensors(shape, &y, &dy, &dx)?;
         let cols = shape.cols as u64;
         let rows = shape.rows as u64;
         let (rows_per_chunk, align, max_groups) =
