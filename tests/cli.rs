@@ -346,11 +346,18 @@ fn bench_writes_json_and_plot() {
             // The exp ceiling is timed for every dtype but not for the backward operations;
             // only the forward operations have kernel variants.
             let op = r["op"].as_str().unwrap();
+            // Both also read rows twice (online): the two-pass bound, below the ceiling
+            // (each run's adds a pass to the same copy and exp ceiling).
             match op {
                 "softmax" | "cross-entropy" => {
-                    assert!(r["ceiling"].as_f64().unwrap() > 0.0, "{r}")
+                    let ceiling = r["ceiling"].as_f64().unwrap();
+                    let two_pass = r["two_pass_bound"].as_f64().unwrap();
+                    assert!(ceiling > 0.0 && two_pass > 0.0 && two_pass < ceiling, "{r}")
                 }
-                _ => assert!(r["ceiling"].is_null(), "{r}"),
+                _ => {
+                    assert!(r["ceiling"].is_null(), "{r}");
+                    assert!(r["two_pass_bound"].is_null(), "{r}");
+                }
             }
             let variant = r["variant"].as_str().unwrap();
             assert_eq!(variant == "-", op != "softmax", "{r}");

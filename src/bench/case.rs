@@ -101,6 +101,19 @@ impl Case {
             BenchOp::Backward { .. } => None,
         }
     }
+
+    /// The ceiling of a first pass over the logits, logsumexp's ([`CopyKind::ExpSum`]),
+    /// where the operation's kernels may read each row twice (softmax, log-softmax,
+    /// cross-entropy): added to the exp ceiling, the ceiling of a kernel that reads each
+    /// row twice.
+    pub(super) fn first_pass_kind(&self) -> Option<CopyKind> {
+        match self.op {
+            BenchOp::Forward(Forward::Softmax | Forward::LogSoftmax) | BenchOp::CrossEntropy => {
+                Some(CopyKind::ExpSum(self.dtype))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// `x` rounded to `dtype`, as the bytes of an upload: whole 4-byte words, an odd count of

@@ -61,6 +61,12 @@ pub struct Measurement {
     /// the ratio to copy that the least arithmetic of the operation reaches on this adapter
     /// without any reduction or second read.
     pub ceiling: Option<f64>,
+    /// Softmax, log-softmax and cross-entropy: median over runs of copy time / (exp ceiling
+    /// time + logsumexp's ceiling time over the same logits), timed beside each pair: the
+    /// ceiling of a kernel that reads each row twice (online, split-row) on this adapter.
+    /// Kernels that hold their rows (resident, multi-row) read once and may pass it, and a
+    /// second read served from cache (the ceilings stream from memory) by a little.
+    pub two_pass_bound: Option<f64>,
     /// Median seconds of the f64 CPU oracle on the same logits, where it was timed.
     pub cpu_seconds: Option<f64>,
 }
@@ -124,6 +130,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     let run_op = || stopwatch.time(engine, |e| prepared.record(e));
     let run_copy = |word| stopwatch.time(engine, |e| prepared.record_copy(e, word));
     let ceiling_kind = case.ceiling_kind();
+    let first_pass_kind = case.first_pass_kind();
     let run_ceiling =
         |word, kind| stopwatch.time(engine, |e| prepared.record_ceiling(e, word, kind));
     // The warm-up also times every copy word; the faster (median) is the roofline.
@@ -146,18 +153,23 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         .map(|(&word, times)| (median(times), word))
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(CopyWord::Bytes16, |(_, word)| word);
-    if let Some(kind) = ceiling_kind {
-        // Compiled and warm before it is timed.
-        run_ceiling(copy_word, kind)?;
+    // Compiled and warm before they are timed.
+    for kind in ceiling_kind.iter().chain(&first_pass_kind) {
+        run_ceiling(copy_word, *kind)?;
     }
     let (mut op_s, mut copy_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ceiling_s, mut ceiling_ratios) = (Vec::new(), Vec::new());
+    let mut two_pass_ratios = Vec::new();
     for _ in 0..settings.runs.max(1) {
         let c = run_copy(copy_word)?.as_secs_f64();
         if let Some(kind) = ceiling_kind {
             let e = run_ceiling(copy_word, kind)?.as_secs_f64();
             ceiling_s.push(e);
             ceiling_ratios.push(c / e);
+            if let Some(first) = first_pass_kind {
+                let f = run_ceiling(copy_word, first)?.as_secs_f64();
+                two_pass_ratios.push(c / (f + e));
+            }
         }
         let o = run_op()?.as_secs_f64();
         copy_s.push(c);
@@ -186,6 +198,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         ratio_to_copy: median(&ratios),
         ceiling_seconds: ceiling_kind.map(|_| median(&ceiling_s)),
         ceiling: ceiling_kind.map(|_| median(&ceiling_ratios)),
+        two_pass_bound: first_pass_kind.map(|_| median(&two_pass_ratios)),
         cpu_seconds,
     })
 }

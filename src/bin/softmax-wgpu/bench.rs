@@ -60,6 +60,7 @@ struct Record {
     ratio_to_copy: f64,
     ceiling_seconds: Option<f64>,
     ceiling: Option<f64>,
+    two_pass_bound: Option<f64>,
     cpu_seconds: Option<f64>,
     speedup_over_cpu: Option<f64>,
 }
@@ -82,6 +83,7 @@ impl Record {
             ratio_to_copy: m.ratio_to_copy,
             ceiling_seconds: m.ceiling_seconds,
             ceiling: m.ceiling,
+            two_pass_bound: m.two_pass_bound,
             cpu_seconds: m.cpu_seconds,
             speedup_over_cpu: m.speedup_over_cpu(),
         }
@@ -193,10 +195,10 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
 }
 
 /// The table of `results`, with the clock, the copy kernel's word per case and what the
-/// ceiling column is.
+/// ceiling columns are.
 fn print_table(engine: &Engine, results: &[Measurement]) {
     println!(
-        "{:<20} {:<5} {:>6} {:>8} {:<10} {:>10} {:>8} {:>9} {:>7} {:>7} {:>8}",
+        "{:<20} {:<5} {:>6} {:>8} {:<10} {:>10} {:>8} {:>9} {:>7} {:>7} {:>7} {:>8}",
         "op",
         "dtype",
         "rows",
@@ -207,11 +209,12 @@ fn print_table(engine: &Engine, results: &[Measurement]) {
         "copy GB/s",
         "ratio",
         "ceiling",
+        "2-pass",
         "vs CPU"
     );
     for m in results {
         println!(
-            "{:<20} {:<5} {:>6} {:>8} {:<10} {:>8.3}ms {:>8.2} {:>9.2} {:>7.3} {:>7} {:>8}",
+            "{:<20} {:<5} {:>6} {:>8} {:<10} {:>8.3}ms {:>8.2} {:>9.2} {:>7.3} {:>7} {:>7} {:>8}",
             m.case.op.name(),
             dtype_name(m.case.dtype),
             m.case.shape.rows,
@@ -222,6 +225,8 @@ fn print_table(engine: &Engine, results: &[Measurement]) {
             m.copy_gbps,
             m.ratio_to_copy,
             m.ceiling.map_or("-".to_string(), |c| format!("{c:.3}")),
+            m.two_pass_bound
+                .map_or("-".to_string(), |c| format!("{c:.3}")),
             m.speedup_over_cpu()
                 .map_or("-".to_string(), |s| format!("{s:.1}x"))
         );
@@ -242,7 +247,9 @@ fn print_table(engine: &Engine, results: &[Measurement]) {
     println!(
         "ceiling: ratio to copy of an element-wise exp over the same logits in their dtype \
          (summed for logsumexp), the least work of the operation without reduction or second \
-         read (none for the backward operations)"
+         read (none for the backward operations); 2-pass: ratio to copy of that exp plus \
+         logsumexp's ceiling over the same logits, the ceiling of a kernel that reads each row \
+         twice (online, split-row)"
     );
 }
 
