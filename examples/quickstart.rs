@@ -13,6 +13,7 @@ fn naive_softmax(row: &[f32]) -> Vec<f32> {
 }
 
 fn main() -> Result<(), softmax_wgpu::Error> {
+    softmax_wgpu::quiet_headless_vulkan(); // no false `error:` line from Mesa on headless machines
     let engine = Engine::new_blocking(EngineOptions::default())?;
     println!("adapter: {}", engine.info());
 

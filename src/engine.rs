@@ -172,6 +172,28 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (device, backend)
 }
 
+/// Quiets a false alarm of headless Linux machines: where no Wayland session can exist
+/// (neither `WAYLAND_DISPLAY` nor `XDG_RUNTIME_DIR` is set, as on a server or in CI), sets
+/// `NODEVICE_SELECT=1`, which turns off Mesa's Vulkan device-select layer. That layer looks
+/// for a Wayland compositor whenever a Vulkan instance lists its devices, and without one
+/// libwayland prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.`,
+/// which reads as a failure but is none. The crate ranks adapters itself ([`adapters`]), so
+/// the layer's ordering is not needed.
+///
+/// It sets an environment variable: call it first thing in `main`, before any other thread
+/// starts. It does nothing where either variable, or `NODEVICE_SELECT`, is already set, and
+/// on other systems.
+pub fn quiet_headless_vulkan() {
+    let set = |name| std::env::var_os(name).is_some();
+    if cfg!(target_os = "linux")
+        && !set("WAYLAND_DISPLAY")
+        && !set("XDG_RUNTIME_DIR")
+        && !set("NODEVICE_SELECT")
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 /// Every adapter the options allow, best first, filtered by name where one is asked for.
 pub async fn adapters(options: &EngineOptions) -> Vec<wgpu::Adapter> {
     let inst = instance(options);

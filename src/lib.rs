@@ -20,6 +20,8 @@
 //! # Ok::<(), softmax_wgpu::Error>(())
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod accuracy;
 pub mod bench;
 mod dtype;
@@ -42,7 +44,8 @@ mod training;
 
 pub use dtype::{DType, Element};
 pub use engine::{
-    adapters, AccessPattern, Engine, EngineInfo, EngineOptions, HalfPath, Tuning, WANTED_FEATURES,
+    adapters, quiet_headless_vulkan, AccessPattern, Engine, EngineInfo, EngineOptions, HalfPath,
+    Tuning, WANTED_FEATURES,
 };
 pub use error::{Error, Result};
 pub use host::ForwardResult;
