@@ -4,7 +4,8 @@
 mod common;
 
 use common::{check_forward, on_every_tuning, random_logits};
-use softmax_wgpu::{Forward, Shape, SoftmaxOptions, Variant};
+use half::{bf16, f16};
+use softmax_wgpu::{Element, Engine, Forward, Shape, SoftmaxOptions, Variant};
 
 /// Inputs that stress each error source: wide logit ranges (large |a|, tiny probabilities
 /// down to underflow), long rows (deep sums), many near-ties, temperatures.
@@ -85,5 +86,45 @@ fn contract_holds_on_adversarial_inputs() {
                 }
             }
         }
+    });
+}
+
+/// Rows where the f32 term of the 16-bit bound matters (see `softmax_wgpu::accuracy`): a
+/// dominant maximum at T = 0.05 (the top log-probability is -2.07e-9 for two logits,
+/// -2.06e-6 for a thousand), and probabilities below `f32::MIN_POSITIVE` (e^-89, e^-100).
+fn near_zero<T: Element>(e: &Engine) {
+    let cases: [(Vec<f32>, Shape, SoftmaxOptions); 3] = [
+        (
+            vec![1.0, 0.0],
+            Shape::new(1, 2),
+            SoftmaxOptions::with_temperature(0.05),
+        ),
+        (
+            std::iter::once(1.0)
+                .chain(std::iter::repeat_n(0.0, 999))
+                .collect(),
+            Shape::new(1, 1000),
+            SoftmaxOptions::with_temperature(0.05),
+        ),
+        (
+            vec![0.0, -89.0, -100.0, -1.0],
+            Shape::new(1, 4),
+            SoftmaxOptions::default(),
+        ),
+    ];
+    for (x, shape, o) in cases {
+        let x: Vec<T> = x.iter().map(|&v| T::from_f32(v)).collect();
+        for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
+            check_forward::<T, T>(e, op, &x, shape, &o);
+        }
+    }
+}
+
+#[test]
+fn contract_holds_near_zero_in_every_dtype() {
+    on_every_tuning(|e| {
+        near_zero::<f32>(e);
+        near_zero::<f16>(e);
+        near_zero::<bf16>(e);
     });
 }
