@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use common::{engines, random_logits};
 use half::f16;
 use npyz::WriterBuilder;
-use softmax_wgpu::{accuracy, Engine, Forward, Shape, SoftmaxOptions};
+use softmax_wgpu::{accuracy, CrossEntropyOptions, Engine, Forward, Shape, SoftmaxOptions};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"));
@@ -66,10 +66,7 @@ fn fails(out: Output, needle: &str, output: &Path) {
         "expected a failure mentioning {needle}"
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-        .collect();
+    let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line of error, got {err:?}");
     assert!(lines[0].starts_with("error: "), "{err}");
     assert!(lines[0].contains(needle), "{err} should mention {needle}");
@@ -160,6 +157,82 @@ fn forward_subcommands_on_every_adapter() {
                 assert!(r.ok(), "{cmd} bf16: {r}");
             }
         }
+    }
+}
+
+/// NumPy's default float64: computed in float32 with one note on stderr, or in the dtype
+/// `--dtype` names, each logit rounded once from its float64 value.
+#[test]
+fn float64_logits_on_every_adapter() {
+    let d = dir();
+    let flat = Shape::new(3, 257);
+    let x64: Vec<f64> = random_logits(flat.len(), 20.0, 11)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| f64::from(v) + 1e-9 * i as f64) // bits below f32's
+        .collect();
+    let xin = path(&d, "x64.npy");
+    save(&xin, &[3, 257], &x64);
+    let o = SoftmaxOptions::default();
+    for e in engines() {
+        // Default: float32, one note.
+        let out = path(&d, "p.npy");
+        let run = on(e)
+            .args(["softmax", "--input"])
+            .arg(&xin)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr).into_owned();
+        ok(run);
+        let notes: Vec<&str> = err.lines().collect();
+        assert_eq!(notes.len(), 1, "one note: {err:?}");
+        assert!(notes[0].starts_with("note: float64"), "{err}");
+        let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+        let r = accuracy::check(Forward::Softmax, &x32, flat, &o, &load::<f32>(&out).1);
+        assert!(r.ok(), "float64 -> f32 softmax: {r}");
+
+        // --dtype f16: rounded once from float64, written as float16, no note.
+        let run = on(e)
+            .args(["log-softmax", "--dtype", "f16", "--input"])
+            .arg(&xin)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        ok(run);
+        let xh: Vec<f16> = x64.iter().map(|&v| f16::from_f64(v)).collect();
+        let r = accuracy::check(Forward::LogSoftmax, &xh, flat, &o, &load::<f16>(&out).1);
+        assert!(r.ok(), "float64 -> f16 log-softmax: {r}");
+
+        // Cross-entropy: the loss of float32 logits.
+        let tin = path(&d, "t.npy");
+        save(&tin, &[3], &[0i64, 256, 100]);
+        let loss = path(&d, "loss.npy");
+        ok(on(e)
+            .args(["cross-entropy", "--input"])
+            .arg(&xin)
+            .arg("--targets")
+            .arg(&tin)
+            .arg("--output")
+            .arg(&loss)
+            .output()
+            .unwrap());
+        let ce = CrossEntropyOptions::default();
+        let want = softmax_wgpu::oracle::cross_entropy(&x32, &[0, 256, 100], flat, &ce);
+        let got = f64::from(load::<f32>(&loss).1[0]);
+        // A mean of three f32 log-probabilities: a few f32 ulps of the total.
+        assert!(
+            (got - want.loss).abs() <= 8.0 * f64::from(f32::EPSILON) * want.loss.abs().max(1.0),
+            "{got} vs {}",
+            want.loss
+        );
     }
 }
 
@@ -256,7 +329,11 @@ fn bad_input_gives_one_line_and_no_output() {
         &out,
     );
     fails(run(&["softmax"], &garbage), "not a valid .npy", &out);
-    fails(run(&["softmax"], &ints), "float32 or float16", &out);
+    fails(
+        run(&["softmax"], &ints),
+        "float32, float16 or float64",
+        &out,
+    );
     fails(run(&["softmax"], &scalar), "rank-0", &out);
     fails(run(&["softmax"], &empty), "zero-size", &out);
     fails(

@@ -66,15 +66,63 @@ enum Masked {
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Compute {
-    /// The input file's dtype (f32 or f16).
+    /// The input file's dtype (float64 is computed and written in float32).
     Input,
-    /// bfloat16: an f32 file is rounded to bf16, computed, and written back as f32.
+    /// float32, written as float32.
+    F32,
+    /// float16, written as float16.
+    F16,
+    /// bfloat16: rounded to bf16, computed, and written back as float32 (NumPy has no bfloat16).
     Bf16,
+}
+
+/// Logits in the dtype the kernels compute in.
+enum Typed {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+}
+
+impl Compute {
+    /// The file's logits in this dtype, each rounded once to nearest even from the file's
+    /// value; float64 read with `Input` becomes float32, said once on stderr.
+    fn convert(self, logits: Logits) -> Typed {
+        let wide = |x: Vec<f16>| -> Vec<f32> { x.into_iter().map(f32::from).collect() };
+        match (self, logits) {
+            (Compute::Input | Compute::F32, Logits::F32(x)) => Typed::F32(x),
+            (Compute::Input | Compute::F16, Logits::F16(x)) => Typed::F16(x),
+            (Compute::Input | Compute::F32, Logits::F64(x)) => {
+                if self == Compute::Input {
+                    eprintln!(
+                        "note: float64 logits are computed and written in float32 \
+                         (--dtype f16 or bf16 picks another dtype)"
+                    );
+                }
+                Typed::F32(x.into_iter().map(|v| v as f32).collect())
+            }
+            (Compute::F32, Logits::F16(x)) => Typed::F32(wide(x)),
+            (Compute::F16, Logits::F32(x)) => {
+                Typed::F16(x.into_iter().map(f16::from_f32).collect())
+            }
+            (Compute::F16, Logits::F64(x)) => {
+                Typed::F16(x.into_iter().map(f16::from_f64).collect())
+            }
+            (Compute::Bf16, Logits::F32(x)) => {
+                Typed::Bf16(x.into_iter().map(bf16::from_f32).collect())
+            }
+            (Compute::Bf16, Logits::F16(x)) => {
+                Typed::Bf16(wide(x).into_iter().map(bf16::from_f32).collect())
+            }
+            (Compute::Bf16, Logits::F64(x)) => {
+                Typed::Bf16(x.into_iter().map(bf16::from_f64).collect())
+            }
+        }
+    }
 }
 
 #[derive(Args)]
 struct ForwardCmd {
-    /// Logits: a float32 or float16 .npy of any rank; the last axis is the vocabulary.
+    /// Logits: a float32, float16 or float64 .npy of any rank; the last axis is the vocabulary.
     #[arg(long)]
     input: PathBuf,
     /// Where to write the result (.npy), written whole or not at all.
@@ -103,7 +151,7 @@ enum ReductionArg {
 
 #[derive(Args)]
 struct CrossEntropyCmd {
-    /// Logits: a float32 or float16 .npy; the last axis is the classes.
+    /// Logits: a float32, float16 or float64 .npy; the last axis is the classes.
     #[arg(long)]
     input: PathBuf,
     /// Class indices: an int32 or int64 .npy with the logits' leading axes.
@@ -127,9 +175,13 @@ struct CrossEntropyCmd {
     /// The loss (.npy, f32): a scalar, or one value per row with --reduction none.
     #[arg(long)]
     output: PathBuf,
-    /// The gradient with respect to the logits (.npy, the logits' dtype and shape).
+    /// The gradient with respect to the logits (.npy, the logits' shape, in the dtype
+    /// computed in: float32 for float64 logits and for bf16).
     #[arg(long)]
     grad: Option<PathBuf>,
+    /// The dtype to compute in.
+    #[arg(long, value_enum, default_value = "input")]
+    dtype: Compute,
 }
 
 impl AdapterArgs {
@@ -193,44 +245,28 @@ fn run_forward(engine: &Engine, op: Forward, cmd: &ForwardCmd) -> Result<(), Str
             .map_err(|e| e.to_string())?;
         Ok(r.values)
     }
+    let x = cmd.dtype.convert(input.data);
     if op == Forward::LogSumExp {
-        let lse = match (&input.data, cmd.dtype) {
-            (Logits::F32(x), Compute::Input) => engine.logsumexp(x, shape, &options),
-            (Logits::F16(x), Compute::Input) => engine.logsumexp(x, shape, &options),
-            (Logits::F32(x), Compute::Bf16) => {
-                let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
-                engine.logsumexp(&b, shape, &options)
-            }
-            (Logits::F16(_), Compute::Bf16) => return Err(bf16_needs_f32()),
+        let lse = match &x {
+            Typed::F32(x) => engine.logsumexp(x, shape, &options),
+            Typed::F16(x) => engine.logsumexp(x, shape, &options),
+            Typed::Bf16(x) => engine.logsumexp(x, shape, &options),
         }
         .map_err(|e| e.to_string())?;
         return npy::write(&cmd.output, lead, &lse);
     }
-    match (&input.data, cmd.dtype) {
-        (Logits::F32(x), Compute::Input) => npy::write(
-            &cmd.output,
-            &input.shape,
-            &go(engine, op, x, shape, &options)?,
-        ),
-        (Logits::F16(x), Compute::Input) => npy::write(
-            &cmd.output,
-            &input.shape,
-            &go(engine, op, x, shape, &options)?,
-        ),
-        (Logits::F32(x), Compute::Bf16) => {
-            let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
-            let y: Vec<f32> = go(engine, op, &b, shape, &options)?
+    let out = &input.shape;
+    match &x {
+        Typed::F32(x) => npy::write(&cmd.output, out, &go(engine, op, x, shape, &options)?),
+        Typed::F16(x) => npy::write(&cmd.output, out, &go(engine, op, x, shape, &options)?),
+        Typed::Bf16(x) => {
+            let y: Vec<f32> = go(engine, op, x, shape, &options)?
                 .into_iter()
                 .map(f32::from)
                 .collect();
-            npy::write(&cmd.output, &input.shape, &y)
+            npy::write(&cmd.output, out, &y)
         }
-        (Logits::F16(_), Compute::Bf16) => Err(bf16_needs_f32()),
     }
-}
-
-fn bf16_needs_f32() -> String {
-    "--dtype bf16 takes a float32 .npy (NumPy has no bfloat16)".into()
 }
 
 fn run_cross_entropy(engine: &Engine, cmd: &CrossEntropyCmd) -> Result<(), String> {
@@ -259,25 +295,39 @@ fn run_cross_entropy(engine: &Engine, cmd: &CrossEntropyCmd) -> Result<(), Strin
     };
     let with_grad = cmd.grad.is_some();
     // Compute everything first, so that no file is written when anything fails.
-    let (loss, per_row, grad_f32, grad_f16) = match &input.data {
-        Logits::F32(x) => {
+    let grad_shape = &input.shape;
+    let logits = cmd.dtype.convert(input.data);
+    /// The gradient as written: in the logits' dtype, bf16 widened to f32.
+    enum Grad {
+        F32(Vec<f32>),
+        F16(Vec<f16>),
+    }
+    let (loss, per_row, grad) = match &logits {
+        Typed::F32(x) => {
             let r = engine
                 .cross_entropy(x, &targets.data, shape, &options, with_grad)
                 .map_err(|e| e.to_string())?;
-            (r.loss, r.per_row, r.grad, None)
+            (r.loss, r.per_row, r.grad.map(Grad::F32))
         }
-        Logits::F16(x) => {
+        Typed::F16(x) => {
             let r = engine
                 .cross_entropy(x, &targets.data, shape, &options, with_grad)
                 .map_err(|e| e.to_string())?;
-            (r.loss, r.per_row, None, r.grad)
+            (r.loss, r.per_row, r.grad.map(Grad::F16))
+        }
+        Typed::Bf16(x) => {
+            let r = engine
+                .cross_entropy(x, &targets.data, shape, &options, with_grad)
+                .map_err(|e| e.to_string())?;
+            let wide = |g: Vec<bf16>| Grad::F32(g.into_iter().map(f32::from).collect());
+            (r.loss, r.per_row, r.grad.map(wide))
         }
     };
     if let Some(path) = &cmd.grad {
-        match (grad_f32, grad_f16) {
-            (Some(g), _) => npy::write(path, &input.shape, &g)?,
-            (_, Some(g)) => npy::write::<f16>(path, &input.shape, &g)?,
-            _ => return Err("no gradient was computed".into()),
+        match grad {
+            Some(Grad::F32(g)) => npy::write(path, grad_shape, &g)?,
+            Some(Grad::F16(g)) => npy::write(path, grad_shape, &g)?,
+            None => return Err("no gradient was computed".into()),
         }
     }
     match reduction {

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use npyz::WriterBuilder;
 
-/// The logits of a `.npy` file: f32 or f16, any rank >= 1.
+/// The logits of a `.npy` file: f32, f16 or f64 (NumPy's default), any rank >= 1.
 pub enum Logits {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    F64(Vec<f64>),
 }
 
 /// An array read from a `.npy` file and its shape.
@@ -55,7 +56,7 @@ fn check_shape(path: &Path, shape: &[u64], order: npyz::Order) -> Result<(), Str
     Ok(())
 }
 
-/// Reads f32 or f16 logits of rank >= 1 with no zero-size axis.
+/// Reads f32, f16 or f64 logits of rank >= 1 with no zero-size axis.
 pub fn read_logits(path: &Path) -> Result<Array<Logits>, String> {
     let npy = open(path)?;
     let shape = npy.shape().to_vec();
@@ -65,9 +66,10 @@ pub fn read_logits(path: &Path) -> Result<Array<Logits>, String> {
     let data = match ts.as_str() {
         "<f4" => Logits::F32(npy.into_vec::<f32>().map_err(bad)?),
         "<f2" => Logits::F16(npy.into_vec::<f16>().map_err(bad)?),
+        "<f8" => Logits::F64(npy.into_vec::<f64>().map_err(bad)?),
         other => {
             return Err(format!(
-                "{}: dtype {other} is not supported; logits must be float32 or float16",
+                "{}: dtype {other} is not supported; logits must be float32, float16 or float64",
                 path.display()
             ))
         }
