@@ -88,8 +88,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (g, w) = (f64::from(per_row[row]), want.per_row[row]);
         worst = worst.max((g - w).abs() / (contract * (1.0 + w.abs()) * 4.0));
         let coef = (1.0 + f64::from(options.label_smoothing)) / counted;
-        for j in row * shape.cols..(row + 1) * shape.cols {
-            let (g, w) = (f64::from(grad[j]), want.grad[j]);
+        let span = row * shape.cols..(row + 1) * shape.cols;
+        for (&g, &w) in grad[span.clone()].iter().zip(&want.grad[span]) {
+            let g = f64::from(g);
             let tol = coef * (contract + f64::from(f32::MIN_POSITIVE)) + 8.0 * EPS * w.abs();
             worst = worst.max((g - w).abs() / tol);
         }
