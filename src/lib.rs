@@ -55,3 +55,8 @@ pub use options::{
 pub use record::{ForwardArgs, TensorRef};
 pub use training::{CrossEntropyArgs, CrossEntropyResult, GradOutput};
 pub use {half, wgpu};
+
+/// The README's code blocks, compiled by `cargo test --doc` so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

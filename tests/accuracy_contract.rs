@@ -1,5 +1,5 @@
 //! Measures the accuracy contract on adversarial inputs on every adapter and prints the
-//! figures the README quotes (`cargo test --release --test accuracy_contract -- --nocapture`).
+//! figures docs/accuracy.md quotes (`cargo test --release --test accuracy_contract -- --nocapture`).
 
 mod common;
 
