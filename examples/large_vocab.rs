@@ -83,8 +83,8 @@ fn run<T: Element>(
     // One read of the logits, one write of the probabilities, 4 bytes of logsumexp a row.
     let moved = 2 * bytes + shape.rows as u64 * 4;
 
-    let p: Vec<T> = read(device, queue, &probs)?;
-    let s: Vec<f32> = read(device, queue, &lse)?;
+    let p: Vec<T> = engine.read_buffer(&probs, 0, shape.len())?;
+    let s: Vec<f32> = engine.read_buffer(&lse, 0, shape.rows)?;
     let mut ok = true;
     let mut worst = 0.0f64;
     for row in [0, shape.rows - 1] {
@@ -111,29 +111,4 @@ fn run<T: Element>(
         if ok { "" } else { "  VIOLATED" }
     );
     Ok(ok)
-}
-
-/// Copies `buffer` into a mappable one and reads it back.
-fn read<T: bytemuck::Pod>(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    buffer: &wgpu::Buffer,
-) -> Result<Vec<T>, Box<dyn std::error::Error>> {
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("readback"),
-        size: buffer.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    queue.submit([encoder.finish()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    device.poll(wgpu::PollType::wait_indefinitely())?;
-    rx.recv()??;
-    let out = bytemuck::cast_slice(&staging.slice(..).get_mapped_range()?).to_vec();
-    Ok(out)
 }

@@ -66,9 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     queue.submit([encoder.finish()]);
 
-    let grad: Vec<f32> = read(device, queue, &x)?;
-    let per_row: Vec<f32> = read(device, queue, &loss)?;
-    let meta: Vec<u32> = read(device, queue, &meta)?;
+    let grad: Vec<f32> = engine.read_buffer(&x, 0, shape.len())?;
+    let per_row: Vec<f32> = engine.read_buffer(&loss, 0, shape.rows)?;
+    let meta: Vec<u32> = engine.read_buffer(&meta, 0, 4)?;
     let reduced = f32::from_bits(meta[2]);
     assert_eq!(meta[1], u32::MAX, "no target is out of range");
 
@@ -113,29 +113,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("cross-entropy outside its tolerance".into());
     }
     Ok(())
-}
-
-/// Copies `buffer` into a mappable one and reads it back.
-fn read<T: bytemuck::Pod>(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    buffer: &wgpu::Buffer,
-) -> Result<Vec<T>, Box<dyn std::error::Error>> {
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("readback"),
-        size: buffer.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    queue.submit([encoder.finish()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    device.poll(wgpu::PollType::wait_indefinitely())?;
-    rx.recv()??;
-    let out = bytemuck::cast_slice(&staging.slice(..).get_mapped_range()?).to_vec();
-    Ok(out)
 }

@@ -116,6 +116,49 @@ impl Engine {
         })
     }
 
+    /// Reads `count` values of `T` from `buffer` (which needs `COPY_SRC` usage) at byte
+    /// `offset`, a multiple of 4: submits a copy into a pooled staging buffer and waits for
+    /// it. For checking results of recorded work in tests, examples and tools; a hot path
+    /// keeps its data on the GPU.
+    pub fn read_buffer<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        count: usize,
+    ) -> Result<Vec<T>> {
+        self.check_alive()?;
+        let bytes = (count * std::mem::size_of::<T>()) as u64;
+        let size = bytes.div_ceil(4) * 4;
+        let reason = if !offset.is_multiple_of(4) {
+            Some(format!("offset {offset} is not a multiple of 4"))
+        } else if offset + size > buffer.size() {
+            Some(format!(
+                "{count} values at offset {offset} need {} bytes; the buffer has {}",
+                offset + size,
+                buffer.size()
+            ))
+        } else if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            Some("needs COPY_SRC usage to be read back".into())
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(Error::InvalidBuffer {
+                what: "read_buffer",
+                reason,
+            });
+        }
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let encoder = self.device.create_command_encoder(&Default::default());
+        let read = self.submit_and_read_ranges(encoder, &[(buffer, offset, size)])?;
+        Ok(read[0][..bytes as usize]
+            .chunks_exact(std::mem::size_of::<T>())
+            .map(bytemuck::pod_read_unaligned)
+            .collect())
+    }
+
     /// Copies `x` into a pooled storage buffer, padded to a whole word.
     pub(crate) fn upload<T: bytemuck::Pod>(&self, x: &[T]) -> Result<Pooled<'_>> {
         let bytes: &[u8] = bytemuck::cast_slice(x);

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{engines, random_logits};
+use common::{backend_name, engines, random_logits};
 use half::f16;
 use npyz::WriterBuilder;
 use softmax_wgpu::{accuracy, CrossEntropyOptions, Engine, Forward, Shape, SoftmaxOptions};
@@ -20,15 +20,13 @@ fn bin() -> Command {
 
 /// The binary pointed at `e`'s adapter.
 fn on(e: &Engine) -> Command {
-    let info = &e.info().adapter;
-    let backend = match info.backend {
-        wgpu::Backend::Gl => "gl",
-        wgpu::Backend::Metal => "metal",
-        wgpu::Backend::Dx12 => "dx12",
-        _ => "vulkan",
-    };
     let mut c = bin();
-    c.args(["--backend", backend, "--adapter", &info.name]);
+    c.args([
+        "--backend",
+        backend_name(e),
+        "--adapter",
+        &e.info().adapter.name,
+    ]);
     c
 }
 

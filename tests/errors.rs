@@ -105,3 +105,36 @@ fn bad_device_arguments() {
         e.queue().submit([enc.finish()]);
     });
 }
+
+/// `Engine::read_buffer` reads what was written, at an offset and for a count that is not a
+/// whole word, and refuses misaligned offsets, reads past the end and buffers it cannot copy.
+#[test]
+fn read_buffer_reads_back_and_refuses_bad_arguments() {
+    on_every_adapter(|e| {
+        let buffer = |usage| {
+            e.device().create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: 64,
+                usage: usage | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let b = buffer(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+        let values: Vec<u16> = (0..32).map(|i| i * 1000 + 7).collect();
+        e.queue().write_buffer(&b, 0, bytemuck::cast_slice(&values));
+        assert_eq!(e.read_buffer::<u16>(&b, 8, 5).unwrap(), values[4..9]);
+        assert_eq!(e.read_buffer::<u16>(&b, 0, 0).unwrap(), Vec::<u16>::new());
+        let refused = |r: softmax_wgpu::Result<Vec<u16>>, needle: &str| match r {
+            Err(Error::InvalidBuffer { reason, .. }) => {
+                assert!(reason.contains(needle), "{reason} should say {needle}")
+            }
+            other => panic!("expected InvalidBuffer ({needle}), got {other:?}"),
+        };
+        refused(e.read_buffer(&b, 2, 2), "multiple of 4");
+        refused(e.read_buffer(&b, 60, 4), "the buffer has 64");
+        refused(
+            e.read_buffer(&buffer(wgpu::BufferUsages::STORAGE), 0, 4),
+            "COPY_SRC",
+        );
+    });
+}

@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::engines;
+use common::{backend_name, engines};
 
 const EXAMPLES: [&str; 4] = ["quickstart", "embed", "train_step", "large_vocab"];
 
@@ -32,12 +32,7 @@ fn example(name: &str) -> PathBuf {
 fn every_example_passes_without_error_lines_on_every_adapter() {
     for e in engines() {
         let info = &e.info().adapter;
-        let backend = match info.backend {
-            wgpu::Backend::Gl => "gl",
-            wgpu::Backend::Metal => "metal",
-            wgpu::Backend::Dx12 => "dx12",
-            _ => "vulkan",
-        };
+        let backend = backend_name(e);
         for name in EXAMPLES {
             let out = Command::new(example(name))
                 .env("WGPU_BACKEND", backend)

@@ -16,6 +16,16 @@ pub fn engines() -> &'static [Engine] {
     })
 }
 
+/// The name `WGPU_BACKEND` and the CLI's `--backend` give `e`'s backend.
+pub fn backend_name(e: &Engine) -> &'static str {
+    match e.info().adapter.backend {
+        wgpu::Backend::Gl => "gl",
+        wgpu::Backend::Metal => "metal",
+        wgpu::Backend::Dx12 => "dx12",
+        _ => "vulkan",
+    }
+}
+
 /// Runs `f` on every adapter; a failure names the adapter.
 pub fn on_every_adapter(f: impl Fn(&Engine)) {
     on_each(engines(), f);
