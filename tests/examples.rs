@@ -11,30 +11,35 @@ use common::{backend_name, engines};
 
 const EXAMPLES: [&str; 4] = ["quickstart", "embed", "train_step", "large_vocab"];
 
-/// `target/<profile>/examples/NAME`, built by `cargo test --all-targets` beside this test.
-fn example(name: &str) -> PathBuf {
+/// Builds the examples in this test's profile (`cargo test --all-targets` builds them as test
+/// harnesses, which run nothing) and returns where `cargo build` leaves them.
+fn build_examples() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
-    let path = exe
+    let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the examples with the tests (cargo test --release --all-targets)",
-        path.display()
-    );
-    path
+        .expect("target/<profile>/deps");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--examples"]);
+    if release {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("cargo runs");
+    assert!(status.success(), "cargo build --examples failed: {status}");
+    profile_dir.join("examples")
 }
 
 #[test]
 fn every_example_passes_without_error_lines_on_every_adapter() {
+    let dir = build_examples();
     for e in engines() {
         let info = &e.info().adapter;
         let backend = backend_name(e);
         for name in EXAMPLES {
-            let out = Command::new(example(name))
+            let out = Command::new(dir.join(name))
                 .env("WGPU_BACKEND", backend)
                 .env("WGPU_ADAPTER_NAME", &info.name)
                 .env_remove("XDG_RUNTIME_DIR")
