@@ -6,6 +6,7 @@ use crate::dtype::{DType, Storage};
 use crate::error::{Error, Result};
 use crate::pipeline::PipelineCache;
 use crate::pool::{BufferPool, UniformCache};
+use crate::scope::capture_errors;
 
 /// Which f16 kernel path to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -223,19 +224,6 @@ fn no_adapter(options: &EngineOptions) -> Error {
         detail += &format!(" named like {n:?}");
     }
     Error::NoAdapter { detail }
-}
-
-/// Runs `f` inside validation and out-of-memory error scopes and returns what they caught.
-pub(crate) fn capture_errors<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T> {
-    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let out = f();
-    let validation = pollster::block_on(validation.pop());
-    let oom = pollster::block_on(oom.pop());
-    match oom.or(validation) {
-        Some(e) => Err(e.into()),
-        None => Ok(out),
-    }
 }
 
 impl Engine {

@@ -11,7 +11,7 @@
 
 use half::f16;
 
-use crate::engine::capture_errors;
+use crate::scope::capture_errors;
 
 /// The probe kernel: widens every pair of `halves`, narrows every pair of `floats`, with
 /// `widen` and `narrow` (joined in front: the builtins, or the kernels' own bit conversions).

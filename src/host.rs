@@ -204,7 +204,7 @@ impl Engine {
             encoder.copy_buffer_to_buffer(src, offset, &dst, 0, size);
             staging.push((dst, size));
         }
-        let commands = crate::engine::capture_errors(&self.device, || encoder.finish())?;
+        let commands = crate::scope::capture_errors(&self.device, || encoder.finish())?;
         self.queue.submit([commands]);
         let mut receivers = Vec::with_capacity(staging.len());
         for (dst, size) in &staging {

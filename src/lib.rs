@@ -38,6 +38,7 @@ mod pipeline;
 mod plan;
 mod pool;
 mod record;
+mod scope;
 #[doc(hidden)]
 pub mod shader;
 mod training;

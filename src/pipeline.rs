@@ -42,7 +42,7 @@ impl PipelineCache {
 }
 
 fn build(device: &wgpu::Device, key: &PipelineKey) -> Result<Kernel> {
-    crate::engine::capture_errors(device, || {
+    crate::scope::capture_errors(device, || {
         let label = format!("softmax-wgpu {key:?}");
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),

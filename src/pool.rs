@@ -74,7 +74,7 @@ impl BufferPool {
             }
         }
         let rounded = size.next_power_of_two().min(max / 4 * 4).max(size);
-        let buffer = crate::engine::capture_errors(device, || {
+        let buffer = crate::scope::capture_errors(device, || {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("softmax-wgpu pooled"),
                 size: rounded,

@@ -2,11 +2,12 @@
 //! command encoder. Nothing is submitted here.
 
 use crate::dtype::DType;
-use crate::engine::{capture_errors, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{Forward, MaskedRows, Shape, SoftmaxOptions};
 use crate::params::ForwardParams;
 use crate::plan::Plan;
+use crate::scope::capture_errors;
 use crate::shader::{slot, KernelKey, PipelineKey, SplitEntry};
 
 /// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).

@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use super::{bench_logits, CopyKind, CopyWord};
 use crate::dtype::DType;
-use crate::engine::{capture_errors, Engine};
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::options::{CrossEntropyOptions, Forward, Shape, SoftmaxOptions, Variant};
 use crate::oracle;
 use crate::record::{ForwardArgs, TensorRef};
+use crate::scope::capture_errors;
 use crate::training::{CrossEntropyArgs, GradOutput};
 
 /// An operation the benchmarks time.

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{capture_errors, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::scope::capture_errors;
 
 /// Where a [`Stopwatch`] reads its time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

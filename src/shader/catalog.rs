@@ -3,7 +3,7 @@
 
 use super::{
     backward_source, copy_source, cross_entropy_source, source, BackwardKey, CeKey, CopyKey,
-    KernelKey, Layout,
+    CopyKind, CopyWord, KernelKey, Layout,
 };
 use crate::dtype::Storage;
 use crate::options::Forward;
@@ -19,11 +19,7 @@ pub fn all_sources() -> Vec<(String, String)> {
     ];
     let mut out = Vec::new();
     for contiguous in [false, true] {
-        for word in [
-            crate::bench::CopyWord::Bytes16,
-            crate::bench::CopyWord::Bytes32,
-        ] {
-            use crate::bench::CopyKind;
+        for word in [CopyWord::Bytes16, CopyWord::Bytes32] {
             use crate::DType;
             // Each ceiling over each element type, f16 with and without the builtins.
             let mut kinds = vec![(CopyKind::Copy, false)];

@@ -206,9 +206,9 @@ pub(crate) struct CopyKey {
     pub contiguous: bool,
     pub workgroup: u32,
     /// The word each load and store moves.
-    pub word: crate::bench::CopyWord,
+    pub word: super::CopyWord,
     /// A copy, or one of the exp ceilings and its elements.
-    pub kind: crate::bench::CopyKind,
+    pub kind: super::CopyKind,
     /// F16 ceilings: the f16 builtins are exact here (`Engine::half_builtins`), so that
     /// the ceiling converts as the kernels do (false otherwise).
     pub half_builtins: bool,

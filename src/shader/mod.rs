@@ -12,12 +12,14 @@
 //! - `catalog`: every module the crate can build, for validation without an adapter.
 
 mod catalog;
+mod copy_kind;
 mod keys;
 mod packed;
 mod training_tiles;
 mod views;
 
 pub use catalog::all_sources;
+pub use copy_kind::{CopyKind, CopyWord};
 pub(crate) use keys::{
     BackwardKey, CeEntry, CeKey, CopyKey, KernelKey, Layout, PipelineKey, SplitEntry,
 };
@@ -329,12 +331,12 @@ fn word_exp_source(key: &CopyKey) -> String {
         }
     };
     let word = match key.word {
-        crate::bench::CopyWord::Bytes16 => {
+        CopyWord::Bytes16 => {
             "fn word_exp(w: Word) -> Word { return quad_exp(w); }\n\
              fn word_exp_sum(w: Word) -> f32 { return quad_exp_sum(w); }\n"
         }
         // The low and the high halves of the 64-bit components, 16 bytes each.
-        crate::bench::CopyWord::Bytes32 => {
+        CopyWord::Bytes32 => {
             "fn word_exp(w: Word) -> Word {\n    \
              let lo = vec4<u64>(quad_exp(vec4<u32>(w)));\n    \
              let hi = vec4<u64>(quad_exp(vec4<u32>(w >> vec4<u32>(32u))));\n    \

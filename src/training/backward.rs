@@ -3,11 +3,12 @@
 
 use super::{packed_cols, row_dispatches, Split};
 use crate::dtype::Element;
-use crate::engine::{capture_errors, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::Shape;
 use crate::params::BackwardParams;
 use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};
+use crate::scope::capture_errors;
 use crate::shader::{slot, BackwardKey, PipelineKey, SplitEntry};
 
 /// The same for the backward kernels (`backward_run`: runs of rows in blocks of 8), from

@@ -3,11 +3,12 @@
 
 use super::{f32_ref, packed_cols, row_dispatches, Split};
 use crate::dtype::{DType, Element};
-use crate::engine::{capture_errors, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{CrossEntropyOptions, Shape};
 use crate::params::CeParams;
 use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};
+use crate::scope::capture_errors;
 use crate::shader::{slot, CeEntry, CeKey, PipelineKey};
 
 /// Where the cross-entropy gradient goes.
