@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::dtype::{DType, Storage};
 use crate::error::{Error, Result};
 use crate::pipeline::PipelineCache;
 use crate::pool::{BufferPool, UniformCache};
+use crate::profile::DeviceProfile;
 use crate::scope::capture_errors;
 
 /// Which f16 kernel path to use.
@@ -100,22 +100,6 @@ impl std::fmt::Display for EngineInfo {
     }
 }
 
-/// The most iterations one invocation's loop over its share may run on a CPU adapter:
-/// half of the 65535 after which Mesa's lavapipe and llvmpipe end a loop.
-const MAX_LANE_ITERATIONS: u64 = 32_768;
-
-/// Most subgroup lanes for which the forward kernels take 64-bit words on CPU adapters
-/// (`Engine::forward_wide_words`). Mesa loads lane by lane, inserting each lane's component
-/// into a vector of the subgroup's lanes: LLVM does that in one masked move where the vector
-/// fits a 512-bit register (8 lanes of 64 bits), and in the forward kernels' folds through
-/// a store and reload of the whole vector on the stack where it does not (`perf`, 16 lanes).
-/// With llvmpipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`: 16 lanes) 64-bit words ran the
-/// forward kernels 1.4 to 2.3 times slower than 32-bit ones (f32 and f16 softmax and
-/// logsumexp at 256 x 32000, 32 x 128256, one row of 262144 and 1M, log-softmax at all
-/// but 32 x 128256; medians of three alternating runs), and the training kernels 1.1 to
-/// 1.9 times faster (cross-entropy, softmax backward; not traced further), which keep them.
-const WIDE_FORWARD_MAX_LANES: u32 = 8;
-
 /// The features this crate uses where the adapter offers them.
 pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::SUBGROUP)
@@ -137,9 +121,8 @@ pub struct Engine {
     scratch: Mutex<Option<wgpu::Buffer>>,
     /// 16 bytes that stand in for a vector view of a tensor too small to have one.
     tiny: Mutex<Option<wgpu::Buffer>>,
-    /// The kernels convert f16 with WGSL's pack/unpack builtins, proven exact on this
-    /// adapter (see src/half_probe.rs); bit manipulation otherwise.
-    pub(crate) half_builtins: bool,
+    /// What the kernel choices know of the device (src/profile.rs).
+    pub(crate) profile: DeviceProfile,
     /// Held through each host-slice operation on the GL backend (see `host_guard`).
     gl_host: Mutex<()>,
     lost: Arc<Mutex<Option<String>>>,
@@ -312,7 +295,7 @@ impl Engine {
         let half_builtins = options.half_path == HalfPath::Auto
             && crate::half_probe::builtins_are_exact(&device, &queue);
         Engine {
-            half_builtins,
+            profile: DeviceProfile::new(&info, &options, half_builtins),
             device,
             queue,
             info,
@@ -350,12 +333,12 @@ impl Engine {
     /// Whether the kernels convert f16 with WGSL's builtins (found exact on this adapter)
     /// rather than by bit manipulation.
     pub fn half_builtins(&self) -> bool {
-        self.half_builtins
+        self.profile.half_builtins
     }
 
     /// What the kernels are tuned for, `Auto` resolved from the adapter.
     pub fn tuning(&self) -> Tuning {
-        if self.cpu_tuned() {
+        if self.profile.cpu_tuned() {
             Tuning::Cpu
         } else {
             Tuning::Gpu
@@ -439,32 +422,6 @@ impl Engine {
         }
     }
 
-    /// How `dtype` is stored in shaders on this device.
-    pub(crate) fn storage(&self, dtype: DType) -> Storage {
-        match dtype {
-            DType::F32 => Storage::F32,
-            DType::BF16 => Storage::Bf16Packed,
-            DType::F16 => {
-                let native = self.info.features.contains(wgpu::Features::SHADER_F16)
-                    && self.options.half_path == HalfPath::Auto;
-                if native {
-                    Storage::F16Native
-                } else {
-                    Storage::F16Packed
-                }
-            }
-        }
-    }
-
-    /// Whether kernels give each invocation one contiguous chunk.
-    pub(crate) fn contiguous(&self) -> bool {
-        match self.options.access {
-            AccessPattern::Contiguous => true,
-            AccessPattern::Strided => false,
-            AccessPattern::Auto => self.cpu_tuned(),
-        }
-    }
-
     /// On the GL backend, a guard that makes the host-slice operations of one engine take
     /// turns: wgpu's GL backend holds its one context while a thread waits for the GPU, and
     /// panics when another thread waits more than a second for it (gfx-rs/wgpu#5299), which
@@ -472,86 +429,5 @@ impl Engine {
     pub(crate) fn host_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
         (self.info.adapter.backend == wgpu::Backend::Gl)
             .then(|| self.gl_host.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Whether the kernels are tuned for a CPU adapter (see [`Tuning`]).
-    pub(crate) fn cpu_tuned(&self) -> bool {
-        match self.options.tuning {
-            Tuning::Cpu => true,
-            Tuning::Gpu => false,
-            Tuning::Auto => self.runs_on_cpu(),
-        }
-    }
-
-    /// Whether the training kernels load and store their vector views as 64-bit words: with
-    /// CPU tuning where the device has SHADER_INT64. CPU adapters move each component of each
-    /// lane on its own, so wider components mean fewer moves (see `vector_view` in
-    /// src/shader/views.rs); GPUs already load 16 bytes per instruction.
-    pub(crate) fn wide_words(&self) -> bool {
-        self.cpu_tuned() && self.info.features.contains(wgpu::Features::SHADER_INT64)
-    }
-
-    /// `wide_words` for the forward kernels: not where the device has SUBGROUP and its
-    /// subgroups' lanes of one 64-bit component overflow a 512-bit register
-    /// (`WIDE_FORWARD_MAX_LANES`); without SUBGROUP the sizes an adapter reports are
-    /// placeholders (llvmpipe's GL: 4 to 128).
-    pub(crate) fn forward_wide_words(&self) -> bool {
-        let wider = self.info.features.contains(wgpu::Features::SUBGROUP)
-            && self.info.adapter.subgroup_min_size > WIDE_FORWARD_MAX_LANES;
-        self.wide_words() && !wider
-    }
-
-    /// Bytes per element of the vector view of a tensor of `dtype`, 64-bit words or not
-    /// (see `shader::view_bytes`).
-    pub(crate) fn view_bytes(&self, dtype: DType, wide: bool) -> u64 {
-        crate::shader::view_bytes(self.storage(dtype), wide)
-    }
-
-    /// Whether the adapter is a CPU implementation (whatever the tuning).
-    pub(crate) fn runs_on_cpu(&self) -> bool {
-        self.info.adapter.device_type == wgpu::DeviceType::Cpu
-    }
-
-    /// The workgroup size of the softmax-family kernels: 256 with GPU tuning; 16 with CPU
-    /// tuning, since CPU adapters run a workgroup's lanes in SIMD batches one after another
-    /// and pay for every batch at each barrier (measured on lavapipe: 256 lanes take 1.6 times as long as 16).
-    /// Never above what the device allows.
-    pub(crate) fn workgroup_size(&self) -> u32 {
-        let wanted = if self.cpu_tuned() { 16 } else { 256 };
-        self.largest_workgroup(wanted)
-    }
-
-    /// The workgroup size for kernels whose invocations each loop over a share of
-    /// `items` (a row's logits or blocks, or the rows of a batch): `workgroup_size()`, but on
-    /// CPU adapters as large as it takes to keep every share within
-    /// `MAX_LANE_ITERATIONS`, since Mesa's CPU drivers silently end a shader loop after
-    /// 65535 iterations per invocation (measured: cross-entropy over 16 x 65534 logits on
-    /// 16 lanes came out wrong).
-    pub(crate) fn workgroup_for(&self, what: &'static str, items: u64) -> Result<u32> {
-        let base = self.workgroup_size();
-        if !self.runs_on_cpu() {
-            return Ok(base);
-        }
-        let needed = items.div_ceil(MAX_LANE_ITERATIONS).next_power_of_two();
-        let wg = self.largest_workgroup(u32::try_from(needed).unwrap_or(u32::MAX).max(base));
-        if items.div_ceil(u64::from(wg)) > MAX_LANE_ITERATIONS {
-            return Err(Error::RowTooLong {
-                what,
-                items,
-                limit: u64::from(wg) * MAX_LANE_ITERATIONS,
-            });
-        }
-        Ok(wg)
-    }
-
-    /// The largest power of two up to `wanted` the device allows as a workgroup size.
-    pub(crate) fn largest_workgroup(&self, wanted: u32) -> u32 {
-        let max = self
-            .info
-            .limits
-            .max_compute_invocations_per_workgroup
-            .min(self.info.limits.max_compute_workgroup_size_x)
-            .min(wanted);
-        1 << (31 - max.max(1).leading_zeros())
     }
 }

@@ -37,6 +37,7 @@ mod params;
 mod pipeline;
 mod plan;
 mod pool;
+mod profile;
 mod record;
 mod scope;
 #[doc(hidden)]

@@ -21,6 +21,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{Forward, Shape, Variant};
+use crate::profile::DeviceProfile;
 use crate::shader::Layout;
 
 /// Blocks of 8 logits each lane may hold in registers. The held blocks are unrolled, one
@@ -98,17 +99,6 @@ const MIN_PIECE_BLOCKS_GPU: u32 = 256;
 /// 0.50 against 0.19 / 0.30, 32000 0.29 / 0.52 against 0.31 / 0.82.
 const SPLIT_MIN_COLS_CPU: u64 = 131_072;
 
-/// Threads a CPU adapter runs workgroups on: `LP_NUM_THREADS` where set (Mesa's CPU
-/// drivers read it too), the machine's otherwise.
-fn cpu_threads() -> u32 {
-    std::env::var("LP_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(4)
-        .clamp(1, 64) as u32
-}
-
 /// A forward operation's variant and layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
@@ -145,7 +135,7 @@ impl Plan {
     }
 }
 
-impl Engine {
+impl DeviceProfile {
     fn max_resident_blocks(&self) -> u32 {
         if self.cpu_tuned() {
             RESIDENT_BLOCKS_CPU
@@ -156,19 +146,18 @@ impl Engine {
 
     /// The subgroup size where it is fixed and the device has SUBGROUP.
     fn fixed_subgroup(&self) -> Option<u32> {
-        let a = &self.info.adapter;
-        let usable = self.info.features.contains(wgpu::Features::SUBGROUP)
-            && a.subgroup_min_size == a.subgroup_max_size
-            && a.subgroup_min_size >= 4
-            && self.workgroup_size().is_multiple_of(a.subgroup_min_size);
-        usable.then_some(a.subgroup_min_size)
+        let usable = self.features.contains(wgpu::Features::SUBGROUP)
+            && self.subgroup_min_size == self.subgroup_max_size
+            && self.subgroup_min_size >= 4
+            && self.workgroup_size().is_multiple_of(self.subgroup_min_size);
+        usable.then_some(self.subgroup_min_size)
     }
 
     /// Workgroups that keep the adapter busy: a few per thread on CPU adapters (lavapipe
     /// runs one workgroup per thread at a time), a few hundred on GPUs.
     pub(crate) fn parallel_groups(&self) -> u32 {
         if self.cpu_tuned() {
-            4 * cpu_threads()
+            4 * self.cpu_threads
         } else {
             512
         }
@@ -184,7 +173,7 @@ impl Engine {
         }
         if self.cpu_tuned() {
             // At least two threads assumed: one-core machines choose as two-core ones do.
-            2 * rows <= u64::from(cpu_threads().max(2)) && cols > SPLIT_MIN_COLS_CPU
+            2 * rows <= u64::from(self.cpu_threads.max(2)) && cols > SPLIT_MIN_COLS_CPU
         } else {
             rows < u64::from(self.parallel_groups())
         }
@@ -260,29 +249,13 @@ impl Engine {
         self.largest_workgroup(wanted)
     }
 
-    /// The longest row the resident variant holds in registers on this adapter.
-    pub fn resident_cols(&self) -> usize {
-        8 * (self.max_resident_lanes() * self.max_resident_blocks()) as usize
-    }
-
-    /// The variant `options.variant` resolves to for operation `op` on `shape`.
-    pub fn forward_variant(
-        &self,
-        op: Forward,
-        shape: Shape,
-        options: &crate::SoftmaxOptions,
-    ) -> Result<Variant> {
-        shape.validate()?;
-        Ok(self.plan(op, shape, options.variant)?.variant)
-    }
-
     /// The plan of operation `op` on `shape` (validated by the caller).
     pub(crate) fn plan(&self, op: Forward, shape: Shape, forced: Variant) -> Result<Plan> {
         let wg = self.workgroup_size();
         let blocks = shape.cols as u64 / 8;
         let rows = shape.rows as u64;
         let max_blocks = u64::from(self.max_resident_blocks());
-        let subgroups = self.info.features.contains(wgpu::Features::SUBGROUP);
+        let subgroups = self.features.contains(wgpu::Features::SUBGROUP);
         let base = Layout {
             lanes: wg,
             subgroups,
@@ -324,7 +297,7 @@ impl Engine {
             && fits_resident
             && blocks > RESIDENT_AUTO_MIN_BLOCKS_GPU
             && rows >= RESIDENT_AUTO_MIN_ROWS_GPU
-            && rows <= u64::from(self.info.limits.max_compute_workgroups_per_dimension);
+            && rows <= u64::from(self.limits.max_compute_workgroups_per_dimension);
         let variant = match forced {
             Variant::Auto if gpu_resident => Variant::Resident,
             Variant::Auto if self.wants_split(rows, shape.cols as u64, pieces) => Variant::SplitRow,
@@ -441,5 +414,175 @@ impl Engine {
             }
         };
         Ok(plan)
+    }
+}
+
+impl DeviceProfile {
+    /// The longest row the resident variant holds in registers on this adapter.
+    pub(crate) fn resident_cols(&self) -> usize {
+        8 * (self.max_resident_lanes() * self.max_resident_blocks()) as usize
+    }
+}
+
+impl Engine {
+    /// The longest row the resident variant holds in registers on this adapter.
+    pub fn resident_cols(&self) -> usize {
+        self.profile.resident_cols()
+    }
+
+    /// The variant `options.variant` resolves to for operation `op` on `shape`.
+    pub fn forward_variant(
+        &self,
+        op: Forward,
+        shape: Shape,
+        options: &crate::SoftmaxOptions,
+    ) -> Result<Variant> {
+        shape.validate()?;
+        Ok(self.profile.plan(op, shape, options.variant)?.variant)
+    }
+}
+
+/// The planner on described devices, no adapter needed: the rules above on lavapipe,
+/// llvmpipe through GL and an NVIDIA H100. The H100 rows are the variants its bench ran
+/// (docs/bench-h100.json, docs/bench-h100-big.json).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{AccessPattern, HalfPath, Tuning};
+    use wgpu::Features as F;
+
+    /// A device as `softmax-wgpu info` describes it, with two CPU threads.
+    fn profile(
+        device_type: wgpu::DeviceType,
+        features: wgpu::Features,
+        subgroup: (u32, u32),
+    ) -> DeviceProfile {
+        DeviceProfile {
+            device_type,
+            features,
+            limits: wgpu::Limits {
+                max_storage_buffer_binding_size: 1 << 27,
+                max_compute_invocations_per_workgroup: 1024,
+                max_compute_workgroup_size_x: 1024,
+                ..wgpu::Limits::default()
+            },
+            subgroup_min_size: subgroup.0,
+            subgroup_max_size: subgroup.1,
+            tuning: Tuning::Auto,
+            access: AccessPattern::Auto,
+            half_path: HalfPath::Auto,
+            half_builtins: true,
+            cpu_threads: 2,
+        }
+    }
+
+    fn lavapipe() -> DeviceProfile {
+        let f = F::SHADER_F16 | F::SUBGROUP | F::TIMESTAMP_QUERY | F::SHADER_INT64;
+        profile(wgpu::DeviceType::Cpu, f, (8, 8))
+    }
+
+    fn llvmpipe_gl() -> DeviceProfile {
+        profile(wgpu::DeviceType::Cpu, F::TIMESTAMP_QUERY, (4, 128))
+    }
+
+    fn h100() -> DeviceProfile {
+        let f = F::SHADER_F16 | F::SUBGROUP | F::TIMESTAMP_QUERY | F::SHADER_INT64;
+        profile(wgpu::DeviceType::DiscreteGpu, f, (32, 32))
+    }
+
+    fn variant(p: &DeviceProfile, op: Forward, rows: usize, cols: usize) -> Variant {
+        p.plan(op, Shape::new(rows, cols), Variant::Auto)
+            .unwrap()
+            .variant
+    }
+
+    use Forward::{LogSoftmax as Lsm, LogSumExp as Lse, Softmax as Sm};
+    use Variant::{MultiRow as M, Online as O, Resident as R, SplitRow as S};
+
+    #[test]
+    fn automatic_choices_on_each_device() {
+        #[rustfmt::skip]
+        let table: [(&str, fn() -> DeviceProfile, Forward, usize, usize, Variant); 30] = [
+            // H100: split-row under 512 rows, resident for 4097-32768 logits from 128 rows
+            // (not logsumexp), multi-row up to 512 logits, online otherwise.
+            ("h100", h100, Sm, 1, 32_000, S),
+            ("h100", h100, Sm, 1, 1_048_576, S),
+            ("h100", h100, Sm, 32, 128_256, S),
+            ("h100", h100, Sm, 256, 32_000, R),
+            ("h100", h100, Lsm, 256, 32_000, R),
+            ("h100", h100, Lse, 256, 32_000, S),
+            ("h100", h100, Sm, 256, 128_256, S),
+            ("h100", h100, Sm, 1024, 32_000, R),
+            ("h100", h100, Lse, 1024, 32_000, O),
+            ("h100", h100, Sm, 1024, 128_256, O),
+            ("h100", h100, Sm, 4096, 4096, O),
+            ("h100", h100, Sm, 4096, 4104, R),
+            ("h100", h100, Sm, 4096, 512, M),
+            ("h100", h100, Sm, 4096, 1024, O),
+            ("h100", h100, Sm, 127, 32_000, S),
+            // lavapipe (two threads): split-row only for single rows past 131072 logits,
+            // multi-row for short rows and, looped, up to 8192 with rows enough.
+            ("lavapipe", lavapipe, Sm, 1, 32_000, O),
+            ("lavapipe", lavapipe, Sm, 1, 131_072, O),
+            ("lavapipe", lavapipe, Sm, 1, 131_080, S),
+            ("lavapipe", lavapipe, Lse, 1, 1_048_576, S),
+            ("lavapipe", lavapipe, Sm, 2, 262_144, O),
+            ("lavapipe", lavapipe, Sm, 256, 128_256, O),
+            ("lavapipe", lavapipe, Sm, 4096, 64, M),
+            ("lavapipe", lavapipe, Sm, 1_048_576, 2, M),
+            ("lavapipe", lavapipe, Sm, 2048, 4096, M),
+            ("lavapipe", lavapipe, Sm, 32, 4096, O),
+            ("lavapipe", lavapipe, Sm, 1024, 16_384, O),
+            // llvmpipe through GL: the same rules without subgroups.
+            ("gl", llvmpipe_gl, Sm, 4096, 64, M),
+            ("gl", llvmpipe_gl, Sm, 1, 262_144, S),
+            ("gl", llvmpipe_gl, Sm, 1024, 8192, M),
+            ("gl", llvmpipe_gl, Sm, 256, 32_000, O),
+        ];
+        for (name, device, op, rows, cols, want) in table {
+            let got = variant(&device(), op, rows, cols);
+            assert_eq!(got, want, "{name}: {op:?} {rows} x {cols}");
+        }
+    }
+
+    #[test]
+    fn layouts_follow_the_device() {
+        // H100 resident rows of 32000: 1024 lanes of 4 blocks, one row per workgroup.
+        let p = h100()
+            .plan(Sm, Shape::new(1024, 32_000), Variant::Auto)
+            .unwrap();
+        assert_eq!(
+            (p.workgroup, p.layout.lanes, p.layout.resident_blocks),
+            (1024, 1024, 4)
+        );
+        // H100 multi-row at 512 logits: a subgroup of 32 lanes a row, 8 rows a workgroup.
+        let p = h100()
+            .plan(Sm, Shape::new(4096, 512), Variant::Auto)
+            .unwrap();
+        assert_eq!(
+            (p.layout.lanes, p.layout.subgroup_rows, p.rows_per_group),
+            (32, true, 8)
+        );
+        // lavapipe online: 16 lanes; split-row of one row of 1M: 8 pieces (4 per thread).
+        let p = lavapipe()
+            .plan(Sm, Shape::new(32, 32_000), Variant::Auto)
+            .unwrap();
+        assert_eq!((p.workgroup, p.chunks), (16, 1));
+        let p = lavapipe()
+            .plan(Sm, Shape::new(1, 1_048_576), Variant::Auto)
+            .unwrap();
+        assert_eq!((p.variant, p.chunks, p.workgroup), (S, 8, 16));
+        // Rows of 3 on lavapipe go packed, 8 rows to a lane.
+        let p = lavapipe()
+            .plan(Sm, Shape::new(1000, 3), Variant::Auto)
+            .unwrap();
+        assert_eq!((p.layout.lanes, p.packed_rows()), (1, 8));
+        // Forced variants that cannot hold the rows are errors, not other variants.
+        assert!(lavapipe()
+            .plan(Sm, Shape::new(4, 1 << 20), Variant::Resident)
+            .is_err());
+        assert!(h100()
+            .plan(Sm, Shape::new(4, 1 << 16), Variant::MultiRow)
+            .is_err());
     }
 }

@@ -241,35 +241,6 @@ fn overlaps(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> bool {
 }
 
 impl Engine {
-    /// `(rows per dispatch, binding offset alignment, max workgroups per dimension)` for rows
-    /// of `row_bytes` in their widest binding: every binding of a chunk must fit the
-    /// binding-size limit, with room for the slack of aligning its offset down.
-    pub(crate) fn chunking(&self, row_bytes: u64) -> Result<(u64, u64, u64)> {
-        let limits = &self.info.limits;
-        let align = u64::from(limits.min_storage_buffer_offset_alignment);
-        let max_binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size)
-            / 4
-            * 4;
-        let slack = align + 4;
-        let usable = max_binding.saturating_sub(slack);
-        if row_bytes > usable {
-            return Err(Error::TooLarge {
-                what: "one row with its binding's alignment slack",
-                needed: row_bytes + slack,
-                limit_name: "max_storage_buffer_binding_size",
-                limit: max_binding,
-            });
-        }
-        let rows_per_chunk = (usable / row_bytes.max(4)).min(u64::from(u32::MAX));
-        Ok((
-            rows_per_chunk,
-            align,
-            u64::from(limits.max_compute_workgroups_per_dimension),
-        ))
-    }
-
     /// Records a forward operation into `encoder`. The caller submits.
     ///
     /// Rows are split into as many dispatches as the adapter's binding-size and
@@ -286,7 +257,7 @@ impl Engine {
         let (output, in_place) = args.checked_output()?;
         let (rows, cols) = (shape.rows as u64, shape.cols as u64);
 
-        let plan = self.plan(args.op, shape, args.options.variant)?;
+        let plan = self.profile.plan(args.op, shape, args.options.variant)?;
         let row_bytes = [
             cols * args.input.dtype.size(),
             output.map_or(0, |o| cols * o.dtype.size()),
@@ -295,7 +266,7 @@ impl Engine {
         .into_iter()
         .max()
         .unwrap_or(0);
-        let (mut rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        let (mut rows_per_chunk, align, max_groups) = self.profile.chunking(row_bytes)?;
         // Packed lanes take whole runs of rows: every dispatch of them starts one.
         let packed_rows = u64::from(plan.packed_rows());
         if rows_per_chunk >= packed_rows {
@@ -335,9 +306,9 @@ impl Engine {
         // Blocks of 8 are aligned in the output; the input loads them as vectors where it
         // sits at the same element offset modulo 8 in every dispatch of the pipeline.
         // Logsumexp has no output: its blocks follow the input. In place, both are one.
-        let wide = self.forward_wide_words();
-        let x_view = self.view_bytes(args.input.dtype, wide);
-        let y_view = output.map_or(16, |o| self.view_bytes(o.dtype, wide));
+        let wide = self.profile.forward_wide_words();
+        let x_view = self.profile.view_bytes(args.input.dtype, wide);
+        let y_view = output.map_or(16, |o| self.profile.view_bytes(o.dtype, wide));
         // Each pipeline (unpacked, packed) is aligned where all its dispatches are.
         let aligned_in = |dispatches: &[Dispatch], packed: bool| {
             in_place
@@ -378,14 +349,14 @@ impl Engine {
             }
             let key = KernelKey {
                 op: args.op,
-                input: self.storage(args.input.dtype),
-                output: output.map(|o| self.storage(o.dtype)),
+                input: self.profile.storage(args.input.dtype),
+                output: output.map(|o| self.profile.storage(o.dtype)),
                 in_place,
                 lse: args.lse.is_some(),
-                contiguous: self.contiguous(),
+                contiguous: self.profile.contiguous(),
                 workgroup: plan.workgroup,
                 layout: plan.layout,
-                half_builtins: self.half_builtins,
+                half_builtins: self.profile.half_builtins,
                 // Groups of rows per dispatch past one dimension's limit: workgroups loop.
                 row_loop: runs.any(|d| groups_of(plan, d.rows) > max_groups),
                 aligned: aligned[k],

@@ -68,9 +68,9 @@ impl Engine {
             });
         }
         // 256 lanes of 128 bytes each: the fastest plain copy on both lavapipe and GPUs.
-        let workgroup = self.largest_workgroup(256);
+        let workgroup = self.profile.largest_workgroup(256);
         let key = PipelineKey::Copy(CopyKey {
-            contiguous: self.contiguous(),
+            contiguous: self.profile.contiguous(),
             workgroup,
             word,
             kind,

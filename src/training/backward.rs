@@ -59,14 +59,17 @@ impl Engine {
         check_tensors(shape, &y, &dy, &dx)?;
         let cols = shape.cols as u64;
         let rows = shape.rows as u64;
-        let (rows_per_chunk, align, max_groups) =
-            self.chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
-        let row_per_lane = self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
+        let (rows_per_chunk, align, max_groups) = self
+            .profile
+            .chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
+        let row_per_lane =
+            self.profile
+                .row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
         let run = crate::shader::rows_filling_blocks(cols);
-        let wide = self.wide_words();
+        let wide = self.profile.wide_words();
         let (y_view, dx_view) = (
-            self.view_bytes(y.dtype, wide),
-            self.view_bytes(dx.dtype, wide),
+            self.profile.view_bytes(y.dtype, wide),
+            self.profile.view_bytes(dx.dtype, wide),
         );
         // The bindings of rows [row0, row0 + nrows): y, dy, dx.
         let bound = |row0: u64, nrows: u64| {
@@ -87,19 +90,19 @@ impl Engine {
                 && xb.size >= dx_view
                 && yb.base % 8 == xb.base % 8
                 && db.base % 8 == xb.base % 8
-                && (!row_per_lane || (self.contiguous() && xb.base.is_multiple_of(8)))
+                && (!row_per_lane || (self.profile.contiguous() && xb.base.is_multiple_of(8)))
         };
         let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
-        let workgroup = self.workgroup_for("softmax backward", cols)?;
+        let workgroup = self.profile.workgroup_for("softmax backward", cols)?;
         // Split-row: each row's pieces' partial sums (one f32 each) merged by every piece.
         let split = self.training_split((rows, cols), row_per_lane, rows_per_chunk, 4)?;
         let key = |blocks: bool| BackwardKey {
             log,
-            input: self.storage(y.dtype),
-            output: self.storage(dx.dtype),
-            contiguous: self.contiguous(),
+            input: self.profile.storage(y.dtype),
+            output: self.profile.storage(dx.dtype),
+            contiguous: self.profile.contiguous(),
             workgroup,
-            half_builtins: self.half_builtins,
+            half_builtins: self.profile.half_builtins,
             row_loop: rows_per_chunk.min(rows) > max_groups,
             blocks,
             wide_words: wide,

@@ -119,16 +119,18 @@ impl Engine {
         .into_iter()
         .max()
         .unwrap_or(0);
-        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
-        let row_per_lane = self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
+        let (rows_per_chunk, align, max_groups) = self.profile.chunking(row_bytes)?;
+        let row_per_lane = self
+            .profile
+            .row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
         let run = crate::shader::rows_filling_blocks(cols);
         // Blocks of 8 where the gradient (if any) sits at the logits' offset modulo 8, both
         // holding at least one vector (no stand-in bound twice, read and written), the blocks
         // following the logits without a gradient; a row per lane (`loss_and_grad_run`) only
         // with contiguous shares, and with the blocks starting the dispatch.
-        let wide = self.wide_words();
-        let x_view = self.view_bytes(args.logits.dtype, wide);
-        let y_view = grad.map_or(16, |g| self.view_bytes(g.dtype, wide));
+        let wide = self.profile.wide_words();
+        let x_view = self.profile.view_bytes(args.logits.dtype, wide);
+        let y_view = grad.map_or(16, |g| self.profile.view_bytes(g.dtype, wide));
         let blocks_in = |row0: u64, nrows: u64| {
             let (first, n) = (row0 * cols, nrows * cols);
             let x = chunk_binding(&args.logits, first, n, align);
@@ -138,22 +140,24 @@ impl Engine {
                     let y = chunk_binding(&g, first, n, align);
                     y.size >= y_view && (in_place || x.base % 8 == y.base % 8)
                 })
-                && (!row_per_lane || (self.contiguous() && out_base.is_multiple_of(8)))
+                && (!row_per_lane || (self.profile.contiguous() && out_base.is_multiple_of(8)))
         };
         let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
-        let workgroup = self.workgroup_for("cross-entropy", rows.max(cols))?;
+        let workgroup = self
+            .profile
+            .workgroup_for("cross-entropy", rows.max(cols))?;
         // Two words of 16 bytes per piece (`store_ce_partial` in src/shader/mod.rs).
         let split = self.training_split((rows, cols), row_per_lane, rows_per_chunk, 32)?;
         let kernel = |blocks: bool, entry: CeEntry| {
             let key = CeKey {
-                input: self.storage(args.logits.dtype),
-                grad: grad.map(|g| self.storage(g.dtype)),
+                input: self.profile.storage(args.logits.dtype),
+                grad: grad.map(|g| self.profile.storage(g.dtype)),
                 in_place,
                 weight: args.weight.is_some(),
-                contiguous: self.contiguous(),
+                contiguous: self.profile.contiguous(),
                 workgroup,
-                half_builtins: self.half_builtins,
+                half_builtins: self.profile.half_builtins,
                 row_loop: rows_per_chunk.min(rows) > max_groups,
                 blocks,
                 wide_words: wide,

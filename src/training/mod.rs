@@ -11,6 +11,7 @@ pub use cross_entropy::{CrossEntropyArgs, CrossEntropyResult, GradOutput};
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::profile::DeviceProfile;
 use crate::record::{row_chunks, TensorRef};
 
 /// Rows up to which a lane per row is taken whatever the row count: below it the work is
@@ -130,21 +131,23 @@ fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
     }
 }
 
-impl Engine {
+impl DeviceProfile {
     /// Whether a training kernel gives `rows` rows of `cols` a lane each: on CPU adapters
     /// up to `cpu_max` logits where the rows give every thread its workgroups (always up to
     /// `ROW_PER_LANE_SHORT_COLS_CPU`). A workgroup per row leaves most of its lanes idle on
     /// short rows and pays a reduction for a few logits (lavapipe, 1048576 x 10 f32, with a
     /// workgroup per row: cross-entropy with its gradient 0.002 of copy, softmax backward
     /// 0.008; a lane per row: 0.09 and 0.29).
-    fn row_per_lane(&self, rows: u64, cols: u64, cpu_max: u64) -> bool {
+    pub(crate) fn row_per_lane(&self, rows: u64, cols: u64, cpu_max: u64) -> bool {
         if !self.cpu_tuned() {
             return cols <= ROW_PER_LANE_MAX_COLS_GPU;
         }
         let busy = u64::from(self.parallel_groups()) * u64::from(self.workgroup_size());
         cols <= cpu_max.min(ROW_PER_LANE_SHORT_COLS_CPU) || (cols <= cpu_max && rows >= busy)
     }
+}
 
+impl Engine {
     /// The split-row layout of a training kernel, if it takes one: each of `rows` rows of
     /// `cols` cut into pieces over many workgroups, with scratch for `piece_bytes` of
     /// partials per piece of the `rows_per_chunk` rows of a dispatch. Where the forward
@@ -160,8 +163,8 @@ impl Engine {
         rows_per_chunk: u64,
         piece_bytes: u64,
     ) -> Result<Option<Split>> {
-        let pieces = self.split_pieces(rows, cols / 8);
-        if row_per_lane || !self.wants_split(rows, cols, pieces) {
+        let pieces = self.profile.split_pieces(rows, cols / 8);
+        if row_per_lane || !self.profile.wants_split(rows, cols, pieces) {
             return Ok(None);
         }
         let scratch = self.split_scratch(rows_per_chunk.min(rows) * pieces * piece_bytes)?;
