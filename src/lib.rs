@@ -31,6 +31,7 @@ mod half_probe;
 #[doc(hidden)]
 pub use half_probe::{bit_conversions_are_exact, unit_conversions_are_exact};
 mod host;
+mod launch;
 mod options;
 pub mod oracle;
 mod params;
@@ -51,6 +52,7 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use host::ForwardResult;
+pub use launch::Explanation;
 pub use options::{
     CrossEntropyOptions, Forward, MaskedRows, Reduction, Shape, SoftmaxOptions, Variant,
 };

@@ -490,6 +490,16 @@ mod tests {
         profile(wgpu::DeviceType::DiscreteGpu, f, (32, 32))
     }
 
+    /// A row of the table: device, operation, rows, cols, the variant it must get.
+    type Case = (
+        &'static str,
+        fn() -> DeviceProfile,
+        Forward,
+        usize,
+        usize,
+        Variant,
+    );
+
     fn variant(p: &DeviceProfile, op: Forward, rows: usize, cols: usize) -> Variant {
         p.plan(op, Shape::new(rows, cols), Variant::Auto)
             .unwrap()
@@ -502,7 +512,7 @@ mod tests {
     #[test]
     fn automatic_choices_on_each_device() {
         #[rustfmt::skip]
-        let table: [(&str, fn() -> DeviceProfile, Forward, usize, usize, Variant); 30] = [
+        let table: [Case; 30] = [
             // H100: split-row under 512 rows, resident for 4097-32768 logits from 128 rows
             // (not logsumexp), multi-row up to 512 logits, online otherwise.
             ("h100", h100, Sm, 1, 32_000, S),

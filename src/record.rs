@@ -4,14 +4,10 @@
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::options::{Forward, MaskedRows, Shape, SoftmaxOptions};
-use crate::params::ForwardParams;
-use crate::plan::Plan;
+use crate::launch::{chunk_at, ChunkBinding, ForwardCall, TensorAt};
+use crate::options::{Forward, Shape, SoftmaxOptions};
 use crate::scope::capture_errors;
-use crate::shader::{slot, KernelKey, PipelineKey, SplitEntry};
-
-/// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).
-const MAX_SPLIT_PARTIALS: u64 = 1 << 20;
+use crate::shader::{slot, PipelineKey};
 
 /// A tensor in a caller's buffer: `dtype` elements starting `offset` bytes in.
 ///
@@ -34,6 +30,14 @@ impl<'a> TensorRef<'a> {
             buffer,
             offset: 0,
             dtype,
+        }
+    }
+
+    /// Where the tensor lies, for the planner (src/launch.rs).
+    pub(crate) fn place(&self) -> TensorAt {
+        TensorAt {
+            dtype: self.dtype,
+            offset: self.offset,
         }
     }
 
@@ -158,41 +162,8 @@ impl<'a> ForwardArgs<'a> {
     }
 }
 
-/// Where one chunk of a tensor is bound: binding offset and size, and the element index of
-/// the chunk's first element inside the binding.
-pub(crate) struct ChunkBinding {
-    pub(crate) offset: u64,
-    pub(crate) size: u64,
-    pub(crate) base: u32,
-}
-
-/// One dispatch of a forward operation: its rows, whether they run packed (see
-/// `Layout::packed_cols`), and where each tensor's chunk of them is bound.
-struct Dispatch {
-    rows: u64,
-    packed: bool,
-    x: ChunkBinding,
-    y: Option<ChunkBinding>,
-    lse: Option<ChunkBinding>,
-}
-
-/// The dispatches of `rows` rows, at most `rows_per_chunk` each: `(first row, rows)`.
-pub(crate) fn row_chunks(rows: u64, rows_per_chunk: u64) -> impl Iterator<Item = (u64, u64)> {
-    let step = rows_per_chunk.max(1);
-    (0..rows)
-        .step_by(step as usize)
-        .map(move |row0| (row0, step.min(rows - row0)))
-}
-
 pub(crate) fn chunk_binding(t: &TensorRef, first: u64, n: u64, align: u64) -> ChunkBinding {
-    let start = t.offset + first * t.dtype.size();
-    let offset = start / align * align;
-    let end = (start + n * t.dtype.size()).div_ceil(4) * 4;
-    ChunkBinding {
-        offset,
-        size: end - offset,
-        base: ((start - offset) / t.dtype.size()) as u32,
-    }
+    chunk_at(t.place(), first, n, align)
 }
 
 pub(crate) fn bind<'a>(
@@ -255,149 +226,43 @@ impl Engine {
         shape.validate()?;
         let inv_t = args.options.inv_temperature()?;
         let (output, in_place) = args.checked_output()?;
-        let (rows, cols) = (shape.rows as u64, shape.cols as u64);
-
-        let plan = self.profile.plan(args.op, shape, args.options.variant)?;
-        let row_bytes = [
-            cols * args.input.dtype.size(),
-            output.map_or(0, |o| cols * o.dtype.size()),
-            if args.lse.is_some() { 4 } else { 0 },
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        let (mut rows_per_chunk, align, max_groups) = self.profile.chunking(row_bytes)?;
-        // Packed lanes take whole runs of rows: every dispatch of them starts one.
-        let packed_rows = u64::from(plan.packed_rows());
-        if rows_per_chunk >= packed_rows {
-            rows_per_chunk = rows_per_chunk / packed_rows * packed_rows;
-        }
-        let chunks = u64::from(plan.chunks);
-        let partials = if plan.layout.split {
-            // Each dispatch's partial states fit the scratch buffer (16 bytes each).
-            rows_per_chunk = rows_per_chunk.min(MAX_SPLIT_PARTIALS / chunks).max(1);
-            Some(self.split_scratch(rows_per_chunk.min(rows) * chunks * 16)?)
-        } else {
-            None
-        };
-        // The dispatches: first row, rows, whether packed, and where each tensor's chunk is
-        // bound. With packed rows, the rows that do not fill a lane's run go in a dispatch
-        // of their own, unpacked, so that the packed kernel has no partial run to mind.
-        let dispatches_of = |packed: bool| -> Vec<Dispatch> {
-            row_chunks(rows, rows_per_chunk)
-                .flat_map(|(row0, nrows)| {
-                    let whole = if packed {
-                        nrows / packed_rows * packed_rows
-                    } else {
-                        nrows
-                    };
-                    [(row0, whole, packed), (row0 + whole, nrows - whole, false)]
-                })
-                .filter(|&(_, nrows, _)| nrows > 0)
-                .map(|(row0, nrows, packed)| Dispatch {
-                    rows: nrows,
-                    packed,
-                    x: chunk_binding(&args.input, row0 * cols, nrows * cols, align),
-                    y: output.map(|o| chunk_binding(&o, row0 * cols, nrows * cols, align)),
-                    lse: args.lse.map(|t| chunk_binding(&t, row0, nrows, align)),
-                })
-                .collect()
-        };
-        // Blocks of 8 are aligned in the output; the input loads them as vectors where it
-        // sits at the same element offset modulo 8 in every dispatch of the pipeline.
-        // Logsumexp has no output: its blocks follow the input. In place, both are one.
-        let wide = self.profile.forward_wide_words();
-        let x_view = self.profile.view_bytes(args.input.dtype, wide);
-        let y_view = output.map_or(16, |o| self.profile.view_bytes(o.dtype, wide));
-        // Each pipeline (unpacked, packed) is aligned where all its dispatches are.
-        let aligned_in = |dispatches: &[Dispatch], packed: bool| {
-            in_place
-                || dispatches.iter().filter(|d| d.packed == packed).all(|d| {
-                    d.x.size >= x_view
-                        && d.y
-                            .as_ref()
-                            .is_none_or(|y| y.size >= y_view && d.x.base % 8 == y.base % 8)
-                })
-        };
-        let mut dispatches = dispatches_of(plan.layout.packed_cols > 0);
-        // Packed rows load whole blocks from each dispatch's first row on; elsewhere the
-        // rows run unpacked.
-        let blocks_from_row_0 = dispatches
-            .iter()
-            .filter(|d| d.packed)
-            .all(|d| d.y.as_ref().map_or(d.x.base, |y| y.base) % 8 == 0);
-        if plan.layout.packed_cols > 0 && !(aligned_in(&dispatches, true) && blocks_from_row_0) {
-            dispatches = dispatches_of(false);
-        }
-        let aligned = [false, true].map(|packed| aligned_in(&dispatches, packed));
-        let plans = [plan.unpacked(), plan];
-        // Workgroups a dispatch of `nrows` rows needs along its row dimension (split-row
-        // pieces go along another).
-        let groups_of = |plan: &Plan, nrows: u64| {
-            if plan.layout.split {
-                nrows
-            } else {
-                nrows.div_ceil(u64::from(plan.rows_per_group))
-            }
-        };
+        let launch = self.profile.launch_forward(&ForwardCall {
+            op: args.op,
+            shape,
+            input: args.input.place(),
+            output: output.map(|o| o.place()),
+            in_place,
+            lse: args.lse.map(|t| t.place()),
+            variant: args.options.variant,
+            inv_t,
+            masked_rows: args.options.masked_rows,
+        })?;
         // The pipelines of the unpacked and the packed plan, where a dispatch runs them.
         let mut kernels: [Vec<std::sync::Arc<crate::pipeline::Kernel>>; 2] = Default::default();
-        for (k, plan) in plans.iter().enumerate() {
-            let mut runs = dispatches.iter().filter(|d| usize::from(d.packed) == k);
-            if runs.clone().next().is_none() {
-                continue;
-            }
-            let key = KernelKey {
-                op: args.op,
-                input: self.profile.storage(args.input.dtype),
-                output: output.map(|o| self.profile.storage(o.dtype)),
-                in_place,
-                lse: args.lse.is_some(),
-                contiguous: self.profile.contiguous(),
-                workgroup: plan.workgroup,
-                layout: plan.layout,
-                half_builtins: self.profile.half_builtins,
-                // Groups of rows per dispatch past one dimension's limit: workgroups loop.
-                row_loop: runs.any(|d| groups_of(plan, d.rows) > max_groups),
-                aligned: aligned[k],
-                wide_words: wide,
-            };
-            let entries: &[SplitEntry] = if plan.layout.split {
-                &[SplitEntry::Partials, SplitEntry::Finish]
-            } else {
-                &[SplitEntry::Main]
-            };
-            for &entry in entries {
-                kernels[k].push(
-                    self.pipelines
-                        .get(&self.device, &PipelineKey::Forward(key, entry))?,
-                );
+        for (k, key) in launch.keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            for &entry in launch.entries {
+                let key = PipelineKey::Forward(*key, entry);
+                kernels[k].push(self.pipelines.get(&self.device, &key)?);
             }
         }
+        let partials = match launch.split_rows {
+            Some(_) => Some(self.split_scratch(launch.scratch_bytes())?),
+            None => None,
+        };
         let tiny = self.tiny_buffer()?;
-        let masked_zeros = u32::from(args.options.masked_rows == MaskedRows::Zeros);
+        let chunks = u64::from(launch.plans[1].chunks);
+        let (x_view, y_view) = (launch.x_view, launch.y_view);
 
         capture_errors(&self.device, || {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("softmax-wgpu forward"),
                 timestamp_writes: None,
             });
-            for d in &dispatches {
+            for d in &launch.dispatches {
                 let (nrows, x, y, l) = (d.rows, &d.x, &d.y, &d.lse);
-                let plan = &plans[usize::from(d.packed)];
                 let kernels = &kernels[usize::from(d.packed)];
-                // Logsumexp has no output: its pairs follow the input.
-                let y_base = y.as_ref().map_or(x.base, |y| y.base);
-                let params = ForwardParams {
-                    rows: nrows as u32,
-                    cols: cols as u32,
-                    x_base: if in_place { y_base } else { x.base },
-                    y_base,
-                    lse_base: l.as_ref().map_or(0, |l| l.base),
-                    masked_zeros,
-                    inv_t: inv_t.to_bits(),
-                    chunks: plan.chunks,
-                };
+                let params = d.params;
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: slot::PARAMS,
@@ -405,7 +270,7 @@ impl Engine {
                 }];
                 if !in_place {
                     entries.push(bind(slot::X, &args.input, x));
-                    if aligned[usize::from(d.packed)] {
+                    if launch.aligned[usize::from(d.packed)] {
                         entries.push(bind_vectors(slot::X_VEC, &args.input, x, x_view, &tiny));
                     }
                 }
@@ -432,14 +297,10 @@ impl Engine {
                     entries: &entries,
                 });
                 pass.set_bind_group(0, &bind_group, &[]);
+                let (gx, gy) = launch.groups(d);
                 for kernel in kernels {
                     pass.set_pipeline(&kernel.pipeline);
-                    let groups = groups_of(plan, nrows).min(max_groups) as u32;
-                    if plan.layout.split {
-                        pass.dispatch_workgroups(plan.chunks, groups, 1);
-                    } else {
-                        pass.dispatch_workgroups(groups, 1, 1);
-                    }
+                    pass.dispatch_workgroups(gx, gy, 1);
                 }
             }
         })

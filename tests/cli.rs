@@ -456,3 +456,53 @@ fn bench_runs_an_odd_count_of_16_bit_logits() {
         }
     }
 }
+
+/// `explain` prints the plan the automatic choice makes on each adapter (the variant the
+/// library reports) and, with `--wgsl`, shaders that naga accepts; bad shapes are one line.
+#[test]
+fn explain_prints_the_plan_and_the_shaders() {
+    for e in engines() {
+        for (rows, cols) in [(1usize, 1_048_576usize), (256, 32_000), (4096, 64)] {
+            let out = on(e)
+                .args([
+                    "explain",
+                    "--rows",
+                    &rows.to_string(),
+                    "--cols",
+                    &cols.to_string(),
+                ])
+                .arg("--wgsl")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            ok(out);
+            let variant = e
+                .forward_variant(
+                    Forward::Softmax,
+                    Shape::new(rows, cols),
+                    &SoftmaxOptions::default(),
+                )
+                .unwrap();
+            assert!(
+                text.contains(&format!("variant {variant}")),
+                "{rows} x {cols}: {text}"
+            );
+            let wgsl: Vec<&str> = text.split("\n// ---- ").skip(1).collect();
+            assert!(!wgsl.is_empty(), "no shader printed");
+            for module in wgsl {
+                let source = module.split_once('\n').unwrap().1;
+                naga::front::wgsl::parse_str(source).expect("the printed WGSL parses");
+            }
+        }
+    }
+    let d = dir();
+    let out = path(&d, "none.npy");
+    fails(
+        on(&engines()[0])
+            .args(["explain", "--rows", "0", "--cols", "5"])
+            .output()
+            .unwrap(),
+        "shape",
+        &out,
+    );
+}

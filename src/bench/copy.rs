@@ -4,8 +4,9 @@
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::launch::ChunkBinding;
 use crate::params::CopyParams;
-use crate::record::{bind, ChunkBinding, TensorRef};
+use crate::record::{bind, TensorRef};
 use crate::scope::capture_errors;
 use crate::shader::{slot, CopyKey, PipelineKey};
 pub use crate::shader::{CopyKind, CopyWord};

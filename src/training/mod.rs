@@ -11,8 +11,9 @@ pub use cross_entropy::{CrossEntropyArgs, CrossEntropyResult, GradOutput};
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::launch::row_chunks;
 use crate::profile::DeviceProfile;
-use crate::record::{row_chunks, TensorRef};
+use crate::record::TensorRef;
 
 /// Rows up to which a lane per row is taken whatever the row count: below it the work is
 /// small anyway.

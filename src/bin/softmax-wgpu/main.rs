@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use half::{bf16, f16};
 use softmax_wgpu::{
-    CrossEntropyOptions, Element, Engine, EngineOptions, Forward, MaskedRows, Reduction, Shape,
-    SoftmaxOptions, Variant,
+    CrossEntropyOptions, DType, Element, Engine, EngineOptions, Forward, MaskedRows, Reduction,
+    Shape, SoftmaxOptions, Variant,
 };
 
 use npy::Logits;
@@ -54,6 +54,79 @@ enum Command {
     CrossEntropy(CrossEntropyCmd),
     /// Times the operations against a copy kernel over large-vocabulary shapes.
     Bench(bench::BenchCmd),
+    /// Prints what a forward operation would launch on the adapter (variant, layout,
+    /// dispatches, pipeline keys) and, with --wgsl, the shaders, without running it.
+    Explain(ExplainCmd),
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum OpArg {
+    Softmax,
+    LogSoftmax,
+    Logsumexp,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DtypeArg {
+    fn dtype(self) -> DType {
+        match self {
+            DtypeArg::F32 => DType::F32,
+            DtypeArg::F16 => DType::F16,
+            DtypeArg::Bf16 => DType::BF16,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ExplainCmd {
+    /// The operation.
+    #[arg(long, value_enum, default_value = "softmax")]
+    op: OpArg,
+    /// Rows of the batch.
+    #[arg(long)]
+    rows: usize,
+    /// Logits per row.
+    #[arg(long)]
+    cols: usize,
+    /// The logits' dtype.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: DtypeArg,
+    /// The output's dtype (softmax, log-softmax); the logits' by default.
+    #[arg(long, value_enum)]
+    out_dtype: Option<DtypeArg>,
+    /// Kernel variant: auto, resident, online, split-row, multi-row.
+    #[arg(long, default_value = "auto")]
+    variant: Variant,
+    /// Also prints the WGSL of each pipeline.
+    #[arg(long)]
+    wgsl: bool,
+}
+
+fn explain(engine: &Engine, cmd: &ExplainCmd) -> Result<(), String> {
+    let op = match cmd.op {
+        OpArg::Softmax => Forward::Softmax,
+        OpArg::LogSoftmax => Forward::LogSoftmax,
+        OpArg::Logsumexp => Forward::LogSumExp,
+    };
+    let options = SoftmaxOptions::default().with_variant(cmd.variant);
+    let input = cmd.dtype.dtype();
+    let output = cmd.out_dtype.map_or(input, DtypeArg::dtype);
+    let e = engine
+        .explain_forward(op, Shape::new(cmd.rows, cmd.cols), input, output, &options)
+        .map_err(|e| e.to_string())?;
+    print!("{e}");
+    if cmd.wgsl {
+        for (key, wgsl) in &e.shaders {
+            println!("\n// ---- {key}\n{wgsl}");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -403,6 +476,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Logsumexp(c) => run_forward(&cli.adapter.engine()?, Forward::LogSumExp, c),
         Command::CrossEntropy(c) => run_cross_entropy(&cli.adapter.engine()?, c),
         Command::Bench(c) => bench::run(&cli.adapter.engine()?, c),
+        Command::Explain(c) => explain(&cli.adapter.engine()?, c),
     }
 }
 

@@ -1,0 +1,411 @@
+//! What a forward call launches, worked out without a device: from a [`DeviceProfile`] and a
+//! [`ForwardCall`] (the operation, shape, dtypes and byte offsets of its tensors) to a
+//! [`ForwardLaunch`]: the plan of each pipeline (unpacked, packed), its key, and each
+//! dispatch's rows, uniforms, binding ranges and workgroup counts. `Engine::record_forward`
+//! (src/record.rs) checks the arguments, asks for the launch and executes it;
+//! `Engine::explain_forward` prints it.
+
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::options::{Forward, MaskedRows, Shape, Variant};
+use crate::params::ForwardParams;
+use crate::plan::Plan;
+use crate::profile::DeviceProfile;
+use crate::shader::{KernelKey, SplitEntry};
+
+/// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).
+const MAX_SPLIT_PARTIALS: u64 = 1 << 20;
+
+/// Where a tensor lies in its buffer: what the planner needs of a `TensorRef`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TensorAt {
+    /// Element type.
+    pub dtype: DType,
+    /// Byte offset of the first element.
+    pub offset: u64,
+}
+
+/// The part of a buffer one dispatch binds for a tensor: `size` bytes from `offset` (aligned
+/// down to the adapter's binding alignment), with the tensor's first element of the chunk
+/// `base` elements in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkBinding {
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+    pub(crate) base: u32,
+}
+
+/// The binding of elements `first..first + n` of `t`, its offset aligned down to `align`
+/// and its end rounded up to a 4-byte word.
+pub(crate) fn chunk_at(t: TensorAt, first: u64, n: u64, align: u64) -> ChunkBinding {
+    let start = t.offset + first * t.dtype.size();
+    let offset = start / align * align;
+    let end = (start + n * t.dtype.size()).div_ceil(4) * 4;
+    ChunkBinding {
+        offset,
+        size: end - offset,
+        base: ((start - offset) / t.dtype.size()) as u32,
+    }
+}
+
+/// The dispatches of `rows` rows, at most `rows_per_chunk` each: `(first row, rows)`.
+pub(crate) fn row_chunks(rows: u64, rows_per_chunk: u64) -> impl Iterator<Item = (u64, u64)> {
+    let step = rows_per_chunk.max(1);
+    (0..rows)
+        .step_by(step as usize)
+        .map(move |row0| (row0, step.min(rows - row0)))
+}
+
+/// A forward call as the planner sees it (arguments already checked).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ForwardCall {
+    pub op: Forward,
+    pub shape: Shape,
+    pub input: TensorAt,
+    /// The output: the input's place where in place, none for logsumexp.
+    pub output: Option<TensorAt>,
+    pub in_place: bool,
+    pub lse: Option<TensorAt>,
+    pub variant: Variant,
+    pub inv_t: f32,
+    pub masked_rows: MaskedRows,
+}
+
+/// One dispatch of a forward launch: its rows, whether they run packed (see
+/// `Layout::packed_cols`), where each tensor's chunk of them is bound, and its uniforms.
+#[derive(Clone, Debug)]
+pub(crate) struct Dispatch {
+    pub rows: u64,
+    pub packed: bool,
+    pub x: ChunkBinding,
+    pub y: Option<ChunkBinding>,
+    pub lse: Option<ChunkBinding>,
+    pub params: ForwardParams,
+}
+
+/// Everything a forward call launches (see the module documentation).
+#[derive(Clone, Debug)]
+pub(crate) struct ForwardLaunch {
+    /// The plan of the unpacked and of the packed pipeline.
+    pub plans: [Plan; 2],
+    /// Their keys, where a dispatch runs them.
+    pub keys: [Option<KernelKey>; 2],
+    /// The entry points each pipeline runs, in order, per dispatch.
+    pub entries: &'static [SplitEntry],
+    pub dispatches: Vec<Dispatch>,
+    /// Whether each pipeline binds the input's vector view.
+    pub aligned: [bool; 2],
+    /// Bytes per element of the input's and the output's vector views.
+    pub x_view: u64,
+    pub y_view: u64,
+    /// Split-row: partial states per dispatch row (`plans[..].chunks`), 16 bytes each.
+    pub split_rows: Option<u64>,
+    /// The adapter's workgroups per dispatch dimension.
+    pub max_groups: u64,
+}
+
+impl ForwardLaunch {
+    /// Workgroups of dispatch `d` as `(x, y)`: split-row pieces go along x and rows along y;
+    /// otherwise groups of rows along x, at most one dimension's worth (workgroups then loop
+    /// over rows).
+    pub(crate) fn groups(&self, d: &Dispatch) -> (u32, u32) {
+        let plan = &self.plans[usize::from(d.packed)];
+        let rows = groups_of(plan, d.rows).min(self.max_groups) as u32;
+        if plan.layout.split {
+            (plan.chunks, rows)
+        } else {
+            (rows, 1)
+        }
+    }
+
+    /// Bytes of split-row scratch the launch needs.
+    pub(crate) fn scratch_bytes(&self) -> u64 {
+        self.split_rows
+            .map_or(0, |rows| rows * u64::from(self.plans[1].chunks) * 16)
+    }
+}
+
+/// Workgroups a dispatch of `rows` rows needs along its row dimension.
+fn groups_of(plan: &Plan, rows: u64) -> u64 {
+    if plan.layout.split {
+        rows
+    } else {
+        rows.div_ceil(u64::from(plan.rows_per_group))
+    }
+}
+
+impl DeviceProfile {
+    /// The launch of a checked forward call on this device.
+    pub(crate) fn launch_forward(&self, call: &ForwardCall) -> Result<ForwardLaunch> {
+        let (rows, cols) = (call.shape.rows as u64, call.shape.cols as u64);
+        let plan = self.plan(call.op, call.shape, call.variant)?;
+        let row_bytes = [
+            cols * call.input.dtype.size(),
+            call.output.map_or(0, |o| cols * o.dtype.size()),
+            if call.lse.is_some() { 4 } else { 0 },
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        let (mut rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        // Packed lanes take whole runs of rows: every dispatch of them starts one.
+        let packed_rows = u64::from(plan.packed_rows());
+        if rows_per_chunk >= packed_rows {
+            rows_per_chunk = rows_per_chunk / packed_rows * packed_rows;
+        }
+        let split_rows = plan.layout.split.then(|| {
+            // Each dispatch's partial states fit the scratch buffer (16 bytes each).
+            rows_per_chunk = rows_per_chunk
+                .min(MAX_SPLIT_PARTIALS / u64::from(plan.chunks))
+                .max(1);
+            rows_per_chunk.min(rows)
+        });
+        let output = call.output;
+        // The dispatches: first row, rows, whether packed, and where each tensor's chunk is
+        // bound. With packed rows, the rows that do not fill a lane's run go in a dispatch
+        // of their own, unpacked, so that the packed kernel has no partial run to mind.
+        let dispatches_of = |packed: bool| -> Vec<(u64, u64, bool)> {
+            row_chunks(rows, rows_per_chunk)
+                .flat_map(|(row0, nrows)| {
+                    let whole = if packed {
+                        nrows / packed_rows * packed_rows
+                    } else {
+                        nrows
+                    };
+                    [(row0, whole, packed), (row0 + whole, nrows - whole, false)]
+                })
+                .filter(|&(_, nrows, _)| nrows > 0)
+                .collect()
+        };
+        let bound = |row0: u64, nrows: u64| {
+            (
+                chunk_at(call.input, row0 * cols, nrows * cols, align),
+                call.output
+                    .map(|o| chunk_at(o, row0 * cols, nrows * cols, align)),
+            )
+        };
+        // Blocks of 8 are aligned in the output; the input loads them as vectors where it
+        // sits at the same element offset modulo 8 in every dispatch of the pipeline.
+        // Logsumexp has no output: its blocks follow the input. In place, both are one.
+        let wide = self.forward_wide_words();
+        let x_view = self.view_bytes(call.input.dtype, wide);
+        let y_view = output.map_or(16, |o| self.view_bytes(o.dtype, wide));
+        // Each pipeline (unpacked, packed) is aligned where all its dispatches are.
+        let aligned_in = |runs: &[(u64, u64, bool)], packed: bool| {
+            call.in_place
+                || runs
+                    .iter()
+                    .filter(|r| r.2 == packed)
+                    .all(|&(row0, nrows, _)| {
+                        let (x, y) = bound(row0, nrows);
+                        x.size >= x_view
+                            && y.is_none_or(|y| y.size >= y_view && x.base % 8 == y.base % 8)
+                    })
+        };
+        let mut runs = dispatches_of(plan.layout.packed_cols > 0);
+        // Packed rows load whole blocks from each dispatch's first row on; elsewhere the
+        // rows run unpacked.
+        let blocks_from_row_0 = runs.iter().filter(|r| r.2).all(|&(row0, nrows, _)| {
+            let (x, y) = bound(row0, nrows);
+            y.map_or(x.base, |y| y.base) % 8 == 0
+        });
+        if plan.layout.packed_cols > 0 && !(aligned_in(&runs, true) && blocks_from_row_0) {
+            runs = dispatches_of(false);
+        }
+        let aligned = [false, true].map(|packed| aligned_in(&runs, packed));
+        let plans = [plan.unpacked(), plan];
+        let masked_zeros = u32::from(call.masked_rows == MaskedRows::Zeros);
+        let dispatches: Vec<Dispatch> = runs
+            .iter()
+            .map(|&(row0, nrows, packed)| {
+                let (x, y) = bound(row0, nrows);
+                let lse = call.lse.map(|t| chunk_at(t, row0, nrows, align));
+                // Logsumexp has no output: its pairs follow the input.
+                let y_base = y.map_or(x.base, |y| y.base);
+                let params = ForwardParams {
+                    rows: nrows as u32,
+                    cols: cols as u32,
+                    x_base: if call.in_place { y_base } else { x.base },
+                    y_base,
+                    lse_base: lse.map_or(0, |l| l.base),
+                    masked_zeros,
+                    inv_t: call.inv_t.to_bits(),
+                    chunks: plans[usize::from(packed)].chunks,
+                };
+                Dispatch {
+                    rows: nrows,
+                    packed,
+                    x,
+                    y,
+                    lse,
+                    params,
+                }
+            })
+            .collect();
+        let keys = [0, 1].map(|k| {
+            let plan = &plans[k];
+            let mut mine = dispatches.iter().filter(|d| usize::from(d.packed) == k);
+            mine.clone().next()?;
+            Some(KernelKey {
+                op: call.op,
+                input: self.storage(call.input.dtype),
+                output: output.map(|o| self.storage(o.dtype)),
+                in_place: call.in_place,
+                lse: call.lse.is_some(),
+                contiguous: self.contiguous(),
+                workgroup: plan.workgroup,
+                layout: plan.layout,
+                half_builtins: self.half_builtins,
+                // Groups of rows per dispatch past one dimension's limit: workgroups loop.
+                row_loop: mine.any(|d| groups_of(plan, d.rows) > max_groups),
+                aligned: aligned[k],
+                wide_words: wide,
+            })
+        });
+        let entries: &'static [SplitEntry] = if plan.layout.split {
+            &[SplitEntry::Partials, SplitEntry::Finish]
+        } else {
+            &[SplitEntry::Main]
+        };
+        Ok(ForwardLaunch {
+            plans,
+            keys,
+            entries,
+            dispatches,
+            aligned,
+            x_view,
+            y_view,
+            split_rows,
+            max_groups,
+        })
+    }
+}
+
+/// What a forward call would launch, in words, and the WGSL of each pipeline it would use:
+/// [`Engine::explain_forward`], `softmax-wgpu explain`.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// The plan: variant, layout, workgroups, each dispatch's rows, bindings and workgroup
+    /// counts, and the pipelines' keys.
+    pub plan: String,
+    /// Each pipeline's key and its assembled WGSL.
+    pub shaders: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.plan)
+    }
+}
+
+impl crate::engine::Engine {
+    /// What [`Engine::record_forward`](crate::Engine::record_forward) would launch for `op`
+    /// on `shape` with `input` logits and a separate `output` (both at offset 0, the per-row
+    /// logsumexp beside them), without recording anything.
+    pub fn explain_forward(
+        &self,
+        op: Forward,
+        shape: Shape,
+        input: DType,
+        output: DType,
+        options: &crate::SoftmaxOptions,
+    ) -> Result<Explanation> {
+        use std::fmt::Write;
+        shape.validate()?;
+        let at = |dtype| TensorAt { dtype, offset: 0 };
+        let launch = self.profile.launch_forward(&ForwardCall {
+            op,
+            shape,
+            input: at(input),
+            output: (op != Forward::LogSumExp).then(|| at(output)),
+            in_place: false,
+            lse: Some(at(DType::F32)),
+            variant: options.variant,
+            inv_t: options.inv_temperature()?,
+            masked_rows: options.masked_rows,
+        })?;
+        let info = &self.info().adapter;
+        let out_name = if op == Forward::LogSumExp {
+            "f32 logsumexp".to_string()
+        } else {
+            format!("{output:?}")
+        };
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{op:?} of {} x {} {input:?} -> {out_name} on {} ({:?}, {:?} tuning)",
+            shape.rows,
+            shape.cols,
+            info.name,
+            info.backend,
+            self.tuning()
+        );
+        for (k, key) in launch.keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            let plan = &launch.plans[k];
+            let l = &plan.layout;
+            let _ = writeln!(
+                s,
+                "pipeline {}: variant {}, workgroup {} lanes, {} lane(s) a row{}{}{}{}, {} row(s) a workgroup, entry points {:?}",
+                if k == 1 { "packed" } else { "main" },
+                plan.variant,
+                plan.workgroup,
+                l.lanes,
+                if l.resident_blocks > 0 {
+                    format!(", {} blocks of 8 held per lane", l.resident_blocks)
+                } else {
+                    String::new()
+                },
+                if l.subgroup_rows { ", rows within a subgroup" } else { "" },
+                if l.split {
+                    format!(", split into {} pieces", plan.chunks)
+                } else {
+                    String::new()
+                },
+                if l.packed_cols > 0 {
+                    format!(", {} rows packed per lane", plan.packed_rows())
+                } else {
+                    String::new()
+                },
+                plan.rows_per_group,
+                launch.entries,
+            );
+            let _ = writeln!(s, "  key: {key:?}");
+        }
+        let _ = writeln!(
+            s,
+            "vector views: input {} bytes, output {} bytes{}",
+            launch.x_view,
+            launch.y_view,
+            match launch.split_rows {
+                Some(_) => format!("; split-row scratch {} bytes", launch.scratch_bytes()),
+                None => String::new(),
+            }
+        );
+        let mut row0 = 0;
+        for d in &launch.dispatches {
+            let (gx, gy) = launch.groups(d);
+            let _ = writeln!(
+                s,
+                "dispatch rows {row0}..{}{}: {gx} x {gy} workgroups; input bytes {}..{}{}",
+                row0 + d.rows,
+                if d.packed { " (packed)" } else { "" },
+                d.x.offset,
+                d.x.offset + d.x.size,
+                d.y.map_or(String::new(), |y| format!(
+                    ", output bytes {}..{}",
+                    y.offset,
+                    y.offset + y.size
+                )),
+            );
+            row0 += d.rows;
+        }
+        let shaders = launch
+            .keys
+            .iter()
+            .flatten()
+            .map(|key| (format!("{key:?}"), crate::shader::source(key)))
+            .collect();
+        Ok(Explanation { plan: s, shaders })
+    }
+}
