@@ -5,11 +5,10 @@
 //!
 //! `cargo run --release --example large_vocab`
 
-use softmax_wgpu::bench::{median, Stopwatch};
 use softmax_wgpu::half::f16;
 use softmax_wgpu::{
-    accuracy, wgpu, DType, Element, Engine, EngineOptions, Forward, ForwardArgs, Shape,
-    SoftmaxOptions, TensorRef,
+    accuracy, median, wgpu, DType, Element, Engine, EngineOptions, Forward, ForwardArgs, Shape,
+    SoftmaxOptions, Stopwatch, TensorRef,
 };
 
 /// Timed runs per case; the median is reported.

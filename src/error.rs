@@ -126,7 +126,7 @@ pub enum Error {
     /// wgpu reported a validation error (a bug in this crate or in the caller's buffers).
     #[error("wgpu validation error: {0}")]
     Validation(String),
-    /// A benchmark's output disagreed with the f64 oracle (`bench::Prepared::verify`).
+    /// A benchmark's output disagreed with the f64 oracle (`bench::Prepared::verify`, with the `cli` feature).
     #[error("{what} came out wrong: {detail}")]
     WrongResult {
         /// The case.

@@ -282,7 +282,7 @@ impl DeviceProfile {
 }
 
 /// What a forward call would launch, in words, and the WGSL of each pipeline it would use:
-/// [`Engine::explain_forward`], `softmax-wgpu explain`.
+/// [`Engine::explain_forward`](crate::Engine::explain_forward), `softmax-wgpu explain`.
 #[derive(Clone, Debug)]
 pub struct Explanation {
     /// The plan: variant, layout, workgroups, each dispatch's rows, bindings and workgroup

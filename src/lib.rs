@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod accuracy;
+#[cfg(feature = "cli")]
 pub mod bench;
 mod dtype;
 mod engine;
@@ -43,6 +44,7 @@ mod record;
 mod scope;
 #[doc(hidden)]
 pub mod shader;
+mod stopwatch;
 mod training;
 
 pub use dtype::{DType, Element};
@@ -57,6 +59,7 @@ pub use options::{
     CrossEntropyOptions, Forward, MaskedRows, Reduction, Shape, SoftmaxOptions, Variant,
 };
 pub use record::{ForwardArgs, TensorRef};
+pub use stopwatch::{median, Clock, Stopwatch};
 pub use training::{CrossEntropyArgs, CrossEntropyResult, GradOutput};
 pub use {half, wgpu};
 

@@ -167,6 +167,8 @@ fn packed_half_in_place_with_rows_sharing_words() {
     });
 }
 
+/// The bench's copy kernel (the `cli` feature).
+#[cfg(feature = "cli")]
 #[test]
 fn the_copy_kernel_copies_every_byte_with_every_word() {
     on_every_adapter(|e| {
@@ -216,6 +218,8 @@ fn the_copy_kernel_copies_every_byte_with_every_word() {
     });
 }
 
+/// The bench's exp ceilings (the `cli` feature).
+#[cfg(feature = "cli")]
 #[test]
 fn the_exp_ceiling_computes_every_exponential_and_the_sum_writes_nothing() {
     use softmax_wgpu::bench::CopyKind;

@@ -4,7 +4,7 @@
 //! already lost. The loss is real: each adapter's device is destroyed
 //! (`wgpu::Device::destroy`, the one loss a test can cause on purpose).
 
-use softmax_wgpu::bench::Stopwatch;
+use softmax_wgpu::Stopwatch;
 use softmax_wgpu::{
     CrossEntropyOptions, DType, Engine, EngineOptions, Error, Forward, ForwardArgs, Shape,
     SoftmaxOptions, TensorRef,

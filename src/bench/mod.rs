@@ -9,29 +9,17 @@
 
 mod case;
 mod copy;
-mod stopwatch;
 mod verify;
 
+pub use crate::stopwatch::{median, Clock, Stopwatch};
 pub use case::{BenchOp, Case, Prepared};
 pub use copy::{CopyKind, CopyWord};
-pub use stopwatch::{Clock, Stopwatch};
 
 use std::time::Instant;
 
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::options::Variant;
-
-/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
-pub fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-    }
-}
 
 /// What [`measure`] found for one case.
 #[derive(Clone, Debug)]

@@ -220,6 +220,8 @@ pub(crate) enum PipelineKey {
     Forward(KernelKey, SplitEntry),
     CrossEntropy(CeKey, CeEntry),
     Backward(BackwardKey, SplitEntry),
+    /// The bench's copy kernel, which only the `cli` feature builds pipelines of.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     Copy(CopyKey),
 }
 

@@ -1,5 +1,5 @@
 //! Device time of recorded work: GPU timestamps where the adapter has them, wall time
-//! otherwise.
+//! otherwise; and the median that benchmarks report.
 
 use std::time::{Duration, Instant};
 
@@ -137,5 +137,16 @@ impl Stopwatch {
             let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.period_ns;
             Ok(Duration::from_secs_f64(ns * 1e-9))
         })
+    }
+}
+
+/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
     }
 }
