@@ -12,9 +12,7 @@ use crate::params::ForwardParams;
 use crate::plan::Plan;
 use crate::profile::DeviceProfile;
 use crate::shader::{KernelKey, SplitEntry};
-
-/// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).
-const MAX_SPLIT_PARTIALS: u64 = 1 << 20;
+use crate::tuning::MAX_SPLIT_PARTIALS;
 
 /// Where a tensor lies in its buffer: what the planner needs of a `TensorRef`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -46,6 +46,7 @@ mod scope;
 pub mod shader;
 mod stopwatch;
 mod training;
+mod tuning;
 
 pub use dtype::{DType, Element};
 pub use engine::{

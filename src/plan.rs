@@ -23,81 +23,12 @@ use crate::error::{Error, Result};
 use crate::options::{Forward, Shape, Variant};
 use crate::profile::DeviceProfile;
 use crate::shader::Layout;
-
-/// Blocks of 8 logits each lane may hold in registers. The held blocks are unrolled, one
-/// statement each with a constant index, up to `shader::MAX_UNROLLED_BLOCKS` (see
-/// `held_passes` in src/shader/mod.rs); indexed in a loop they left registers on both kinds of
-/// adapter (on an H100, 1024 lanes of 4 blocks, rows of 32000: 0.20 to 0.45 of copy in a
-/// loop, 0.51 to 0.93 unrolled). CPU adapters keep "registers" in cached stack memory and
-/// gain from long runs; GPUs hold 4 blocks (32 floats) per lane in workgroups of up to
-/// `RESIDENT_LANES_GPU` (512 lanes of 8 blocks measured slower than 1024 of 4).
-const RESIDENT_BLOCKS_CPU: u32 = 64;
-const RESIDENT_BLOCKS_GPU: u32 = 4;
-/// The largest resident workgroup on GPUs: one per row, up to `RESIDENT_BLOCKS_GPU` blocks
-/// per lane.
-const RESIDENT_LANES_GPU: u32 = 1024;
-/// Blocks per row above which GPUs choose resident for softmax and log-softmax (4096
-/// logits): at 4096 it ran as fast as online on an H100 (4096 rows, 0.88 of copy), above
-/// it online reads each row twice (1024 and 4096 rows of 32000, f32 softmax: resident 0.73
-/// and 0.78 of copy, online 0.62). Logsumexp reads each row once anyway and stays online
-/// (0.93 and 1.02 online, 0.77 and 0.93 resident).
-const RESIDENT_AUTO_MIN_BLOCKS_GPU: u64 = 512;
-/// Rows from which GPUs choose resident over split-row: each row takes one workgroup of up
-/// to 1024 lanes, so fewer rows leave most of a large GPU idle (on an H100, rows of 32000,
-/// f32 softmax: resident 0.64 of copy against split-row 0.54 at 128 rows, 0.63 against
-/// 0.60 at 256; f16 0.78 against 0.64 and 0.75 against 0.63; 64 rows not measured).
-const RESIDENT_AUTO_MIN_ROWS_GPU: u64 = 128;
-/// Lanes per row of the multi-row variant without subgroups (at most half the workgroup).
-const MULTI_ROW_LANES: u32 = 32;
-/// Blocks per lane up to which CPU adapters choose multi-row automatically (one subgroup of
-/// 8 lanes per row: 2048 logits): as far as they unroll the held blocks
-/// (`shader::MAX_UNROLLED_BLOCKS`). Measured on lavapipe, 1024 rows, ratio to copy of
-/// multi-row against online, two runs each, at 2048 logits: softmax 0.42-0.47 against
-/// 0.32-0.33, log-softmax 0.41-0.44 against 0.35-0.36, logsumexp 0.36-0.43 against
-/// 0.37-0.39, f16 softmax 0.24 against 0.15-0.17. Unrolled to 64 blocks, it also won at
-/// 4096 (softmax 0.45-0.47 against 0.35-0.37), but each such pipeline took 0.75 to 0.9 s to
-/// compile. Before the held blocks were unrolled, multi-row lost to online from 4096 logits
-/// (0.32 against 0.35).
-const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = crate::shader::MAX_UNROLLED_BLOCKS;
-/// The same on GPUs (one subgroup of 32 lanes per row: 512 logits). On an H100, 4096 rows:
-/// 0.74 of copy against 0.48 online at 512 logits; at 1024 logits (4 blocks) f32 softmax
-/// ran slower than online (0.66 against 0.74) and at 2048 (8 blocks) all but f16 logsumexp did.
-const MULTI_ROW_AUTO_BLOCKS_GPU: u32 = 2;
-/// Blocks per row up to which CPU adapters give rows too long for a subgroup's held blocks
-/// (past `MULTI_ROW_AUTO_BLOCKS_CPU` per lane of a subgroup) a lane each, looped: the online
-/// variant's two reads without its merge across lanes, in workgroups of the usual 16 lanes,
-/// where there are rows enough for two workgroups per thread (at 32 x 8192, two workgroups
-/// on two threads, softmax measured 0.51 -> 0.48 of copy). Measured on lavapipe, ratio to
-/// copy, medians of four alternating runs (three for f16), against online: softmax 0.40 ->
-/// 0.47 at 2048 x 4096, 0.35 -> 0.43 at 1024 x 8192, 0.39 -> 0.50 at 512 x 8192, 0.48 ->
-/// 0.56 at 64 x 4096; log-softmax 0.41 -> 0.50, 0.42 -> 0.50, 0.39 -> 0.55, 0.53 -> 0.58;
-/// logsumexp 0.44 -> 0.50, 0.44 -> 0.54, 0.50 -> 0.59, 0.64 -> 0.73; f16 softmax 0.17 ->
-/// 0.21 and 0.18 -> 0.20 at the first two; through GL on llvmpipe softmax 0.34 -> 0.55 and
-/// 0.40 -> 0.49, logsumexp 0.41 -> 0.69 and 0.45 -> 0.85. At 4096 x 2048 f16 softmax lost
-/// (0.24 -> 0.20): rows of 2048 keep a subgroup's held blocks. Longer rows lost (softmax,
-/// one build against the other: 0.45 -> 0.43 at 512 x 16384, 0.45 -> 0.38 at 32 x 128256,
-/// 0.56 -> 0.41 at 256 x 128256) and stay online; workgroups of 64 or 256 lanes were no
-/// faster, and slower on few rows.
-const ROW_LANE_MAX_BLOCKS_CPU: u64 = 1024;
-/// Blocks a CPU adapter's multi-row workgroup with a row per lane holds in all (see
-/// `Engine::multi_row_workgroup`).
-const MULTI_ROW_CPU_HELD: u32 = 256;
-/// Smallest split-row piece, in blocks: below it a workgroup's fixed costs dominate.
-const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
-const MIN_PIECE_BLOCKS_GPU: u32 = 256;
-/// Logits per row above which CPU adapters cut rows into pieces (split-row), and then only
-/// where a workgroup per row would leave threads idle (`Engine::wants_split`): below it the
-/// second dispatch and the merge cost more than the idle threads. Measured on lavapipe (two
-/// threads), f32, ratio to copy of split-row against a workgroup per row (online), medians
-/// of three alternating runs, softmax / logsumexp: one row of 32000 0.48 / 0.55 against
-/// 0.65 / 0.85, of 65536 0.43 / 0.44 against 0.56 / 0.81, of 131072 0.45 / 0.52 against
-/// 0.41 / 0.62, of 262144 0.46 / 0.51 against 0.32 / 0.48, of 1M 0.43 / 0.54 against
-/// 0.21 / 0.33 (f16: 262144 0.30 / 0.40 against 0.32 / 0.48, 1M 0.29 / 0.39 against
-/// 0.17 / 0.33); 2 and 4 rows of 32000, which already give each thread a workgroup, 0.52 /
-/// 0.37 and 0.46 / 0.49 against 0.68 / 0.80 and 0.62 / 0.79. The training kernels, one row,
-/// f32, cross-entropy / softmax backward: 262144 0.31 / 0.49 against 0.27 / 0.29, 1M 0.27 /
-/// 0.50 against 0.19 / 0.30, 32000 0.29 / 0.52 against 0.31 / 0.82.
-const SPLIT_MIN_COLS_CPU: u64 = 131_072;
+use crate::tuning::{
+    MIN_PIECE_BLOCKS_CPU, MIN_PIECE_BLOCKS_GPU, MULTI_ROW_AUTO_BLOCKS_CPU,
+    MULTI_ROW_AUTO_BLOCKS_GPU, MULTI_ROW_CPU_HELD, MULTI_ROW_LANES, RESIDENT_AUTO_MIN_BLOCKS_GPU,
+    RESIDENT_AUTO_MIN_ROWS_GPU, RESIDENT_BLOCKS_CPU, RESIDENT_BLOCKS_GPU, RESIDENT_LANES_GPU,
+    ROW_LANE_MAX_BLOCKS_CPU, SPLIT_MIN_COLS_CPU,
+};
 
 /// A forward operation's variant and layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,10 +136,9 @@ impl DeviceProfile {
     }
 
     /// The resident variant's workgroup for rows of `blocks` blocks: on GPUs a lane per
-    /// block up to `RESIDENT_LANES_GPU`, then more blocks per lane (on an H100, 4096 rows of
-    /// 16384 f16 logits: 1024 lanes of 2 blocks 0.90 of copy, 512 lanes of 4 blocks 0.76;
-    /// at 8192 logits within 0.03 of 256 lanes of 4 blocks); never below the usual size,
-    /// which CPU adapters keep.
+    /// block up to `RESIDENT_LANES_GPU`, then more blocks per lane (wider workgroups of fewer
+    /// blocks ran faster: docs/tuning.md#resident-lanes); never below the usual size, which
+    /// CPU adapters keep.
     fn resident_lanes(&self, blocks: u64) -> u32 {
         let lanes = blocks
             .next_power_of_two()
@@ -218,14 +148,12 @@ impl DeviceProfile {
 
     /// Lanes per row of the multi-row variant for rows of `blocks` blocks, at most `most`
     /// (the subgroup, or `MULTI_ROW_LANES`). CPU adapters give a row that one lane holds
-    /// unrolled a lane of its own: no reduction at all (lavapipe, f32 softmax, ratio to
-    /// copy against 8 lanes per row: 0.056-0.059 against 0.006 at 1048576 x 2, 0.205-0.246
-    /// against 0.045-0.047 at 262144 x 33, 0.34-0.41 against 0.34-0.38 at 32768 x 256).
+    /// unrolled a lane of its own: no reduction at all (docs/tuning.md#multi-row-lanes-per-row).
     /// GPUs give each lane one block (as many lanes as blocks, a power of two), so that
     /// rows of a few blocks do not leave most of a subgroup idle.
     fn multi_row_lanes(&self, blocks: u64, most: u32) -> u32 {
         if self.cpu_tuned() {
-            if blocks <= u64::from(crate::shader::MAX_UNROLLED_BLOCKS) {
+            if blocks <= u64::from(crate::tuning::MAX_UNROLLED_BLOCKS) {
                 1
             } else {
                 most
@@ -237,9 +165,8 @@ impl DeviceProfile {
 
     /// The multi-row workgroup: the usual size, but on CPU adapters with a row held by each
     /// lane as many lanes as hold about `MULTI_ROW_CPU_HELD` blocks, so that tiny rows do
-    /// not pay a workgroup each few rows (lavapipe, 1048576 x 2 f32 softmax: 59 ms in
-    /// workgroups of 16, 30 in 64, 19 in 256), nor long ones spill their held blocks. Rows
-    /// a lane loops over (`resident_blocks` 0) keep the usual size.
+    /// not pay a workgroup each few rows, nor long ones spill their held blocks. Rows a lane
+    /// loops over (`resident_blocks` 0) keep the usual size.
     fn multi_row_workgroup(&self, lanes: u32, resident_blocks: u32) -> u32 {
         let wg = self.workgroup_size();
         if !self.cpu_tuned() || lanes > 1 || resident_blocks == 0 {
@@ -302,9 +229,8 @@ impl DeviceProfile {
             Variant::Auto if gpu_resident => Variant::Resident,
             Variant::Auto if self.wants_split(rows, shape.cols as u64, pieces) => Variant::SplitRow,
             Variant::Auto if held_multi || row_lanes => Variant::MultiRow,
-            // On CPU adapters online beat resident rows wherever they fit (lavapipe, 1024
-            // rows, softmax / logsumexp: 0.35 / 0.42 against 0.25 / 0.19 of copy at 8192
-            // logits, where each lane holds 64 blocks in a loop).
+            // On CPU adapters online beat resident rows wherever they fit
+            // (docs/tuning.md#online-over-resident-on-cpu-adapters).
             Variant::Auto => Variant::Online,
             v => v,
         };
@@ -314,9 +240,8 @@ impl DeviceProfile {
         };
         let plan = match variant {
             Variant::Auto | Variant::Online => {
-                // Each lane loops over its share of the row's blocks.
-                // (On GPUs, 1024 lanes instead of 256 measured no better on an H100: faster
-                // on some shapes, half as fast on 4096 x 128256.)
+                // Each lane loops over its share of the row's blocks (256 lanes on GPUs:
+                // docs/tuning.md#online-workgroups-on-gpus).
                 let lanes = self.workgroup_for("softmax (online)", blocks)?;
                 Plan {
                     variant: Variant::Online,

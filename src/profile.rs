@@ -8,22 +8,7 @@
 use crate::dtype::{DType, Storage};
 use crate::engine::{AccessPattern, EngineInfo, EngineOptions, HalfPath, Tuning};
 use crate::error::{Error, Result};
-
-/// The most iterations one invocation's loop over its share may run on a CPU adapter:
-/// half of the 65535 after which Mesa's lavapipe and llvmpipe end a loop.
-const MAX_LANE_ITERATIONS: u64 = 32_768;
-
-/// Most subgroup lanes for which the forward kernels take 64-bit words on CPU adapters
-/// (`DeviceProfile::forward_wide_words`). Mesa loads lane by lane, inserting each lane's component
-/// into a vector of the subgroup's lanes: LLVM does that in one masked move where the vector
-/// fits a 512-bit register (8 lanes of 64 bits), and in the forward kernels' folds through
-/// a store and reload of the whole vector on the stack where it does not (`perf`, 16 lanes).
-/// With llvmpipe at 512 bits (`LP_NATIVE_VECTOR_WIDTH=512`: 16 lanes) 64-bit words ran the
-/// forward kernels 1.4 to 2.3 times slower than 32-bit ones (f32 and f16 softmax and
-/// logsumexp at 256 x 32000, 32 x 128256, one row of 262144 and 1M, log-softmax at all
-/// but 32 x 128256; medians of three alternating runs), and the training kernels 1.1 to
-/// 1.9 times faster (cross-entropy, softmax backward; not traced further), which keep them.
-const WIDE_FORWARD_MAX_LANES: u32 = 8;
+use crate::tuning::{MAX_LANE_ITERATIONS, WIDE_FORWARD_MAX_LANES};
 
 /// Threads a CPU adapter runs workgroups on: `LP_NUM_THREADS` where set (Mesa's CPU
 /// drivers read it too), the machine's otherwise.

@@ -29,6 +29,7 @@ pub(crate) use views::view_bytes;
 
 use crate::dtype::Storage;
 use crate::options::Forward;
+use crate::tuning::MAX_UNROLLED_BLOCKS;
 use views::{
     bindings, in_place_view, load_block_source, load_source, slot_type, store_block_source,
     vector_view, xy_bindings,
@@ -454,12 +455,6 @@ pub(crate) fn source(key: &KernelKey) -> String {
     ]
     .join("\n")
 }
-
-/// The most held blocks per lane that are unrolled: compiling the unrolled passes grows
-/// faster than the blocks (lavapipe, one f32 softmax pipeline: about 0.1 s at 16 blocks,
-/// 0.25 s at 32, 0.75 to 0.9 s at 64, 8 to 12 s at 128), and every pipeline of a process
-/// pays it once. Past it the passes loop (only the CPU adapters' forced resident rows).
-pub(crate) const MAX_UNROLLED_BLOCKS: u32 = 32;
 
 /// The resident variant's three passes over a lane's held blocks (see `resident_row` in
 /// shaders/softmax.wgsl): loops, or with `unrolled = Some(n)` one statement for each of the

@@ -15,48 +15,13 @@
 //! The loops read each block twice (a pass for the row's sums, one for its outputs), the
 //! blocks a row shares with its neighbours more often, and compute every exponential twice.
 
+use crate::tuning::{
+    MAX_TRAINING_PACKED_COLS, MAX_TRAINING_RUN_BLOCKS, MAX_TRAINING_WINDOWED_COLS,
+};
 use std::fmt::Write;
 
 use super::packed::{block_stores, component, screen_row, sum_of, Window};
 use super::rows_filling_blocks;
-
-/// The most blocks of a run the training kernels unroll, and the longest rows. Lavapipe, f32,
-/// ratio to copy of the loops against unrolled runs, two alternating runs each,
-/// cross-entropy / softmax backward / log-softmax backward:
-/// - 1048576 x 10 (runs of 4 rows, 5 blocks): 0.10-0.12 / 0.30-0.45 / 0.28-0.29 against
-///   0.16-0.24 / 0.54-0.65 / 0.49-0.54;
-/// - 1048576 x 13 (8 rows, 13 blocks): 0.15 / 0.25-0.26 / 0.28 against 0.16-0.19 /
-///   0.42-0.47 / 0.35-0.39;
-/// - 262144 x 32 (1 row, 4 blocks): 0.15-0.16 / 0.39-0.40 / 0.39-0.69 against 0.26-0.31 /
-///   0.60-0.71 / 0.58;
-/// - 131072 x 64 (1 row, 8 blocks): 0.23-0.24 / 0.42-0.46 / 0.38-0.50 against 0.25-0.26 /
-///   0.50-0.58 / 0.39-0.41;
-/// - 65536 x 128 (1 row, 16 blocks): 0.24-0.35 / 0.43-0.67 / 0.42-0.44 against 0.31-0.33 /
-///   0.42-0.57 / 0.37-0.40, mixed: a row fills its blocks and the loops mask nothing, so
-///   rows past `MAX_TRAINING_PACKED_COLS` keep them;
-/// - longer runs lost (65536 x 100, 2 rows, 25 blocks: log-softmax backward 0.48-0.49
-///   against 0.39-0.41; 32768 x 256, 32 blocks: cross-entropy 0.28-0.29 against 0.25,
-///   log-softmax backward 0.53 against 0.38-0.39): the held blocks of two tensors and their
-///   outputs no longer fit the registers.
-const MAX_TRAINING_RUN_BLOCKS: u64 = 16;
-/// The longest rows the training kernels unroll (see `MAX_TRAINING_RUN_BLOCKS`).
-const MAX_TRAINING_PACKED_COLS: u64 = 64;
-
-/// The longest rows the training kernels take through windows (`Window`), where their
-/// length is odd: a run of 8 rows, each sharing its first and last blocks with its
-/// neighbours. Lavapipe, f32, ratio to copy of the loops against windows, two alternating
-/// runs each, cross-entropy / softmax backward / log-softmax backward:
-/// - 1048576 x 17: 0.14 / 0.30-0.39 / 0.34-0.39 against 0.22-0.23 / 0.45-0.56 / 0.37-0.38;
-/// - 262144 x 33: 0.20 / 0.41-0.42 / 0.40-0.43 against 0.27-0.29 / 0.43 / 0.45-0.46;
-/// - 108942 x 77: 0.28 / 0.47 / 0.45-0.62 against 0.33-0.36 / 0.50-0.52 / 0.46-0.59;
-/// - 42581 x 197: 0.31-0.34 / 0.47-0.50 / 0.46-0.60 against 0.34-0.48 / 0.58-0.65 / 0.53.
-///
-/// Even lengths that are not a multiple of 8 (runs of 2 or 4 rows) lost: 131072 x 50:
-/// 0.26-0.34 / 0.43-0.55 / 0.45-0.47 against 0.25-0.27 / 0.41-0.42 / 0.39-0.40; 65536 x 100:
-/// 0.26-0.41 / 0.43-0.68 / 0.46-0.51 against 0.23-0.32 / 0.43-0.44 / 0.37-0.45; 32768 x 250:
-/// cross-entropy 0.33-0.34 against 0.29-0.30, log-softmax backward 0.54-0.58 against
-/// 0.42-0.47.
-const MAX_TRAINING_WINDOWED_COLS: u64 = 255;
 
 /// Whether the training kernels unroll a whole run of rows of `cols` logits.
 fn unrolls(cols: u64) -> bool {

@@ -10,14 +10,7 @@ use crate::params::BackwardParams;
 use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};
 use crate::scope::capture_errors;
 use crate::shader::{slot, BackwardKey, PipelineKey, SplitEntry};
-
-/// The same for the backward kernels (`backward_run`: runs of rows in blocks of 8), from
-/// enough rows to give every CPU thread its workgroups. Lavapipe, f32 softmax / log-softmax
-/// backward, a lane per row against a workgroup per row: 0.45-0.48 / 0.57-0.58 against
-/// 0.22-0.27 / 0.24-0.25 at 32768 x 256, 0.49-0.53 / 0.55-0.63 against 0.31-0.35 /
-/// 0.33-0.38 at 8192 x 1024, 0.47 / 0.54-0.57 against 0.42-0.43 / 0.46-0.53 at 512 x 16384,
-/// but 0.32-0.39 / 0.37-0.43 against 0.44-0.45 / 0.43-0.47 at 256 x 32000.
-const BACKWARD_ROW_PER_LANE_MAX_COLS_CPU: u64 = 16384;
+use crate::tuning::BACKWARD_ROW_PER_LANE_MAX_COLS_CPU;
 
 /// Checks the shape, the three tensors against it, their dtypes (`dy` as `y`) and that `dx`
 /// is a buffer of its own.

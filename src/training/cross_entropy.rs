@@ -10,6 +10,7 @@ use crate::params::CeParams;
 use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};
 use crate::scope::capture_errors;
 use crate::shader::{slot, CeEntry, CeKey, PipelineKey};
+use crate::tuning::CE_ROW_PER_LANE_MAX_COLS_CPU;
 
 /// Where the cross-entropy gradient goes.
 #[derive(Clone, Copy, Debug)]
@@ -86,14 +87,6 @@ pub struct CrossEntropyResult<T> {
     /// The gradient with respect to the logits, where asked for.
     pub grad: Option<Vec<T>>,
 }
-
-/// The longest rows that cross-entropy gives a lane of their own on CPU adapters (see
-/// `Engine::row_per_lane`; `loss_and_grad_run`: runs of rows in blocks of 8). Lavapipe, f32
-/// cross-entropy with its gradient, ratio to copy of a lane per row against a workgroup per
-/// row: 0.22-0.29 against 0.017-0.018 at 65536 x 100, 0.25-0.27 against 0.07 at 32768 x
-/// 256, 0.27-0.51 against 0.15 at 8192 x 1024, 0.29-0.30 against 0.25-0.31 at 1024 x 8192,
-/// 0.30-0.32 against 0.32-0.37 at 256 x 32000.
-const CE_ROW_PER_LANE_MAX_COLS_CPU: u64 = 4096;
 
 impl Engine {
     /// Records cross-entropy (loss, logsumexp and, where asked, the gradient) into `encoder`:

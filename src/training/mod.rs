@@ -14,13 +14,7 @@ use crate::error::Result;
 use crate::launch::row_chunks;
 use crate::profile::DeviceProfile;
 use crate::record::TensorRef;
-
-/// Rows up to which a lane per row is taken whatever the row count: below it the work is
-/// small anyway.
-const ROW_PER_LANE_SHORT_COLS_CPU: u64 = 128;
-/// The longest rows given a lane each on GPUs, where a lane per row reads rows apart from
-/// its neighbours': rows of one 128-byte line of f32 (not measured on a GPU).
-const ROW_PER_LANE_MAX_COLS_GPU: u64 = 32;
+use crate::tuning::{ROW_PER_LANE_MAX_COLS_GPU, ROW_PER_LANE_SHORT_COLS_CPU};
 
 /// A training kernel's split-row layout (`Engine::training_split`).
 struct Split {
