@@ -3,102 +3,11 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::options::{EngineOptions, Forward, HalfPath, Shape, Tuning, Variant};
 use crate::pipeline::PipelineCache;
 use crate::pool::{BufferPool, UniformCache};
-use crate::profile::DeviceProfile;
+use crate::profile::{DeviceProfile, EngineInfo};
 use crate::scope::capture_errors;
-
-/// Which f16 kernel path to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum HalfPath {
-    /// Native `f16` storage where the device has SHADER_F16, packed pairs elsewhere;
-    /// conversions by WGSL's `pack2x16float`/`unpack2x16float` where a probe at start-up
-    /// finds them exact on the adapter, by bit manipulation elsewhere.
-    #[default]
-    Auto,
-    /// Always packed pairs in `u32`, even where SHADER_F16 is available, and conversions by
-    /// bit manipulation even where the adapter's conversion builtins are exact.
-    Portable,
-}
-
-/// How invocations of a workgroup split a row.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AccessPattern {
-    /// Contiguous on CPU adapters, strided elsewhere.
-    #[default]
-    Auto,
-    /// Each invocation owns one contiguous chunk (fast where lanes run one after another).
-    Contiguous,
-    /// Invocation `i` takes elements `i, i + WG, ...` (coalesced on GPUs).
-    Strided,
-}
-
-/// Which kind of adapter the kernels are tuned for: workgroup size, access pattern, how much
-/// of a row a lane holds in registers and how many workgroups keep the adapter busy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Tuning {
-    /// CPU tuning on CPU adapters (lavapipe, llvmpipe), GPU tuning elsewhere.
-    #[default]
-    Auto,
-    /// Small workgroups, one contiguous chunk per invocation, long register-resident rows.
-    Cpu,
-    /// 256-invocation workgroups, strided (coalesced) access, short register-resident rows.
-    /// Forcing it on a CPU adapter lets CI run the GPU code paths.
-    Gpu,
-}
-
-/// How an [`Engine`] is set up. `Default` picks the best adapter, honouring `WGPU_BACKEND`
-/// and `WGPU_ADAPTER_NAME`.
-#[derive(Clone, Debug, Default)]
-pub struct EngineOptions {
-    /// Backends to consider; `None` reads `WGPU_BACKEND`, else all.
-    pub backends: Option<wgpu::Backends>,
-    /// Pick the first adapter whose name contains this (case-insensitive); `None` reads
-    /// `WGPU_ADAPTER_NAME`.
-    pub adapter_name: Option<String>,
-    /// The f16 kernel path.
-    pub half_path: HalfPath,
-    /// The access pattern of the kernels (`Auto` follows the tuning).
-    pub access: AccessPattern,
-    /// What the kernels are tuned for.
-    pub tuning: Tuning,
-}
-
-/// What an engine runs on.
-#[derive(Clone, Debug)]
-pub struct EngineInfo {
-    /// The adapter's name, driver and backend.
-    pub adapter: wgpu::AdapterInfo,
-    /// Features enabled on the device (those of SHADER_F16, SUBGROUP, TIMESTAMP_QUERY it has).
-    pub features: wgpu::Features,
-    /// The device's limits (the adapter's own, not wgpu's defaults).
-    pub limits: wgpu::Limits,
-}
-
-impl std::fmt::Display for EngineInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let a = &self.adapter;
-        let has = |feat| {
-            if self.features.contains(feat) {
-                "yes"
-            } else {
-                "no"
-            }
-        };
-        write!(
-            f,
-            "{} ({:?}, {:?}, driver {} {}); SHADER_F16 {}, SUBGROUP {}, TIMESTAMP_QUERY {}",
-            a.name,
-            a.backend,
-            a.device_type,
-            a.driver,
-            a.driver_info,
-            has(wgpu::Features::SHADER_F16),
-            has(wgpu::Features::SUBGROUP),
-            has(wgpu::Features::TIMESTAMP_QUERY),
-        )
-    }
-}
 
 /// The features this crate uses where the adapter offers them.
 pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
@@ -429,5 +338,23 @@ impl Engine {
     pub(crate) fn host_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
         (self.info.adapter.backend == wgpu::Backend::Gl)
             .then(|| self.gl_host.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Engine {
+    /// The longest row the resident variant holds in registers on this adapter.
+    pub fn resident_cols(&self) -> usize {
+        self.profile.resident_cols()
+    }
+
+    /// The variant `options.variant` resolves to for operation `op` on `shape`.
+    pub fn forward_variant(
+        &self,
+        op: Forward,
+        shape: Shape,
+        options: &crate::SoftmaxOptions,
+    ) -> Result<Variant> {
+        shape.validate()?;
+        Ok(self.profile.plan(op, shape, options.variant)?.variant)
     }
 }

@@ -49,16 +49,15 @@ mod training;
 mod tuning;
 
 pub use dtype::{DType, Element};
-pub use engine::{
-    adapters, quiet_headless_vulkan, AccessPattern, Engine, EngineInfo, EngineOptions, HalfPath,
-    Tuning, WANTED_FEATURES,
-};
+pub use engine::{adapters, quiet_headless_vulkan, Engine, WANTED_FEATURES};
 pub use error::{Error, Result};
 pub use host::ForwardResult;
-pub use launch::Explanation;
 pub use options::{
-    CrossEntropyOptions, Forward, MaskedRows, Reduction, Shape, SoftmaxOptions, Variant,
+    AccessPattern, CrossEntropyOptions, EngineOptions, Forward, HalfPath, MaskedRows, Reduction,
+    Shape, SoftmaxOptions, Tuning, Variant,
 };
+pub use profile::EngineInfo;
+pub use record::Explanation;
 pub use record::{ForwardArgs, TensorRef};
 pub use stopwatch::{median, Clock, Stopwatch};
 pub use training::{CrossEntropyArgs, CrossEntropyResult, GradOutput};

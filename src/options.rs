@@ -286,3 +286,59 @@ impl CrossEntropyOptions {
         validate_temperature(self.temperature)
     }
 }
+
+/// Which f16 kernel path to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HalfPath {
+    /// Native `f16` storage where the device has SHADER_F16, packed pairs elsewhere;
+    /// conversions by WGSL's `pack2x16float`/`unpack2x16float` where a probe at start-up
+    /// finds them exact on the adapter, by bit manipulation elsewhere.
+    #[default]
+    Auto,
+    /// Always packed pairs in `u32`, even where SHADER_F16 is available, and conversions by
+    /// bit manipulation even where the adapter's conversion builtins are exact.
+    Portable,
+}
+
+/// How invocations of a workgroup split a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessPattern {
+    /// Contiguous on CPU adapters, strided elsewhere.
+    #[default]
+    Auto,
+    /// Each invocation owns one contiguous chunk (fast where lanes run one after another).
+    Contiguous,
+    /// Invocation `i` takes elements `i, i + WG, ...` (coalesced on GPUs).
+    Strided,
+}
+
+/// Which kind of adapter the kernels are tuned for: workgroup size, access pattern, how much
+/// of a row a lane holds in registers and how many workgroups keep the adapter busy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tuning {
+    /// CPU tuning on CPU adapters (lavapipe, llvmpipe), GPU tuning elsewhere.
+    #[default]
+    Auto,
+    /// Small workgroups, one contiguous chunk per invocation, long register-resident rows.
+    Cpu,
+    /// 256-invocation workgroups, strided (coalesced) access, short register-resident rows.
+    /// Forcing it on a CPU adapter lets CI run the GPU code paths.
+    Gpu,
+}
+
+/// How an [`Engine`](crate::Engine) is set up. `Default` picks the best adapter, honouring `WGPU_BACKEND`
+/// and `WGPU_ADAPTER_NAME`.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// Backends to consider; `None` reads `WGPU_BACKEND`, else all.
+    pub backends: Option<wgpu::Backends>,
+    /// Pick the first adapter whose name contains this (case-insensitive); `None` reads
+    /// `WGPU_ADAPTER_NAME`.
+    pub adapter_name: Option<String>,
+    /// The f16 kernel path.
+    pub half_path: HalfPath,
+    /// The access pattern of the kernels (`Auto` follows the tuning).
+    pub access: AccessPattern,
+    /// What the kernels are tuned for.
+    pub tuning: Tuning,
+}

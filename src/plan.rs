@@ -18,7 +18,6 @@
 //!   looped, where there are rows enough;
 //! - online otherwise.
 
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{Forward, Shape, Variant};
 use crate::profile::DeviceProfile;
@@ -349,31 +348,13 @@ impl DeviceProfile {
     }
 }
 
-impl Engine {
-    /// The longest row the resident variant holds in registers on this adapter.
-    pub fn resident_cols(&self) -> usize {
-        self.profile.resident_cols()
-    }
-
-    /// The variant `options.variant` resolves to for operation `op` on `shape`.
-    pub fn forward_variant(
-        &self,
-        op: Forward,
-        shape: Shape,
-        options: &crate::SoftmaxOptions,
-    ) -> Result<Variant> {
-        shape.validate()?;
-        Ok(self.profile.plan(op, shape, options.variant)?.variant)
-    }
-}
-
 /// The planner on described devices, no adapter needed: the rules above on lavapipe,
 /// llvmpipe through GL and an NVIDIA H100. The H100 rows are the variants its bench ran
 /// (docs/bench-h100.json, docs/bench-h100-big.json).
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{AccessPattern, HalfPath, Tuning};
+    use crate::options::{AccessPattern, HalfPath, Tuning};
     use wgpu::Features as F;
 
     /// A device as `softmax-wgpu info` describes it, with two CPU threads.

@@ -6,9 +6,45 @@
 //! a lavapipe, llvmpipe or H100 profile without an adapter.
 
 use crate::dtype::{DType, Storage};
-use crate::engine::{AccessPattern, EngineInfo, EngineOptions, HalfPath, Tuning};
 use crate::error::{Error, Result};
+use crate::options::{AccessPattern, EngineOptions, HalfPath, Tuning};
 use crate::tuning::{MAX_LANE_ITERATIONS, WIDE_FORWARD_MAX_LANES};
+
+/// What an engine runs on.
+#[derive(Clone, Debug)]
+pub struct EngineInfo {
+    /// The adapter's name, driver and backend.
+    pub adapter: wgpu::AdapterInfo,
+    /// Features enabled on the device (those of SHADER_F16, SUBGROUP, TIMESTAMP_QUERY it has).
+    pub features: wgpu::Features,
+    /// The device's limits (the adapter's own, not wgpu's defaults).
+    pub limits: wgpu::Limits,
+}
+
+impl std::fmt::Display for EngineInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.adapter;
+        let has = |feat| {
+            if self.features.contains(feat) {
+                "yes"
+            } else {
+                "no"
+            }
+        };
+        write!(
+            f,
+            "{} ({:?}, {:?}, driver {} {}); SHADER_F16 {}, SUBGROUP {}, TIMESTAMP_QUERY {}",
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            a.driver_info,
+            has(wgpu::Features::SHADER_F16),
+            has(wgpu::Features::SUBGROUP),
+            has(wgpu::Features::TIMESTAMP_QUERY),
+        )
+    }
+}
 
 /// Threads a CPU adapter runs workgroups on: `LP_NUM_THREADS` where set (Mesa's CPU
 /// drivers read it too), the machine's otherwise.

@@ -306,3 +306,132 @@ impl Engine {
         })
     }
 }
+
+/// What a forward call would launch, in words, and the WGSL of each pipeline it would use:
+/// [`Engine::explain_forward`](crate::Engine::explain_forward), `softmax-wgpu explain`.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// The plan: variant, layout, workgroups, each dispatch's rows, bindings and workgroup
+    /// counts, and the pipelines' keys.
+    pub plan: String,
+    /// Each pipeline's key and its assembled WGSL.
+    pub shaders: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.plan)
+    }
+}
+
+impl Engine {
+    /// What [`Engine::record_forward`](crate::Engine::record_forward) would launch for `op`
+    /// on `shape` with `input` logits and a separate `output` (both at offset 0, the per-row
+    /// logsumexp beside them), without recording anything.
+    pub fn explain_forward(
+        &self,
+        op: Forward,
+        shape: Shape,
+        input: DType,
+        output: DType,
+        options: &crate::SoftmaxOptions,
+    ) -> Result<Explanation> {
+        use std::fmt::Write;
+        shape.validate()?;
+        let at = |dtype| TensorAt { dtype, offset: 0 };
+        let launch = self.profile.launch_forward(&ForwardCall {
+            op,
+            shape,
+            input: at(input),
+            output: (op != Forward::LogSumExp).then(|| at(output)),
+            in_place: false,
+            lse: Some(at(DType::F32)),
+            variant: options.variant,
+            inv_t: options.inv_temperature()?,
+            masked_rows: options.masked_rows,
+        })?;
+        let info = &self.info().adapter;
+        let out_name = if op == Forward::LogSumExp {
+            "f32 logsumexp".to_string()
+        } else {
+            format!("{output:?}")
+        };
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{op:?} of {} x {} {input:?} -> {out_name} on {} ({:?}, {:?} tuning)",
+            shape.rows,
+            shape.cols,
+            info.name,
+            info.backend,
+            self.tuning()
+        );
+        for (k, key) in launch.keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            let plan = &launch.plans[k];
+            let l = &plan.layout;
+            let _ = writeln!(
+                s,
+                "pipeline {}: variant {}, workgroup {} lanes, {} lane(s) a row{}{}{}{}, {} row(s) a workgroup, entry points {:?}",
+                if k == 1 { "packed" } else { "main" },
+                plan.variant,
+                plan.workgroup,
+                l.lanes,
+                if l.resident_blocks > 0 {
+                    format!(", {} blocks of 8 held per lane", l.resident_blocks)
+                } else {
+                    String::new()
+                },
+                if l.subgroup_rows { ", rows within a subgroup" } else { "" },
+                if l.split {
+                    format!(", split into {} pieces", plan.chunks)
+                } else {
+                    String::new()
+                },
+                if l.packed_cols > 0 {
+                    format!(", {} rows packed per lane", plan.packed_rows())
+                } else {
+                    String::new()
+                },
+                plan.rows_per_group,
+                launch.entries,
+            );
+            let _ = writeln!(s, "  key: {key:?}");
+        }
+        let _ = writeln!(
+            s,
+            "vector views: input {} bytes, output {} bytes{}",
+            launch.x_view,
+            launch.y_view,
+            match launch.split_rows {
+                Some(_) => format!("; split-row scratch {} bytes", launch.scratch_bytes()),
+                None => String::new(),
+            }
+        );
+        let mut row0 = 0;
+        for d in &launch.dispatches {
+            let (gx, gy) = launch.groups(d);
+            let _ = writeln!(
+                s,
+                "dispatch rows {row0}..{}{}: {gx} x {gy} workgroups; input bytes {}..{}{}",
+                row0 + d.rows,
+                if d.packed { " (packed)" } else { "" },
+                d.x.offset,
+                d.x.offset + d.x.size,
+                d.y.map_or(String::new(), |y| format!(
+                    ", output bytes {}..{}",
+                    y.offset,
+                    y.offset + y.size
+                )),
+            );
+            row0 += d.rows;
+        }
+        let shaders = launch
+            .keys
+            .iter()
+            .flatten()
+            .map(|key| (format!("{key:?}"), crate::shader::source(key)))
+            .collect();
+        Ok(Explanation { plan: s, shaders })
+    }
+}
