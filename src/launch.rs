@@ -278,3 +278,125 @@ impl DeviceProfile {
         })
     }
 }
+
+/// Launch traces: every forward launch of a grid of shapes, dtypes and operations on the
+/// described devices (both tunings of lavapipe), each as the SHA-256 of its full `Debug`
+/// text in `tests/snapshots/launches.sha256`. A refactor of the planner proves here that it
+/// launches the same keys, dispatches, uniforms and bindings; a change of the choices names
+/// the cases it changed (`UPDATE_SNAPSHOTS=1 cargo test --lib launch` after an intended one).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Tuning;
+    use crate::profile::described::{h100, lavapipe, llvmpipe_gl};
+    use sha2::{Digest, Sha256};
+    use std::collections::BTreeMap;
+
+    const SNAPSHOT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/snapshots/launches.sha256"
+    );
+
+    fn traces() -> BTreeMap<String, String> {
+        let lavapipe_gpu = || DeviceProfile {
+            tuning: Tuning::Gpu,
+            ..lavapipe()
+        };
+        let devices: [(&str, DeviceProfile); 4] = [
+            ("lavapipe", lavapipe()),
+            ("lavapipe-gpu-tuning", lavapipe_gpu()),
+            ("llvmpipe-gl", llvmpipe_gl()),
+            ("h100", h100()),
+        ];
+        let shapes = [
+            (1, 2),
+            (3, 7),
+            (1000, 3),
+            (19, 33),
+            (4096, 64),
+            (70_000, 24),
+            (2048, 4096),
+            (256, 32_000),
+            (32, 128_256),
+            (1, 262_144),
+            (1, 1_048_576),
+            (4096, 8000),
+            (8, 20_003),
+        ];
+        let mut out = BTreeMap::new();
+        for (name, device) in &devices {
+            for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
+                for dtype in [DType::F32, DType::F16, DType::BF16] {
+                    for (in_place, offset) in [(false, 0), (true, 6)] {
+                        if in_place && op == Forward::LogSumExp {
+                            continue;
+                        }
+                        for &(rows, cols) in &shapes {
+                            let at = TensorAt {
+                                dtype,
+                                offset: offset * dtype.size(),
+                            };
+                            let call = ForwardCall {
+                                op,
+                                shape: Shape::new(rows, cols),
+                                input: at,
+                                output: (op != Forward::LogSumExp).then_some(at),
+                                in_place,
+                                lse: Some(TensorAt {
+                                    dtype: DType::F32,
+                                    offset: 0,
+                                }),
+                                variant: Variant::Auto,
+                                inv_t: 1.0,
+                                masked_rows: MaskedRows::Nan,
+                            };
+                            let trace = match device.launch_forward(&call) {
+                                Ok(l) => format!("{l:?}"),
+                                Err(e) => format!("error: {e}"),
+                            };
+                            let digest: String = Sha256::digest(trace.as_bytes())
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect();
+                            let case = format!(
+                                "{name} {op:?} {dtype:?} {rows}x{cols}{}",
+                                if in_place { " in-place at 6" } else { "" }
+                            );
+                            out.insert(case, digest);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn launches_match_their_snapshot() {
+        let now = traces();
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            let text: String = now.iter().map(|(c, d)| format!("{d}  {c}\n")).collect();
+            std::fs::write(SNAPSHOT, text).expect("write the snapshot");
+            return;
+        }
+        let text = std::fs::read_to_string(SNAPSHOT).expect("tests/snapshots/launches.sha256");
+        let then: BTreeMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once("  "))
+            .map(|(d, c)| (c.to_string(), d.to_string()))
+            .collect();
+        let differ: Vec<&String> = now
+            .keys()
+            .chain(then.keys())
+            .filter(|c| now.get(*c) != then.get(*c))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{} of {} launches differ from tests/snapshots/launches.sha256, first {:?}; if \
+             intended: UPDATE_SNAPSHOTS=1 cargo test --lib launch",
+            differ.len(),
+            now.len(),
+            differ.first()
+        );
+    }
+}

@@ -354,47 +354,7 @@ impl DeviceProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::{AccessPattern, HalfPath, Tuning};
-    use wgpu::Features as F;
-
-    /// A device as `softmax-wgpu info` describes it, with two CPU threads.
-    fn profile(
-        device_type: wgpu::DeviceType,
-        features: wgpu::Features,
-        subgroup: (u32, u32),
-    ) -> DeviceProfile {
-        DeviceProfile {
-            device_type,
-            features,
-            limits: wgpu::Limits {
-                max_storage_buffer_binding_size: 1 << 27,
-                max_compute_invocations_per_workgroup: 1024,
-                max_compute_workgroup_size_x: 1024,
-                ..wgpu::Limits::default()
-            },
-            subgroup_min_size: subgroup.0,
-            subgroup_max_size: subgroup.1,
-            tuning: Tuning::Auto,
-            access: AccessPattern::Auto,
-            half_path: HalfPath::Auto,
-            half_builtins: true,
-            cpu_threads: 2,
-        }
-    }
-
-    fn lavapipe() -> DeviceProfile {
-        let f = F::SHADER_F16 | F::SUBGROUP | F::TIMESTAMP_QUERY | F::SHADER_INT64;
-        profile(wgpu::DeviceType::Cpu, f, (8, 8))
-    }
-
-    fn llvmpipe_gl() -> DeviceProfile {
-        profile(wgpu::DeviceType::Cpu, F::TIMESTAMP_QUERY, (4, 128))
-    }
-
-    fn h100() -> DeviceProfile {
-        let f = F::SHADER_F16 | F::SUBGROUP | F::TIMESTAMP_QUERY | F::SHADER_INT64;
-        profile(wgpu::DeviceType::DiscreteGpu, f, (32, 32))
-    }
+    use crate::profile::described::{h100, lavapipe, llvmpipe_gl};
 
     /// A row of the table: device, operation, rows, cols, the variant it must get.
     type Case = (
