@@ -1,16 +1,14 @@
 //! Softmax and log_softmax backward (shaders/backward.wgsl): `dx` from the forward output
 //! `y` and the upstream gradient `dy`, row-wise.
 
-use super::{packed_cols, row_dispatches, Split};
 use crate::dtype::Element;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::launch::BackwardCall;
 use crate::options::Shape;
-use crate::params::BackwardParams;
-use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};
+use crate::record::{bind, bind_vectors, TensorRef};
 use crate::scope::capture_errors;
-use crate::shader::{slot, BackwardKey, PipelineKey, SplitEntry};
-use crate::tuning::BACKWARD_ROW_PER_LANE_MAX_COLS_CPU;
+use crate::shader::{slot, PipelineKey};
 
 /// Checks the shape, the three tensors against it, their dtypes (`dy` as `y`) and that `dx`
 /// is a buffer of its own.
@@ -50,94 +48,41 @@ impl Engine {
     ) -> Result<()> {
         self.check_alive()?;
         check_tensors(shape, &y, &dy, &dx)?;
-        let cols = shape.cols as u64;
-        let rows = shape.rows as u64;
-        let (rows_per_chunk, align, max_groups) = self
-            .profile
-            .chunking(cols * y.dtype.size().max(dx.dtype.size()))?;
-        let row_per_lane =
-            self.profile
-                .row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
-        let run = crate::shader::rows_filling_blocks(cols);
-        let wide = self.profile.wide_words();
-        let (y_view, dx_view) = (
-            self.profile.view_bytes(y.dtype, wide),
-            self.profile.view_bytes(dx.dtype, wide),
-        );
-        // The bindings of rows [row0, row0 + nrows): y, dy, dx.
-        let bound = |row0: u64, nrows: u64| {
-            let (first, count) = (row0 * cols, nrows * cols);
-            (
-                chunk_binding(&y, first, count, align),
-                chunk_binding(&dy, first, count, align),
-                chunk_binding(&dx, first, count, align),
-            )
-        };
-        // Blocks of 8 where all three sit at the same offset modulo 8 and hold at least one
-        // vector (no stand-in bound twice, read and written); a row per lane (`backward_run`)
-        // only with contiguous shares, and with dx starting on a block.
-        let blocks_in = |row0: u64, nrows: u64| {
-            let (yb, db, xb) = bound(row0, nrows);
-            yb.size >= y_view
-                && db.size >= y_view
-                && xb.size >= dx_view
-                && yb.base % 8 == xb.base % 8
-                && db.base % 8 == xb.base % 8
-                && (!row_per_lane || (self.profile.contiguous() && xb.base.is_multiple_of(8)))
-        };
-        let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
-        let workgroup = self.profile.workgroup_for("softmax backward", cols)?;
-        // Split-row: each row's pieces' partial sums (one f32 each) merged by every piece.
-        let split = self.training_split((rows, cols), row_per_lane, rows_per_chunk, 4)?;
-        let key = |blocks: bool| BackwardKey {
+        let launch = self.profile.launch_backward(&BackwardCall {
             log,
-            input: self.profile.storage(y.dtype),
-            output: self.profile.storage(dx.dtype),
-            contiguous: self.profile.contiguous(),
-            workgroup,
-            half_builtins: self.profile.half_builtins,
-            row_loop: rows_per_chunk.min(rows) > max_groups,
-            blocks,
-            wide_words: wide,
-            row_per_lane,
-            packed_cols: packed_cols(row_per_lane, blocks, cols),
-            split: split.is_some(),
-        };
-        let entries: &[SplitEntry] = if split.is_some() {
-            &[SplitEntry::Partials, SplitEntry::Finish]
-        } else {
-            &[SplitEntry::Main]
-        };
-        let mut kernels = Vec::new();
-        for d in &dispatches {
-            let key = key(d.blocks);
-            let passes = entries
+            shape,
+            y: y.place(),
+            dy: dy.place(),
+            dx: dx.place(),
+        })?;
+        let mut kernels = Vec::with_capacity(launch.dispatches.len());
+        for d in &launch.dispatches {
+            let passes = launch
+                .entries
                 .iter()
                 .map(|&e| {
                     self.pipelines
-                        .get(&self.device, &PipelineKey::Backward(key, e))
+                        .get(&self.device, &PipelineKey::Backward(d.key, e))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            kernels.push((key, passes));
+            kernels.push(passes);
         }
+        let scratch = match launch.scratch_bytes {
+            0 => None,
+            bytes => Some(self.split_scratch(bytes)?),
+        };
         let tiny = self.tiny_buffer()?;
+        let (y_view, dx_view) = (launch.y_view, launch.dx_view);
         capture_errors(&self.device, || {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("softmax-wgpu backward"),
                 timestamp_writes: None,
             });
-            for (d, (key, passes)) in dispatches.iter().zip(&kernels) {
-                let (yb, db, xb) = &bound(d.row0, d.rows);
-                let params = BackwardParams {
-                    rows: d.rows as u32,
-                    cols: cols as u32,
-                    x_base: yb.base,
-                    y_base: xb.base,
-                    dy_base: db.base,
-                    chunks: Split::chunks(&split),
-                    _pad: [0; 2],
-                };
-                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
+            for (d, passes) in launch.dispatches.iter().zip(&kernels) {
+                let (yb, db, xb) = (&d.y, &d.dy, &d.dx);
+                let uniform = self
+                    .uniforms
+                    .get(&self.device, bytemuck::bytes_of(&d.params));
                 let mut entries = vec![
                     wgpu::BindGroupEntry {
                         binding: slot::PARAMS,
@@ -154,10 +99,10 @@ impl Engine {
                         bind_vectors(slot::DY_VEC, &dy, db, y_view, &tiny),
                     ]);
                 }
-                if let Some(p) = &split {
+                if let Some(s) = &scratch {
                     entries.push(wgpu::BindGroupEntry {
                         binding: slot::PARTIALS,
-                        resource: p.scratch.as_entire_binding(),
+                        resource: s.as_entire_binding(),
                     });
                 }
                 for kernel in passes {
@@ -168,8 +113,7 @@ impl Engine {
                     });
                     pass.set_pipeline(&kernel.pipeline);
                     pass.set_bind_group(0, &bg, &[]);
-                    let groups = key.groups(d.rows, run);
-                    Split::dispatch(&split, &mut pass, d.rows, groups, max_groups);
+                    pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
                 }
             }
         })

@@ -1,10 +1,11 @@
 //! Cross-entropy with its gradient over the logits (shaders/cross_entropy.wgsl): PyTorch's
 //! `F.cross_entropy` plus a temperature and a z-loss, in one pass over the logits.
 
-use super::{f32_ref, packed_cols, row_dispatches, Split};
+use super::{f32_ref, Split};
 use crate::dtype::{DType, Element};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::launch::{packed_cols, row_dispatches};
 use crate::options::{CrossEntropyOptions, Shape};
 use crate::params::CeParams;
 use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};

@@ -11,10 +11,7 @@ pub use cross_entropy::{CrossEntropyArgs, CrossEntropyResult, GradOutput};
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::launch::row_chunks;
-use crate::profile::DeviceProfile;
 use crate::record::TensorRef;
-use crate::tuning::{ROW_PER_LANE_MAX_COLS_GPU, ROW_PER_LANE_SHORT_COLS_CPU};
 
 /// A training kernel's split-row layout (`Engine::training_split`).
 struct Split {
@@ -47,98 +44,10 @@ impl Split {
     }
 }
 
-/// One dispatch of a training kernel's `main`: its first row, its rows, and whether it loads
-/// blocks of 8 (with a row per lane: runs of rows in blocks).
-#[derive(Clone, Copy)]
-struct RowDispatch {
-    row0: u64,
-    rows: u64,
-    blocks: bool,
-}
-
-/// The dispatches of `rows` rows of `cols`, chunks of at most `rows_per_chunk` rows, each
-/// loading blocks of 8 where `blocks_in(first row, rows)` allows it. With a row per lane the
-/// chunks start on runs of rows that fill whole blocks (`shader::rows_filling_blocks`), and
-/// a chunk with blocks goes as its whole runs, the rows left over in a dispatch of their own
-/// by pairs. Otherwise every dispatch runs one pipeline, with blocks only where all allow
-/// them.
-fn row_dispatches(
-    rows: u64,
-    cols: u64,
-    rows_per_chunk: u64,
-    row_per_lane: bool,
-    blocks_in: impl Fn(u64, u64) -> bool,
-) -> Vec<RowDispatch> {
-    let run = crate::shader::rows_filling_blocks(cols);
-    let per_chunk = if row_per_lane && rows_per_chunk >= 8 {
-        rows_per_chunk / 8 * 8
-    } else {
-        rows_per_chunk
-    };
-    let mut out = Vec::new();
-    for (row0, n) in row_chunks(rows, per_chunk) {
-        let blocks = blocks_in(row0, n);
-        let whole = n / run * run;
-        if row_per_lane && blocks && whole < n {
-            if whole > 0 {
-                out.push(RowDispatch {
-                    row0,
-                    rows: whole,
-                    blocks: blocks_in(row0, whole),
-                });
-            }
-            out.push(RowDispatch {
-                row0: row0 + whole,
-                rows: n - whole,
-                blocks: false,
-            });
-        } else {
-            out.push(RowDispatch {
-                row0,
-                rows: n,
-                blocks,
-            });
-        }
-    }
-    if !row_per_lane {
-        let all = out.iter().all(|d| d.blocks);
-        out.iter_mut().for_each(|d| d.blocks = all);
-    }
-    out
-}
-
-/// `packed_cols` of a training kernel's `main` for a dispatch of rows of `cols`: `cols`
-/// where a lane takes runs of rows in blocks and a run is generated code, unrolled or
-/// windowed (`shader::packs_training_rows`, with the lavapipe figures that set its limits),
-/// 0 where it loops.
-fn packed_cols(row_per_lane: bool, blocks: bool, cols: u64) -> u32 {
-    if row_per_lane && blocks && crate::shader::packs_training_rows(cols) {
-        cols as u32
-    } else {
-        0
-    }
-}
-
 fn f32_ref<'a>(t: TensorRef<'a>) -> TensorRef<'a> {
     TensorRef {
         dtype: DType::F32,
         ..t
-    }
-}
-
-impl DeviceProfile {
-    /// Whether a training kernel gives `rows` rows of `cols` a lane each: on CPU adapters
-    /// up to `cpu_max` logits where the rows give every thread its workgroups (always up to
-    /// `ROW_PER_LANE_SHORT_COLS_CPU`). A workgroup per row leaves most of its lanes idle on
-    /// short rows and pays a reduction for a few logits (lavapipe, 1048576 x 10 f32, with a
-    /// workgroup per row: cross-entropy with its gradient 0.002 of copy, softmax backward
-    /// 0.008; a lane per row: 0.09 and 0.29).
-    pub(crate) fn row_per_lane(&self, rows: u64, cols: u64, cpu_max: u64) -> bool {
-        if !self.cpu_tuned() {
-            return cols <= ROW_PER_LANE_MAX_COLS_GPU;
-        }
-        let busy = u64::from(self.parallel_groups()) * u64::from(self.workgroup_size());
-        cols <= cpu_max.min(ROW_PER_LANE_SHORT_COLS_CPU) || (cols <= cpu_max && rows >= busy)
     }
 }
 

@@ -1,11 +1,8 @@
-//! What a forward call launches, worked out without a device: from a [`DeviceProfile`] and a
-//! [`ForwardCall`] (the operation, shape, dtypes and byte offsets of its tensors) to a
-//! [`ForwardLaunch`]: the plan of each pipeline (unpacked, packed), its key, and each
-//! dispatch's rows, uniforms, binding ranges and workgroup counts. `Engine::record_forward`
-//! (src/record.rs) checks the arguments, asks for the launch and executes it;
-//! `Engine::explain_forward` prints it.
+//! A forward call's launch: from a [`ForwardCall`] (the operation, shape, dtypes and byte
+//! offsets of its tensors) to a [`ForwardLaunch`]: the plan of each pipeline (unpacked,
+//! packed), its key, and each dispatch's rows, uniforms, binding ranges and workgroup counts.
+//! `Engine::record_forward` (src/record.rs) executes it; `Engine::explain_forward` prints it.
 
-use crate::dtype::DType;
 use crate::error::Result;
 use crate::options::{Forward, MaskedRows, Shape, Variant};
 use crate::params::ForwardParams;
@@ -14,45 +11,7 @@ use crate::profile::DeviceProfile;
 use crate::shader::{KernelKey, SplitEntry};
 use crate::tuning::MAX_SPLIT_PARTIALS;
 
-/// Where a tensor lies in its buffer: what the planner needs of a `TensorRef`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TensorAt {
-    /// Element type.
-    pub dtype: DType,
-    /// Byte offset of the first element.
-    pub offset: u64,
-}
-
-/// The part of a buffer one dispatch binds for a tensor: `size` bytes from `offset` (aligned
-/// down to the adapter's binding alignment), with the tensor's first element of the chunk
-/// `base` elements in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ChunkBinding {
-    pub(crate) offset: u64,
-    pub(crate) size: u64,
-    pub(crate) base: u32,
-}
-
-/// The binding of elements `first..first + n` of `t`, its offset aligned down to `align`
-/// and its end rounded up to a 4-byte word.
-pub(crate) fn chunk_at(t: TensorAt, first: u64, n: u64, align: u64) -> ChunkBinding {
-    let start = t.offset + first * t.dtype.size();
-    let offset = start / align * align;
-    let end = (start + n * t.dtype.size()).div_ceil(4) * 4;
-    ChunkBinding {
-        offset,
-        size: end - offset,
-        base: ((start - offset) / t.dtype.size()) as u32,
-    }
-}
-
-/// The dispatches of `rows` rows, at most `rows_per_chunk` each: `(first row, rows)`.
-pub(crate) fn row_chunks(rows: u64, rows_per_chunk: u64) -> impl Iterator<Item = (u64, u64)> {
-    let step = rows_per_chunk.max(1);
-    (0..rows)
-        .step_by(step as usize)
-        .map(move |row0| (row0, step.min(rows - row0)))
-}
+use super::{chunk_at, row_chunks, ChunkBinding, TensorAt};
 
 /// A forward call as the planner sees it (arguments already checked).
 #[derive(Clone, Copy, Debug)]
@@ -276,127 +235,5 @@ impl DeviceProfile {
             split_rows,
             max_groups,
         })
-    }
-}
-
-/// Launch traces: every forward launch of a grid of shapes, dtypes and operations on the
-/// described devices (both tunings of lavapipe), each as the SHA-256 of its full `Debug`
-/// text in `tests/snapshots/launches.sha256`. A refactor of the planner proves here that it
-/// launches the same keys, dispatches, uniforms and bindings; a change of the choices names
-/// the cases it changed (`UPDATE_SNAPSHOTS=1 cargo test --lib launch` after an intended one).
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::options::Tuning;
-    use crate::profile::described::{h100, lavapipe, llvmpipe_gl};
-    use sha2::{Digest, Sha256};
-    use std::collections::BTreeMap;
-
-    const SNAPSHOT: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/snapshots/launches.sha256"
-    );
-
-    fn traces() -> BTreeMap<String, String> {
-        let lavapipe_gpu = || DeviceProfile {
-            tuning: Tuning::Gpu,
-            ..lavapipe()
-        };
-        let devices: [(&str, DeviceProfile); 4] = [
-            ("lavapipe", lavapipe()),
-            ("lavapipe-gpu-tuning", lavapipe_gpu()),
-            ("llvmpipe-gl", llvmpipe_gl()),
-            ("h100", h100()),
-        ];
-        let shapes = [
-            (1, 2),
-            (3, 7),
-            (1000, 3),
-            (19, 33),
-            (4096, 64),
-            (70_000, 24),
-            (2048, 4096),
-            (256, 32_000),
-            (32, 128_256),
-            (1, 262_144),
-            (1, 1_048_576),
-            (4096, 8000),
-            (8, 20_003),
-        ];
-        let mut out = BTreeMap::new();
-        for (name, device) in &devices {
-            for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
-                for dtype in [DType::F32, DType::F16, DType::BF16] {
-                    for (in_place, offset) in [(false, 0), (true, 6)] {
-                        if in_place && op == Forward::LogSumExp {
-                            continue;
-                        }
-                        for &(rows, cols) in &shapes {
-                            let at = TensorAt {
-                                dtype,
-                                offset: offset * dtype.size(),
-                            };
-                            let call = ForwardCall {
-                                op,
-                                shape: Shape::new(rows, cols),
-                                input: at,
-                                output: (op != Forward::LogSumExp).then_some(at),
-                                in_place,
-                                lse: Some(TensorAt {
-                                    dtype: DType::F32,
-                                    offset: 0,
-                                }),
-                                variant: Variant::Auto,
-                                inv_t: 1.0,
-                                masked_rows: MaskedRows::Nan,
-                            };
-                            let trace = match device.launch_forward(&call) {
-                                Ok(l) => format!("{l:?}"),
-                                Err(e) => format!("error: {e}"),
-                            };
-                            let digest: String = Sha256::digest(trace.as_bytes())
-                                .iter()
-                                .map(|b| format!("{b:02x}"))
-                                .collect();
-                            let case = format!(
-                                "{name} {op:?} {dtype:?} {rows}x{cols}{}",
-                                if in_place { " in-place at 6" } else { "" }
-                            );
-                            out.insert(case, digest);
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn launches_match_their_snapshot() {
-        let now = traces();
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            let text: String = now.iter().map(|(c, d)| format!("{d}  {c}\n")).collect();
-            std::fs::write(SNAPSHOT, text).expect("write the snapshot");
-            return;
-        }
-        let text = std::fs::read_to_string(SNAPSHOT).expect("tests/snapshots/launches.sha256");
-        let then: BTreeMap<String, String> = text
-            .lines()
-            .filter_map(|l| l.split_once("  "))
-            .map(|(d, c)| (c.to_string(), d.to_string()))
-            .collect();
-        let differ: Vec<&String> = now
-            .keys()
-            .chain(then.keys())
-            .filter(|c| now.get(*c) != then.get(*c))
-            .collect();
-        assert!(
-            differ.is_empty(),
-            "{} of {} launches differ from tests/snapshots/launches.sha256, first {:?}; if \
-             intended: UPDATE_SNAPSHOTS=1 cargo test --lib launch",
-            differ.len(),
-            now.len(),
-            differ.first()
-        );
     }
 }

@@ -1,0 +1,142 @@
+//! The launch of softmax / log_softmax backward (shaders/backward.wgsl): `dx` from `y` and
+//! `dy`, row-wise. `Engine::record_backward` (src/training/backward.rs) executes it.
+
+use super::{chunk_at, packed_cols, row_dispatches, ChunkBinding, TensorAt};
+use crate::error::Result;
+use crate::options::Shape;
+use crate::params::BackwardParams;
+use crate::profile::DeviceProfile;
+use crate::shader::{BackwardKey, SplitEntry};
+use crate::tuning::BACKWARD_ROW_PER_LANE_MAX_COLS_CPU;
+
+/// A backward call as the planner sees it (arguments already checked).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BackwardCall {
+    /// Log_softmax backward (`dx = dy - exp(y) sum dy`) rather than softmax backward.
+    pub log: bool,
+    pub shape: Shape,
+    pub y: TensorAt,
+    pub dy: TensorAt,
+    pub dx: TensorAt,
+}
+
+/// One dispatch of a backward launch: its rows, pipeline, bindings and uniforms.
+#[derive(Clone, Debug)]
+pub(crate) struct BackwardDispatch {
+    pub key: BackwardKey,
+    /// Whether the pipeline loads blocks of 8 (and binds the vector views).
+    pub blocks: bool,
+    pub y: ChunkBinding,
+    pub dy: ChunkBinding,
+    pub dx: ChunkBinding,
+    pub params: BackwardParams,
+    /// Workgroups along x and y.
+    pub groups: (u32, u32),
+}
+
+/// Everything a backward call launches.
+#[derive(Clone, Debug)]
+pub(crate) struct BackwardLaunch {
+    pub dispatches: Vec<BackwardDispatch>,
+    /// The entry points each dispatch runs, in order.
+    pub entries: &'static [SplitEntry],
+    /// Bytes per element of the vector views of `y` and `dy`, and of `dx`.
+    pub y_view: u64,
+    pub dx_view: u64,
+    /// Split-row scratch: each piece's partial sum, one f32 (0 without split-row).
+    pub scratch_bytes: u64,
+}
+
+impl DeviceProfile {
+    /// The launch of a checked backward call on this device.
+    pub(crate) fn launch_backward(&self, call: &BackwardCall) -> Result<BackwardLaunch> {
+        let (rows, cols) = (call.shape.rows as u64, call.shape.cols as u64);
+        let (rows_per_chunk, align, max_groups) =
+            self.chunking(cols * call.y.dtype.size().max(call.dx.dtype.size()))?;
+        let row_per_lane = self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
+        let run = crate::shader::rows_filling_blocks(cols);
+        let wide = self.wide_words();
+        let (y_view, dx_view) = (
+            self.view_bytes(call.y.dtype, wide),
+            self.view_bytes(call.dx.dtype, wide),
+        );
+        // The bindings of rows [row0, row0 + nrows): y, dy, dx.
+        let bound = |row0: u64, nrows: u64| {
+            let (first, count) = (row0 * cols, nrows * cols);
+            (
+                chunk_at(call.y, first, count, align),
+                chunk_at(call.dy, first, count, align),
+                chunk_at(call.dx, first, count, align),
+            )
+        };
+        // Blocks of 8 where all three sit at the same offset modulo 8 and hold at least one
+        // vector (no stand-in bound twice, read and written); a row per lane (`backward_run`)
+        // only with contiguous shares, and with dx starting on a block.
+        let blocks_in = |row0: u64, nrows: u64| {
+            let (yb, db, xb) = bound(row0, nrows);
+            yb.size >= y_view
+                && db.size >= y_view
+                && xb.size >= dx_view
+                && yb.base % 8 == xb.base % 8
+                && db.base % 8 == xb.base % 8
+                && (!row_per_lane || (self.contiguous() && xb.base.is_multiple_of(8)))
+        };
+        let runs = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
+        let workgroup = self.workgroup_for("softmax backward", cols)?;
+        // Split-row: each row's pieces' partial sums (one f32 each) merged by every piece.
+        let pieces = self.training_pieces(rows, cols, row_per_lane);
+        let dispatches = runs
+            .iter()
+            .map(|d| {
+                let key = BackwardKey {
+                    log: call.log,
+                    input: self.storage(call.y.dtype),
+                    output: self.storage(call.dx.dtype),
+                    contiguous: self.contiguous(),
+                    workgroup,
+                    half_builtins: self.half_builtins,
+                    row_loop: rows_per_chunk.min(rows) > max_groups,
+                    blocks: d.blocks,
+                    wide_words: wide,
+                    row_per_lane,
+                    packed_cols: packed_cols(row_per_lane, d.blocks, cols),
+                    split: pieces.is_some(),
+                };
+                let (y, dy, dx) = bound(d.row0, d.rows);
+                let params = BackwardParams {
+                    rows: d.rows as u32,
+                    cols: cols as u32,
+                    x_base: y.base,
+                    y_base: dx.base,
+                    dy_base: dy.base,
+                    chunks: pieces.unwrap_or(1) as u32,
+                    _pad: [0; 2],
+                };
+                let groups = match pieces {
+                    Some(p) => (p as u32, d.rows.min(max_groups) as u32),
+                    None => (key.groups(d.rows, run).min(max_groups) as u32, 1),
+                };
+                BackwardDispatch {
+                    key,
+                    blocks: d.blocks,
+                    y,
+                    dy,
+                    dx,
+                    params,
+                    groups,
+                }
+            })
+            .collect();
+        Ok(BackwardLaunch {
+            dispatches,
+            entries: if pieces.is_some() {
+                &[SplitEntry::Partials, SplitEntry::Finish]
+            } else {
+                &[SplitEntry::Main]
+            },
+            y_view,
+            dx_view,
+            scratch_bytes: pieces.map_or(0, |p| rows_per_chunk.min(rows) * p * 4),
+        })
+    }
+}

@@ -1,0 +1,307 @@
+//! Launches, worked out without a device: from a [`DeviceProfile`] and a call (the
+//! operation, shape, dtypes and byte offsets of its tensors) to what the device-level API
+//! records: each pipeline's key, and each dispatch's rows, uniforms, binding ranges and
+//! workgroup counts. One file per operation family; what they share is here.
+
+mod backward;
+mod forward;
+
+pub(crate) use backward::BackwardCall;
+pub(crate) use forward::ForwardCall;
+
+use crate::dtype::DType;
+use crate::profile::DeviceProfile;
+use crate::tuning::{ROW_PER_LANE_MAX_COLS_GPU, ROW_PER_LANE_SHORT_COLS_CPU};
+
+/// Where a tensor lies in its buffer: what the planner needs of a `TensorRef`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TensorAt {
+    /// Element type.
+    pub dtype: DType,
+    /// Byte offset of the first element.
+    pub offset: u64,
+}
+
+/// The part of a buffer one dispatch binds for a tensor: `size` bytes from `offset` (aligned
+/// down to the adapter's binding alignment), with the tensor's first element of the chunk
+/// `base` elements in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkBinding {
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+    pub(crate) base: u32,
+}
+
+/// The binding of elements `first..first + n` of `t`, its offset aligned down to `align`
+/// and its end rounded up to a 4-byte word.
+pub(crate) fn chunk_at(t: TensorAt, first: u64, n: u64, align: u64) -> ChunkBinding {
+    let start = t.offset + first * t.dtype.size();
+    let offset = start / align * align;
+    let end = (start + n * t.dtype.size()).div_ceil(4) * 4;
+    ChunkBinding {
+        offset,
+        size: end - offset,
+        base: ((start - offset) / t.dtype.size()) as u32,
+    }
+}
+
+/// The dispatches of `rows` rows, at most `rows_per_chunk` each: `(first row, rows)`.
+pub(crate) fn row_chunks(rows: u64, rows_per_chunk: u64) -> impl Iterator<Item = (u64, u64)> {
+    let step = rows_per_chunk.max(1);
+    (0..rows)
+        .step_by(step as usize)
+        .map(move |row0| (row0, step.min(rows - row0)))
+}
+
+/// One dispatch of a training kernel's `main`: its first row, its rows, and whether it loads
+/// blocks of 8 (with a row per lane: runs of rows in blocks).
+#[derive(Clone, Copy)]
+pub(crate) struct RowDispatch {
+    pub row0: u64,
+    pub rows: u64,
+    pub blocks: bool,
+}
+
+/// The dispatches of `rows` rows of `cols`, chunks of at most `rows_per_chunk` rows, each
+/// loading blocks of 8 where `blocks_in(first row, rows)` allows it. With a row per lane the
+/// chunks start on runs of rows that fill whole blocks (`shader::rows_filling_blocks`), and
+/// a chunk with blocks goes as its whole runs, the rows left over in a dispatch of their own
+/// by pairs. Otherwise every dispatch runs one pipeline, with blocks only where all allow
+/// them.
+pub(crate) fn row_dispatches(
+    rows: u64,
+    cols: u64,
+    rows_per_chunk: u64,
+    row_per_lane: bool,
+    blocks_in: impl Fn(u64, u64) -> bool,
+) -> Vec<RowDispatch> {
+    let run = crate::shader::rows_filling_blocks(cols);
+    let per_chunk = if row_per_lane && rows_per_chunk >= 8 {
+        rows_per_chunk / 8 * 8
+    } else {
+        rows_per_chunk
+    };
+    let mut out = Vec::new();
+    for (row0, n) in row_chunks(rows, per_chunk) {
+        let blocks = blocks_in(row0, n);
+        let whole = n / run * run;
+        if row_per_lane && blocks && whole < n {
+            if whole > 0 {
+                out.push(RowDispatch {
+                    row0,
+                    rows: whole,
+                    blocks: blocks_in(row0, whole),
+                });
+            }
+            out.push(RowDispatch {
+                row0: row0 + whole,
+                rows: n - whole,
+                blocks: false,
+            });
+        } else {
+            out.push(RowDispatch {
+                row0,
+                rows: n,
+                blocks,
+            });
+        }
+    }
+    if !row_per_lane {
+        let all = out.iter().all(|d| d.blocks);
+        out.iter_mut().for_each(|d| d.blocks = all);
+    }
+    out
+}
+
+/// `packed_cols` of a training kernel's `main` for a dispatch of rows of `cols`: `cols`
+/// where a lane takes runs of rows in blocks and a run is generated code, unrolled or
+/// windowed (`shader::packs_training_rows`, with the lavapipe figures that set its limits),
+/// 0 where it loops.
+pub(crate) fn packed_cols(row_per_lane: bool, blocks: bool, cols: u64) -> u32 {
+    if row_per_lane && blocks && crate::shader::packs_training_rows(cols) {
+        cols as u32
+    } else {
+        0
+    }
+}
+
+impl DeviceProfile {
+    /// Whether a training kernel gives `rows` rows of `cols` a lane each: on CPU adapters
+    /// up to `cpu_max` logits where the rows give every thread its workgroups (always up to
+    /// `ROW_PER_LANE_SHORT_COLS_CPU`). A workgroup per row leaves most of its lanes idle on
+    /// short rows and pays a reduction for a few logits (lavapipe, 1048576 x 10 f32, with a
+    /// workgroup per row: cross-entropy with its gradient 0.002 of copy, softmax backward
+    /// 0.008; a lane per row: 0.09 and 0.29).
+    pub(crate) fn row_per_lane(&self, rows: u64, cols: u64, cpu_max: u64) -> bool {
+        if !self.cpu_tuned() {
+            return cols <= ROW_PER_LANE_MAX_COLS_GPU;
+        }
+        let busy = u64::from(self.parallel_groups()) * u64::from(self.workgroup_size());
+        cols <= cpu_max.min(ROW_PER_LANE_SHORT_COLS_CPU) || (cols <= cpu_max && rows >= busy)
+    }
+}
+
+impl DeviceProfile {
+    /// Split-row pieces per row of a training kernel, if it takes split-row: where the
+    /// forward kernels would split (`wants_split`) and rows do not go a lane each. On CPU
+    /// adapters that is only single long rows, since with rows enough for the threads a
+    /// workgroup per row finds its second pass in its core's cache.
+    pub(crate) fn training_pieces(&self, rows: u64, cols: u64, row_per_lane: bool) -> Option<u64> {
+        let pieces = self.split_pieces(rows, cols / 8);
+        (!row_per_lane && self.wants_split(rows, cols, pieces)).then_some(pieces)
+    }
+}
+
+/// Launch traces: every forward and backward launch of a grid of shapes, dtypes and
+/// operations on the described devices (both tunings of lavapipe), each as the SHA-256 of its full `Debug`
+/// text in `tests/snapshots/launches.sha256`. A refactor of the planner proves here that it
+/// launches the same keys, dispatches, uniforms and bindings; a change of the choices names
+/// the cases it changed (`UPDATE_SNAPSHOTS=1 cargo test --lib launch` after an intended one).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{Forward, MaskedRows, Shape, Tuning, Variant};
+    use crate::profile::described::{h100, lavapipe, llvmpipe_gl};
+    use sha2::{Digest, Sha256};
+    use std::collections::BTreeMap;
+
+    const SNAPSHOT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/snapshots/launches.sha256"
+    );
+
+    fn digest(trace: &str) -> String {
+        Sha256::digest(trace.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn traces() -> BTreeMap<String, String> {
+        let lavapipe_gpu = || DeviceProfile {
+            tuning: Tuning::Gpu,
+            ..lavapipe()
+        };
+        let devices: [(&str, DeviceProfile); 4] = [
+            ("lavapipe", lavapipe()),
+            ("lavapipe-gpu-tuning", lavapipe_gpu()),
+            ("llvmpipe-gl", llvmpipe_gl()),
+            ("h100", h100()),
+        ];
+        let shapes = [
+            (1, 2),
+            (3, 7),
+            (1000, 3),
+            (19, 33),
+            (4096, 64),
+            (70_000, 24),
+            (2048, 4096),
+            (256, 32_000),
+            (32, 128_256),
+            (1, 262_144),
+            (1, 1_048_576),
+            (4096, 8000),
+            (8, 20_003),
+        ];
+        let mut out = BTreeMap::new();
+        for (name, device) in &devices {
+            for op in [Forward::Softmax, Forward::LogSoftmax, Forward::LogSumExp] {
+                for dtype in [DType::F32, DType::F16, DType::BF16] {
+                    for (in_place, offset) in [(false, 0), (true, 6)] {
+                        if in_place && op == Forward::LogSumExp {
+                            continue;
+                        }
+                        for &(rows, cols) in &shapes {
+                            let at = TensorAt {
+                                dtype,
+                                offset: offset * dtype.size(),
+                            };
+                            let call = ForwardCall {
+                                op,
+                                shape: Shape::new(rows, cols),
+                                input: at,
+                                output: (op != Forward::LogSumExp).then_some(at),
+                                in_place,
+                                lse: Some(TensorAt {
+                                    dtype: DType::F32,
+                                    offset: 0,
+                                }),
+                                variant: Variant::Auto,
+                                inv_t: 1.0,
+                                masked_rows: MaskedRows::Nan,
+                            };
+                            let trace = match device.launch_forward(&call) {
+                                Ok(l) => format!("{l:?}"),
+                                Err(e) => format!("error: {e}"),
+                            };
+                            let digest = digest(&trace);
+                            let case = format!(
+                                "{name} {op:?} {dtype:?} {rows}x{cols}{}",
+                                if in_place { " in-place at 6" } else { "" }
+                            );
+                            out.insert(case, digest);
+                        }
+                    }
+                }
+            }
+            for log in [false, true] {
+                for dtype in [DType::F32, DType::F16, DType::BF16] {
+                    for offsets in [[0, 0, 0], [6, 6, 6], [3, 11, 8]] {
+                        for &(rows, cols) in &shapes {
+                            let at = |k: usize| TensorAt {
+                                dtype,
+                                offset: offsets[k] * dtype.size(),
+                            };
+                            let call = BackwardCall {
+                                log,
+                                shape: Shape::new(rows, cols),
+                                y: at(0),
+                                dy: at(1),
+                                dx: at(2),
+                            };
+                            let trace = match device.launch_backward(&call) {
+                                Ok(l) => format!("{l:?}"),
+                                Err(e) => format!("error: {e}"),
+                            };
+                            let case = format!(
+                                "{name} backward{} {dtype:?} {rows}x{cols} at {offsets:?}",
+                                if log { " log" } else { "" }
+                            );
+                            out.insert(case, digest(&trace));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn launches_match_their_snapshot() {
+        let now = traces();
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            let text: String = now.iter().map(|(c, d)| format!("{d}  {c}\n")).collect();
+            std::fs::write(SNAPSHOT, text).expect("write the snapshot");
+            return;
+        }
+        let text = std::fs::read_to_string(SNAPSHOT).expect("tests/snapshots/launches.sha256");
+        let then: BTreeMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once("  "))
+            .map(|(d, c)| (c.to_string(), d.to_string()))
+            .collect();
+        let differ: Vec<&String> = now
+            .keys()
+            .chain(then.keys())
+            .filter(|c| now.get(*c) != then.get(*c))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{} of {} launches differ from tests/snapshots/launches.sha256, first {:?}; if \
+             intended: UPDATE_SNAPSHOTS=1 cargo test --lib launch",
+            differ.len(),
+            now.len(),
+            differ.first()
+        );
+    }
+}
