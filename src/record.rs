@@ -4,7 +4,7 @@
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::launch::{chunk_at, ChunkBinding, ForwardCall, TensorAt};
+use crate::launch::{ChunkBinding, ForwardCall, TensorAt};
 use crate::options::{Forward, Shape, SoftmaxOptions};
 use crate::scope::capture_errors;
 use crate::shader::{slot, PipelineKey};
@@ -160,10 +160,6 @@ impl<'a> ForwardArgs<'a> {
         }
         Ok((output, in_place))
     }
-}
-
-pub(crate) fn chunk_binding(t: &TensorRef, first: u64, n: u64, align: u64) -> ChunkBinding {
-    chunk_at(t.place(), first, n, align)
 }
 
 pub(crate) fn bind<'a>(

@@ -4,9 +4,11 @@
 //! workgroup counts. One file per operation family; what they share is here.
 
 mod backward;
+mod cross_entropy;
 mod forward;
 
 pub(crate) use backward::BackwardCall;
+pub(crate) use cross_entropy::{CeRange, CrossEntropyCall};
 pub(crate) use forward::ForwardCall;
 
 use crate::dtype::DType;
@@ -152,7 +154,7 @@ impl DeviceProfile {
     }
 }
 
-/// Launch traces: every forward and backward launch of a grid of shapes, dtypes and
+/// Launch traces: every forward, backward and cross-entropy launch of a grid of shapes, dtypes and
 /// operations on the described devices (both tunings of lavapipe), each as the SHA-256 of its full `Debug`
 /// text in `tests/snapshots/launches.sha256`. A refactor of the planner proves here that it
 /// launches the same keys, dispatches, uniforms and bindings; a change of the choices names
@@ -269,6 +271,45 @@ mod tests {
                             );
                             out.insert(case, digest(&trace));
                         }
+                    }
+                }
+            }
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                for (grad, in_place, offset) in [
+                    (false, false, 0),
+                    (true, false, 0),
+                    (true, true, 6),
+                    (true, false, 6),
+                ] {
+                    for &(rows, cols) in &shapes {
+                        let logits = TensorAt {
+                            dtype,
+                            offset: offset * dtype.size(),
+                        };
+                        let small = |k: u64| TensorAt {
+                            dtype: DType::F32,
+                            offset: 4 * k,
+                        };
+                        let call = CrossEntropyCall {
+                            shape: Shape::new(rows, cols),
+                            logits,
+                            grad: grad.then(|| if in_place { logits } else { small(3) }),
+                            in_place,
+                            targets: small(0),
+                            loss: small(1),
+                            lse: small(2),
+                            weight: (offset > 0).then(|| small(5)),
+                            options: bytemuck::Zeroable::zeroed(),
+                        };
+                        let trace = match device.launch_cross_entropy(&call) {
+                            Ok(l) => format!("{l:?}"),
+                            Err(e) => format!("error: {e}"),
+                        };
+                        let case = format!(
+                            "{name} cross-entropy {dtype:?} {rows}x{cols} grad {grad} in place \
+                             {in_place} at {offset}"
+                        );
+                        out.insert(case, digest(&trace));
                     }
                 }
             }

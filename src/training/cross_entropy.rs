@@ -1,17 +1,16 @@
 //! Cross-entropy with its gradient over the logits (shaders/cross_entropy.wgsl): PyTorch's
 //! `F.cross_entropy` plus a temperature and a z-loss, in one pass over the logits.
 
-use super::{f32_ref, Split};
+use super::f32_ref;
 use crate::dtype::{DType, Element};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::launch::{packed_cols, row_dispatches};
+use crate::launch::{CeRange, CrossEntropyCall};
 use crate::options::{CrossEntropyOptions, Shape};
 use crate::params::CeParams;
-use crate::record::{bind, bind_vectors, chunk_binding, TensorRef};
+use crate::record::{bind, bind_vectors, TensorRef};
 use crate::scope::capture_errors;
 use crate::shader::{slot, CeEntry, CeKey, PipelineKey};
-use crate::tuning::CE_ROW_PER_LANE_MAX_COLS_CPU;
 
 /// Where the cross-entropy gradient goes.
 #[derive(Clone, Copy, Debug)]
@@ -104,136 +103,75 @@ impl Engine {
         shape.validate()?;
         let inv_t = options.validate(shape.cols)?;
         let (grad, in_place) = args.checked_grad()?;
-        let (rows, cols) = (shape.rows as u64, shape.cols as u64);
         let (targets, loss, lse) = (f32_ref(args.targets), f32_ref(args.loss), f32_ref(args.lse));
-        let row_bytes = [
-            cols * args.logits.dtype.size(),
-            grad.map_or(0, |g| cols * g.dtype.size()),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        let (rows_per_chunk, align, max_groups) = self.profile.chunking(row_bytes)?;
-        let row_per_lane = self
-            .profile
-            .row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
-        let run = crate::shader::rows_filling_blocks(cols);
-        // Blocks of 8 where the gradient (if any) sits at the logits' offset modulo 8, both
-        // holding at least one vector (no stand-in bound twice, read and written), the blocks
-        // following the logits without a gradient; a row per lane (`loss_and_grad_run`) only
-        // with contiguous shares, and with the blocks starting the dispatch.
-        let wide = self.profile.wide_words();
-        let x_view = self.profile.view_bytes(args.logits.dtype, wide);
-        let y_view = grad.map_or(16, |g| self.profile.view_bytes(g.dtype, wide));
-        let blocks_in = |row0: u64, nrows: u64| {
-            let (first, n) = (row0 * cols, nrows * cols);
-            let x = chunk_binding(&args.logits, first, n, align);
-            let out_base = grad.map_or(x.base, |g| chunk_binding(&g, first, n, align).base);
-            x.size >= x_view
-                && grad.is_none_or(|g| {
-                    let y = chunk_binding(&g, first, n, align);
-                    y.size >= y_view && (in_place || x.base % 8 == y.base % 8)
-                })
-                && (!row_per_lane || (self.profile.contiguous() && out_base.is_multiple_of(8)))
-        };
-        let dispatches = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
-        // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
-        let workgroup = self
-            .profile
-            .workgroup_for("cross-entropy", rows.max(cols))?;
-        // Two words of 16 bytes per piece (`store_ce_partial` in src/shader/mod.rs).
-        let split = self.training_split((rows, cols), row_per_lane, rows_per_chunk, 32)?;
-        let kernel = |blocks: bool, entry: CeEntry| {
-            let key = CeKey {
-                input: self.profile.storage(args.logits.dtype),
-                grad: grad.map(|g| self.profile.storage(g.dtype)),
-                in_place,
-                weight: args.weight.is_some(),
-                contiguous: self.profile.contiguous(),
-                workgroup,
-                half_builtins: self.profile.half_builtins,
-                row_loop: rows_per_chunk.min(rows) > max_groups,
-                blocks,
-                wide_words: wide,
-                row_per_lane,
-                packed_cols: if entry == CeEntry::Main {
-                    packed_cols(row_per_lane, blocks, cols)
-                } else {
-                    0
-                },
-                split: split.is_some(),
-            };
+        let weight = args.weight.map(f32_ref);
+        let launch = self.profile.launch_cross_entropy(&CrossEntropyCall {
+            shape,
+            logits: args.logits.place(),
+            grad: grad.map(|g| g.place()),
+            in_place,
+            targets: targets.place(),
+            loss: loss.place(),
+            lse: lse.place(),
+            weight: weight.map(|w| w.place()),
+            options: CeParams {
+                ignore_index: options.ignore_index,
+                reduction: options.reduction.index(),
+                inv_t,
+                smoothing: options.label_smoothing,
+                z_loss: options.z_loss,
+                grad_scale: options.grad_scale,
+                ..bytemuck::Zeroable::zeroed()
+            },
+        })?;
+        let kernel = |key: CeKey, entry: CeEntry| {
             self.pipelines
                 .get(&self.device, &PipelineKey::CrossEntropy(key, entry))
-                .map(|k| (key, k))
         };
-        let tiny = self.tiny_buffer()?;
-        // `prepare` and `reduce` read no logits: the first dispatch's layout serves.
-        let blocks0 = dispatches[0].blocks;
-        let (_, prepare) = kernel(blocks0, CeEntry::Prepare)?;
-        let (_, reduce) = kernel(blocks0, CeEntry::Reduce)?;
-        let entries: &[CeEntry] = if split.is_some() {
-            &[CeEntry::Partials, CeEntry::Finish]
-        } else {
-            &[CeEntry::Main]
-        };
-        let mains = dispatches
+        let prepare = kernel(launch.prepare, CeEntry::Prepare)?;
+        let reduce = kernel(launch.reduce, CeEntry::Reduce)?;
+        let mains = launch
+            .dispatches
             .iter()
             .map(|d| {
-                entries
+                d.passes
                     .iter()
-                    .map(|&e| kernel(d.blocks, e))
+                    .zip(launch.entries)
+                    .map(|(&(key, _), &entry)| kernel(key, entry))
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        // The small per-row and per-class arrays are bound whole.
-        let whole = |t: &TensorRef<'_>, n: u64| chunk_binding(t, 0, n, align);
-        let base = CeParams {
-            rows: rows as u32,
-            cols: cols as u32,
-            x_base: 0,
-            y_base: 0,
-            row0: 0,
-            ignore_index: options.ignore_index,
-            reduction: options.reduction.index(),
-            chunks: Split::chunks(&split),
-            inv_t,
-            smoothing: options.label_smoothing,
-            z_loss: options.z_loss,
-            grad_scale: options.grad_scale,
-            _pad1: [0; 4],
+        let scratch = match launch.scratch_bytes {
+            0 => None,
+            bytes => Some(self.split_scratch(bytes)?),
         };
+        let tiny = self.tiny_buffer()?;
+        let (x_view, y_view) = (launch.x_view, launch.y_view);
         capture_errors(&self.device, || {
-            let group = |kernel: &crate::pipeline::Kernel,
-                         params: &CeParams,
-                         (first, n): (u64, u64),
-                         blocks: bool| {
+            let group = |kernel: &crate::pipeline::Kernel, params: &CeParams, r: &CeRange| {
                 let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(params));
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: slot::PARAMS,
                     resource: uniform.as_entire_binding(),
                 }];
-                let x = chunk_binding(&args.logits, first, n, align);
                 if !in_place {
-                    entries.push(bind(slot::X, &args.logits, &x));
-                    if blocks {
-                        entries.push(bind_vectors(slot::X_VEC, &args.logits, &x, x_view, &tiny));
+                    entries.push(bind(slot::X, &args.logits, &r.x));
+                    if r.blocks {
+                        entries.push(bind_vectors(slot::X_VEC, &args.logits, &r.x, x_view, &tiny));
                     }
                 }
-                if let Some(g) = &grad {
-                    let y = chunk_binding(g, first, n, align);
-                    entries.push(bind(slot::Y, g, &y));
-                    if blocks {
-                        entries.push(bind_vectors(slot::Y_VEC, g, &y, y_view, &tiny));
+                if let (Some(g), Some(y)) = (&grad, &r.y) {
+                    entries.push(bind(slot::Y, g, y));
+                    if r.blocks {
+                        entries.push(bind_vectors(slot::Y_VEC, g, y, y_view, &tiny));
                     }
                 }
-                entries.push(bind(slot::LSE, &lse, &whole(&lse, rows)));
-                entries.push(bind(slot::TARGETS_OR_DY, &targets, &whole(&targets, rows)));
-                if let Some(w) = args.weight {
-                    let w = f32_ref(w);
-                    entries.push(bind(slot::WEIGHT, &w, &whole(&w, cols)));
+                entries.push(bind(slot::LSE, &lse, &launch.lse));
+                entries.push(bind(slot::TARGETS_OR_DY, &targets, &launch.targets));
+                if let (Some(w), Some(wb)) = (&weight, &launch.weight) {
+                    entries.push(bind(slot::WEIGHT, w, wb));
                 }
-                entries.push(bind(slot::LOSS, &loss, &whole(&loss, rows)));
+                entries.push(bind(slot::LOSS, &loss, &launch.loss));
                 entries.push(wgpu::BindGroupEntry {
                     binding: slot::META,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -242,10 +180,10 @@ impl Engine {
                         size: std::num::NonZeroU64::new(16),
                     }),
                 });
-                if let Some(p) = &split {
+                if let Some(s) = &scratch {
                     entries.push(wgpu::BindGroupEntry {
                         binding: slot::PARTIALS,
-                        resource: p.scratch.as_entire_binding(),
+                        resource: s.as_entire_binding(),
                     });
                 }
                 self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -258,37 +196,18 @@ impl Engine {
                 label: Some("softmax-wgpu cross-entropy"),
                 timestamp_writes: None,
             });
-            // `prepare` and `reduce` bind the first dispatch's logits (unused).
-            let first = (dispatches[0].row0 * cols, dispatches[0].rows * cols);
             pass.set_pipeline(&prepare.pipeline);
-            pass.set_bind_group(0, &group(&prepare, &base, first, blocks0), &[]);
+            pass.set_bind_group(0, &group(&prepare, &launch.whole_batch, &launch.first), &[]);
             pass.dispatch_workgroups(1, 1, 1);
-            for (d, passes) in dispatches.iter().zip(&mains) {
-                let (row0, nrows, blocks) = (d.row0, d.rows, d.blocks);
-                let range = (row0 * cols, nrows * cols);
-                let x = chunk_binding(&args.logits, range.0, range.1, align);
-                let y = grad.map(|g| chunk_binding(&g, range.0, range.1, align));
-                let params = CeParams {
-                    rows: nrows as u32,
-                    x_base: if in_place {
-                        y.as_ref().map_or(0, |y| y.base)
-                    } else {
-                        x.base
-                    },
-                    // Without a gradient, the blocks follow the logits.
-                    y_base: y.as_ref().map_or(x.base, |y| y.base),
-                    row0: row0 as u32,
-                    ..base
-                };
-                for (key, kernel) in passes {
+            for (d, kernels) in launch.dispatches.iter().zip(&mains) {
+                for (kernel, &(_, (gx, gy))) in kernels.iter().zip(&d.passes) {
                     pass.set_pipeline(&kernel.pipeline);
-                    pass.set_bind_group(0, &group(kernel, &params, range, blocks), &[]);
-                    let groups = key.groups(nrows, run);
-                    Split::dispatch(&split, &mut pass, nrows, groups, max_groups);
+                    pass.set_bind_group(0, &group(kernel, &d.params, &d.range), &[]);
+                    pass.dispatch_workgroups(gx, gy, 1);
                 }
             }
             pass.set_pipeline(&reduce.pipeline);
-            pass.set_bind_group(0, &group(&reduce, &base, first, blocks0), &[]);
+            pass.set_bind_group(0, &group(&reduce, &launch.whole_batch, &launch.first), &[]);
             pass.dispatch_workgroups(1, 1, 1);
         })
     }
