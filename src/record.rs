@@ -33,7 +33,7 @@ impl<'a> TensorRef<'a> {
         }
     }
 
-    /// Where the tensor lies, for the planner (src/launch.rs).
+    /// Where the tensor lies, for the planner (src/launch/).
     pub(crate) fn place(&self) -> TensorAt {
         TensorAt {
             dtype: self.dtype,
