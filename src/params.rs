@@ -71,3 +71,94 @@ pub(crate) struct CopyParams {
 }
 
 const _: () = assert!(std::mem::size_of::<CopyParams>() == 16);
+
+/// Each uniform struct against its WGSL side, in every catalogued module: the same members
+/// in the same order at the same byte offsets, and the same size (padding aside).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// Members other than padding, with their byte offsets, and the struct's size.
+    type Layout = (Vec<(String, usize)>, usize);
+
+    /// The layout of `struct Params` in a WGSL module, as naga lays it out.
+    fn wgsl_params(source: &str) -> Layout {
+        let module = naga::front::wgsl::parse_str(source).expect("the module parses");
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))
+            .expect("a struct Params");
+        let naga::TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("Params is not a struct");
+        };
+        let members = members
+            .iter()
+            .filter_map(|m| {
+                let name = m.name.clone()?;
+                (!name.starts_with('_')).then_some((name, m.offset as usize))
+            })
+            .collect();
+        (members, *span as usize)
+    }
+
+    fn layout<T>(members: &[(&str, usize)]) -> Layout {
+        let named = members.iter().map(|&(n, o)| (n.to_string(), o)).collect();
+        (named, size_of::<T>())
+    }
+
+    #[test]
+    fn uniform_structs_match_their_wgsl_in_every_module() {
+        let forward = layout::<ForwardParams>(&[
+            ("rows", offset_of!(ForwardParams, rows)),
+            ("cols", offset_of!(ForwardParams, cols)),
+            ("x_base", offset_of!(ForwardParams, x_base)),
+            ("y_base", offset_of!(ForwardParams, y_base)),
+            ("lse_base", offset_of!(ForwardParams, lse_base)),
+            ("masked_zeros", offset_of!(ForwardParams, masked_zeros)),
+            ("inv_t", offset_of!(ForwardParams, inv_t)),
+            ("chunks", offset_of!(ForwardParams, chunks)),
+        ]);
+        let cross_entropy = layout::<CeParams>(&[
+            ("rows", offset_of!(CeParams, rows)),
+            ("cols", offset_of!(CeParams, cols)),
+            ("x_base", offset_of!(CeParams, x_base)),
+            ("y_base", offset_of!(CeParams, y_base)),
+            ("row0", offset_of!(CeParams, row0)),
+            ("ignore_index", offset_of!(CeParams, ignore_index)),
+            ("reduction", offset_of!(CeParams, reduction)),
+            ("chunks", offset_of!(CeParams, chunks)),
+            ("inv_t", offset_of!(CeParams, inv_t)),
+            ("smoothing", offset_of!(CeParams, smoothing)),
+            ("z_loss", offset_of!(CeParams, z_loss)),
+            ("grad_scale", offset_of!(CeParams, grad_scale)),
+        ]);
+        let backward = layout::<BackwardParams>(&[
+            ("rows", offset_of!(BackwardParams, rows)),
+            ("cols", offset_of!(BackwardParams, cols)),
+            ("x_base", offset_of!(BackwardParams, x_base)),
+            ("y_base", offset_of!(BackwardParams, y_base)),
+            ("dy_base", offset_of!(BackwardParams, dy_base)),
+            ("chunks", offset_of!(BackwardParams, chunks)),
+        ]);
+        let copy = layout::<CopyParams>(&[
+            ("words", offset_of!(CopyParams, words)),
+            ("groups_x", offset_of!(CopyParams, groups_x)),
+            ("sentinel", offset_of!(CopyParams, sentinel)),
+        ]);
+        let mut checked = 0;
+        for (name, source) in crate::shader::all_sources() {
+            let want = match name.split(' ').next() {
+                Some("KernelKey") => &forward,
+                Some("CeKey") => &cross_entropy,
+                Some("BackwardKey") => &backward,
+                Some("CopyKey") => &copy,
+                other => panic!("a module of no known family: {other:?}"),
+            };
+            assert_eq!(&wgsl_params(&source), want, "{name}");
+            checked += 1;
+        }
+        assert!(checked > 1000, "only {checked} modules");
+    }
+}
