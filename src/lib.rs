@@ -44,6 +44,8 @@ mod record;
 mod scope;
 #[doc(hidden)]
 pub mod shader;
+#[cfg(test)]
+mod snapshot;
 mod stopwatch;
 mod training;
 mod tuning;

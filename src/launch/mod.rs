@@ -158,26 +158,14 @@ impl DeviceProfile {
 /// operations on the described devices (both tunings of lavapipe), each as the SHA-256 of its full `Debug`
 /// text in `tests/snapshots/launches.sha256`. A refactor of the planner proves here that it
 /// launches the same keys, dispatches, uniforms and bindings; a change of the choices names
-/// the cases it changed (`UPDATE_SNAPSHOTS=1 cargo test --lib launch` after an intended one).
+/// the cases it changed (see src/snapshot.rs).
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::options::{Forward, MaskedRows, Shape, Tuning, Variant};
     use crate::profile::described::{h100, lavapipe, llvmpipe_gl};
-    use sha2::{Digest, Sha256};
+    use crate::snapshot::{check, digest};
     use std::collections::BTreeMap;
-
-    const SNAPSHOT: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/snapshots/launches.sha256"
-    );
-
-    fn digest(trace: &str) -> String {
-        Sha256::digest(trace.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
 
     fn traces() -> BTreeMap<String, String> {
         let lavapipe_gpu = || DeviceProfile {
@@ -319,30 +307,6 @@ mod tests {
 
     #[test]
     fn launches_match_their_snapshot() {
-        let now = traces();
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            let text: String = now.iter().map(|(c, d)| format!("{d}  {c}\n")).collect();
-            std::fs::write(SNAPSHOT, text).expect("write the snapshot");
-            return;
-        }
-        let text = std::fs::read_to_string(SNAPSHOT).expect("tests/snapshots/launches.sha256");
-        let then: BTreeMap<String, String> = text
-            .lines()
-            .filter_map(|l| l.split_once("  "))
-            .map(|(d, c)| (c.to_string(), d.to_string()))
-            .collect();
-        let differ: Vec<&String> = now
-            .keys()
-            .chain(then.keys())
-            .filter(|c| now.get(*c) != then.get(*c))
-            .collect();
-        assert!(
-            differ.is_empty(),
-            "{} of {} launches differ from tests/snapshots/launches.sha256, first {:?}; if \
-             intended: UPDATE_SNAPSHOTS=1 cargo test --lib launch",
-            differ.len(),
-            now.len(),
-            differ.first()
-        );
+        check("launches.sha256", &traces());
     }
 }

@@ -211,3 +211,28 @@ fn test_layouts() -> Vec<(bool, Layout)> {
         .flat_map(|l| [(false, l), (true, l)])
         .collect()
 }
+
+/// The WGSL of every module, as digests in `tests/snapshots/wgsl.sha256` (see
+/// src/snapshot.rs): a refactor of how modules are assembled proves them byte-identical.
+#[cfg(test)]
+mod tests {
+    use crate::snapshot::{check, digest};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn every_module_matches_its_wgsl_snapshot() {
+        // A repeated key gets ` #2`, ` #3`... so that no module hides another.
+        let mut now = BTreeMap::new();
+        for (name, wgsl) in super::all_sources() {
+            let mut unique = name.clone();
+            for n in 2.. {
+                if !now.contains_key(&unique) {
+                    break;
+                }
+                unique = format!("{name} #{n}");
+            }
+            now.insert(unique, digest(&wgsl));
+        }
+        check("wgsl.sha256", &now);
+    }
+}
