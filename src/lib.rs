@@ -28,6 +28,7 @@ pub mod bench;
 mod dtype;
 mod engine;
 mod error;
+mod execute;
 mod half_probe;
 #[doc(hidden)]
 pub use half_probe::{bit_conversions_are_exact, unit_conversions_are_exact};

@@ -6,8 +6,6 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::launch::{ChunkBinding, ForwardCall, TensorAt};
 use crate::options::{Forward, Shape, SoftmaxOptions};
-use crate::scope::capture_errors;
-use crate::shader::{slot, PipelineKey};
 
 /// A tensor in a caller's buffer: `dtype` elements starting `offset` bytes in.
 ///
@@ -177,32 +175,6 @@ pub(crate) fn bind<'a>(
     }
 }
 
-/// The vector view of a chunk: the same offset, whole elements of `view_bytes` (16 or 32
-/// bytes, see `shader::view_bytes`) only. A chunk too small to hold one has no block either;
-/// `tiny` (32 bytes) stands in for it.
-pub(crate) fn bind_vectors<'a>(
-    binding: u32,
-    t: &TensorRef<'a>,
-    c: &ChunkBinding,
-    view_bytes: u64,
-    tiny: &'a wgpu::Buffer,
-) -> wgpu::BindGroupEntry<'a> {
-    let size = c.size / view_bytes * view_bytes;
-    let (buffer, offset, size) = if size == 0 {
-        (tiny, 0, view_bytes)
-    } else {
-        (t.buffer, c.offset, size)
-    };
-    wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer,
-            offset,
-            size: std::num::NonZeroU64::new(size),
-        }),
-    }
-}
-
 fn overlaps(a: &std::ops::Range<u64>, b: &std::ops::Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
 }
@@ -233,73 +205,18 @@ impl Engine {
             inv_t,
             masked_rows: args.options.masked_rows,
         })?;
-        // The pipelines of the unpacked and the packed plan, where a dispatch runs them.
-        let mut kernels: [Vec<std::sync::Arc<crate::pipeline::Kernel>>; 2] = Default::default();
-        for (k, key) in launch.keys.iter().enumerate() {
-            let Some(key) = key else { continue };
-            for &entry in launch.entries {
-                let key = PipelineKey::Forward(*key, entry);
-                kernels[k].push(self.pipelines.get(&self.device, &key)?);
-            }
-        }
-        let partials = match launch.split_rows {
-            Some(_) => Some(self.split_scratch(launch.scratch_bytes())?),
-            None => None,
-        };
-        let tiny = self.tiny_buffer()?;
-        let chunks = u64::from(launch.plans[1].chunks);
-        let (x_view, y_view) = (launch.x_view, launch.y_view);
-
-        capture_errors(&self.device, || {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("softmax-wgpu forward"),
-                timestamp_writes: None,
-            });
-            for d in &launch.dispatches {
-                let (nrows, x, y, l) = (d.rows, &d.x, &d.y, &d.lse);
-                let kernels = &kernels[usize::from(d.packed)];
-                let params = d.params;
-                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: slot::PARAMS,
-                    resource: uniform.as_entire_binding(),
-                }];
-                if !in_place {
-                    entries.push(bind(slot::X, &args.input, x));
-                    if launch.aligned[usize::from(d.packed)] {
-                        entries.push(bind_vectors(slot::X_VEC, &args.input, x, x_view, &tiny));
-                    }
-                }
-                if let (Some(o), Some(y)) = (&output, y) {
-                    entries.push(bind(slot::Y, o, y));
-                    entries.push(bind_vectors(slot::Y_VEC, o, y, y_view, &tiny));
-                }
-                if let (Some(t), Some(l)) = (&args.lse, l) {
-                    entries.push(bind(slot::LSE, t, l));
-                }
-                if let Some(p) = &partials {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: slot::PARTIALS,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: p,
-                            offset: 0,
-                            size: std::num::NonZeroU64::new(nrows * chunks * 16),
-                        }),
-                    });
-                }
-                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("softmax-wgpu forward"),
-                    layout: &kernels[0].layout,
-                    entries: &entries,
-                });
-                pass.set_bind_group(0, &bind_group, &[]);
-                let (gx, gy) = launch.groups(d);
-                for kernel in kernels {
-                    pass.set_pipeline(&kernel.pipeline);
-                    pass.dispatch_workgroups(gx, gy, 1);
-                }
-            }
-        })
+        let buffers = [
+            Some(args.input.buffer),
+            output.map(|o| o.buffer),
+            args.lse.map(|t| t.buffer),
+        ];
+        self.execute(
+            encoder,
+            "softmax-wgpu forward",
+            &launch.passes(in_place),
+            launch.scratch_bytes(),
+            &buffers,
+        )
     }
 }
 

@@ -1,12 +1,12 @@
 //! The launch of softmax / log_softmax backward (shaders/backward.wgsl): `dx` from `y` and
 //! `dy`, row-wise. `Engine::record_backward` (src/training/backward.rs) executes it.
 
-use super::{chunk_at, packed_cols, row_dispatches, ChunkBinding, TensorAt};
+use super::{chunk_at, packed_cols, row_dispatches, Binding, ChunkBinding, Pass, TensorAt};
 use crate::error::Result;
 use crate::options::Shape;
 use crate::params::BackwardParams;
 use crate::profile::DeviceProfile;
-use crate::shader::{BackwardKey, SplitEntry};
+use crate::shader::{slot, BackwardKey, PipelineKey, SplitEntry};
 use crate::tuning::BACKWARD_ROW_PER_LANE_MAX_COLS_CPU;
 
 /// A backward call as the planner sees it (arguments already checked).
@@ -138,5 +138,73 @@ impl DeviceProfile {
             dx_view,
             scratch_bytes: pieces.map_or(0, |p| rows_per_chunk.min(rows) * p * 4),
         })
+    }
+}
+
+impl BackwardLaunch {
+    /// The passes, for buffers `[y, dy, dx]`.
+    pub(crate) fn passes(&self) -> Vec<Pass> {
+        let (y, dy, dx) = (0, 1, 2);
+        let mut out = Vec::new();
+        for d in &self.dispatches {
+            let mut bindings = vec![
+                (slot::X, Binding::Chunk { arg: y, chunk: d.y }),
+                (
+                    slot::Y,
+                    Binding::Chunk {
+                        arg: dx,
+                        chunk: d.dx,
+                    },
+                ),
+                (
+                    slot::TARGETS_OR_DY,
+                    Binding::Chunk {
+                        arg: dy,
+                        chunk: d.dy,
+                    },
+                ),
+            ];
+            if d.blocks {
+                let (yv, xv) = (self.y_view, self.dx_view);
+                bindings.extend([
+                    (
+                        slot::X_VEC,
+                        Binding::Vectors {
+                            arg: y,
+                            chunk: d.y,
+                            view: yv,
+                        },
+                    ),
+                    (
+                        slot::Y_VEC,
+                        Binding::Vectors {
+                            arg: dx,
+                            chunk: d.dx,
+                            view: xv,
+                        },
+                    ),
+                    (
+                        slot::DY_VEC,
+                        Binding::Vectors {
+                            arg: dy,
+                            chunk: d.dy,
+                            view: yv,
+                        },
+                    ),
+                ]);
+            }
+            if self.scratch_bytes > 0 {
+                bindings.push((slot::PARTIALS, Binding::Scratch { size: None }));
+            }
+            for &entry in self.entries {
+                out.push(Pass {
+                    key: PipelineKey::Backward(d.key, entry),
+                    params: bytemuck::bytes_of(&d.params).to_vec(),
+                    bindings: bindings.clone(),
+                    groups: d.groups,
+                });
+            }
+        }
+        out
     }
 }

@@ -8,10 +8,10 @@ use crate::options::{Forward, MaskedRows, Shape, Variant};
 use crate::params::ForwardParams;
 use crate::plan::Plan;
 use crate::profile::DeviceProfile;
-use crate::shader::{KernelKey, SplitEntry};
+use crate::shader::{slot, KernelKey, PipelineKey, SplitEntry};
 use crate::tuning::MAX_SPLIT_PARTIALS;
 
-use super::{chunk_at, row_chunks, ChunkBinding, TensorAt};
+use super::{chunk_at, row_chunks, Binding, ChunkBinding, Pass, TensorAt};
 
 /// A forward call as the planner sees it (arguments already checked).
 #[derive(Clone, Copy, Debug)]
@@ -235,5 +235,73 @@ impl DeviceProfile {
             split_rows,
             max_groups,
         })
+    }
+}
+
+impl ForwardLaunch {
+    /// The passes, for buffers `[input, output (the input where in place), lse]` (the last
+    /// two where the call has them).
+    pub(crate) fn passes(&self, in_place: bool) -> Vec<Pass> {
+        let (input, output, lse) = (0, 1, 2);
+        let mut out = Vec::new();
+        for d in &self.dispatches {
+            let k = usize::from(d.packed);
+            let Some(key) = self.keys[k] else { continue };
+            let mut bindings = Vec::new();
+            if !in_place {
+                bindings.push((
+                    slot::X,
+                    Binding::Chunk {
+                        arg: input,
+                        chunk: d.x,
+                    },
+                ));
+                if self.aligned[k] {
+                    let view = self.x_view;
+                    bindings.push((
+                        slot::X_VEC,
+                        Binding::Vectors {
+                            arg: input,
+                            chunk: d.x,
+                            view,
+                        },
+                    ));
+                }
+            }
+            if let Some(y) = d.y {
+                bindings.push((
+                    slot::Y,
+                    Binding::Chunk {
+                        arg: output,
+                        chunk: y,
+                    },
+                ));
+                let view = self.y_view;
+                bindings.push((
+                    slot::Y_VEC,
+                    Binding::Vectors {
+                        arg: output,
+                        chunk: y,
+                        view,
+                    },
+                ));
+            }
+            if let Some(l) = d.lse {
+                bindings.push((slot::LSE, Binding::Chunk { arg: lse, chunk: l }));
+            }
+            if self.split_rows.is_some() {
+                let size = Some(d.rows * u64::from(self.plans[k].chunks) * 16);
+                bindings.push((slot::PARTIALS, Binding::Scratch { size }));
+            }
+            for &entry in self.entries {
+                out.push(Pass {
+                    key: PipelineKey::Forward(key, entry),
+                    params: bytemuck::bytes_of(&d.params).to_vec(),
+                    bindings: bindings.clone(),
+                    groups: self.groups(d),
+                });
+            }
+        }
+        out
     }
 }

@@ -8,11 +8,12 @@ mod cross_entropy;
 mod forward;
 
 pub(crate) use backward::BackwardCall;
-pub(crate) use cross_entropy::{CeRange, CrossEntropyCall};
+pub(crate) use cross_entropy::CrossEntropyCall;
 pub(crate) use forward::ForwardCall;
 
 use crate::dtype::DType;
 use crate::profile::DeviceProfile;
+use crate::shader::PipelineKey;
 use crate::tuning::{ROW_PER_LANE_MAX_COLS_GPU, ROW_PER_LANE_SHORT_COLS_CPU};
 
 /// Where a tensor lies in its buffer: what the planner needs of a `TensorRef`.
@@ -53,6 +54,35 @@ pub(crate) fn row_chunks(rows: u64, rows_per_chunk: u64) -> impl Iterator<Item =
     (0..rows)
         .step_by(step as usize)
         .map(move |row0| (row0, step.min(rows - row0)))
+}
+
+/// What one slot of a pass's bind group holds. `arg` indexes the buffers the device-level
+/// call hands the executor (src/execute.rs), in the order its launch documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// A chunk of an argument's buffer.
+    Chunk { arg: usize, chunk: ChunkBinding },
+    /// The vector view of a chunk: whole elements of `view` bytes only, or where none fits,
+    /// a 32-byte stand-in (the engine's `tiny` buffer), which the kernel never reads.
+    Vectors {
+        arg: usize,
+        chunk: ChunkBinding,
+        view: u64,
+    },
+    /// The first `size` bytes of an argument's buffer.
+    Head { arg: usize, size: u64 },
+    /// The engine's split-row scratch: its first `size` bytes, or all of it.
+    Scratch { size: Option<u64> },
+}
+
+/// One pipeline dispatch of a launch: the pipeline, its uniforms, what each slot binds
+/// (besides the uniforms at `slot::PARAMS`), and its workgroups along x and y.
+#[derive(Clone, Debug)]
+pub(crate) struct Pass {
+    pub key: PipelineKey,
+    pub params: Vec<u8>,
+    pub bindings: Vec<(u32, Binding)>,
+    pub groups: (u32, u32),
 }
 
 /// One dispatch of a training kernel's `main`: its first row, its rows, and whether it loads

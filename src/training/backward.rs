@@ -6,9 +6,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::launch::BackwardCall;
 use crate::options::Shape;
-use crate::record::{bind, bind_vectors, TensorRef};
-use crate::scope::capture_errors;
-use crate::shader::{slot, PipelineKey};
+use crate::record::TensorRef;
 
 /// Checks the shape, the three tensors against it, their dtypes (`dy` as `y`) and that `dx`
 /// is a buffer of its own.
@@ -55,68 +53,13 @@ impl Engine {
             dy: dy.place(),
             dx: dx.place(),
         })?;
-        let mut kernels = Vec::with_capacity(launch.dispatches.len());
-        for d in &launch.dispatches {
-            let passes = launch
-                .entries
-                .iter()
-                .map(|&e| {
-                    self.pipelines
-                        .get(&self.device, &PipelineKey::Backward(d.key, e))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            kernels.push(passes);
-        }
-        let scratch = match launch.scratch_bytes {
-            0 => None,
-            bytes => Some(self.split_scratch(bytes)?),
-        };
-        let tiny = self.tiny_buffer()?;
-        let (y_view, dx_view) = (launch.y_view, launch.dx_view);
-        capture_errors(&self.device, || {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("softmax-wgpu backward"),
-                timestamp_writes: None,
-            });
-            for (d, passes) in launch.dispatches.iter().zip(&kernels) {
-                let (yb, db, xb) = (&d.y, &d.dy, &d.dx);
-                let uniform = self
-                    .uniforms
-                    .get(&self.device, bytemuck::bytes_of(&d.params));
-                let mut entries = vec![
-                    wgpu::BindGroupEntry {
-                        binding: slot::PARAMS,
-                        resource: uniform.as_entire_binding(),
-                    },
-                    bind(slot::X, &y, yb),
-                    bind(slot::Y, &dx, xb),
-                    bind(slot::TARGETS_OR_DY, &dy, db),
-                ];
-                if d.blocks {
-                    entries.extend([
-                        bind_vectors(slot::X_VEC, &y, yb, y_view, &tiny),
-                        bind_vectors(slot::Y_VEC, &dx, xb, dx_view, &tiny),
-                        bind_vectors(slot::DY_VEC, &dy, db, y_view, &tiny),
-                    ]);
-                }
-                if let Some(s) = &scratch {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: slot::PARTIALS,
-                        resource: s.as_entire_binding(),
-                    });
-                }
-                for kernel in passes {
-                    let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some("softmax-wgpu backward"),
-                        layout: &kernel.layout,
-                        entries: &entries,
-                    });
-                    pass.set_pipeline(&kernel.pipeline);
-                    pass.set_bind_group(0, &bg, &[]);
-                    pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
-                }
-            }
-        })
+        self.execute(
+            encoder,
+            "softmax-wgpu backward",
+            &launch.passes(),
+            launch.scratch_bytes,
+            &[Some(y.buffer), Some(dy.buffer), Some(dx.buffer)],
+        )
     }
 
     /// Softmax backward (`log = false`) or log_softmax backward (`log = true`) of host

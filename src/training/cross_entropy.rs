@@ -5,12 +5,10 @@ use super::f32_ref;
 use crate::dtype::{DType, Element};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::launch::{CeRange, CrossEntropyCall};
+use crate::launch::CrossEntropyCall;
 use crate::options::{CrossEntropyOptions, Shape};
 use crate::params::CeParams;
-use crate::record::{bind, bind_vectors, TensorRef};
-use crate::scope::capture_errors;
-use crate::shader::{slot, CeEntry, CeKey, PipelineKey};
+use crate::record::TensorRef;
 
 /// Where the cross-entropy gradient goes.
 #[derive(Clone, Copy, Debug)]
@@ -124,92 +122,22 @@ impl Engine {
                 ..bytemuck::Zeroable::zeroed()
             },
         })?;
-        let kernel = |key: CeKey, entry: CeEntry| {
-            self.pipelines
-                .get(&self.device, &PipelineKey::CrossEntropy(key, entry))
-        };
-        let prepare = kernel(launch.prepare, CeEntry::Prepare)?;
-        let reduce = kernel(launch.reduce, CeEntry::Reduce)?;
-        let mains = launch
-            .dispatches
-            .iter()
-            .map(|d| {
-                d.passes
-                    .iter()
-                    .zip(launch.entries)
-                    .map(|(&(key, _), &entry)| kernel(key, entry))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let scratch = match launch.scratch_bytes {
-            0 => None,
-            bytes => Some(self.split_scratch(bytes)?),
-        };
-        let tiny = self.tiny_buffer()?;
-        let (x_view, y_view) = (launch.x_view, launch.y_view);
-        capture_errors(&self.device, || {
-            let group = |kernel: &crate::pipeline::Kernel, params: &CeParams, r: &CeRange| {
-                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(params));
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: slot::PARAMS,
-                    resource: uniform.as_entire_binding(),
-                }];
-                if !in_place {
-                    entries.push(bind(slot::X, &args.logits, &r.x));
-                    if r.blocks {
-                        entries.push(bind_vectors(slot::X_VEC, &args.logits, &r.x, x_view, &tiny));
-                    }
-                }
-                if let (Some(g), Some(y)) = (&grad, &r.y) {
-                    entries.push(bind(slot::Y, g, y));
-                    if r.blocks {
-                        entries.push(bind_vectors(slot::Y_VEC, g, y, y_view, &tiny));
-                    }
-                }
-                entries.push(bind(slot::LSE, &lse, &launch.lse));
-                entries.push(bind(slot::TARGETS_OR_DY, &targets, &launch.targets));
-                if let (Some(w), Some(wb)) = (&weight, &launch.weight) {
-                    entries.push(bind(slot::WEIGHT, w, wb));
-                }
-                entries.push(bind(slot::LOSS, &loss, &launch.loss));
-                entries.push(wgpu::BindGroupEntry {
-                    binding: slot::META,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: args.meta,
-                        offset: 0,
-                        size: std::num::NonZeroU64::new(16),
-                    }),
-                });
-                if let Some(s) = &scratch {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: slot::PARTIALS,
-                        resource: s.as_entire_binding(),
-                    });
-                }
-                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("softmax-wgpu cross-entropy"),
-                    layout: &kernel.layout,
-                    entries: &entries,
-                })
-            };
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("softmax-wgpu cross-entropy"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&prepare.pipeline);
-            pass.set_bind_group(0, &group(&prepare, &launch.whole_batch, &launch.first), &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-            for (d, kernels) in launch.dispatches.iter().zip(&mains) {
-                for (kernel, &(_, (gx, gy))) in kernels.iter().zip(&d.passes) {
-                    pass.set_pipeline(&kernel.pipeline);
-                    pass.set_bind_group(0, &group(kernel, &d.params, &d.range), &[]);
-                    pass.dispatch_workgroups(gx, gy, 1);
-                }
-            }
-            pass.set_pipeline(&reduce.pipeline);
-            pass.set_bind_group(0, &group(&reduce, &launch.whole_batch, &launch.first), &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        })
+        let buffers = [
+            Some(args.logits.buffer),
+            grad.map(|g| g.buffer),
+            Some(lse.buffer),
+            Some(targets.buffer),
+            weight.map(|w| w.buffer),
+            Some(loss.buffer),
+            Some(args.meta),
+        ];
+        self.execute(
+            encoder,
+            "softmax-wgpu cross-entropy",
+            &launch.passes(in_place),
+            launch.scratch_bytes,
+            &buffers,
+        )
     }
 
     /// Cross-entropy of `logits` against `targets` (class indices), with the gradient with
