@@ -4,7 +4,7 @@
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::launch::{ChunkBinding, ForwardCall, TensorAt};
+use crate::launch::{ForwardCall, TensorAt};
 use crate::options::{Forward, Shape, SoftmaxOptions};
 
 /// A tensor in a caller's buffer: `dtype` elements starting `offset` bytes in.
@@ -157,21 +157,6 @@ impl<'a> ForwardArgs<'a> {
             }
         }
         Ok((output, in_place))
-    }
-}
-
-pub(crate) fn bind<'a>(
-    binding: u32,
-    t: &TensorRef<'a>,
-    c: &ChunkBinding,
-) -> wgpu::BindGroupEntry<'a> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: t.buffer,
-            offset: c.offset,
-            size: std::num::NonZeroU64::new(c.size),
-        }),
     }
 }
 

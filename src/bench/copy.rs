@@ -4,10 +4,8 @@
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::launch::ChunkBinding;
+use crate::launch::{Binding, ChunkBinding, Pass};
 use crate::params::CopyParams;
-use crate::record::{bind, TensorRef};
-use crate::scope::capture_errors;
 use crate::shader::{slot, CopyKey, PipelineKey};
 pub use crate::shader::{CopyKind, CopyWord};
 
@@ -77,7 +75,6 @@ impl Engine {
             kind,
             half_builtins: kind.element() == DType::F16 && self.half_builtins(),
         });
-        let kernel = self.pipelines.get(&self.device, &key)?;
         let limits = &self.info.limits;
         let max_binding = limits
             .max_storage_buffer_binding_size
@@ -86,46 +83,41 @@ impl Engine {
         let chunk = (max_binding / 256 * 256).max(256);
         let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
         let words_per_group = u64::from(workgroup) * u64::from(word.per_thread());
-        capture_errors(&self.device, || {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("softmax-wgpu copy"),
-                timestamp_writes: None,
+        let mut passes = Vec::new();
+        let mut start = 0;
+        while start < bytes {
+            let size = chunk.min(bytes - start);
+            let words = size / w;
+            let groups = words.div_ceil(words_per_group);
+            let groups_x = groups.min(max_groups);
+            let params = CopyParams {
+                words: words as u32,
+                groups_x: groups_x as u32,
+                sentinel: f32::NAN.to_bits(),
+                _pad: 0,
+            };
+            let chunk = ChunkBinding {
+                offset: start,
+                size,
+                base: 0,
+            };
+            passes.push(Pass {
+                key,
+                params: bytemuck::bytes_of(&params).to_vec(),
+                bindings: vec![
+                    (slot::X, Binding::Chunk { arg: 0, chunk }),
+                    (slot::Y, Binding::Chunk { arg: 1, chunk }),
+                ],
+                groups: (groups_x as u32, groups.div_ceil(groups_x) as u32),
             });
-            pass.set_pipeline(&kernel.pipeline);
-            let mut start = 0;
-            while start < bytes {
-                let size = chunk.min(bytes - start);
-                let words = size / w;
-                let groups = words.div_ceil(words_per_group);
-                let groups_x = groups.min(max_groups);
-                let params = CopyParams {
-                    words: words as u32,
-                    groups_x: groups_x as u32,
-                    sentinel: f32::NAN.to_bits(),
-                    _pad: 0,
-                };
-                let uniform = self.uniforms.get(&self.device, bytemuck::bytes_of(&params));
-                let chunk = ChunkBinding {
-                    offset: start,
-                    size,
-                    base: 0,
-                };
-                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("softmax-wgpu copy"),
-                    layout: &kernel.layout,
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: slot::PARAMS,
-                            resource: uniform.as_entire_binding(),
-                        },
-                        bind(slot::X, &TensorRef::new(src, DType::F32), &chunk),
-                        bind(slot::Y, &TensorRef::new(dst, DType::F32), &chunk),
-                    ],
-                });
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(groups_x as u32, groups.div_ceil(groups_x) as u32, 1);
-                start += size;
-            }
-        })
+            start += size;
+        }
+        self.execute(
+            encoder,
+            "softmax-wgpu copy",
+            &passes,
+            0,
+            &[Some(src), Some(dst)],
+        )
     }
 }
