@@ -335,6 +335,75 @@ mod tests {
         out
     }
 
+    /// Every pass of every launch of the grid binds exactly the storage slots its pipeline's
+    /// layout declares (`PipelineKey::storage_bindings`), each once.
+    #[test]
+    fn passes_bind_what_their_layouts_declare() {
+        let devices = [lavapipe(), llvmpipe_gl(), h100()];
+        let at = |dtype, offset| TensorAt { dtype, offset };
+        let f32_at = |k: u64| at(DType::F32, 4 * k);
+        let mut passes = Vec::new();
+        for device in &devices {
+            for &(rows, cols) in &[
+                (1000, 3),
+                (19, 33),
+                (256, 32_000),
+                (1, 1_048_576),
+                (70_000, 24),
+            ] {
+                let shape = Shape::new(rows, cols);
+                for (in_place, offset) in [(false, 0), (true, 12)] {
+                    for op in [Forward::Softmax, Forward::LogSumExp] {
+                        let x = at(DType::F16, offset);
+                        let call = ForwardCall {
+                            op,
+                            shape,
+                            input: x,
+                            output: (op != Forward::LogSumExp).then_some(x),
+                            in_place: in_place && op != Forward::LogSumExp,
+                            lse: Some(f32_at(0)),
+                            variant: Variant::Auto,
+                            inv_t: 1.0,
+                            masked_rows: MaskedRows::Nan,
+                        };
+                        let launch = device.launch_forward(&call).unwrap();
+                        passes.extend(launch.passes(call.in_place));
+                    }
+                    let y = at(DType::F32, offset * 2);
+                    let call = BackwardCall {
+                        log: in_place,
+                        shape,
+                        y,
+                        dy: y,
+                        dx: f32_at(8),
+                    };
+                    passes.extend(device.launch_backward(&call).unwrap().passes());
+                    let logits = at(DType::BF16, offset);
+                    let call = CrossEntropyCall {
+                        shape,
+                        logits,
+                        grad: Some(if in_place { logits } else { f32_at(8) }),
+                        in_place,
+                        targets: f32_at(0),
+                        loss: f32_at(1),
+                        lse: f32_at(2),
+                        weight: in_place.then(|| f32_at(5)),
+                        options: bytemuck::Zeroable::zeroed(),
+                    };
+                    passes.extend(device.launch_cross_entropy(&call).unwrap().passes(in_place));
+                }
+            }
+        }
+        assert!(passes.len() > 100);
+        for p in &passes {
+            let mut bound: Vec<u32> = p.bindings.iter().map(|&(slot, _)| slot).collect();
+            bound.sort();
+            let mut declared: Vec<u32> = p.key.storage_bindings().iter().map(|b| b.0).collect();
+            declared.sort();
+            assert_eq!(bound, declared, "{:?}", p.key);
+        }
+    }
+
     #[test]
     fn launches_match_their_snapshot() {
         check("launches.sha256", &traces());

@@ -2,15 +2,25 @@
 //! validates them all with naga and needs no adapter.
 
 use super::{
-    backward_source, copy_source, cross_entropy_source, source, BackwardKey, CeKey, CopyKey,
-    CopyKind, CopyWord, KernelKey, Layout,
+    BackwardKey, CeEntry, CeKey, CopyKey, CopyKind, CopyWord, KernelKey, Layout, PipelineKey,
+    SplitEntry,
 };
 use crate::dtype::Storage;
 use crate::options::Forward;
 
-/// Every distinct WGSL module the crate can build, for validation without an adapter.
+/// Every distinct WGSL module the crate can build, for validation without an adapter: each
+/// named by its key.
 #[doc(hidden)]
 pub fn all_sources() -> Vec<(String, String)> {
+    catalog()
+        .into_iter()
+        .map(|(name, key)| (name, key.source()))
+        .collect()
+}
+
+/// Every distinct module the crate can build, as its key's name and a pipeline key of it (the
+/// first entry point; the module is the same for all).
+pub(crate) fn catalog() -> Vec<(String, PipelineKey)> {
     let storages = [
         Storage::F32,
         Storage::F16Native,
@@ -40,7 +50,7 @@ pub fn all_sources() -> Vec<(String, String)> {
                     kind,
                     half_builtins,
                 };
-                out.push((format!("{key:?}"), copy_source(&key)));
+                out.push((format!("{key:?}"), PipelineKey::Copy(key)));
             }
         }
     }
@@ -71,7 +81,10 @@ pub fn all_sources() -> Vec<(String, String)> {
                             row_loop: in_place,
                             wide_words: contiguous,
                         };
-                        out.push((format!("{key:?}"), source(&key)));
+                        out.push((
+                            format!("{key:?}"),
+                            PipelineKey::Forward(key, SplitEntry::Main),
+                        ));
                     }
                 }
             }
@@ -103,7 +116,10 @@ pub fn all_sources() -> Vec<(String, String)> {
                         packed_cols: if weight { 33 } else { 10 },
                         split: !weight,
                     };
-                    out.push((format!("{key:?}"), cross_entropy_source(&key)));
+                    out.push((
+                        format!("{key:?}"),
+                        PipelineKey::CrossEntropy(key, CeEntry::Main),
+                    ));
                 }
             }
         }
@@ -124,7 +140,10 @@ pub fn all_sources() -> Vec<(String, String)> {
                     packed_cols: if log { 33 } else { 13 },
                     split: !log,
                 };
-                out.push((format!("{key:?}"), backward_source(&key)));
+                out.push((
+                    format!("{key:?}"),
+                    PipelineKey::Backward(key, SplitEntry::Main),
+                ));
             }
         }
     }
@@ -216,8 +235,44 @@ fn test_layouts() -> Vec<(bool, Layout)> {
 /// src/snapshot.rs): a refactor of how modules are assembled proves them byte-identical.
 #[cfg(test)]
 mod tests {
+    use crate::shader::slot;
     use crate::snapshot::{check, digest};
     use std::collections::BTreeMap;
+
+    /// Each module's resource bindings, reflected by naga, are what its bind-group layout
+    /// declares (`PipelineKey::storage_bindings`, src/pipeline.rs): the uniforms at
+    /// `slot::PARAMS` and each storage slot, read-only exactly where the layout says so.
+    #[test]
+    fn every_module_declares_the_bindings_of_its_layout() {
+        for (name, key) in super::catalog() {
+            let module = naga::front::wgsl::parse_str(&key.source()).expect("parses");
+            let mut declared: Vec<(u32, Option<bool>)> = module
+                .global_variables
+                .iter()
+                .filter_map(|(_, g)| {
+                    let b = g.binding.as_ref()?;
+                    assert_eq!(b.group, 0, "{name}");
+                    let read_only = match g.space {
+                        naga::AddressSpace::Uniform => None,
+                        naga::AddressSpace::Storage { access } => {
+                            Some(!access.contains(naga::StorageAccess::STORE))
+                        }
+                        other => panic!("{name}: binding {} in {other:?}", b.binding),
+                    };
+                    Some((b.binding, read_only))
+                })
+                .collect();
+            declared.sort();
+            let mut layout: Vec<(u32, Option<bool>)> = key
+                .storage_bindings()
+                .into_iter()
+                .map(|(slot, read_only)| (slot, Some(read_only)))
+                .chain([(slot::PARAMS, None)])
+                .collect();
+            layout.sort();
+            assert_eq!(declared, layout, "{name}");
+        }
+    }
 
     #[test]
     fn every_module_matches_its_wgsl_snapshot() {
