@@ -21,7 +21,7 @@
 use crate::error::{Error, Result};
 use crate::options::{Forward, Shape, Variant};
 use crate::profile::DeviceProfile;
-use crate::shader::Layout;
+use crate::shader::{Layout, BLOCK};
 use crate::tuning::{
     MIN_PIECE_BLOCKS_CPU, MIN_PIECE_BLOCKS_GPU, MULTI_ROW_AUTO_BLOCKS_CPU,
     MULTI_ROW_AUTO_BLOCKS_GPU, MULTI_ROW_CPU_HELD, MULTI_ROW_LANES, RESIDENT_AUTO_MIN_BLOCKS_GPU,
@@ -178,7 +178,7 @@ impl DeviceProfile {
     /// The plan of operation `op` on `shape` (validated by the caller).
     pub(crate) fn plan(&self, op: Forward, shape: Shape, forced: Variant) -> Result<Plan> {
         let wg = self.workgroup_size();
-        let blocks = shape.cols as u64 / 8;
+        let blocks = shape.cols as u64 / BLOCK;
         let rows = shape.rows as u64;
         let max_blocks = u64::from(self.max_resident_blocks());
         let subgroups = self.features.contains(wgpu::Features::SUBGROUP);
@@ -283,7 +283,7 @@ impl DeviceProfile {
                     return Err(unsupported(format!(
                         "rows of {} logits exceed the {} that multi-row takes on this adapter",
                         shape.cols,
-                        8 * most,
+                        BLOCK * most,
                     )));
                 }
                 // Looped: one lane, no held blocks (the online variant's passes).
@@ -344,7 +344,7 @@ impl DeviceProfile {
 impl DeviceProfile {
     /// The longest row the resident variant holds in registers on this adapter.
     pub(crate) fn resident_cols(&self) -> usize {
-        8 * (self.max_resident_lanes() * self.max_resident_blocks()) as usize
+        BLOCK as usize * (self.max_resident_lanes() * self.max_resident_blocks()) as usize
     }
 }
 

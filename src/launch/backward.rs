@@ -77,9 +77,9 @@ impl DeviceProfile {
             yb.size >= y_view
                 && db.size >= y_view
                 && xb.size >= dx_view
-                && yb.base % 8 == xb.base % 8
-                && db.base % 8 == xb.base % 8
-                && (!row_per_lane || (self.contiguous() && xb.base.is_multiple_of(8)))
+                && yb.block_phase() == xb.block_phase()
+                && db.block_phase() == xb.block_phase()
+                && (!row_per_lane || (self.contiguous() && xb.block_phase() == 0))
         };
         let runs = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let workgroup = self.workgroup_for("softmax backward", cols)?;

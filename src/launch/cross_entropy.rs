@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::options::Shape;
 use crate::params::CeParams;
 use crate::profile::DeviceProfile;
+use crate::shader::BLOCK;
 use crate::shader::{slot, CeEntry, CeKey, PipelineKey};
 use crate::tuning::CE_ROW_PER_LANE_MAX_COLS_CPU;
 
@@ -105,8 +106,11 @@ impl DeviceProfile {
             let (x, y) = range_of(row0, nrows);
             let out_base = y.map_or(x.base, |y| y.base);
             x.size >= x_view
-                && y.is_none_or(|y| y.size >= y_view && (call.in_place || x.base % 8 == y.base % 8))
-                && (!row_per_lane || (self.contiguous() && out_base.is_multiple_of(8)))
+                && y.is_none_or(|y| {
+                    y.size >= y_view && (call.in_place || x.block_phase() == y.block_phase())
+                })
+                && (!row_per_lane
+                    || (self.contiguous() && u64::from(out_base).is_multiple_of(BLOCK)))
         };
         let runs = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).

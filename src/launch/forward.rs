@@ -156,7 +156,9 @@ impl DeviceProfile {
                     .all(|&(row0, nrows, _)| {
                         let (x, y) = bound(row0, nrows);
                         x.size >= x_view
-                            && y.is_none_or(|y| y.size >= y_view && x.base % 8 == y.base % 8)
+                            && y.is_none_or(|y| {
+                                y.size >= y_view && x.block_phase() == y.block_phase()
+                            })
                     })
         };
         let mut runs = dispatches_of(plan.layout.packed_cols > 0);
@@ -164,7 +166,7 @@ impl DeviceProfile {
         // rows run unpacked.
         let blocks_from_row_0 = runs.iter().filter(|r| r.2).all(|&(row0, nrows, _)| {
             let (x, y) = bound(row0, nrows);
-            y.map_or(x.base, |y| y.base) % 8 == 0
+            y.map_or(x, |y| y).block_phase() == 0
         });
         if plan.layout.packed_cols > 0 && !(aligned_in(&runs, true) && blocks_from_row_0) {
             runs = dispatches_of(false);

@@ -14,6 +14,7 @@ pub(crate) use forward::ForwardCall;
 use crate::dtype::DType;
 use crate::profile::DeviceProfile;
 use crate::shader::PipelineKey;
+use crate::shader::BLOCK;
 use crate::tuning::{ROW_PER_LANE_MAX_COLS_GPU, ROW_PER_LANE_SHORT_COLS_CPU};
 
 /// Where a tensor lies in its buffer: what the planner needs of a `TensorRef`.
@@ -33,6 +34,14 @@ pub(crate) struct ChunkBinding {
     pub(crate) offset: u64,
     pub(crate) size: u64,
     pub(crate) base: u32,
+}
+
+impl ChunkBinding {
+    /// Where the chunk's first element sits within its block of `BLOCK` (blocks are aligned
+    /// in the binding): tensors load and store as blocks together only at the same phase.
+    pub(crate) fn block_phase(&self) -> u64 {
+        u64::from(self.base) % BLOCK
+    }
 }
 
 /// The binding of elements `first..first + n` of `t`, its offset aligned down to `align`
@@ -109,7 +118,7 @@ pub(crate) fn row_dispatches(
 ) -> Vec<RowDispatch> {
     let run = crate::shader::rows_filling_blocks(cols);
     let per_chunk = if row_per_lane && rows_per_chunk >= 8 {
-        rows_per_chunk / 8 * 8
+        rows_per_chunk / BLOCK * BLOCK
     } else {
         rows_per_chunk
     };
@@ -179,7 +188,7 @@ impl DeviceProfile {
     /// adapters that is only single long rows, since with rows enough for the threads a
     /// workgroup per row finds its second pass in its core's cache.
     pub(crate) fn training_pieces(&self, rows: u64, cols: u64, row_per_lane: bool) -> Option<u64> {
-        let pieces = self.split_pieces(rows, cols / 8);
+        let pieces = self.split_pieces(rows, cols / BLOCK);
         (!row_per_lane && self.wants_split(rows, cols, pieces)).then_some(pieces)
     }
 }

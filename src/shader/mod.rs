@@ -48,6 +48,11 @@ const HALF_BITS: &str = include_str!("../../shaders/io/half_bits.wgsl");
 const STORE_WORD: &str = include_str!("../../shaders/io/store_word.wgsl");
 
 /// Binding slots, shared by every kernel's layout.
+/// Logits per block: lanes own blocks of 8, aligned in the output binding, loaded and
+/// stored as two `vec4<f32>` (f32) or one `vec4<u32>` of packed pairs (16-bit types); the
+/// planner's block arithmetic uses this name, the WGSL (`Block`, `load_block`) the literal.
+pub(crate) const BLOCK: u64 = 8;
+
 pub(crate) mod slot {
     /// The uniform parameters.
     pub const PARAMS: u32 = 0;
