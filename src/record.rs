@@ -198,7 +198,7 @@ impl Engine {
         self.execute(
             encoder,
             "softmax-wgpu forward",
-            &launch.passes(in_place),
+            &launch.passes(),
             launch.scratch_bytes(),
             &buffers,
         )

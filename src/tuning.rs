@@ -6,115 +6,115 @@
 
 /// Blocks of 8 logits a lane of a resident row holds on CPU adapters, whose "registers" are
 /// cached stack memory.
-/// Measured: docs/tuning.md#resident-blocks-cpu.
+/// Measured: docs/tuning.md#resident_blocks_cpu.
 pub(crate) const RESIDENT_BLOCKS_CPU: u32 = 64;
 
 /// Blocks a GPU lane of a resident row holds: 32 floats stay in registers (1024 lanes of 4 beat
 /// 512 of 8).
-/// Measured: docs/tuning.md#resident-blocks-gpu.
+/// Measured: docs/tuning.md#resident_blocks_gpu.
 pub(crate) const RESIDENT_BLOCKS_GPU: u32 = 4;
 
 /// The widest resident workgroup on GPUs: one row, a lane per block up to this.
-/// Measured: docs/tuning.md#resident-lanes-gpu.
+/// Measured: docs/tuning.md#resident_lanes_gpu.
 pub(crate) const RESIDENT_LANES_GPU: u32 = 1024;
 
 /// GPUs hold rows resident above 4096 logits, where online's second read costs more (tied at 4096).
-/// Measured: docs/tuning.md#resident-auto-min-blocks-gpu.
+/// Measured: docs/tuning.md#resident_auto_min_blocks_gpu.
 pub(crate) const RESIDENT_AUTO_MIN_BLOCKS_GPU: u64 = 512;
 
 /// GPUs hold rows resident from 128 rows; fewer workgroups leave a large GPU idle and split-row
 /// wins.
-/// Measured: docs/tuning.md#resident-auto-min-rows-gpu.
+/// Measured: docs/tuning.md#resident_auto_min_rows_gpu.
 pub(crate) const RESIDENT_AUTO_MIN_ROWS_GPU: u64 = 128;
 
 /// Lanes per row of multi-row where the subgroup size is not fixed.
-/// Measured: docs/tuning.md#multi-row-lanes.
+/// Measured: docs/tuning.md#multi_row_lanes.
 pub(crate) const MULTI_ROW_LANES: u32 = 32;
 
 /// CPU adapters take multi-row up to as many blocks per lane as they unroll (faster than online
 /// there).
-/// Measured: docs/tuning.md#multi-row-auto-blocks-cpu.
+/// Measured: docs/tuning.md#multi_row_auto_blocks_cpu.
 pub(crate) const MULTI_ROW_AUTO_BLOCKS_CPU: u32 = MAX_UNROLLED_BLOCKS;
 
 /// GPUs take multi-row up to 2 blocks a lane (512 logits a subgroup); longer rows ran slower
 /// than online.
-/// Measured: docs/tuning.md#multi-row-auto-blocks-gpu.
+/// Measured: docs/tuning.md#multi_row_auto_blocks_gpu.
 pub(crate) const MULTI_ROW_AUTO_BLOCKS_GPU: u32 = 2;
 
 /// CPU adapters give rows of up to 8192 logits a lane each, looped, where the rows fill every
 /// thread.
-/// Measured: docs/tuning.md#row-lane-max-blocks-cpu.
+/// Measured: docs/tuning.md#row_lane_max_blocks_cpu.
 pub(crate) const ROW_LANE_MAX_BLOCKS_CPU: u64 = 1024;
 
 /// Blocks a CPU adapter's multi-row workgroup holds in all, so that tiny rows do not pay a
 /// workgroup each few rows.
-/// Measured: docs/tuning.md#multi-row-cpu-held.
+/// Measured: docs/tuning.md#multi_row_cpu_held.
 pub(crate) const MULTI_ROW_CPU_HELD: u32 = 256;
 
 /// Smallest split-row piece on CPU adapters, in blocks: below it a workgroup's fixed costs
 /// dominate.
-/// Measured: docs/tuning.md#min-piece-blocks-cpu.
+/// Measured: docs/tuning.md#min_piece_blocks_cpu.
 pub(crate) const MIN_PIECE_BLOCKS_CPU: u32 = 1024;
 
 /// Smallest split-row piece on GPUs, in blocks.
-/// Measured: docs/tuning.md#min-piece-blocks-gpu.
+/// Measured: docs/tuning.md#min_piece_blocks_gpu.
 pub(crate) const MIN_PIECE_BLOCKS_GPU: u32 = 256;
 
 /// CPU adapters split only rows longer than this, and only where a workgroup per row leaves
 /// threads idle.
-/// Measured: docs/tuning.md#split-min-cols-cpu.
+/// Measured: docs/tuning.md#split_min_cols_cpu.
 pub(crate) const SPLIT_MIN_COLS_CPU: u64 = 131_072;
 
 /// Forward kernels take 64-bit words on CPU adapters only up to 8-lane subgroups (one 512-bit
 /// register).
-/// Measured: docs/tuning.md#wide-forward-max-lanes.
+/// Measured: docs/tuning.md#wide_forward_max_lanes.
 pub(crate) const WIDE_FORWARD_MAX_LANES: u32 = 8;
 
 /// The most held blocks per lane that are unrolled: compile time grows faster than the blocks
 /// past it.
-/// Measured: docs/tuning.md#max-unrolled-blocks.
+/// Measured: docs/tuning.md#max_unrolled_blocks.
 pub(crate) const MAX_UNROLLED_BLOCKS: u32 = 32;
 
 // The training kernels.
 
 /// The longest rows the backward kernels give a lane each on CPU adapters, where the rows fill
 /// every thread.
-/// Measured: docs/tuning.md#backward-row-per-lane-max-cols-cpu.
+/// Measured: docs/tuning.md#backward_row_per_lane_max_cols_cpu.
 pub(crate) const BACKWARD_ROW_PER_LANE_MAX_COLS_CPU: u64 = 16384;
 
 /// The longest rows cross-entropy gives a lane each on CPU adapters.
-/// Measured: docs/tuning.md#ce-row-per-lane-max-cols-cpu.
+/// Measured: docs/tuning.md#ce_row_per_lane_max_cols_cpu.
 pub(crate) const CE_ROW_PER_LANE_MAX_COLS_CPU: u64 = 4096;
 
 /// Rows up to which the training kernels take a lane per row on CPU adapters whatever the row
 /// count.
-/// Measured: docs/tuning.md#row-per-lane-short-cols-cpu.
+/// Measured: docs/tuning.md#row_per_lane_short_cols_cpu.
 pub(crate) const ROW_PER_LANE_SHORT_COLS_CPU: u64 = 128;
 
 /// The longest rows the training kernels give a lane each on GPUs: one 128-byte line of f32
 /// (not measured).
-/// Measured: docs/tuning.md#row-per-lane-max-cols-gpu.
+/// Measured: docs/tuning.md#row_per_lane_max_cols_gpu.
 pub(crate) const ROW_PER_LANE_MAX_COLS_GPU: u64 = 32;
 
 /// The most blocks of a run of rows the training kernels unroll; longer runs spill.
-/// Measured: docs/tuning.md#max-training-run-blocks.
+/// Measured: docs/tuning.md#max_training_run_blocks.
 pub(crate) const MAX_TRAINING_RUN_BLOCKS: u64 = 16;
 
 /// The longest rows the training kernels unroll.
-/// Measured: docs/tuning.md#max-training-packed-cols.
+/// Measured: docs/tuning.md#max_training_packed_cols.
 pub(crate) const MAX_TRAINING_PACKED_COLS: u64 = 64;
 
 /// The longest odd rows the training kernels take through windows of blocks.
-/// Measured: docs/tuning.md#max-training-windowed-cols.
+/// Measured: docs/tuning.md#max_training_windowed_cols.
 pub(crate) const MAX_TRAINING_WINDOWED_COLS: u64 = 255;
 
 // Limits of the adapters and the scratch.
 
 /// Most iterations of one invocation's loop on CPU adapters: half of the 65535 after which Mesa
 /// ends a loop.
-/// Measured: docs/tuning.md#max-lane-iterations.
+/// Measured: docs/tuning.md#max_lane_iterations.
 pub(crate) const MAX_LANE_ITERATIONS: u64 = 32_768;
 
 /// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).
-/// Measured: docs/tuning.md#max-split-partials.
+/// Measured: docs/tuning.md#max_split_partials.
 pub(crate) const MAX_SPLIT_PARTIALS: u64 = 1 << 20;

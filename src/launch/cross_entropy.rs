@@ -212,7 +212,9 @@ impl DeviceProfile {
 impl CrossEntropyLaunch {
     /// The passes, for buffers `[logits, grad (the logits where in place), lse, targets,
     /// weight, loss, meta]` (the gradient and the weights where the call has them).
-    pub(crate) fn passes(&self, in_place: bool) -> Vec<Pass> {
+    pub(crate) fn passes(&self) -> Vec<Pass> {
+        // Every pipeline of the launch shares the call's layout of tensors.
+        let in_place = self.prepare.in_place;
         let (logits, grad, lse, targets, weight, loss, meta) = (0, 1, 2, 3, 4, 5, 6);
         let bindings = |r: &CeRange| {
             let mut b = Vec::new();

@@ -243,14 +243,14 @@ impl DeviceProfile {
 impl ForwardLaunch {
     /// The passes, for buffers `[input, output (the input where in place), lse]` (the last
     /// two where the call has them).
-    pub(crate) fn passes(&self, in_place: bool) -> Vec<Pass> {
+    pub(crate) fn passes(&self) -> Vec<Pass> {
         let (input, output, lse) = (0, 1, 2);
         let mut out = Vec::new();
         for d in &self.dispatches {
             let k = usize::from(d.packed);
             let Some(key) = self.keys[k] else { continue };
             let mut bindings = Vec::new();
-            if !in_place {
+            if !key.in_place {
                 bindings.push((
                     slot::X,
                     Binding::Chunk {

@@ -376,7 +376,7 @@ mod tests {
                             masked_rows: MaskedRows::Nan,
                         };
                         let launch = device.launch_forward(&call).unwrap();
-                        passes.extend(launch.passes(call.in_place));
+                        passes.extend(launch.passes());
                     }
                     let y = at(DType::F32, offset * 2);
                     let call = BackwardCall {
@@ -399,7 +399,7 @@ mod tests {
                         weight: in_place.then(|| f32_at(5)),
                         options: bytemuck::Zeroable::zeroed(),
                     };
-                    passes.extend(device.launch_cross_entropy(&call).unwrap().passes(in_place));
+                    passes.extend(device.launch_cross_entropy(&call).unwrap().passes());
                 }
             }
         }

@@ -134,7 +134,7 @@ impl Engine {
         self.execute(
             encoder,
             "softmax-wgpu cross-entropy",
-            &launch.passes(in_place),
+            &launch.passes(),
             launch.scratch_bytes,
             &buffers,
         )
