@@ -136,34 +136,34 @@ fn backward_run(row0: u32) {
     let cols = params.cols;
     let last = row0 + run_rows();
     // Wrapping differences: the sums below wrap back into range.
-    let y_shift = params.x_base / 8u - params.y_base / 8u;
-    let dy_shift = params.dy_base / 8u - params.y_base / 8u;
+    let y_shift = params.x_base / BLOCK - params.y_base / BLOCK;
+    let dy_shift = params.dy_base / BLOCK - params.y_base / BLOCK;
     var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));
     var end = params.y_base + row0 * cols;
     for (var row = row0; row < last; row++) {
         let start = end;
         end = start + cols;
-        let b_end = (end + 7u) / 8u;
+        let b_end = (end + BLOCK - 1u) / BLOCK;
         var acc = stream_empty();
-        for (var b = start / 8u; b < b_end; b++) {
+        for (var b = start / BLOCK; b < b_end; b++) {
             let y = load_block(b + y_shift);
             let dy = load_dy_block(b + dy_shift);
             let zero = vec4<f32>(0.0);
-            let lo = select(zero, select(dy.lo * y.lo, dy.lo, LOG), in_row4(8u * b, start));
-            let hi = select(zero, select(dy.hi * y.hi, dy.hi, LOG), in_row4(8u * b + 4u, start));
+            let lo = select(zero, select(dy.lo * y.lo, dy.lo, LOG), in_row4(BLOCK * b, start));
+            let hi = select(zero, select(dy.hi * y.hi, dy.hi, LOG), in_row4(BLOCK * b + 4u, start));
             let t = lo + hi;
             stream_push(&acc, (t.x + t.y) + (t.z + t.w));
         }
         let s = stream_state(acc).s;
-        for (var b = start / 8u; b < b_end; b++) {
+        for (var b = start / BLOCK; b < b_end; b++) {
             let y = load_block(b + y_shift);
             let dy = load_dy_block(b + dy_shift);
             var out = grad_block(y, dy, s);
-            if (b == start / 8u) {
-                out = Block(select(carry.lo, out.lo, in_row4(8u * b, start)),
-                            select(carry.hi, out.hi, in_row4(8u * b + 4u, start)));
+            if (b == start / BLOCK) {
+                out = Block(select(carry.lo, out.lo, in_row4(BLOCK * b, start)),
+                            select(carry.hi, out.hi, in_row4(BLOCK * b + 4u, start)));
             }
-            if (8u * b + 8u <= end) {
+            if (BLOCK * b + BLOCK <= end) {
                 store_block(b, out);
             } else {
                 carry = out;
@@ -197,8 +197,8 @@ fn row_sum_part(row: u32, c: u32, chunks: u32, lid: u32) -> f32 {
     let out_row = params.y_base + row * cols;
     let edges = block_row(out_row, cols);
     // Wrapping differences: the sums below wrap back into range.
-    let y_shift = y_in / 8u - out_row / 8u;
-    let dy_shift = dy_row / 8u - out_row / 8u;
+    let y_shift = y_in / BLOCK - out_row / BLOCK;
+    let dy_shift = dy_row / BLOCK - out_row / BLOCK;
     let sh = piece_blocks(edges, c, chunks, lid);
     // Contiguous shares two blocks at a time (as `write_part`).
     var b = sh.first;
@@ -247,8 +247,8 @@ fn write_part(row: u32, c: u32, chunks: u32, lid: u32, s: f32) {
         return;
     }
     let edges = block_row(out_row, cols);
-    let y_shift = y_in / 8u - out_row / 8u;
-    let dy_shift = dy_row / 8u - out_row / 8u;
+    let y_shift = y_in / BLOCK - out_row / BLOCK;
+    let dy_shift = dy_row / BLOCK - out_row / BLOCK;
     let sh = piece_blocks(edges, c, chunks, lid);
     // Contiguous shares two blocks at a time, all four loaded before either is stored
     // (as softmax.wgsl's `write_blocks`).
@@ -273,50 +273,21 @@ fn write_part(row: u32, c: u32, chunks: u32, lid: u32, s: f32) {
     }
 }
 
-// Split-row, first dispatch, `chunks` x rows workgroups (rows in turns past one dimension's
-// limit, as in `main`): the sum of each piece of each row, into `partials`.
-@compute @workgroup_size(WG)
-fn partials(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    if (ROW_LOOP) {
-        for (var row = wid.y; row < params.rows; row += nwg.y) {
-            partial_of_piece(row, wid.x, lid);
-        }
-    } else if (wid.y < params.rows) {
-        partial_of_piece(wid.y, wid.x, lid);
-    }
-}
+// Split-row (the entry points are in shaders/split_row.wgsl): the sum of each piece of
+// each row into `partials`, then the row's sum from its pieces' and the piece's outputs.
 
 // The sum of piece `c` of `row`.
-fn partial_of_piece(row: u32, c: u32, lid: u32) {
+fn partial_of_piece(row: u32, c: u32, ids: Ids) {
+    let lid = ids.lid;
     let s = reduce_sum(row_sum_part(row, c, params.chunks, lid), lid);
     if (lid == 0u) {
         store_partial_sum(row * params.chunks + c, s);
     }
 }
 
-// Split-row, second dispatch, same grid: the row's sum from its pieces', then the piece's
-// outputs.
-@compute @workgroup_size(WG)
-fn finish(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    if (ROW_LOOP) {
-        for (var row = wid.y; row < params.rows; row += nwg.y) {
-            finish_piece(row, wid.x, lid);
-        }
-    } else if (wid.y < params.rows) {
-        finish_piece(wid.y, wid.x, lid);
-    }
-}
-
 // Merges the sums of `row`'s pieces and writes its piece `c`.
-fn finish_piece(row: u32, c: u32, lid: u32) {
+fn finish_piece(row: u32, c: u32, ids: Ids) {
+    let lid = ids.lid;
     var acc = stream_empty();
     for (var i = lid; i < params.chunks; i += WG) {
         stream_push(&acc, load_partial_sum(row * params.chunks + i));

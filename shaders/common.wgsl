@@ -410,11 +410,11 @@ struct BlockRow {
 
 fn block_row(out_row: u32, cols: u32) -> BlockRow {
     let end = out_row + cols;
-    let first_block = (out_row + 7u) / 8u;
-    var r = BlockRow(first_block, max(end / 8u, first_block), out_row / 2u, 4u * first_block,
+    let first_block = (out_row + BLOCK - 1u) / BLOCK;
+    var r = BlockRow(first_block, max(end / BLOCK, first_block), out_row / 2u, BLOCK / 2u * first_block,
                      0u, (end + 1u) / 2u);
     r.tail_first = 4u * r.end_block;
-    if (end / 8u <= first_block) {
+    if (end / BLOCK <= first_block) {
         // No whole block: every pair is head.
         r.head_end = r.end;
         r.tail_first = r.end;

@@ -337,18 +337,18 @@ fn loss_and_grad_run(row0: u32) {
     let inv_t = params.inv_t;
     let neg = vec4<f32>(f32_neg_inf());
     // Wrapping difference: the sums below wrap back into range.
-    let x_shift = params.x_base / 8u - params.y_base / 8u;
+    let x_shift = params.x_base / BLOCK - params.y_base / BLOCK;
     var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));
     var end = params.y_base + row0 * cols;
     for (var row = row0; row < row0 + run_rows(); row++) {
         let start = end;
         end = start + cols;
-        let b_end = (end + 7u) / 8u;
+        let b_end = (end + BLOCK - 1u) / BLOCK;
         // One online pass, two blocks at a time (`fold_two_blocks`), the neighbours' logits
         // masked to -inf.
         var g = guard_empty();
         var st = stream_empty();
-        var b = start / 8u;
+        var b = start / BLOCK;
         for (; b + 1u < b_end; b += 2u) {
             fold_two_blocks(&st, &g, row_block(b, x_shift, start), row_block(b + 1u, x_shift, start),
                             inv_t);
@@ -362,9 +362,9 @@ fn loss_and_grad_run(row0: u32) {
         var smooth_sum = 0.0;
         if (params.smoothing > 0.0) {
             var sm = stream_empty();
-            for (var b = start / 8u; b < b_end; b++) {
+            for (var b = start / BLOCK; b < b_end; b++) {
                 let v = load_block(b + x_shift);
-                let c = 8u * b;
+                let c = BLOCK * b;
                 let lo = select(vec4<f32>(0.0), class_weight4(cols4(c, start)) * (stats.m - v.lo),
                                 in_row4(c, start));
                 let hi = select(vec4<f32>(0.0), class_weight4(cols4(c + 4u, start)) * (stats.m - v.hi),
@@ -381,17 +381,17 @@ fn loss_and_grad_run(row0: u32) {
         loss_buf[r] = row_loss(target_logit(x_row, t), t, stats, smooth_sum);
         if (HAS_GRAD) {
             let coef = grad_coef(t, stats);
-            for (var b = start / 8u; b < b_end; b++) {
+            for (var b = start / BLOCK; b < b_end; b++) {
                 let v = load_block(b + x_shift);
-                let c = 8u * b;
+                let c = BLOCK * b;
                 let in_lo = in_row4(c, start);
                 let in_hi = in_row4(c + 4u, start);
                 var out = Block(grad4(v.lo, cols4(c, start), coef),
                                 grad4(v.hi, cols4(c + 4u, start), coef));
-                if (b == start / 8u) {
+                if (b == start / BLOCK) {
                     out = Block(select(carry.lo, out.lo, in_lo), select(carry.hi, out.hi, in_hi));
                 }
-                if (8u * b + 8u <= end) {
+                if (BLOCK * b + BLOCK <= end) {
                     store_block(b, out);
                 } else {
                     carry = out;
@@ -406,8 +406,8 @@ fn loss_and_grad_run(row0: u32) {
 fn row_block(b: u32, x_shift: u32, start: u32) -> Block {
     let v = load_block(b + x_shift);
     let neg = vec4<f32>(f32_neg_inf());
-    return Block(select(neg, v.lo, in_row4(8u * b, start)),
-                 select(neg, v.hi, in_row4(8u * b + 4u, start)));
+    return Block(select(neg, v.lo, in_row4(BLOCK * b, start)),
+                 select(neg, v.hi, in_row4(BLOCK * b + 4u, start)));
 }
 
 // The class weights of four columns.
@@ -472,7 +472,7 @@ fn part_of(row: u32, c: u32, chunks: u32, lid: u32) -> Part {
     if (BLOCKS) {
         share = piece_blocks(edges, c, chunks, lid);
     }
-    return Part(x_row, y_row, x_row / 8u - y_row / 8u, edges, share,
+    return Part(x_row, y_row, x_row / BLOCK - y_row / BLOCK, edges, share,
                 BLOCKS && c == 0u && lid == 0u);
 }
 
@@ -519,8 +519,8 @@ fn fold_part(row: u32, c: u32, chunks: u32, lid: u32) -> Online {
     if (CONTIGUOUS) {
         // Sixteen logits at a time through the branch-free CPU fold (common.wgsl).
         var g = guard_empty();
-        for (; k + 16u <= p.share.end; k += 16u) {
-            fold_two_blocks(&st, &g, load_run(p.x_row + k), load_run(p.x_row + k + 8u), inv_t);
+        for (; k + 2u * BLOCK <= p.share.end; k += 2u * BLOCK) {
+            fold_two_blocks(&st, &g, load_run(p.x_row + k), load_run(p.x_row + k + BLOCK), inv_t);
         }
         st.flags |= guard_flags(g);
     }
@@ -540,7 +540,7 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
     if (BLOCKS) {
         for (var b = p.share.first; b < p.share.end; b += p.share.step) {
             let z = load_block(b + p.x_shift);
-            let k = cols_at(8u * b, p.y_row);
+            let k = cols_at(BLOCK * b, p.y_row);
             let w_lo = class_weight4(k);
             let w_hi = class_weight4(k + 4u);
             let s = w_lo * (m - z.lo) + w_hi * (m - z.hi);
@@ -573,7 +573,7 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
 // The gradient of block `b` of a row starting at element `y_row` of the output binding, `z`
 // its logits. Whole blocks lie inside the row: no column wraps.
 fn grad_block(z: Block, b: u32, y_row: u32, g: GradCoef) -> Block {
-    let k = cols_at(8u * b, y_row);
+    let k = cols_at(BLOCK * b, y_row);
     return Block(grad4(z.lo, k, g), grad4(z.hi, k + 4u, g));
 }
 
@@ -612,27 +612,16 @@ fn write_grad_part(row: u32, c: u32, chunks: u32, lid: u32, t: i32, stats: RowSt
     }
 }
 
-// Split-row, first dispatch, `chunks` x rows workgroups (rows in turns past one dimension's
-// limit, as in `main`): each piece's online state, with label smoothing its sums of
-// w_j (m_p - z_j) and of w_j (m_p the piece's max), and (piece 0) the target's logit, which
-// an in-place gradient may overwrite before `finish` reads it.
-@compute @workgroup_size(WG)
-fn partials(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    if (ROW_LOOP) {
-        for (var row = wid.y; row < params.rows; row += nwg.y) {
-            partial_of_piece(row, wid.x, lid);
-        }
-    } else if (wid.y < params.rows) {
-        partial_of_piece(wid.y, wid.x, lid);
-    }
-}
+// Split-row (the entry points are in shaders/split_row.wgsl): each piece's online state,
+// with label smoothing its sums of w_j (m_p - z_j) and of w_j (m_p the piece's max), and
+// (piece 0) the target's logit, which an in-place gradient may overwrite before `finish`
+// reads it. Then the row's stats from its pieces', piece 0 its logsumexp and loss, every
+// piece its gradients. With smoothing, the row's sum of w_j (m - z_j) is that of each piece
+// plus (m - m_p) times the piece's weights, all terms non-negative.
 
 // The partials of piece `c` of `row`.
-fn partial_of_piece(row: u32, c: u32, lid: u32) {
+fn partial_of_piece(row: u32, c: u32, ids: Ids) {
+    let lid = ids.lid;
     let st = reduce_online(fold_part(row, c, params.chunks, lid), lid, params.inv_t);
     var smoothing_sums = vec2<f32>(0.0);
     if (params.smoothing > 0.0) {
@@ -648,28 +637,10 @@ fn partial_of_piece(row: u32, c: u32, lid: u32) {
     }
 }
 
-// Split-row, second dispatch, same grid: the row's stats from its pieces', piece 0 its
-// logsumexp and loss, every piece its gradients. With smoothing, the row's sum of
-// w_j (m - z_j) is that of each piece plus (m - m_p) times the piece's weights, all terms
-// non-negative.
-@compute @workgroup_size(WG)
-fn finish(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    if (ROW_LOOP) {
-        for (var row = wid.y; row < params.rows; row += nwg.y) {
-            finish_piece(row, wid.x, lid);
-        }
-    } else if (wid.y < params.rows) {
-        finish_piece(wid.y, wid.x, lid);
-    }
-}
-
 // Merges the partials of `row`; piece 0 writes its logsumexp and loss, piece `c` its
 // gradients.
-fn finish_piece(row: u32, c: u32, lid: u32) {
+fn finish_piece(row: u32, c: u32, ids: Ids) {
+    let lid = ids.lid;
     let chunks = params.chunks;
     let inv_t = params.inv_t;
     var st = online_empty();

@@ -9,7 +9,7 @@
 
 // Rows of a lane's run: the fewest that fill whole blocks, 8 / gcd(cols, 8).
 fn run_rows() -> u32 {
-    return 8u >> min(countTrailingZeros(params.cols), 3u);
+    return BLOCK >> min(countTrailingZeros(params.cols), countTrailingZeros(BLOCK));
 }
 
 // Rows each lane takes: a run with BLOCKS, one row otherwise.

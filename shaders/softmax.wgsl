@@ -112,10 +112,10 @@ fn row_of(row: u32) -> Row {
     var r: Row;
     r.x_row = x_row;
     r.out_row = out_row;
-    r.first_block = (out_row + 7u) / 8u;
-    r.end_block = max(end / 8u, r.first_block);
+    r.first_block = (out_row + BLOCK - 1u) / BLOCK;
+    r.end_block = max(end / BLOCK, r.first_block);
     r.tail_end = (end + 1u) / 2u;
-    if (end / 8u <= r.first_block) {
+    if (end / BLOCK <= r.first_block) {
         // No whole block: every pair is head.
         r.head_end = r.tail_end;
         r.tail_first = r.tail_end;
@@ -130,9 +130,9 @@ fn row_of(row: u32) -> Row {
 // is aligned like the output (ALIGNED), eight scalar loads elsewhere.
 fn load_row_block(r: Row, b: u32) -> Block {
     if (ALIGNED) {
-        return load_block(b + r.x_row / 8u - r.out_row / 8u);
+        return load_block(b + r.x_row / BLOCK - r.out_row / BLOCK);
     }
-    let x = r.x_row + 8u * b - r.out_row;
+    let x = r.x_row + BLOCK * b - r.out_row;
     return Block(
         vec4<f32>(load_x(x), load_x(x + 1u), load_x(x + 2u), load_x(x + 3u)),
         vec4<f32>(load_x(x + 4u), load_x(x + 5u), load_x(x + 6u), load_x(x + 7u)),
@@ -499,23 +499,9 @@ fn piece(r: Row, c: u32) -> Share {
     return Share(r.first_block + p.first, r.first_block + p.end, 1u);
 }
 
-// Split-row, first dispatch, `chunks` x rows workgroups (rows in turns past one dimension's
-// limit, as in `main`): the partial state of each piece (piece 0 also takes the row's head
-// and tail).
-@compute @workgroup_size(WG)
-fn partials(ids: Ids) {
-    let at = lane_of(ids);
-    if (ROW_LOOP) {
-        for (var row = ids.wid.y; row < params.rows; row += ids.nwg.y) {
-            partial_of_piece(row, ids.wid.x, at, ids);
-        }
-    } else if (ids.wid.y < params.rows) {
-        partial_of_piece(ids.wid.y, ids.wid.x, at, ids);
-    }
-}
-
 // The partial state of piece `c` of `row`.
-fn partial_of_piece(row: u32, c: u32, at: Lane, ids: Ids) {
+fn partial_of_piece(row: u32, c: u32, ids: Ids) {
+    let at = lane_of(ids);
     let inv_t = params.inv_t;
     let r = row_of(row);
     let p = piece(r, c);
@@ -532,24 +518,13 @@ fn partial_of_piece(row: u32, c: u32, at: Lane, ids: Ids) {
     }
 }
 
-// Split-row, second dispatch, same grid: merge the row's partials, write the piece.
-@compute @workgroup_size(WG)
-fn finish(ids: Ids) {
-    let at = lane_of(ids);
-    if (OP == OP_LOGSUMEXP && ids.wid.x != 0u) {
+// Merges the partial states of `row` and writes its piece `c`.
+fn finish_piece(row: u32, c: u32, ids: Ids) {
+    // Logsumexp writes no piece: piece 0 writes the row's.
+    if (OP == OP_LOGSUMEXP && c != 0u) {
         return;
     }
-    if (ROW_LOOP) {
-        for (var row = ids.wid.y; row < params.rows; row += ids.nwg.y) {
-            finish_piece(row, ids.wid.x, at, ids);
-        }
-    } else if (ids.wid.y < params.rows) {
-        finish_piece(ids.wid.y, ids.wid.x, at, ids);
-    }
-}
-
-// Merges the partial states of `row` and writes its piece `c`.
-fn finish_piece(row: u32, c: u32, at: Lane, ids: Ids) {
+    let at = lane_of(ids);
     let inv_t = params.inv_t;
     var st = online_empty();
     for (var i = at.lane; i < params.chunks; i += at.lanes) {

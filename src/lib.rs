@@ -29,6 +29,7 @@ mod dtype;
 mod engine;
 mod error;
 mod execute;
+mod explain;
 mod half_probe;
 #[doc(hidden)]
 pub use half_probe::{bit_conversions_are_exact, unit_conversions_are_exact};
@@ -54,13 +55,13 @@ mod tuning;
 pub use dtype::{DType, Element};
 pub use engine::{adapters, quiet_headless_vulkan, Engine, WANTED_FEATURES};
 pub use error::{Error, Result};
+pub use explain::Explanation;
 pub use host::ForwardResult;
 pub use options::{
     AccessPattern, CrossEntropyOptions, EngineOptions, Forward, HalfPath, MaskedRows, Reduction,
     Shape, SoftmaxOptions, Tuning, Variant,
 };
 pub use profile::EngineInfo;
-pub use record::Explanation;
 pub use record::{ForwardArgs, TensorRef};
 pub use stopwatch::{median, Clock, Stopwatch};
 pub use training::{CrossEntropyArgs, CrossEntropyResult, GradOutput};

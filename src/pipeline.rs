@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::error::Result;
-use crate::shader::{slot, PipelineKey};
+use crate::shader::{Access, PipelineKey};
 
 /// A compiled kernel and the layout its bind groups use.
 pub(crate) struct Kernel {
@@ -48,28 +48,25 @@ fn build(device: &wgpu::Device, key: &PipelineKey) -> Result<Kernel> {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(key.source().into()),
         });
-        let mut entries = vec![wgpu::BindGroupLayoutEntry {
-            binding: slot::PARAMS,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        }];
-        for (binding, read_only) in key.storage_bindings() {
-            entries.push(wgpu::BindGroupLayoutEntry {
-                binding,
+        // The layout of the bindings the kernel declares (src/shader/spec.rs).
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = key
+            .bindings()
+            .iter()
+            .map(|b| wgpu::BindGroupLayoutEntry {
+                binding: b.slot,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    ty: match b.access {
+                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                        Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
                 count: None,
-            });
-        }
+            })
+            .collect();
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(&label),
             entries: &entries,

@@ -115,6 +115,7 @@ pub(crate) const MAX_TRAINING_WINDOWED_COLS: u64 = 255;
 /// Measured: docs/tuning.md#max_lane_iterations.
 pub(crate) const MAX_LANE_ITERATIONS: u64 = 32_768;
 
-/// Most split-row partial states one dispatch uses (16 bytes each: 16 MiB of scratch).
+/// Most split-row partial states one forward dispatch uses (`FORWARD_PARTIAL_BYTES` each in
+/// src/shader/spec.rs: 16 MiB of scratch).
 /// Measured: docs/tuning.md#max_split_partials.
 pub(crate) const MAX_SPLIT_PARTIALS: u64 = 1 << 20;

@@ -458,7 +458,8 @@ fn bench_runs_an_odd_count_of_16_bit_logits() {
 }
 
 /// `explain` prints the plan the automatic choice makes on each adapter (the variant the
-/// library reports) and, with `--wgsl`, shaders that naga accepts; bad shapes are one line.
+/// library reports) and, with `--wgsl`, shaders that naga accepts, for the forward and the
+/// training operations; bad shapes are one line.
 #[test]
 fn explain_prints_the_plan_and_the_shaders() {
     for e in engines() {
@@ -489,6 +490,36 @@ fn explain_prints_the_plan_and_the_shaders() {
             );
             let wgsl: Vec<&str> = text.split("\n// ---- ").skip(1).collect();
             assert!(!wgsl.is_empty(), "no shader printed");
+            for module in wgsl {
+                let source = module.split_once('\n').unwrap().1;
+                naga::front::wgsl::parse_str(source).expect("the printed WGSL parses");
+            }
+        }
+    }
+    // The training operations: every pass listed with its bindings, and modules naga parses.
+    for e in engines() {
+        for op in [
+            &["--op", "cross-entropy", "--grad", "--weighted"][..],
+            &["--op", "cross-entropy"],
+            &["--op", "softmax-backward", "--out-dtype", "f32"],
+            &["--op", "log-softmax-backward"],
+        ] {
+            let out = on(e)
+                .args([
+                    "explain", "--rows", "3", "--cols", "262144", "--dtype", "bf16",
+                ])
+                .args(op)
+                .arg("--wgsl")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            ok(out);
+            assert!(
+                text.contains(" pass(es)") && text.contains("x_buf = "),
+                "{op:?}: {text}"
+            );
+            let wgsl: Vec<&str> = text.split("\n// ---- ").skip(1).collect();
+            assert!(!wgsl.is_empty(), "{op:?}: no shader printed");
             for module in wgsl {
                 let source = module.split_once('\n').unwrap().1;
                 naga::front::wgsl::parse_str(source).expect("the printed WGSL parses");

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::options::Shape;
 use crate::params::BackwardParams;
 use crate::profile::DeviceProfile;
-use crate::shader::{slot, BackwardKey, PipelineKey, SplitEntry};
+use crate::shader::{slot, BackwardKey, PipelineKey, SplitEntry, BACKWARD_PARTIAL_BYTES};
 use crate::tuning::BACKWARD_ROW_PER_LANE_MAX_COLS_CPU;
 
 /// A backward call as the planner sees it (arguments already checked).
@@ -24,8 +24,6 @@ pub(crate) struct BackwardCall {
 #[derive(Clone, Debug)]
 pub(crate) struct BackwardDispatch {
     pub key: BackwardKey,
-    /// Whether the pipeline loads blocks of 8 (and binds the vector views).
-    pub blocks: bool,
     pub y: ChunkBinding,
     pub dy: ChunkBinding,
     pub dx: ChunkBinding,
@@ -118,7 +116,6 @@ impl DeviceProfile {
                 };
                 BackwardDispatch {
                     key,
-                    blocks: d.blocks,
                     y,
                     dy,
                     dx,
@@ -136,7 +133,8 @@ impl DeviceProfile {
             },
             y_view,
             dx_view,
-            scratch_bytes: pieces.map_or(0, |p| rows_per_chunk.min(rows) * p * 4),
+            scratch_bytes: pieces
+                .map_or(0, |p| rows_per_chunk.min(rows) * p * BACKWARD_PARTIAL_BYTES),
         })
     }
 }
@@ -147,62 +145,39 @@ impl BackwardLaunch {
         let (y, dy, dx) = (0, 1, 2);
         let mut out = Vec::new();
         for d in &self.dispatches {
-            let mut bindings = vec![
-                (slot::X, Binding::Chunk { arg: y, chunk: d.y }),
-                (
-                    slot::Y,
-                    Binding::Chunk {
+            let bind = |at: u32| {
+                Some(match at {
+                    slot::X => Binding::Chunk { arg: y, chunk: d.y },
+                    slot::Y => Binding::Chunk {
                         arg: dx,
                         chunk: d.dx,
                     },
-                ),
-                (
-                    slot::TARGETS_OR_DY,
-                    Binding::Chunk {
+                    slot::TARGETS_OR_DY => Binding::Chunk {
                         arg: dy,
                         chunk: d.dy,
                     },
-                ),
-            ];
-            if d.blocks {
-                let (yv, xv) = (self.y_view, self.dx_view);
-                bindings.extend([
-                    (
-                        slot::X_VEC,
-                        Binding::Vectors {
-                            arg: y,
-                            chunk: d.y,
-                            view: yv,
-                        },
-                    ),
-                    (
-                        slot::Y_VEC,
-                        Binding::Vectors {
-                            arg: dx,
-                            chunk: d.dx,
-                            view: xv,
-                        },
-                    ),
-                    (
-                        slot::DY_VEC,
-                        Binding::Vectors {
-                            arg: dy,
-                            chunk: d.dy,
-                            view: yv,
-                        },
-                    ),
-                ]);
-            }
-            if self.scratch_bytes > 0 {
-                bindings.push((slot::PARTIALS, Binding::Scratch { size: None }));
-            }
+                    slot::X_VEC => Binding::Vectors {
+                        arg: y,
+                        chunk: d.y,
+                        view: self.y_view,
+                    },
+                    slot::Y_VEC => Binding::Vectors {
+                        arg: dx,
+                        chunk: d.dx,
+                        view: self.dx_view,
+                    },
+                    slot::DY_VEC => Binding::Vectors {
+                        arg: dy,
+                        chunk: d.dy,
+                        view: self.y_view,
+                    },
+                    slot::PARTIALS => Binding::Scratch { size: None },
+                    _ => return None,
+                })
+            };
             for &entry in self.entries {
-                out.push(Pass {
-                    key: PipelineKey::Backward(d.key, entry),
-                    params: bytemuck::bytes_of(&d.params).to_vec(),
-                    bindings: bindings.clone(),
-                    groups: d.groups,
-                });
+                let key = PipelineKey::Backward(d.key, entry);
+                out.push(Pass::new(key, &d.params, d.groups, bind));
             }
         }
         out

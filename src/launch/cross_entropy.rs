@@ -8,8 +8,7 @@ use crate::error::Result;
 use crate::options::Shape;
 use crate::params::CeParams;
 use crate::profile::DeviceProfile;
-use crate::shader::BLOCK;
-use crate::shader::{slot, CeEntry, CeKey, PipelineKey};
+use crate::shader::{slot, CeEntry, CeKey, PipelineKey, BLOCK, CE_PARTIAL_BYTES};
 use crate::tuning::CE_ROW_PER_LANE_MAX_COLS_CPU;
 
 /// A cross-entropy call as the planner sees it (arguments and options already checked).
@@ -204,7 +203,7 @@ impl DeviceProfile {
             x_view,
             y_view,
             // Two words of 16 bytes per piece (`store_ce_partial` in src/shader/mod.rs).
-            scratch_bytes: pieces.map_or(0, |p| rows_per_chunk.min(rows) * p * 32),
+            scratch_bytes: pieces.map_or(0, |p| rows_per_chunk.min(rows) * p * CE_PARTIAL_BYTES),
         })
     }
 }
@@ -213,109 +212,61 @@ impl CrossEntropyLaunch {
     /// The passes, for buffers `[logits, grad (the logits where in place), lse, targets,
     /// weight, loss, meta]` (the gradient and the weights where the call has them).
     pub(crate) fn passes(&self) -> Vec<Pass> {
-        // Every pipeline of the launch shares the call's layout of tensors.
-        let in_place = self.prepare.in_place;
         let (logits, grad, lse, targets, weight, loss, meta) = (0, 1, 2, 3, 4, 5, 6);
-        let bindings = |r: &CeRange| {
-            let mut b = Vec::new();
-            if !in_place {
-                b.push((
-                    slot::X,
-                    Binding::Chunk {
-                        arg: logits,
-                        chunk: r.x,
-                    },
-                ));
-                if r.blocks {
-                    let view = self.x_view;
-                    b.push((
-                        slot::X_VEC,
-                        Binding::Vectors {
-                            arg: logits,
-                            chunk: r.x,
-                            view,
-                        },
-                    ));
-                }
-            }
-            if let Some(y) = r.y {
-                b.push((
-                    slot::Y,
-                    Binding::Chunk {
-                        arg: grad,
-                        chunk: y,
-                    },
-                ));
-                if r.blocks {
-                    let view = self.y_view;
-                    b.push((
-                        slot::Y_VEC,
-                        Binding::Vectors {
-                            arg: grad,
-                            chunk: y,
-                            view,
-                        },
-                    ));
-                }
-            }
-            b.push((
-                slot::LSE,
-                Binding::Chunk {
+        let bind = |r: &CeRange, at: u32| {
+            Some(match at {
+                slot::X => Binding::Chunk {
+                    arg: logits,
+                    chunk: r.x,
+                },
+                slot::X_VEC => Binding::Vectors {
+                    arg: logits,
+                    chunk: r.x,
+                    view: self.x_view,
+                },
+                slot::Y => Binding::Chunk {
+                    arg: grad,
+                    chunk: r.y?,
+                },
+                slot::Y_VEC => Binding::Vectors {
+                    arg: grad,
+                    chunk: r.y?,
+                    view: self.y_view,
+                },
+                slot::LSE => Binding::Chunk {
                     arg: lse,
                     chunk: self.lse,
                 },
-            ));
-            b.push((
-                slot::TARGETS_OR_DY,
-                Binding::Chunk {
+                slot::TARGETS_OR_DY => Binding::Chunk {
                     arg: targets,
                     chunk: self.targets,
                 },
-            ));
-            if let Some(w) = self.weight {
-                b.push((
-                    slot::WEIGHT,
-                    Binding::Chunk {
-                        arg: weight,
-                        chunk: w,
-                    },
-                ));
-            }
-            b.push((
-                slot::LOSS,
-                Binding::Chunk {
+                slot::WEIGHT => Binding::Chunk {
+                    arg: weight,
+                    chunk: self.weight?,
+                },
+                slot::LOSS => Binding::Chunk {
                     arg: loss,
                     chunk: self.loss,
                 },
-            ));
-            b.push((
-                slot::META,
-                Binding::Head {
+                slot::META => Binding::Head {
                     arg: meta,
                     size: 16,
                 },
-            ));
-            if self.scratch_bytes > 0 {
-                b.push((slot::PARTIALS, Binding::Scratch { size: None }));
-            }
-            b
+                slot::PARTIALS => Binding::Scratch { size: None },
+                _ => return None,
+            })
         };
         // `prepare` and `reduce` read no logits: the first dispatch's bindings serve.
-        let once = |key: CeKey, entry: CeEntry| Pass {
-            key: PipelineKey::CrossEntropy(key, entry),
-            params: bytemuck::bytes_of(&self.whole_batch).to_vec(),
-            bindings: bindings(&self.first),
-            groups: (1, 1),
+        let once = |key: CeKey, entry: CeEntry| {
+            let key = PipelineKey::CrossEntropy(key, entry);
+            Pass::new(key, &self.whole_batch, (1, 1), |at| bind(&self.first, at))
         };
         let mut out = vec![once(self.prepare, CeEntry::Prepare)];
         for d in &self.dispatches {
             for (&(key, groups), &entry) in d.passes.iter().zip(self.entries) {
-                out.push(Pass {
-                    key: PipelineKey::CrossEntropy(key, entry),
-                    params: bytemuck::bytes_of(&d.params).to_vec(),
-                    bindings: bindings(&d.range),
-                    groups,
-                });
+                let key = PipelineKey::CrossEntropy(key, entry);
+                out.push(Pass::new(key, &d.params, groups, |at| bind(&d.range, at)));
             }
         }
         out.push(once(self.reduce, CeEntry::Reduce));

@@ -8,7 +8,7 @@ use crate::options::{Forward, MaskedRows, Shape, Variant};
 use crate::params::ForwardParams;
 use crate::plan::Plan;
 use crate::profile::DeviceProfile;
-use crate::shader::{slot, KernelKey, PipelineKey, SplitEntry};
+use crate::shader::{slot, KernelKey, PipelineKey, SplitEntry, FORWARD_PARTIAL_BYTES};
 use crate::tuning::MAX_SPLIT_PARTIALS;
 
 use super::{chunk_at, row_chunks, Binding, ChunkBinding, Pass, TensorAt};
@@ -50,12 +50,10 @@ pub(crate) struct ForwardLaunch {
     /// The entry points each pipeline runs, in order, per dispatch.
     pub entries: &'static [SplitEntry],
     pub dispatches: Vec<Dispatch>,
-    /// Whether each pipeline binds the input's vector view.
-    pub aligned: [bool; 2],
     /// Bytes per element of the input's and the output's vector views.
     pub x_view: u64,
     pub y_view: u64,
-    /// Split-row: partial states per dispatch row (`plans[..].chunks`), 16 bytes each.
+    /// Split-row: partial states per dispatch row (`plans[..].chunks`), `FORWARD_PARTIAL_BYTES` each.
     pub split_rows: Option<u64>,
     /// The adapter's workgroups per dispatch dimension.
     pub max_groups: u64,
@@ -77,8 +75,9 @@ impl ForwardLaunch {
 
     /// Bytes of split-row scratch the launch needs.
     pub(crate) fn scratch_bytes(&self) -> u64 {
-        self.split_rows
-            .map_or(0, |rows| rows * u64::from(self.plans[1].chunks) * 16)
+        self.split_rows.map_or(0, |rows| {
+            rows * u64::from(self.plans[1].chunks) * FORWARD_PARTIAL_BYTES
+        })
     }
 }
 
@@ -111,7 +110,7 @@ impl DeviceProfile {
             rows_per_chunk = rows_per_chunk / packed_rows * packed_rows;
         }
         let split_rows = plan.layout.split.then(|| {
-            // Each dispatch's partial states fit the scratch buffer (16 bytes each).
+            // Each dispatch's partial states fit the scratch buffer.
             rows_per_chunk = rows_per_chunk
                 .min(MAX_SPLIT_PARTIALS / u64::from(plan.chunks))
                 .max(1);
@@ -231,7 +230,6 @@ impl DeviceProfile {
             keys,
             entries,
             dispatches,
-            aligned,
             x_view,
             y_view,
             split_rows,
@@ -249,59 +247,31 @@ impl ForwardLaunch {
         for d in &self.dispatches {
             let k = usize::from(d.packed);
             let Some(key) = self.keys[k] else { continue };
-            let mut bindings = Vec::new();
-            if !key.in_place {
-                bindings.push((
-                    slot::X,
-                    Binding::Chunk {
-                        arg: input,
-                        chunk: d.x,
-                    },
-                ));
-                if self.aligned[k] {
-                    let view = self.x_view;
-                    bindings.push((
-                        slot::X_VEC,
-                        Binding::Vectors {
-                            arg: input,
-                            chunk: d.x,
-                            view,
-                        },
-                    ));
-                }
-            }
-            if let Some(y) = d.y {
-                bindings.push((
-                    slot::Y,
-                    Binding::Chunk {
-                        arg: output,
-                        chunk: y,
-                    },
-                ));
-                let view = self.y_view;
-                bindings.push((
-                    slot::Y_VEC,
-                    Binding::Vectors {
-                        arg: output,
-                        chunk: y,
-                        view,
-                    },
-                ));
-            }
-            if let Some(l) = d.lse {
-                bindings.push((slot::LSE, Binding::Chunk { arg: lse, chunk: l }));
-            }
-            if self.split_rows.is_some() {
-                let size = Some(d.rows * u64::from(self.plans[k].chunks) * 16);
-                bindings.push((slot::PARTIALS, Binding::Scratch { size }));
-            }
+            let bind = |at: u32| match at {
+                slot::X => Some(Binding::Chunk {
+                    arg: input,
+                    chunk: d.x,
+                }),
+                slot::X_VEC => Some(Binding::Vectors {
+                    arg: input,
+                    chunk: d.x,
+                    view: self.x_view,
+                }),
+                slot::Y => d.y.map(|chunk| Binding::Chunk { arg: output, chunk }),
+                slot::Y_VEC => d.y.map(|chunk| Binding::Vectors {
+                    arg: output,
+                    chunk,
+                    view: self.y_view,
+                }),
+                slot::LSE => d.lse.map(|chunk| Binding::Chunk { arg: lse, chunk }),
+                slot::PARTIALS => Some(Binding::Scratch {
+                    size: Some(d.rows * u64::from(self.plans[k].chunks) * FORWARD_PARTIAL_BYTES),
+                }),
+                _ => None,
+            };
             for &entry in self.entries {
-                out.push(Pass {
-                    key: PipelineKey::Forward(key, entry),
-                    params: bytemuck::bytes_of(&d.params).to_vec(),
-                    bindings: bindings.clone(),
-                    groups: self.groups(d),
-                });
+                let key = PipelineKey::Forward(key, entry);
+                out.push(Pass::new(key, &d.params, self.groups(d), bind));
             }
         }
         out

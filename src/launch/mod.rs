@@ -13,8 +13,7 @@ pub(crate) use forward::ForwardCall;
 
 use crate::dtype::DType;
 use crate::profile::DeviceProfile;
-use crate::shader::PipelineKey;
-use crate::shader::BLOCK;
+use crate::shader::{PipelineKey, BLOCK};
 use crate::tuning::{ROW_PER_LANE_MAX_COLS_GPU, ROW_PER_LANE_SHORT_COLS_CPU};
 
 /// Where a tensor lies in its buffer: what the planner needs of a `TensorRef`.
@@ -92,6 +91,31 @@ pub(crate) struct Pass {
     pub params: Vec<u8>,
     pub bindings: Vec<(u32, Binding)>,
     pub groups: (u32, u32),
+}
+
+impl Pass {
+    /// A dispatch of `key` that binds each storage slot the key declares
+    /// (src/shader/spec.rs) to `bind(slot)`: the launch says what each slot holds, the key
+    /// which slots there are. A slot `bind` has nothing for stays unbound, which the
+    /// launch tests below and wgpu's validation both report.
+    pub(crate) fn new(
+        key: PipelineKey,
+        params: &impl bytemuck::Pod,
+        groups: (u32, u32),
+        bind: impl Fn(u32) -> Option<Binding>,
+    ) -> Pass {
+        let bindings = key
+            .storage_bindings()
+            .iter()
+            .filter_map(|b| Some((b.slot, bind(b.slot)?)))
+            .collect();
+        Pass {
+            key,
+            params: bytemuck::bytes_of(params).to_vec(),
+            bindings,
+            groups,
+        }
+    }
 }
 
 /// One dispatch of a training kernel's `main`: its first row, its rows, and whether it loads
@@ -260,7 +284,7 @@ mod tests {
                                 masked_rows: MaskedRows::Nan,
                             };
                             let trace = match device.launch_forward(&call) {
-                                Ok(l) => format!("{l:?}"),
+                                Ok(l) => format!("{l:?} {:?}", l.passes()),
                                 Err(e) => format!("error: {e}"),
                             };
                             let digest = digest(&trace);
@@ -289,7 +313,7 @@ mod tests {
                                 dx: at(2),
                             };
                             let trace = match device.launch_backward(&call) {
-                                Ok(l) => format!("{l:?}"),
+                                Ok(l) => format!("{l:?} {:?}", l.passes()),
                                 Err(e) => format!("error: {e}"),
                             };
                             let case = format!(
@@ -329,7 +353,7 @@ mod tests {
                             options: bytemuck::Zeroable::zeroed(),
                         };
                         let trace = match device.launch_cross_entropy(&call) {
-                            Ok(l) => format!("{l:?}"),
+                            Ok(l) => format!("{l:?} {:?}", l.passes()),
                             Err(e) => format!("error: {e}"),
                         };
                         let case = format!(
@@ -407,7 +431,7 @@ mod tests {
         for p in &passes {
             let mut bound: Vec<u32> = p.bindings.iter().map(|&(slot, _)| slot).collect();
             bound.sort();
-            let mut declared: Vec<u32> = p.key.storage_bindings().iter().map(|b| b.0).collect();
+            let mut declared: Vec<u32> = p.key.storage_bindings().iter().map(|b| b.slot).collect();
             declared.sort();
             assert_eq!(bound, declared, "{:?}", p.key);
         }

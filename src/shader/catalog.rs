@@ -239,38 +239,77 @@ mod tests {
     use crate::snapshot::{check, digest};
     use std::collections::BTreeMap;
 
-    /// Each module's resource bindings, reflected by naga, are what its bind-group layout
-    /// declares (`PipelineKey::storage_bindings`, src/pipeline.rs): the uniforms at
-    /// `slot::PARAMS` and each storage slot, read-only exactly where the layout says so.
+    /// The WGSL name of a type naga reflected: scalars, vectors, atomics and structs.
+    fn type_name(module: &naga::Module, ty: naga::Handle<naga::Type>) -> String {
+        let scalar = |s: naga::Scalar| {
+            let kind = match s.kind {
+                naga::ScalarKind::Float => "f",
+                naga::ScalarKind::Uint => "u",
+                naga::ScalarKind::Sint => "i",
+                other => panic!("{other:?}"),
+            };
+            format!("{kind}{}", 8 * s.width)
+        };
+        let t = &module.types[ty];
+        match t.inner {
+            naga::TypeInner::Scalar(s) => scalar(s),
+            naga::TypeInner::Vector { size, scalar: s } => {
+                format!("vec{}<{}>", size as u8, scalar(s))
+            }
+            naga::TypeInner::Atomic(s) => format!("atomic<{}>", scalar(s)),
+            naga::TypeInner::Struct { .. } => t.name.clone().expect("a named struct"),
+            naga::TypeInner::Array { base, .. } => format!("array<{}>", type_name(module, base)),
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    /// Each module's resource bindings, reflected by naga, are those its key declares
+    /// (`PipelineKey::bindings`, src/shader/spec.rs, from which the bind-group layout in
+    /// src/pipeline.rs and the passes' bind entries also come): the same slots, names,
+    /// types and access, in group 0.
     #[test]
-    fn every_module_declares_the_bindings_of_its_layout() {
+    fn every_module_declares_the_bindings_of_its_spec() {
+        use crate::shader::Access;
         for (name, key) in super::catalog() {
             let module = naga::front::wgsl::parse_str(&key.source()).expect("parses");
-            let mut declared: Vec<(u32, Option<bool>)> = module
+            let mut declared: Vec<(u32, String, String, Access)> = module
                 .global_variables
                 .iter()
                 .filter_map(|(_, g)| {
                     let b = g.binding.as_ref()?;
                     assert_eq!(b.group, 0, "{name}");
-                    let read_only = match g.space {
-                        naga::AddressSpace::Uniform => None,
+                    let access = match g.space {
+                        naga::AddressSpace::Uniform => Access::Uniform,
                         naga::AddressSpace::Storage { access } => {
-                            Some(!access.contains(naga::StorageAccess::STORE))
+                            if access.contains(naga::StorageAccess::STORE) {
+                                Access::ReadWrite
+                            } else {
+                                Access::Read
+                            }
                         }
                         other => panic!("{name}: binding {} in {other:?}", b.binding),
                     };
-                    Some((b.binding, read_only))
+                    let ty = type_name(&module, g.ty);
+                    let name = g.name.clone().expect("named");
+                    Some((b.binding, name, ty, access))
                 })
                 .collect();
-            declared.sort();
-            let mut layout: Vec<(u32, Option<bool>)> = key
-                .storage_bindings()
+            declared.sort_by_key(|d| d.0);
+            let spec: Vec<(u32, String, String, Access)> = key
+                .bindings()
                 .into_iter()
-                .map(|(slot, read_only)| (slot, Some(read_only)))
-                .chain([(slot::PARAMS, None)])
+                .map(|b| {
+                    let ty = match b.access {
+                        Access::Uniform => b.elem.to_string(),
+                        _ => format!("array<{}>", b.elem),
+                    };
+                    (b.slot, b.name.to_string(), ty, b.access)
+                })
                 .collect();
-            layout.sort();
-            assert_eq!(declared, layout, "{name}");
+            let mut sorted = spec.clone();
+            sorted.sort_by_key(|d| d.0);
+            assert_eq!(declared, sorted, "{name}");
+            assert_eq!(spec[0].0, slot::PARAMS, "{name}: the uniforms first");
         }
     }
 

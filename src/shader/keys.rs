@@ -1,8 +1,6 @@
-//! The cache keys: everything that selects a distinct compiled pipeline, and the storage
-//! bindings each kernel declares (the bind-group layout is built from the same table, in
-//! src/pipeline.rs).
+//! The cache keys: everything that selects a distinct compiled pipeline (the bindings each
+//! declares are in src/shader/spec.rs).
 
-use super::slot;
 use crate::dtype::Storage;
 use crate::options::Forward;
 
@@ -59,30 +57,6 @@ pub(crate) struct KernelKey {
     pub row_loop: bool,
     /// The vector views hold 64-bit words (SHADER_INT64), see `vector_view`.
     pub wide_words: bool,
-}
-
-impl KernelKey {
-    /// The storage bindings this kernel declares, as (slot, read_only).
-    pub(crate) fn storage_bindings(&self) -> Vec<(u32, bool)> {
-        let mut b = Vec::with_capacity(6);
-        if !self.in_place {
-            b.push((slot::X, true));
-            if self.aligned {
-                b.push((slot::X_VEC, true));
-            }
-        }
-        if self.output.is_some() {
-            b.push((slot::Y, false));
-            b.push((slot::Y_VEC, false));
-        }
-        if self.lse {
-            b.push((slot::LSE, false));
-        }
-        if self.layout.split {
-            b.push((slot::PARTIALS, false));
-        }
-        b
-    }
 }
 
 /// The entry points of the forward and backward modules.
@@ -226,58 +200,6 @@ pub(crate) enum PipelineKey {
 }
 
 impl PipelineKey {
-    /// The storage bindings the kernel declares, as (slot, read_only).
-    pub(crate) fn storage_bindings(&self) -> Vec<(u32, bool)> {
-        match self {
-            PipelineKey::Forward(k, _) => k.storage_bindings(),
-            PipelineKey::CrossEntropy(k, _) => {
-                let mut b = Vec::new();
-                if !k.in_place {
-                    b.push((slot::X, true));
-                }
-                if k.grad.is_some() {
-                    b.push((slot::Y, false));
-                }
-                b.extend([(slot::LSE, false), (slot::TARGETS_OR_DY, true)]);
-                if k.weight {
-                    b.push((slot::WEIGHT, true));
-                }
-                b.extend([(slot::LOSS, false), (slot::META, false)]);
-                if k.blocks {
-                    if !k.in_place {
-                        b.push((slot::X_VEC, true));
-                    }
-                    if k.grad.is_some() {
-                        b.push((slot::Y_VEC, false));
-                    }
-                }
-                if k.split {
-                    b.push((slot::PARTIALS, false));
-                }
-                b
-            }
-            PipelineKey::Copy(_) => vec![(slot::X, true), (slot::Y, false)],
-            PipelineKey::Backward(k, _) => {
-                let mut b = vec![
-                    (slot::X, true),
-                    (slot::Y, false),
-                    (slot::TARGETS_OR_DY, true),
-                ];
-                if k.blocks {
-                    b.extend([
-                        (slot::X_VEC, true),
-                        (slot::Y_VEC, false),
-                        (slot::DY_VEC, true),
-                    ]);
-                }
-                if k.split {
-                    b.push((slot::PARTIALS, false));
-                }
-                b
-            }
-        }
-    }
-
     /// The entry point to compile.
     pub(crate) fn entry_point(&self) -> &'static str {
         match self {

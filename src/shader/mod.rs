@@ -15,6 +15,7 @@ mod catalog;
 mod copy_kind;
 mod keys;
 mod packed;
+mod spec;
 mod training_tiles;
 mod views;
 
@@ -30,9 +31,11 @@ pub(crate) use views::view_bytes;
 use crate::dtype::Storage;
 use crate::options::Forward;
 use crate::tuning::MAX_UNROLLED_BLOCKS;
+use spec::declarations;
+pub(crate) use spec::{Access, BACKWARD_PARTIAL_BYTES, CE_PARTIAL_BYTES, FORWARD_PARTIAL_BYTES};
 use views::{
-    bindings, in_place_view, load_block_source, load_source, slot_type, store_block_source,
-    vector_view, xy_bindings,
+    bindings, block_loader, block_words_source, elem_loader, in_place_view, slot_type,
+    store_block_source, vector_view, xy_bindings,
 };
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -43,14 +46,16 @@ const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const CROSS_ENTROPY: &str = include_str!("../../shaders/cross_entropy.wgsl");
 const BACKWARD: &str = include_str!("../../shaders/backward.wgsl");
 const ROW_RUNS: &str = include_str!("../../shaders/row_runs.wgsl");
+const SPLIT_ROW: &str = include_str!("../../shaders/split_row.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const HALF_BITS: &str = include_str!("../../shaders/io/half_bits.wgsl");
 const STORE_WORD: &str = include_str!("../../shaders/io/store_word.wgsl");
 
 /// Binding slots, shared by every kernel's layout.
 /// Logits per block: lanes own blocks of 8, aligned in the output binding, loaded and
-/// stored as two `vec4<f32>` (f32) or one `vec4<u32>` of packed pairs (16-bit types); the
-/// planner's block arithmetic uses this name, the WGSL (`Block`, `load_block`) the literal.
+/// stored as two `vec4<f32>` (f32) or one `vec4<u32>` of packed pairs (16-bit types). Every
+/// module's header declares it as the WGSL constant `BLOCK`, which the kernels' block
+/// arithmetic uses (`struct Block` is its two `vec4<f32>`).
 pub(crate) const BLOCK: u64 = 8;
 
 pub(crate) mod slot {
@@ -90,8 +95,8 @@ fn header(
 ) -> String {
     let native_f16 = storages.contains(&Some(Storage::F16Native));
     format!(
-        "{enable}const WG: u32 = {workgroup}u;\nconst CONTIGUOUS: bool = {contiguous};\n\
-         const ROW_LOOP: bool = {row_loop};\n",
+        "{enable}const WG: u32 = {workgroup}u;\nconst BLOCK: u32 = {BLOCK}u;\n\
+         const CONTIGUOUS: bool = {contiguous};\nconst ROW_LOOP: bool = {row_loop};\n",
         enable = if native_f16 { "enable f16;\n" } else { "" },
     )
 }
@@ -105,22 +110,17 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
         key.row_loop,
         &[Some(key.input), key.grad],
     );
+    s.push_str(ids_struct(false));
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
     let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
     let _ = writeln!(s, "const PACKED: bool = {};", key.packed_cols > 0);
+    s += &declarations(&key.bindings());
     s += &xy_bindings(key.input, key.grad, key.in_place, key.half_builtins, false);
     if key.blocks {
         match key.grad {
             Some(grad) => {
-                s += &vector_view(
-                    slot::Y_VEC,
-                    "y_vec",
-                    grad,
-                    key.wide_words,
-                    false,
-                    key.contiguous,
-                );
+                s += &vector_view("y_vec", grad, key.wide_words, false, key.contiguous);
                 s.push_str(store_block_source(grad));
             }
             None => s.push_str("fn store_block(b: u32, v: Block) {}\n"),
@@ -128,33 +128,21 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
         if key.in_place {
             s += &in_place_view(key.input);
         } else {
-            s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true, false);
+            s += &vector_view("x_vec", key.input, key.wide_words, true, false);
         }
-        s.push_str(load_block_source(key.input));
+        s.push_str(block_words_source(key.input));
+        s += &block_loader("load_block", "x_vec", key.input);
     } else {
         s.push_str(
             "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n\
              fn store_block(b: u32, v: Block) {}\n",
         );
     }
-    let _ = writeln!(
-        s,
-        "@group(0) @binding({lse}) var<storage, read_write> lse_buf: array<f32>;\n\
-         @group(0) @binding({t}) var<storage, read> targets: array<i32>;\n\
-         @group(0) @binding({loss}) var<storage, read_write> loss_buf: array<f32>;\n\
-         @group(0) @binding({meta}) var<storage, read_write> meta_buf: array<u32>;",
-        lse = slot::LSE,
-        t = slot::TARGETS_OR_DY,
-        loss = slot::LOSS,
-        meta = slot::META,
-    );
     if key.weight {
         let _ = writeln!(
             s,
-            "@group(0) @binding({}) var<storage, read> weight_buf: array<f32>;\n\
-             const WEIGHTED: bool = true;\n\
-             fn class_weight(j: u32) -> f32 {{ return weight_buf[j]; }}",
-            slot::WEIGHT
+            "const WEIGHTED: bool = true;\n\
+             fn class_weight(j: u32) -> f32 {{ return weight_buf[j]; }}"
         );
     } else {
         s.push_str(
@@ -162,23 +150,23 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
              fn class_weight(j: u32) -> f32 { return 1.0; }\n",
         );
     }
-    // Split-row: two words of 16 bytes per piece, [m, s, flags, target logit] and
-    // [sum of w_j (m - z_j), sum of w_j] (`partials` in shaders/cross_entropy.wgsl).
+    // Split-row: `CE_PARTIAL_BYTES` per piece, words of 16 bytes: [m, s, flags, target
+    // logit] and [sum of w_j (m - z_j), sum of w_j] (`partials` in shaders/cross_entropy.wgsl).
     if key.split {
         let _ = writeln!(
             s,
-            "@group(0) @binding({}) var<storage, read_write> partials_buf: array<vec4<u32>>;\n\
+            "const PARTIAL_WORDS: u32 = {}u;\n\
              fn store_ce_partial(i: u32, st: Online, smoothing_sums: vec2<f32>, z_t: f32) {{\n    \
-             partials_buf[2u * i] = vec4<u32>(bitcast<u32>(st.m), bitcast<u32>(st.s), st.flags,\n        \
+             partials_buf[PARTIAL_WORDS * i] = vec4<u32>(bitcast<u32>(st.m), bitcast<u32>(st.s), st.flags,\n        \
              bitcast<u32>(z_t));\n    \
-             partials_buf[2u * i + 1u] = vec4<u32>(bitcast<vec2<u32>>(smoothing_sums), 0u, 0u);\n}}\n\
+             partials_buf[PARTIAL_WORDS * i + 1u] = vec4<u32>(bitcast<vec2<u32>>(smoothing_sums), 0u, 0u);\n}}\n\
              fn load_partial(i: u32) -> Online {{\n    \
-             let p = partials_buf[2u * i];\n    \
+             let p = partials_buf[PARTIAL_WORDS * i];\n    \
              return Online(bitcast<f32>(p.x), bitcast<f32>(p.y), p.z);\n}}\n\
-             fn load_partial_target(i: u32) -> f32 {{ return bitcast<f32>(partials_buf[2u * i].w); }}\n\
+             fn load_partial_target(i: u32) -> f32 {{ return bitcast<f32>(partials_buf[PARTIAL_WORDS * i].w); }}\n\
              fn load_partial_smooth(i: u32) -> vec2<f32> {{\n    \
-             return bitcast<vec2<f32>>(partials_buf[2u * i + 1u].xy);\n}}",
-            slot::PARTIALS
+             return bitcast<vec2<f32>>(partials_buf[PARTIAL_WORDS * i + 1u].xy);\n}}",
+            CE_PARTIAL_BYTES / 16
         );
     } else {
         s.push_str(
@@ -197,6 +185,7 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
         REDUCE_WORKGROUP,
         ROW_RUNS,
         CROSS_ENTROPY,
+        SPLIT_ROW,
         &packed,
     ]
     .join("\n")
@@ -222,28 +211,24 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         key.row_loop,
         &[Some(key.input), Some(key.output)],
     );
+    s.push_str(ids_struct(false));
     let _ = writeln!(s, "const LOG: bool = {};", key.log);
+    s += &declarations(&key.bindings());
     s += &xy_bindings(key.input, Some(key.output), false, key.half_builtins, false);
     let _ = writeln!(
         s,
-        "@group(0) @binding({}) var<storage, read> dy_buf: array<{t}>;\n\
-         fn dy_raw(i: u32) -> {t} {{ return dy_buf[i]; }}",
-        slot::TARGETS_OR_DY,
+        "fn dy_raw(i: u32) -> {t} {{ return dy_buf[i]; }}",
         t = slot_type(key.input)
     );
-    s += &load_source(key.input)
-        .replace("x_raw", "dy_raw")
-        .replace("load_x", "load_dy");
+    s += &elem_loader("load_dy", "dy_raw");
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
     let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
     let _ = writeln!(s, "const PACKED: bool = {};", key.packed_cols > 0);
     if key.split {
         let _ = writeln!(
             s,
-            "@group(0) @binding({}) var<storage, read_write> partials_buf: array<f32>;\n\
-             fn store_partial_sum(i: u32, v: f32) {{ partials_buf[i] = v; }}\n\
-             fn load_partial_sum(i: u32) -> f32 {{ return partials_buf[i]; }}",
-            slot::PARTIALS
+            "fn store_partial_sum(i: u32, v: f32) {{ partials_buf[i] = v; }}\n\
+             fn load_partial_sum(i: u32) -> f32 {{ return partials_buf[i]; }}"
         );
     } else {
         s.push_str(
@@ -252,27 +237,12 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         );
     }
     if key.blocks {
-        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true, false);
-        s.push_str(load_block_source(key.input));
-        s += &vector_view(
-            slot::DY_VEC,
-            "dy_vec",
-            key.input,
-            key.wide_words,
-            true,
-            false,
-        );
-        s += &load_block_source(key.input)
-            .replace("x_vec", "dy_vec")
-            .replace("fn load_block", "fn load_dy_block");
-        s += &vector_view(
-            slot::Y_VEC,
-            "y_vec",
-            key.output,
-            key.wide_words,
-            false,
-            key.contiguous,
-        );
+        s += &vector_view("x_vec", key.input, key.wide_words, true, false);
+        s.push_str(block_words_source(key.input));
+        s += &block_loader("load_block", "x_vec", key.input);
+        s += &vector_view("dy_vec", key.input, key.wide_words, true, false);
+        s += &block_loader("load_dy_block", "dy_vec", key.input);
+        s += &vector_view("y_vec", key.output, key.wide_words, false, key.contiguous);
         s.push_str(store_block_source(key.output));
     } else {
         s.push_str(
@@ -290,6 +260,7 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         REDUCE_WORKGROUP,
         ROW_RUNS,
         BACKWARD,
+        SPLIT_ROW,
         &packed,
     ]
     .join("\n")
@@ -360,13 +331,7 @@ pub(super) fn copy_source(key: &CopyKey) -> String {
     let bindings = format!(
         "alias Word = {word};\n\
          const COPY_PER_THREAD: u32 = {per}u;\n\
-         const KIND: u32 = {kind}u;\n\
-         @group(0) @binding({}) var<uniform> params: Params;\n\
-         @group(0) @binding({}) var<storage, read> src: array<Word>;\n\
-         @group(0) @binding({}) var<storage, read_write> dst: array<Word>;\n",
-        slot::PARAMS,
-        slot::X,
-        slot::Y,
+         const KIND: u32 = {kind}u;\n",
         word = key.word.wgsl_type(),
         per = key.word.per_thread(),
         kind = key.kind.index(),
@@ -374,6 +339,7 @@ pub(super) fn copy_source(key: &CopyKey) -> String {
     [
         header(key.workgroup, key.contiguous, false, &[]).as_str(),
         &bindings,
+        &declarations(&key.bindings()),
         &word_exp_source(key),
         COPY,
     ]
@@ -451,10 +417,11 @@ pub(crate) fn source(key: &KernelKey) -> String {
     };
     [
         header.as_str(),
-        &bindings(key),
+        &(declarations(&key.bindings()) + &bindings(key)),
         COMMON,
         reduce,
         SOFTMAX,
+        SPLIT_ROW,
         &held,
         &packed,
     ]

@@ -137,8 +137,8 @@ pub(crate) fn packed_tile_source(cols: u32) -> String {
     let mut s = String::from(
         "fn packed_tile(row0: u32) {\n    \
          let inv_t = params.inv_t;\n    \
-         let xb = (params.x_base + row0 * PACKED_COLS) / 8u;\n    \
-         let yb = (params.y_base + row0 * PACKED_COLS) / 8u;\n",
+         let xb = (params.x_base + row0 * PACKED_COLS) / BLOCK;\n    \
+         let yb = (params.y_base + row0 * PACKED_COLS) / BLOCK;\n",
     );
     for b in 0..n / 8 {
         let _ = writeln!(s, "    let b_{b} = load_block(xb + {b}u);");
@@ -180,8 +180,8 @@ fn windowed_tile_source(cols: usize) -> String {
     let mut s = String::from(
         "fn packed_tile(row0: u32) {\n    \
          let inv_t = params.inv_t;\n    \
-         let xb = (params.x_base + row0 * PACKED_COLS) / 8u;\n    \
-         let yb = (params.y_base + row0 * PACKED_COLS) / 8u;\n",
+         let xb = (params.x_base + row0 * PACKED_COLS) / BLOCK;\n    \
+         let yb = (params.y_base + row0 * PACKED_COLS) / BLOCK;\n",
     );
     let w = Window::of(cols);
     w.open(&mut s);
@@ -251,8 +251,8 @@ impl Window {
              var carry = Block(vec4<f32>(0.0), vec4<f32>(0.0));\n    \
              for (var i = 0u; i < {}u; i++) {{\n        \
              let start = i * {}u;\n        \
-             let wb = start / 8u;\n        \
-             let off = vec4<u32>(start % 8u);",
+             let wb = start / BLOCK;\n        \
+             let off = vec4<u32>(start % BLOCK);",
             self.rows * self.cols / 8 - 1,
             self.cols,
             self.rows,
@@ -323,7 +323,7 @@ impl Window {
         let whole = self.cols / 8;
         let _ = writeln!(
             s,
-            "{indent}let full = (start % 8u + {}u) / 8u;\n\
+            "{indent}let full = (start % BLOCK + {}u) / BLOCK;\n\
              {indent}store_block({base} + wb, Block(select(carry.lo, o_0, n_0), select(carry.hi, o_1, n_1)));",
             self.cols
         );

@@ -101,8 +101,8 @@ fn ce_run_source(cols: u32, grad: bool) -> String {
          let inv_t = params.inv_t;\n    \
          // Blocks of the gradient's layout, the logits at the same offset modulo 8 (wrapping\n    \
          // difference: the sum wraps back into range).\n    \
-         let yb = (params.y_base + row0 * params.cols) / 8u;\n    \
-         let xb = yb + params.x_base / 8u - params.y_base / 8u;\n",
+         let yb = (params.y_base + row0 * params.cols) / BLOCK;\n    \
+         let xb = yb + params.x_base / BLOCK - params.y_base / BLOCK;\n",
     );
     for b in 0..run.blocks {
         let _ = writeln!(s, "    let b_{b} = load_block(xb + {b}u);");
@@ -164,9 +164,9 @@ fn backward_run_source(cols: u32, log: bool) -> String {
         "fn packed_run(row0: u32) {\n    \
          // Blocks of dx's layout, y and dy at the same offset modulo 8 (wrapping differences:\n    \
          // the sums wrap back into range).\n    \
-         let xb = (params.y_base + row0 * params.cols) / 8u;\n    \
-         let yb = xb + params.x_base / 8u - params.y_base / 8u;\n    \
-         let db = xb + params.dy_base / 8u - params.y_base / 8u;\n",
+         let xb = (params.y_base + row0 * params.cols) / BLOCK;\n    \
+         let yb = xb + params.x_base / BLOCK - params.y_base / BLOCK;\n    \
+         let db = xb + params.dy_base / BLOCK - params.y_base / BLOCK;\n",
     );
     for b in 0..run.blocks {
         let _ = writeln!(
@@ -212,8 +212,8 @@ fn ce_window_source(cols: u32, grad: bool) -> String {
          let inv_t = params.inv_t;\n    \
          // Blocks of the gradient's layout, the logits at the same offset modulo 8 (wrapping\n    \
          // difference: the sum wraps back into range).\n    \
-         let yb = (params.y_base + row0 * params.cols) / 8u;\n    \
-         let xb = yb + params.x_base / 8u - params.y_base / 8u;\n",
+         let yb = (params.y_base + row0 * params.cols) / BLOCK;\n    \
+         let xb = yb + params.x_base / BLOCK - params.y_base / BLOCK;\n",
     );
     w.open(&mut s);
     w.loads(&mut s, "b", "load_block", "xb");
@@ -273,9 +273,9 @@ fn backward_window_source(cols: u32, log: bool) -> String {
         "fn packed_run(row0: u32) {\n    \
          // Blocks of dx's layout, y and dy at the same offset modulo 8 (wrapping differences:\n    \
          // the sums wrap back into range).\n    \
-         let xb = (params.y_base + row0 * params.cols) / 8u;\n    \
-         let yb = xb + params.x_base / 8u - params.y_base / 8u;\n    \
-         let db = xb + params.dy_base / 8u - params.y_base / 8u;\n",
+         let xb = (params.y_base + row0 * params.cols) / BLOCK;\n    \
+         let yb = xb + params.x_base / BLOCK - params.y_base / BLOCK;\n    \
+         let db = xb + params.dy_base / BLOCK - params.y_base / BLOCK;\n",
     );
     w.open(&mut s);
     w.loads(&mut s, "y", "load_block", "yb");

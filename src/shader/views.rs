@@ -2,7 +2,7 @@
 //! accessors (`x_raw`, `y_raw_store`), the dtype preludes of `shaders/io/` and the vector
 //! views the block loads and stores go through.
 
-use super::{slot, KernelKey, HALF_BITS, STORE_WORD};
+use super::{KernelKey, HALF_BITS, STORE_WORD};
 use crate::dtype::Storage;
 
 /// The WGSL type of one slot of a binding of this storage.
@@ -14,6 +14,8 @@ pub(super) fn slot_type(s: Storage) -> &'static str {
     }
 }
 
+/// The input dtype's `elem_slot(i)` (the raw slot holding element i) and `elem_f32(raw, i)`
+/// (element i of that slot, widened).
 pub(super) fn load_source(s: Storage) -> &'static str {
     match s {
         Storage::F32 => include_str!("../../shaders/io/load_f32.wgsl"),
@@ -29,6 +31,17 @@ fn store_source(s: Storage) -> &'static str {
         Storage::F16Native => include_str!("../../shaders/io/store_f16.wgsl"),
         Storage::F16Packed => include_str!("../../shaders/io/store_f16_packed.wgsl"),
         Storage::Bf16Packed => include_str!("../../shaders/io/store_bf16.wgsl"),
+    }
+}
+
+/// The WGSL element type of a storage's vector view: f32 blocks as `vec4<u64>` (`wide`) or
+/// `vec4<f32>`, 16-bit types as `vec2<u64>` or `vec4<u32>`.
+pub(super) fn view_type(s: Storage, wide: bool) -> &'static str {
+    match (s == Storage::F32, wide) {
+        (true, true) => "vec4<u64>",
+        (true, false) => "vec4<f32>",
+        (false, true) => "vec2<u64>",
+        (false, false) => "vec4<u32>",
     }
 }
 
@@ -67,7 +80,8 @@ fn fenced_store(name: &str, value: &str, zero: &str) -> String {
     format!("{name}_buf[i] = select({value}, {zero}, i == 0xffffffffu);")
 }
 
-/// The vector view `name` of a tensor at `slot`. f32 tensors are read by blocks,
+/// The accessors of the vector view `name` of a tensor (declared as `name_buf`, see
+/// `view_type`). f32 tensors are read by blocks,
 /// `name_block(b)` (and, for outputs, written by `name_store_block(b, v)`); 16-bit ones by
 /// 16-byte vectors, `name(i)` and `name_store(i, v)`. With `wide`, the binding holds 64-bit
 /// words: lavapipe loads and stores each component of each lane on its own, in a loop over
@@ -79,30 +93,24 @@ fn fenced_store(name: &str, value: &str, zero: &str) -> String {
 /// and 0.52 -> 0.58). With `fenced` (the CPU adapters' layouts), 16-bit outputs store
 /// through `fenced_store`.
 pub(super) fn vector_view(
-    slot: u32,
     name: &str,
     s: Storage,
     wide: bool,
     read_only: bool,
     fenced: bool,
 ) -> String {
-    let access = if read_only { "read" } else { "read_write" };
     if s == Storage::F32 {
-        return block_view(slot, name, wide, access, read_only);
+        return block_view(name, wide, read_only);
     }
     let mut out = if wide {
         format!(
-            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec2<u64>>;\n\
-             fn {name}(i: u32) -> vec4<u32> {{\n    \
+            "fn {name}(i: u32) -> vec4<u32> {{\n    \
              let w = {name}_buf[i];\n    \
              return {};\n}}\n",
             split_words("w.x", "w.y")
         )
     } else {
-        format!(
-            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<u32>>;\n\
-             fn {name}(i: u32) -> vec4<u32> {{ return {name}_buf[i]; }}\n"
-        )
+        format!("fn {name}(i: u32) -> vec4<u32> {{ return {name}_buf[i]; }}\n")
     };
     if !read_only {
         // The store of `value`, fenced on CPU adapters (`zero`: its type's zero).
@@ -132,11 +140,10 @@ pub(super) fn vector_view(
 
 /// `vector_view` of an f32 tensor: one `vec4<u64>` per block with `wide`, two `vec4<f32>`
 /// otherwise.
-fn block_view(slot: u32, name: &str, wide: bool, access: &str, read_only: bool) -> String {
+fn block_view(name: &str, wide: bool, read_only: bool) -> String {
     if !wide {
         let mut out = format!(
-            "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<f32>>;\n\
-             fn {name}_block(b: u32) -> Block {{\n    \
+            "fn {name}_block(b: u32) -> Block {{\n    \
              return Block({name}_buf[2u * b], {name}_buf[2u * b + 1u]);\n}}\n"
         );
         if !read_only {
@@ -149,8 +156,7 @@ fn block_view(slot: u32, name: &str, wide: bool, access: &str, read_only: bool) 
         return out;
     }
     let mut out = format!(
-        "@group(0) @binding({slot}) var<storage, {access}> {name}_buf: array<vec4<u64>>;\n\
-         fn {name}_block(b: u32) -> Block {{\n    \
+        "fn {name}_block(b: u32) -> Block {{\n    \
          let w = {name}_buf[b];\n    \
          return Block(bitcast<vec4<f32>>({}), bitcast<vec4<f32>>({}));\n}}\n",
         split_words("w.x", "w.y"),
@@ -178,14 +184,32 @@ pub(super) fn in_place_view(s: Storage) -> String {
     }
 }
 
-pub(super) fn load_block_source(s: Storage) -> &'static str {
+/// The loader `fn {loader}(b: u32) -> Block` of block b (elements 8b .. 8b + 8) of a tensor
+/// of storage `s` from its vector view `view` (`vector_view`): f32 blocks as they are,
+/// 16-bit ones widened by `block_of_words` (`block_words_source`).
+pub(super) fn block_loader(loader: &str, view: &str, s: Storage) -> String {
+    if s == Storage::F32 {
+        format!("fn {loader}(b: u32) -> Block {{ return {view}_block(b); }}\n")
+    } else {
+        format!("fn {loader}(b: u32) -> Block {{ return block_of_words({view}(b)); }}\n")
+    }
+}
+
+/// `block_of_words` of a 16-bit storage (none for f32, whose blocks load as they are).
+pub(super) fn block_words_source(s: Storage) -> &'static str {
     match s {
-        Storage::F32 => include_str!("../../shaders/io/load_block_f32.wgsl"),
+        Storage::F32 => "",
         Storage::F16Native | Storage::F16Packed => {
             include_str!("../../shaders/io/load_block_f16.wgsl")
         }
         Storage::Bf16Packed => include_str!("../../shaders/io/load_block_bf16.wgsl"),
     }
+}
+
+/// The loader `fn {loader}(i: u32) -> f32` of element i of the tensor whose raw slots
+/// `raw(slot)` reads, through the input dtype's `elem_slot` and `elem_f32` (`load_source`).
+pub(super) fn elem_loader(loader: &str, raw: &str) -> String {
+    format!("fn {loader}(i: u32) -> f32 {{ return elem_f32({raw}(elem_slot(i)), i); }}\n")
 }
 
 pub(super) fn store_block_source(s: Storage) -> &'static str {
@@ -212,49 +236,37 @@ pub(super) fn bindings(key: &KernelKey) -> String {
         unit_output,
     );
     if let Some(out) = key.output {
-        s += &vector_view(
-            slot::Y_VEC,
-            "y_vec",
-            out,
-            key.wide_words,
-            false,
-            key.contiguous,
-        );
+        s += &vector_view("y_vec", out, key.wide_words, false, key.contiguous);
         s.push_str(store_block_source(out));
     } else {
         s.push_str("fn store_block(b: u32, v: Block) {}\n");
     }
     if key.in_place {
         s += &in_place_view(key.input);
-        s.push_str(load_block_source(key.input));
+        s.push_str(block_words_source(key.input));
+        s += &block_loader("load_block", "x_vec", key.input);
     } else if key.aligned {
-        s += &vector_view(slot::X_VEC, "x_vec", key.input, key.wide_words, true, false);
-        s.push_str(load_block_source(key.input));
+        s += &vector_view("x_vec", key.input, key.wide_words, true, false);
+        s.push_str(block_words_source(key.input));
+        s += &block_loader("load_block", "x_vec", key.input);
     } else {
         s.push_str(
             "fn load_block(b: u32) -> Block { return Block(vec4<f32>(0.0), vec4<f32>(0.0)); }\n",
         );
     }
     if key.lse {
-        let _ = writeln!(
-            s,
-            "@group(0) @binding({}) var<storage, read_write> lse_buf: array<f32>;\n\
-             fn store_lse(i: u32, v: f32) {{ lse_buf[i] = v; }}",
-            slot::LSE
-        );
+        let _ = writeln!(s, "fn store_lse(i: u32, v: f32) {{ lse_buf[i] = v; }}");
     } else {
         s.push_str("fn store_lse(i: u32, v: f32) {}\n");
     }
     if key.layout.split {
         let _ = writeln!(
             s,
-            "@group(0) @binding({}) var<storage, read_write> partials_buf: array<vec4<u32>>;\n\
-             fn store_partial(i: u32, st: Online) {{\n    \
+            "fn store_partial(i: u32, st: Online) {{\n    \
              partials_buf[i] = vec4<u32>(bitcast<u32>(st.m), bitcast<u32>(st.s), st.flags, 0u);\n}}\n\
              fn load_partial(i: u32) -> Online {{\n    \
              let p = partials_buf[i];\n    \
-             return Online(bitcast<f32>(p.x), bitcast<f32>(p.y), p.z);\n}}",
-            slot::PARTIALS
+             return Online(bitcast<f32>(p.x), bitcast<f32>(p.y), p.z);\n}}"
         );
     } else {
         s.push_str(
@@ -278,10 +290,7 @@ pub(super) fn xy_bindings(
     unit_output: bool,
 ) -> String {
     use std::fmt::Write;
-    let mut s = format!(
-        "@group(0) @binding({}) var<uniform> params: Params;\n",
-        slot::PARAMS
-    );
+    let mut s = String::new();
     if input != Storage::F32 || output.is_some_and(|o| o != Storage::F32) {
         let _ = writeln!(s, "const HALF_BUILTINS: bool = {half_builtins};");
         let _ = writeln!(s, "const UNIT_OUTPUT: bool = {unit_output};");
@@ -294,19 +303,12 @@ pub(super) fn xy_bindings(
             // Packed outputs are atomic so that the word shared by two rows can be merged.
             let _ = writeln!(
                 s,
-                "@group(0) @binding({}) var<storage, read_write> y_buf: array<atomic<u32>>;\n\
-                 fn y_raw_store(i: u32, v: u32) {{ atomicStore(&y_buf[i], v); }}\n\
+                "fn y_raw_store(i: u32, v: u32) {{ atomicStore(&y_buf[i], v); }}\n\
                  fn y_raw_merge(i: u32, bits: u32, keep: u32) {{\n    \
-                 atomicAnd(&y_buf[i], keep);\n    atomicOr(&y_buf[i], bits & ~keep);\n}}",
-                slot::Y
+                 atomicAnd(&y_buf[i], keep);\n    atomicOr(&y_buf[i], bits & ~keep);\n}}"
             );
         } else {
-            let _ = writeln!(
-                s,
-                "@group(0) @binding({}) var<storage, read_write> y_buf: array<{yt}>;\n\
-                 fn y_raw_store(i: u32, v: {yt}) {{ y_buf[i] = v; }}",
-                slot::Y
-            );
+            let _ = writeln!(s, "fn y_raw_store(i: u32, v: {yt}) {{ y_buf[i] = v; }}");
         }
         if out.packed() {
             s.push_str(STORE_WORD);
@@ -323,13 +325,9 @@ pub(super) fn xy_bindings(
         };
         let _ = writeln!(s, "fn x_raw(i: u32) -> {xt} {{ return {read}; }}");
     } else {
-        let _ = writeln!(
-            s,
-            "@group(0) @binding({}) var<storage, read> x_buf: array<{xt}>;\n\
-             fn x_raw(i: u32) -> {xt} {{ return x_buf[i]; }}",
-            slot::X
-        );
+        let _ = writeln!(s, "fn x_raw(i: u32) -> {xt} {{ return x_buf[i]; }}");
     }
     s.push_str(load_source(input));
+    s += &elem_loader("load_x", "x_raw");
     s
 }

@@ -86,6 +86,22 @@ pub struct CrossEntropyResult<T> {
     pub grad: Option<Vec<T>>,
 }
 
+impl CrossEntropyOptions {
+    /// The options' part of the kernels' uniforms (`rows`, `cols`, the bases and `chunks`
+    /// are the launch's), with `inv_t` from `validate`.
+    pub(crate) fn uniforms(&self, inv_t: f32) -> CeParams {
+        CeParams {
+            ignore_index: self.ignore_index,
+            reduction: self.reduction.index(),
+            inv_t,
+            smoothing: self.label_smoothing,
+            z_loss: self.z_loss,
+            grad_scale: self.grad_scale,
+            ..bytemuck::Zeroable::zeroed()
+        }
+    }
+}
+
 impl Engine {
     /// Records cross-entropy (loss, logsumexp and, where asked, the gradient) into `encoder`:
     /// three dispatches in one compute pass. A target outside `[0, cols)` never indexes
@@ -112,15 +128,7 @@ impl Engine {
             loss: loss.place(),
             lse: lse.place(),
             weight: weight.map(|w| w.place()),
-            options: CeParams {
-                ignore_index: options.ignore_index,
-                reduction: options.reduction.index(),
-                inv_t,
-                smoothing: options.label_smoothing,
-                z_loss: options.z_loss,
-                grad_scale: options.grad_scale,
-                ..bytemuck::Zeroable::zeroed()
-            },
+            options: options.uniforms(inv_t),
         })?;
         let buffers = [
             Some(args.logits.buffer),

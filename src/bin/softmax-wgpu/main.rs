@@ -64,6 +64,10 @@ enum OpArg {
     Softmax,
     LogSoftmax,
     Logsumexp,
+    /// Cross-entropy (with `--grad`, its gradient too).
+    CrossEntropy,
+    SoftmaxBackward,
+    LogSoftmaxBackward,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -97,29 +101,48 @@ struct ExplainCmd {
     /// The logits' dtype.
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DtypeArg,
-    /// The output's dtype (softmax, log-softmax); the logits' by default.
+    /// The output's dtype (softmax, log-softmax; the gradient's for cross-entropy and the
+    /// backward operations); the logits' by default.
     #[arg(long, value_enum)]
     out_dtype: Option<DtypeArg>,
-    /// Kernel variant: auto, resident, online, split-row, multi-row.
+    /// Kernel variant of the forward operations: auto, resident, online, split-row,
+    /// multi-row.
     #[arg(long, default_value = "auto")]
     variant: Variant,
+    /// Cross-entropy: also the gradient.
+    #[arg(long)]
+    grad: bool,
+    /// Cross-entropy: with class weights.
+    #[arg(long)]
+    weighted: bool,
     /// Also prints the WGSL of each pipeline.
     #[arg(long)]
     wgsl: bool,
 }
 
 fn explain(engine: &Engine, cmd: &ExplainCmd) -> Result<(), String> {
-    let op = match cmd.op {
-        OpArg::Softmax => Forward::Softmax,
-        OpArg::LogSoftmax => Forward::LogSoftmax,
-        OpArg::Logsumexp => Forward::LogSumExp,
-    };
-    let options = SoftmaxOptions::default().with_variant(cmd.variant);
+    let shape = Shape::new(cmd.rows, cmd.cols);
     let input = cmd.dtype.dtype();
     let output = cmd.out_dtype.map_or(input, DtypeArg::dtype);
-    let e = engine
-        .explain_forward(op, Shape::new(cmd.rows, cmd.cols), input, output, &options)
-        .map_err(|e| e.to_string())?;
+    let forward = |op| {
+        let options = SoftmaxOptions::default().with_variant(cmd.variant);
+        engine.explain_forward(op, shape, input, output, &options)
+    };
+    let e = match cmd.op {
+        OpArg::Softmax => forward(Forward::Softmax),
+        OpArg::LogSoftmax => forward(Forward::LogSoftmax),
+        OpArg::Logsumexp => forward(Forward::LogSumExp),
+        OpArg::CrossEntropy => engine.explain_cross_entropy(
+            shape,
+            input,
+            cmd.grad.then_some(output),
+            cmd.weighted,
+            &CrossEntropyOptions::default(),
+        ),
+        OpArg::SoftmaxBackward => engine.explain_backward(false, shape, input, output),
+        OpArg::LogSoftmaxBackward => engine.explain_backward(true, shape, input, output),
+    }
+    .map_err(|e| e.to_string())?;
     print!("{e}");
     if cmd.wgsl {
         for (key, wgsl) in &e.shaders {
