@@ -12,15 +12,23 @@ const F32_NAN_BITS: u32 = 0x7fc00000u;
 // The lowest finite f32. A state with `s == 0` has seen no finite element and its `m` is
 // this value, which is never above a real element, so the first finite element always
 // takes over the max (see `fold`). It is never used as a shift of a real element.
-const F32_LOWEST: f32 = -3.40282347e+38;
+// Spelled exactly (-(2 - 2^-23) * 2^127): the decimal -3.40282347e+38 lies just past it,
+// which naga rounds and Tint (and the WGSL specification) refuses.
+const F32_LOWEST: f32 = -0x1.fffffep+127f;
 
 // Row flags, OR-reduced across the workgroup.
 const FLAG_NAN: u32 = 1u;
 const FLAG_POS_INF: u32 = 2u;
 
-fn f32_nan() -> f32 { return bitcast<f32>(F32_NAN_BITS); }
-fn f32_pos_inf() -> f32 { return bitcast<f32>(F32_INF_BITS); }
-fn f32_neg_inf() -> f32 { return bitcast<f32>(F32_NEG_INF_BITS); }
+// NaN and the infinities come from private variables, not from `bitcast`s of constants: WGSL
+// makes a NaN or infinity out of a const-expression a shader-creation error (Tint enforces
+// it; naga folds it), and a private variable's value is not a const-expression.
+var<private> nan_bits: u32 = F32_NAN_BITS;
+var<private> pos_inf_bits: u32 = F32_INF_BITS;
+var<private> neg_inf_bits: u32 = F32_NEG_INF_BITS;
+fn f32_nan() -> f32 { return bitcast<f32>(nan_bits); }
+fn f32_pos_inf() -> f32 { return bitcast<f32>(pos_inf_bits); }
+fn f32_neg_inf() -> f32 { return bitcast<f32>(neg_inf_bits); }
 fn is_neg_inf(v: f32) -> bool { return bitcast<u32>(v) == F32_NEG_INF_BITS; }
 
 // exp(d * inv_t) as exp2(d * (inv_t * log2(e))). The compilers lower `exp(x)` to

@@ -14,6 +14,12 @@ var<workgroup> row_total_m: f32;
 var<workgroup> row_total_s: f32;
 var<workgroup> row_total_flags: u32;
 
+// Rows each workgroup takes at a time (`lane_of(..).rows`, from constants: the planner makes
+// the workgroup a whole number of subgroups where rows share one).
+fn rows_per_workgroup() -> u32 {
+    return select(1u, WG / LANES, SUBGROUP_ROWS);
+}
+
 fn lane_of(ids: Ids) -> Lane {
     if (SUBGROUP_ROWS) {
         let per_subgroup = ids.sg_size / LANES;
@@ -21,6 +27,14 @@ fn lane_of(ids: Ids) -> Lane {
                     ids.sg_lane % LANES, LANES);
     }
     return Lane(0u, 1u, ids.lid, WG);
+}
+
+// Merge of a row's states within its LANES invocations of a subgroup (SUBGROUP_ROWS).
+fn reduce_in_subgroup(st: Online, sg_size: u32, inv_t: f32) -> Online {
+    if (LANES < sg_size) {
+        return reduce_cluster(st, inv_t);
+    }
+    return reduce_subgroup(st, inv_t);
 }
 
 // Merge of the states of one subgroup: one exp per invocation.
@@ -47,12 +61,13 @@ fn reduce_cluster(st: Online, inv_t: f32) -> Online {
 // Subgroups reduce; the first subgroup merges their results (one pass over them, not one
 // per invocation: lavapipe's workgroups of 512 lanes spent 10 ms instead of 1 on 256 rows
 // when every invocation read all 64 slots); everyone reads the total.
+//
+// (The subgroup size's test is in a function of its own: WGSL's uniformity analysis takes
+// `ids` as one value that depends on the lane, and a `return` behind a test of it would make
+// the barriers below non-uniform for Tint.)
 fn reduce_row(st: Online, at: Lane, ids: Ids, inv_t: f32) -> Online {
     if (SUBGROUP_ROWS) {
-        if (LANES < ids.sg_size) {
-            return reduce_cluster(st, inv_t);
-        }
-        return reduce_subgroup(st, inv_t);
+        return reduce_in_subgroup(st, ids.sg_size, inv_t);
     }
     let part = reduce_subgroup(st, inv_t);
     if (ids.sg_lane == 0u) {

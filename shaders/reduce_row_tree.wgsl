@@ -9,6 +9,11 @@ var<workgroup> row_m: array<f32, WG>;
 var<workgroup> row_s: array<f32, WG>;
 var<workgroup> row_flags: array<u32, WG>;
 
+// Rows each workgroup takes at a time (`lane_of(..).rows`, as a constant expression).
+fn rows_per_workgroup() -> u32 {
+    return WG / LANES;
+}
+
 fn lane_of(ids: Ids) -> Lane {
     return Lane(ids.lid / LANES, WG / LANES, ids.lid % LANES, LANES);
 }

@@ -411,22 +411,27 @@ fn screen(flags: ptr<function, u32>, v: vec4<f32>) -> vec4<f32> {
 }
 
 @compute @workgroup_size(WG)
-fn main(ids: Ids) {
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    ids: Ids,
+) {
     let at = lane_of(ids);
     // Rows go in groups of `at.rows` (times PACKED_ROWS where lanes pack rows), one group
     // per workgroup at a time.
-    let per_group = at.rows * max(PACKED_ROWS, 1u);
+    // (From constants, not from `at`: the loop below must be uniform, see split_row.wgsl.)
+    let per_group = rows_per_workgroup() * max(PACKED_ROWS, 1u);
     let groups = (params.rows + per_group - 1u) / per_group;
     if (ROW_LOOP) {
         // More groups than one dimension of a dispatch holds: workgroups take turns, every
         // invocation of a workgroup running the same iterations (the merge has barriers).
-        for (var g = ids.wid.x; g < groups; g += ids.nwg.x) {
+        for (var g = wid.x; g < groups; g += nwg.x) {
             row_group(g, at, ids);
         }
-    } else if (ids.wid.x < groups) {
+    } else if (wid.x < groups) {
         // One group per workgroup, no loop: lavapipe ran a loop around the merge's barriers
         // at about half speed, even when it went round once.
-        row_group(ids.wid.x, at, ids);
+        row_group(wid.x, at, ids);
     }
 }
 

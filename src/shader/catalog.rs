@@ -18,6 +18,16 @@ pub fn all_sources() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Every distinct WGSL module the crate can build, written for `dialect`, with every entry
+/// point it holds, for the browser test (`tests/tint.rs`): each named by its key.
+#[doc(hidden)]
+pub fn all_modules(dialect: super::Dialect) -> Vec<(String, String, &'static [&'static str])> {
+    catalog()
+        .into_iter()
+        .map(|(name, key)| (name, key.source_in(dialect), key.module_entry_points()))
+        .collect()
+}
+
 /// Every distinct module the crate can build, as its key's name and a pipeline key of it (the
 /// first entry point; the module is the same for all).
 pub(crate) fn catalog() -> Vec<(String, PipelineKey)> {

@@ -215,10 +215,25 @@ impl PipelineKey {
         }
     }
 
+    /// Every entry point of the key's module (the family's; `entry_point` is the one this
+    /// pipeline runs).
+    pub(crate) fn module_entry_points(&self) -> &'static [&'static str] {
+        match self {
+            PipelineKey::Forward(..) | PipelineKey::Backward(..) => &["main", "partials", "finish"],
+            PipelineKey::CrossEntropy(..) => &["prepare", "main", "reduce", "partials", "finish"],
+            PipelineKey::Copy(_) => &["main"],
+        }
+    }
+
     /// The complete WGSL module.
     pub(crate) fn source(&self) -> String {
+        self.source_in(super::Dialect::of_target())
+    }
+
+    /// The complete WGSL module, written for `dialect`.
+    pub(crate) fn source_in(&self, dialect: super::Dialect) -> String {
         match self {
-            PipelineKey::Forward(k, _) => super::source(k),
+            PipelineKey::Forward(k, _) => super::source(k, dialect),
             PipelineKey::CrossEntropy(k, _) => super::cross_entropy_source(k),
             PipelineKey::Backward(k, _) => super::backward_source(k),
             PipelineKey::Copy(k) => super::copy_source(k),

@@ -19,7 +19,7 @@ mod spec;
 mod training_tiles;
 mod views;
 
-pub use catalog::all_sources;
+pub use catalog::{all_modules, all_sources};
 pub use copy_kind::{CopyKind, CopyWord};
 pub(crate) use keys::{
     BackwardKey, CeEntry, CeKey, CopyKey, KernelKey, Layout, PipelineKey, SplitEntry,
@@ -50,6 +50,28 @@ const SPLIT_ROW: &str = include_str!("../../shaders/split_row.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const HALF_BITS: &str = include_str!("../../shaders/io/half_bits.wgsl");
 const STORE_WORD: &str = include_str!("../../shaders/io/store_word.wgsl");
+
+/// The WGSL a module is written for. They differ only in what the compilers accept of a
+/// module with subgroup operations: WebGPU wants `enable subgroups;`, which naga (wgpu 30's
+/// native backends) refuses as not yet implemented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// For wgpu's native backends (naga).
+    Native,
+    /// For WebGPU in a browser (the WGSL specification, as Chromium's Tint implements it).
+    WebGpu,
+}
+
+impl Dialect {
+    /// The dialect of the target the crate is built for.
+    pub(crate) const fn of_target() -> Dialect {
+        if cfg!(target_arch = "wasm32") {
+            Dialect::WebGpu
+        } else {
+            Dialect::Native
+        }
+    }
+}
 
 /// Binding slots, shared by every kernel's layout.
 /// Logits per block: lanes own blocks of 8, aligned in the output binding, loaded and
@@ -85,19 +107,30 @@ pub(crate) mod slot {
     pub const DY_VEC: u32 = 11;
 }
 
-/// The constants every kernel starts with. `row_loop`: more rows (or groups of rows) than
+/// The constants every kernel starts with, after the extensions it enables (`subgroups`:
+/// its subgroup builtins, which WebGPU wants enabled). `row_loop`: more rows (or groups of rows) than
 /// one dimension of a dispatch holds, so that workgroups take them in turns.
 fn header(
     workgroup: u32,
     contiguous: bool,
     row_loop: bool,
     storages: &[Option<Storage>],
+    subgroups: bool,
+    dialect: Dialect,
 ) -> String {
     let native_f16 = storages.contains(&Some(Storage::F16Native));
     format!(
-        "{enable}const WG: u32 = {workgroup}u;\nconst BLOCK: u32 = {BLOCK}u;\n\
+        "{f16}{subgroups}const WG: u32 = {workgroup}u;\nconst BLOCK: u32 = {BLOCK}u;\n\
          const CONTIGUOUS: bool = {contiguous};\nconst ROW_LOOP: bool = {row_loop};\n",
-        enable = if native_f16 { "enable f16;\n" } else { "" },
+        f16 = if native_f16 { "enable f16;\n" } else { "" },
+        // The subgroup operations run where the analysis cannot see that control flow is
+        // uniform across the subgroup (behind tests of `Ids` members, which it takes as one
+        // value with the lane's index), which WGSL lets a module say it knows.
+        subgroups = match (subgroups, dialect) {
+            (false, _) => "",
+            (true, Dialect::Native) => "diagnostic(off, subgroup_uniformity);\n",
+            (true, Dialect::WebGpu) => "enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n",
+        },
     )
 }
 
@@ -109,6 +142,8 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
         key.contiguous,
         key.row_loop,
         &[Some(key.input), key.grad],
+        false,
+        Dialect::Native,
     );
     s.push_str(ids_struct(false));
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
@@ -210,6 +245,8 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
         key.contiguous,
         key.row_loop,
         &[Some(key.input), Some(key.output)],
+        false,
+        Dialect::Native,
     );
     s.push_str(ids_struct(false));
     let _ = writeln!(s, "const LOG: bool = {};", key.log);
@@ -337,7 +374,15 @@ pub(super) fn copy_source(key: &CopyKey) -> String {
         kind = key.kind.index(),
     );
     [
-        header(key.workgroup, key.contiguous, false, &[]).as_str(),
+        header(
+            key.workgroup,
+            key.contiguous,
+            false,
+            &[],
+            false,
+            Dialect::Native,
+        )
+        .as_str(),
         &bindings,
         &declarations(&key.bindings()),
         &word_exp_source(key),
@@ -354,25 +399,23 @@ fn op_index(op: Forward) -> u32 {
     }
 }
 
-/// The entry points' builtins: with the subgroup ones where the kernel uses subgroups.
+/// The entry points' builtins of the lane: with the subgroup ones where the kernel uses
+/// subgroups (the workgroup's id and count are parameters of their own, see
+/// shaders/split_row.wgsl).
 fn ids_struct(subgroups: bool) -> &'static str {
     if subgroups {
-        "struct Ids {\n    @builtin(workgroup_id) wid: vec3<u32>,\n    \
-         @builtin(num_workgroups) nwg: vec3<u32>,\n    \
-         @builtin(local_invocation_index) lid: u32,\n    \
+        "struct Ids {\n    @builtin(local_invocation_index) lid: u32,\n    \
          @builtin(subgroup_id) sg_id: u32,\n    \
          @builtin(num_subgroups) n_sg: u32,\n    \
          @builtin(subgroup_invocation_id) sg_lane: u32,\n    \
          @builtin(subgroup_size) sg_size: u32,\n}\n"
     } else {
-        "struct Ids {\n    @builtin(workgroup_id) wid: vec3<u32>,\n    \
-         @builtin(num_workgroups) nwg: vec3<u32>,\n    \
-         @builtin(local_invocation_index) lid: u32,\n}\n"
+        "struct Ids {\n    @builtin(local_invocation_index) lid: u32,\n}\n"
     }
 }
 
 /// The complete WGSL module of a forward kernel.
-pub(crate) fn source(key: &KernelKey) -> String {
+pub(crate) fn source(key: &KernelKey, dialect: Dialect) -> String {
     let l = &key.layout;
     let header = format!(
         "{}const OP: u32 = {}u;\nconst HAS_LSE: bool = {};\nconst LANES: u32 = {}u;\n\
@@ -383,7 +426,9 @@ pub(crate) fn source(key: &KernelKey) -> String {
             key.workgroup,
             key.contiguous,
             key.row_loop,
-            &[Some(key.input), key.output]
+            &[Some(key.input), key.output],
+            l.subgroups,
+            dialect,
         ),
         op_index(key.op),
         key.lse,
