@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{on_every_tuning, random_logits};
+use common::{on_default_limits, on_every_tuning, random_logits};
 use softmax_wgpu::accuracy::{EPS, SOFTMAX};
 use softmax_wgpu::{
     oracle, CrossEntropyArgs, CrossEntropyOptions, DType, Element, Engine, Error, GradOutput,
@@ -291,6 +291,32 @@ fn ce_hard_rows(e: &Engine, cols: usize) {
             },
         );
     }
+}
+
+/// Cross-entropy with class weights and its gradient (whose vector views would bind 9 or 10
+/// storage buffers: the planner drops them for the 8 WebGPU allows by default), and both
+/// backward operations, on a device with exactly WebGPU's default limits (see
+/// `common::default_limits_engines`), split-row included (GPU tuning).
+#[test]
+fn training_within_webgpu_default_limits() {
+    on_default_limits(|e| {
+        for (k, &(rows, cols)) in [(5, 33), (6, 20_003)].iter().enumerate() {
+            let shape = Shape::new(rows, cols);
+            let x = random_logits(shape.len(), 6.0, 80 + k as u64);
+            let t: Vec<i64> = (0..rows as i64).map(|r| (r * 7919) % cols as i64).collect();
+            let weights: Vec<f32> = random_logits(cols, 1.0, 90)
+                .iter()
+                .map(|v| 0.5 + v.abs())
+                .collect();
+            let o = CrossEntropyOptions {
+                weight: Some(weights),
+                label_smoothing: 0.1,
+                ..Default::default()
+            };
+            check_ce(e, &x, &t, shape, &o);
+            check_backward_in::<f32>(e, shape, 1.0, 0.0);
+        }
+    });
 }
 
 #[test]

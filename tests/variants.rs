@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{check_forward, on_every_half_path, on_every_tuning, random_logits};
+use common::{
+    check_forward, on_default_limits, on_every_half_path, on_every_tuning, random_logits,
+};
 use half::{bf16, f16};
 use softmax_wgpu::{
     DType, Element, Engine, EngineOptions, Error, Forward, ForwardArgs, Shape, SoftmaxOptions,
@@ -159,6 +161,31 @@ fn every_variant_in_half_precision() {
             let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
             check_variants(e, &h, shape, &SoftmaxOptions::default());
             check_variants(e, &b, shape, &SoftmaxOptions::default());
+        }
+    });
+}
+
+/// Every variant that runs the shape, forced, in f32, f16 (the portable path: no
+/// SHADER_F16) and bf16, on a device with exactly WebGPU's default limits and no optional
+/// feature (no SUBGROUP): what a browser gives. Shapes: across a block, a workgroup of
+/// multi-row, resident and split-row under GPU tuning.
+#[test]
+fn every_variant_within_webgpu_default_limits() {
+    on_default_limits(|e| {
+        for (k, &(rows, cols)) in [(3, 17), (9, 250), (2, 3001), (1, 40_000)]
+            .iter()
+            .enumerate()
+        {
+            let shape = Shape::new(rows, cols);
+            let x = random_logits(shape.len(), 12.0, 70 + k as u64);
+            check_variants(e, &x, shape, &SoftmaxOptions::default());
+            // The 16-bit types on the short rows only (the long one is f32's: CI's time).
+            if cols < 10_000 {
+                let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+                let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+                check_variants(e, &h, shape, &SoftmaxOptions::default());
+                check_variants(e, &b, shape, &SoftmaxOptions::default());
+            }
         }
     });
 }

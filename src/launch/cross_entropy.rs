@@ -97,21 +97,6 @@ impl DeviceProfile {
                 call.grad.map(|g| chunk_at(g, first, n, align)),
             )
         };
-        // Blocks of 8 where the gradient (if any) sits at the logits' offset modulo 8, both
-        // holding at least one vector (no stand-in bound twice, read and written), the blocks
-        // following the logits without a gradient; a row per lane (`loss_and_grad_run`) only
-        // with contiguous shares, and with the blocks starting the dispatch.
-        let blocks_in = |row0: u64, nrows: u64| {
-            let (x, y) = range_of(row0, nrows);
-            let out_base = y.map_or(x.base, |y| y.base);
-            x.size >= x_view
-                && y.is_none_or(|y| {
-                    y.size >= y_view && (call.in_place || x.block_phase() == y.block_phase())
-                })
-                && (!row_per_lane
-                    || (self.contiguous() && u64::from(out_base).is_multiple_of(BLOCK)))
-        };
-        let runs = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
         let workgroup = self.workgroup_for("cross-entropy", rows.max(cols))?;
         let pieces = self.training_pieces(rows, cols, row_per_lane);
@@ -134,6 +119,29 @@ impl DeviceProfile {
             },
             split: pieces.is_some(),
         };
+        // The vector views bind two more storage buffers: only where the device has them
+        // (WebGPU's default limits allow 8 per stage; with class weights and split-row the
+        // blocks would need 10).
+        let blocks_fit = PipelineKey::CrossEntropy(key(true, CeEntry::Main), CeEntry::Main)
+            .storage_bindings()
+            .len()
+            <= self.limits.max_storage_buffers_per_shader_stage as usize;
+        // Blocks of 8 where the gradient (if any) sits at the logits' offset modulo 8, both
+        // holding at least one vector (no stand-in bound twice, read and written), the blocks
+        // following the logits without a gradient; a row per lane (`loss_and_grad_run`) only
+        // with contiguous shares, and with the blocks starting the dispatch; where they fit.
+        let blocks_in = |row0: u64, nrows: u64| {
+            let (x, y) = range_of(row0, nrows);
+            let out_base = y.map_or(x.base, |y| y.base);
+            blocks_fit
+                && x.size >= x_view
+                && y.is_none_or(|y| {
+                    y.size >= y_view && (call.in_place || x.block_phase() == y.block_phase())
+                })
+                && (!row_per_lane
+                    || (self.contiguous() && u64::from(out_base).is_multiple_of(BLOCK)))
+        };
+        let runs = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let entries: &'static [CeEntry] = if pieces.is_some() {
             &[CeEntry::Partials, CeEntry::Finish]
         } else {

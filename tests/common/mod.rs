@@ -140,6 +140,46 @@ pub fn gpu_tuned_engines() -> &'static [Engine] {
     })
 }
 
+/// Engines whose devices have exactly WebGPU's default limits (`wgpu::Limits::default()`:
+/// 16 KiB of workgroup memory, 256 invocations, 8 storage buffers per stage, 128 MiB per
+/// binding) and no optional feature, as a browser gives (wgpu's WebGPU backend never offers
+/// SUBGROUP, SwiftShader no `shader-f16`), with GPU tuning, on every adapter that offers those
+/// limits; at least one must, so that a kernel that needs more fails here first.
+pub fn default_limits_engines() -> &'static [Engine] {
+    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| {
+        let options = EngineOptions {
+            tuning: softmax_wgpu::Tuning::Gpu,
+            ..Default::default()
+        };
+        let list: Vec<Engine> = pollster::block_on(softmax_wgpu::adapters(&options))
+            .into_iter()
+            .filter(|a| wgpu::Limits::default().check_limits(&a.limits()))
+            .map(|a| {
+                let (device, queue) =
+                    pollster::block_on(a.request_device(&wgpu::DeviceDescriptor {
+                        label: Some("default limits"),
+                        required_features: wgpu::Features::empty(),
+                        required_limits: wgpu::Limits::default(),
+                        ..Default::default()
+                    }))
+                    .unwrap_or_else(|e| panic!("a device with the default limits: {e}"));
+                Engine::from_device(device, queue, a.get_info(), options.clone())
+            })
+            .collect();
+        assert!(
+            !list.is_empty(),
+            "no adapter offers WebGPU's default limits (lavapipe does: mesa-vulkan-drivers)"
+        );
+        list
+    })
+}
+
+/// Every default-limits engine, named (see `default_limits_engines`).
+pub fn on_default_limits(f: impl Fn(&Engine)) {
+    on_each(default_limits_engines(), f);
+}
+
 /// Every engine, and each CPU adapter once more with GPU tuning.
 pub fn on_every_tuning(f: impl Fn(&Engine)) {
     on_each(engines().iter().chain(gpu_tuned_engines()), f);
