@@ -260,6 +260,84 @@ pub fn check<T: Element, U: Element>(
     r
 }
 
+/// Deterministic pseudo-random logits (splitmix64), uniform in [-scale, scale]: the inputs
+/// of the crate's tests.
+pub fn random_logits(n: usize, scale: f32, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// The inputs the contract is tested on, natively and in the browser: each stresses an
+/// error source: wide logit ranges (large |a|, tiny probabilities
+/// down to underflow), long rows (deep sums), many near-ties, temperatures.
+pub fn adversarial_inputs() -> Vec<(&'static str, Vec<f32>, Shape, SoftmaxOptions)> {
+    let t1 = SoftmaxOptions::default();
+    let mut ties = random_logits(4 * 4096, 1.0, 9);
+    for v in ties.iter_mut() {
+        *v = 1.0 + (*v * 8.0).round() * f32::EPSILON;
+    }
+    vec![
+        (
+            "wide range 160, 262144 cols",
+            random_logits(2 * 262_144, 80.0, 1),
+            Shape::new(2, 262_144),
+            t1,
+        ),
+        (
+            "range 20, 128256 cols",
+            random_logits(2 * 128_256, 10.0, 2),
+            Shape::new(2, 128_256),
+            t1,
+        ),
+        (
+            "range 2e4, 32000 cols",
+            random_logits(4 * 32_000, 1e4, 3),
+            Shape::new(4, 32_000),
+            t1,
+        ),
+        ("near-ties, 4096 cols", ties, Shape::new(4, 4096), t1),
+        (
+            // Many terms of similar size: a running sum's error grows with the count.
+            "golden-ratio sequence, 128256 cols",
+            (0..32 * 128_256)
+                .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 40.0)
+                .collect(),
+            Shape::new(32, 128_256),
+            t1,
+        ),
+        (
+            "T = 0.05, 1000 cols",
+            random_logits(8 * 1000, 4.0, 4),
+            Shape::new(8, 1000),
+            SoftmaxOptions::with_temperature(0.05),
+        ),
+        (
+            "T = 7.3, 50000 cols",
+            random_logits(2 * 50_000, 300.0, 5),
+            Shape::new(2, 50_000),
+            SoftmaxOptions::with_temperature(7.3),
+        ),
+        (
+            "logits near 1e30",
+            random_logits(4 * 999, 1.0, 6)
+                .iter()
+                .map(|v| 1e30 + v * 1e25)
+                .collect(),
+            Shape::new(4, 999),
+            t1,
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,8 +32,8 @@ pub struct Engine {
     tiny: Mutex<Option<wgpu::Buffer>>,
     /// What the kernel choices know of the device (src/profile.rs).
     pub(crate) profile: DeviceProfile,
-    /// Held through each host-slice operation on the GL backend (see `host_guard`).
-    gl_host: Mutex<()>,
+    /// Held through each host-slice operation on the GL backend (see `host_turn`).
+    gl_host: futures_intrusive::sync::Mutex<()>,
     lost: Arc<Mutex<Option<String>>>,
 }
 
@@ -132,6 +132,7 @@ impl Engine {
     }
 
     /// Blocking [`Engine::new`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(options: EngineOptions) -> Result<Self> {
         pollster::block_on(Self::new(options))
     }
@@ -158,6 +159,7 @@ impl Engine {
     }
 
     /// Blocking [`Engine::all`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn all_blocking(options: EngineOptions) -> Result<Vec<Self>> {
         pollster::block_on(Self::all(options))
     }
@@ -181,28 +183,49 @@ impl Engine {
             *flag.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(format!("{reason:?}: {message}"));
         });
-        let mut engine = Self::from_device(device, queue, adapter.get_info(), options);
+        let mut engine = Self::from_device_async(device, queue, adapter.get_info(), options).await;
         engine.lost = lost;
         Ok(engine)
     }
 
     /// Wraps a device the caller already has; its features and limits are read from it.
-    /// With [`HalfPath::Auto`] this runs one small kernel on the device and waits for it,
-    /// to learn whether the adapter's f16 conversion builtins are exact.
+    /// With [`HalfPath::Auto`] this runs one small kernel on the device and awaits it, to
+    /// learn whether the adapter's f16 conversion builtins are exact.
     /// Operations then record into the caller's encoders ([`Engine::record_forward`]).
+    pub async fn from_device_async(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: wgpu::AdapterInfo,
+        options: EngineOptions,
+    ) -> Self {
+        let half_builtins = options.half_path == HalfPath::Auto
+            && crate::half_probe::builtins_are_exact(&device, &queue).await;
+        Self::assemble(device, queue, adapter, options, half_builtins)
+    }
+
+    /// Blocking [`Engine::from_device_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
         adapter: wgpu::AdapterInfo,
         options: EngineOptions,
     ) -> Self {
+        pollster::block_on(Self::from_device_async(device, queue, adapter, options))
+    }
+
+    fn assemble(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: wgpu::AdapterInfo,
+        options: EngineOptions,
+        half_builtins: bool,
+    ) -> Self {
         let info = EngineInfo {
             adapter,
             features: device.features(),
             limits: device.limits(),
         };
-        let half_builtins = options.half_path == HalfPath::Auto
-            && crate::half_probe::builtins_are_exact(&device, &queue);
         Engine {
             profile: DeviceProfile::new(&info, &options, half_builtins),
             device,
@@ -214,7 +237,7 @@ impl Engine {
             uniforms: UniformCache::default(),
             scratch: Mutex::new(None),
             tiny: Mutex::new(None),
-            gl_host: Mutex::new(()),
+            gl_host: futures_intrusive::sync::Mutex::new((), false),
             lost: Arc::new(Mutex::new(None)),
         }
     }
@@ -301,17 +324,11 @@ impl Engine {
         Ok(buffer)
     }
 
-    /// Runs one host-slice operation (`guarded`), one at a time where the backend needs it
-    /// (`host_guard`).
-    pub(crate) fn host_op<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let _turn = self.host_guard();
-        self.guarded(f)
-    }
-
     /// Runs `f`, which submits work and waits for it, failing at once on a lost device.
     /// wgpu's validation and out-of-memory errors inside become `Err` instead of reaching
     /// the device's uncaptured-error handler (which panics by default), and where the device
     /// was lost meanwhile, that is the error rather than the failure the loss caused.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         self.check_alive()?;
         let result = capture_errors(&self.device, f).and_then(|r| r);
@@ -335,9 +352,11 @@ impl Engine {
     /// turns: wgpu's GL backend holds its one context while a thread waits for the GPU, and
     /// panics when another thread waits more than a second for it (gfx-rs/wgpu#5299), which
     /// a long kernel on llvmpipe reaches. Other backends run operations side by side.
-    pub(crate) fn host_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
-        (self.info.adapter.backend == wgpu::Backend::Gl)
-            .then(|| self.gl_host.lock().unwrap_or_else(|e| e.into_inner()))
+    pub(crate) async fn host_turn(&self) -> Option<futures_intrusive::sync::MutexGuard<'_, ()>> {
+        match self.info.adapter.backend == wgpu::Backend::Gl {
+            true => Some(self.gl_host.lock().await),
+            false => None,
+        }
     }
 }
 

@@ -11,7 +11,8 @@
 
 use half::f16;
 
-use crate::scope::capture_errors;
+use crate::host::map_read;
+use crate::scope::scoped;
 
 /// The probe kernel: widens every pair of `halves`, narrows every pair of `floats`, with
 /// `widen` and `narrow` (joined in front: the builtins, or the kernels' own bit conversions).
@@ -138,40 +139,47 @@ pub(crate) fn verify(
 }
 
 /// Runs the probe on `device`; any failure (validation, device loss) counts as inexact.
-pub(crate) fn builtins_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
-    run(
-        device,
-        queue,
-        &format!("{BUILTINS}{PROBE}"),
-        boundary_floats(),
-    )
-    .unwrap_or(false)
+pub(crate) async fn builtins_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
+    let source = format!("{BUILTINS}{PROBE}");
+    run(device, queue, &source, boundary_floats())
+        .await
+        .unwrap_or(false)
 }
 
 /// Whether the kernels' own f16 bit conversions (used where the builtins are not exact, and
 /// for narrowing on CPU adapters) are exact on `device`, by the same probe: they must be
 /// everywhere. For tests.
 #[doc(hidden)]
-pub fn bit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
+pub async fn bit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
     let source = format!("{}{PROBE}", bit_conversions(false));
-    run(device, queue, &source, boundary_floats()).unwrap_or(false)
+    run(device, queue, &source, boundary_floats())
+        .await
+        .unwrap_or(false)
 }
 
 /// Whether the softmax outputs' f16 narrowing (`f16x2_bits_unit`, for values that are
 /// non-negative and below 65520, or NaN) is exact on `device` over those of the probe's
 /// values. For tests.
 #[doc(hidden)]
-pub fn unit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
+pub async fn unit_conversions_are_exact(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
     let source = format!("{}{PROBE}", bit_conversions(true));
-    run(device, queue, &source, unit_boundary_floats()).unwrap_or(false)
+    run(device, queue, &source, unit_boundary_floats())
+        .await
+        .unwrap_or(false)
 }
 
-fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str, floats: Vec<f32>) -> Option<bool> {
+async fn run(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    source: &str,
+    floats: Vec<f32>,
+) -> Option<bool> {
     let halves = all_halves();
     let n_narrow = floats.len() / 2;
     let storage = wgpu::BufferUsages::STORAGE;
     let out = storage | wgpu::BufferUsages::COPY_SRC;
-    let (pipeline, bufs) = capture_errors(device, || {
+    // Everything up to the mapping in one pair of scopes, awaited after (src/scope.rs).
+    let (submitted, caught) = scoped(device, || {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("softmax-wgpu half probe"),
             source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -209,10 +217,6 @@ fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str, floats: Vec<f32
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             ),
         ];
-        (pipeline, bufs)
-    })
-    .ok()?;
-    let commands = capture_errors(device, || {
         let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),
@@ -233,17 +237,19 @@ fn run(device: &wgpu::Device, queue: &wgpu::Queue, source: &str, floats: Vec<f32
         }
         enc.copy_buffer_to_buffer(&bufs[1], 0, &bufs[4], 0, bufs[4].size());
         enc.copy_buffer_to_buffer(&bufs[3], 0, &bufs[5], 0, bufs[5].size());
-        enc.finish()
-    })
-    .ok()?;
-    capture_errors(device, || {
-        queue.submit([commands]);
-        for b in &bufs[4..] {
-            b.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-        }
-    })
-    .ok()?;
-    device.poll(wgpu::PollType::wait_indefinitely()).ok()?;
+        queue.submit([enc.finish()]);
+        let mapped = bufs[4..]
+            .iter()
+            .map(|b| map_read(b, b.size()))
+            .collect::<Vec<_>>();
+        (bufs, mapped)
+    });
+    caught.await.ok()?;
+    let (bufs, mapped) = submitted;
+    crate::host::wait_for_device(device).ok()?;
+    for m in mapped {
+        m.await.ok()?;
+    }
     let widened: Vec<[f32; 2]> =
         bytemuck::cast_slice(&bufs[4].slice(..).get_mapped_range().ok()?).to_vec();
     let narrowed: Vec<u32> =

@@ -1,5 +1,9 @@
-//! The host-slice API: slices in, vectors out, blocking. Buffers come from the engine's
-//! pool, so repeated calls of similar sizes allocate nothing on the device.
+//! The host-slice API: slices in, vectors out. Each operation is `async` (the form that runs
+//! in a browser, where nothing may block) with a blocking twin on native targets. Buffers
+//! come from the engine's pool, so repeated calls of similar sizes allocate nothing on the
+//! device.
+
+use std::future::Future;
 
 use crate::dtype::{DType, Element};
 use crate::engine::Engine;
@@ -17,44 +21,127 @@ pub struct ForwardResult<U> {
     pub lse: Option<Vec<f32>>,
 }
 
+/// Defines the blocking twin of an `async` host operation, for native targets.
+macro_rules! blocking {
+    ($(#[$doc:meta])* $name:ident => $async_name:ident
+        $(<$($g:ident: $b:path),*>)? ($($arg:ident: $ty:ty),*) -> $out:ty) => {
+        $(#[$doc])*
+        #[cfg(not(target_arch = "wasm32"))]
+        pub fn $name$(<$($g: $b),*>)?(&self, $($arg: $ty),*) -> $out {
+            pollster::block_on(self.$async_name($($arg),*))
+        }
+    };
+}
+pub(crate) use blocking;
+
 impl Engine {
     /// Softmax of each row of `x`, in `x`'s dtype.
-    pub fn softmax<T: Element>(
+    pub async fn softmax_async<T: Element>(
         &self,
         x: &[T],
         shape: Shape,
         options: &SoftmaxOptions,
     ) -> Result<Vec<T>> {
-        Ok(self
-            .forward::<T, T>(Forward::Softmax, x, shape, options, false)?
-            .values)
+        let r = self.forward_async::<T, T>(Forward::Softmax, x, shape, options, false);
+        Ok(r.await?.values)
     }
 
     /// Log-softmax of each row of `x`, in `x`'s dtype.
-    pub fn log_softmax<T: Element>(
+    pub async fn log_softmax_async<T: Element>(
         &self,
         x: &[T],
         shape: Shape,
         options: &SoftmaxOptions,
     ) -> Result<Vec<T>> {
-        Ok(self
-            .forward::<T, T>(Forward::LogSoftmax, x, shape, options, false)?
-            .values)
+        let r = self.forward_async::<T, T>(Forward::LogSoftmax, x, shape, options, false);
+        Ok(r.await?.values)
     }
 
     /// Logsumexp of each row of `x` (`rows` values, f32).
-    pub fn logsumexp<T: Element>(
+    pub async fn logsumexp_async<T: Element>(
         &self,
         x: &[T],
         shape: Shape,
         options: &SoftmaxOptions,
     ) -> Result<Vec<f32>> {
-        let r = self.forward::<T, T>(Forward::LogSumExp, x, shape, options, true)?;
-        Ok(r.lse.unwrap_or_default())
+        let r = self.forward_async::<T, T>(Forward::LogSumExp, x, shape, options, true);
+        Ok(r.await?.lse.unwrap_or_default())
     }
 
     /// Any forward operation with input dtype `T` and output dtype `U` (for example f16
     /// logits to f32 probabilities), and the per-row logsumexp when `with_lse` is set.
+    pub async fn forward_async<T: Element, U: Element>(
+        &self,
+        op: Forward,
+        x: &[T],
+        shape: Shape,
+        options: &SoftmaxOptions,
+        with_lse: bool,
+    ) -> Result<ForwardResult<U>> {
+        let with_lse = with_lse || op == Forward::LogSumExp;
+        let n = x.len() as u64;
+        let ((has_output, has_lse), bytes) = self
+            .host_op(|rb| {
+                shape.expect_len("logits", x.len())?;
+                options.inv_temperature()?;
+                let input = self.upload(x)?;
+                let output = match op {
+                    Forward::LogSumExp => None,
+                    _ => Some(self.output(U::DTYPE.buffer_bytes(n))?),
+                };
+                let lse = match with_lse {
+                    true => Some(self.output(4 * shape.rows as u64)?),
+                    false => None,
+                };
+                self.record_forward(
+                    &mut rb.encoder,
+                    &ForwardArgs {
+                        op,
+                        shape,
+                        input: TensorRef::new(&input, T::DTYPE),
+                        output: output.as_ref().map(|b| TensorRef::new(b, U::DTYPE)),
+                        lse: lse.as_ref().map(|b| TensorRef::new(b, DType::F32)),
+                        options: *options,
+                    },
+                )?;
+                if let Some(o) = &output {
+                    rb.read(o, 0, U::DTYPE.buffer_bytes(n))?;
+                }
+                if let Some(l) = &lse {
+                    rb.read(l, 0, 4 * shape.rows as u64)?;
+                }
+                Ok((output.is_some(), lse.is_some()))
+            })
+            .await?;
+        let mut bytes = bytes.into_iter();
+        let values = match has_output {
+            true => decode::<U>(&bytes.next().unwrap_or_default(), x.len()),
+            false => Vec::new(),
+        };
+        let lse = has_lse.then(|| decode::<f32>(&bytes.next().unwrap_or_default(), shape.rows));
+        Ok(ForwardResult { values, lse })
+    }
+
+    blocking! {
+        /// Blocking [`Engine::softmax_async`].
+        softmax => softmax_async<T: Element>(x: &[T], shape: Shape, options: &SoftmaxOptions)
+            -> Result<Vec<T>>
+    }
+
+    blocking! {
+        /// Blocking [`Engine::log_softmax_async`].
+        log_softmax => log_softmax_async<T: Element>(
+            x: &[T], shape: Shape, options: &SoftmaxOptions) -> Result<Vec<T>>
+    }
+
+    blocking! {
+        /// Blocking [`Engine::logsumexp_async`].
+        logsumexp => logsumexp_async<T: Element>(
+            x: &[T], shape: Shape, options: &SoftmaxOptions) -> Result<Vec<f32>>
+    }
+
+    /// Blocking [`Engine::forward_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn forward<T: Element, U: Element>(
         &self,
         op: Forward,
@@ -63,70 +150,19 @@ impl Engine {
         options: &SoftmaxOptions,
         with_lse: bool,
     ) -> Result<ForwardResult<U>> {
-        self.host_op(|| {
-            shape.expect_len("logits", x.len())?;
-            options.inv_temperature()?;
-            let n = x.len() as u64;
-            let with_lse = with_lse || op == Forward::LogSumExp;
-            let storage = wgpu::BufferUsages::STORAGE;
-            let input = self.upload(x)?;
-            let output = match op {
-                Forward::LogSumExp => None,
-                _ => Some(self.pool.take(
-                    &self.device,
-                    storage | wgpu::BufferUsages::COPY_SRC,
-                    U::DTYPE.buffer_bytes(n),
-                )?),
-            };
-            let lse = match with_lse {
-                true => Some(self.pool.take(
-                    &self.device,
-                    storage | wgpu::BufferUsages::COPY_SRC,
-                    4 * shape.rows as u64,
-                )?),
-                false => None,
-            };
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            self.record_forward(
-                &mut encoder,
-                &ForwardArgs {
-                    op,
-                    shape,
-                    input: TensorRef::new(&input, T::DTYPE),
-                    output: output.as_ref().map(|b| TensorRef::new(b, U::DTYPE)),
-                    lse: lse.as_ref().map(|b| TensorRef::new(b, DType::F32)),
-                    options: *options,
-                },
-            )?;
-            let mut reads = Vec::new();
-            if let Some(o) = &output {
-                reads.push((&**o, U::DTYPE.buffer_bytes(n)));
-            }
-            if let Some(l) = &lse {
-                reads.push((&**l, 4 * shape.rows as u64));
-            }
-            let bytes = self.submit_and_read(encoder, &reads)?;
-            let mut bytes = bytes.into_iter();
-            let values = match output {
-                Some(_) => decode::<U>(&bytes.next().unwrap_or_default(), x.len()),
-                None => Vec::new(),
-            };
-            let lse = lse.map(|_| decode::<f32>(&bytes.next().unwrap_or_default(), shape.rows));
-            Ok(ForwardResult { values, lse })
-        })
+        pollster::block_on(self.forward_async(op, x, shape, options, with_lse))
     }
 
     /// Reads `count` values of `T` from `buffer` (which needs `COPY_SRC` usage) at byte
-    /// `offset`, a multiple of 4: submits a copy into a pooled staging buffer and waits for
-    /// it. For checking results of recorded work in tests, examples and tools; a hot path
-    /// keeps its data on the GPU.
-    pub fn read_buffer<T: bytemuck::Pod>(
+    /// `offset`, a multiple of 4, through a pooled staging buffer, once the work submitted
+    /// before is done. For checking results of recorded work in tests, examples and tools;
+    /// a hot path keeps its data on the GPU.
+    pub async fn read_buffer_async<T: bytemuck::Pod>(
         &self,
         buffer: &wgpu::Buffer,
         offset: u64,
         count: usize,
     ) -> Result<Vec<T>> {
-        self.check_alive()?;
         let bytes = (count * std::mem::size_of::<T>()) as u64;
         let size = bytes.div_ceil(4) * 4;
         let reason = if !offset.is_multiple_of(4) {
@@ -143,20 +179,32 @@ impl Engine {
             None
         };
         if let Some(reason) = reason {
+            self.check_alive()?;
             return Err(Error::InvalidBuffer {
                 what: "read_buffer",
                 reason,
             });
         }
         if count == 0 {
+            self.check_alive()?;
             return Ok(Vec::new());
         }
-        let encoder = self.device.create_command_encoder(&Default::default());
-        let read = self.submit_and_read_ranges(encoder, &[(buffer, offset, size)])?;
+        let ((), read) = self.host_op(|rb| rb.read(buffer, offset, size)).await?;
         Ok(read[0][..bytes as usize]
             .chunks_exact(std::mem::size_of::<T>())
             .map(bytemuck::pod_read_unaligned)
             .collect())
+    }
+
+    /// Blocking [`Engine::read_buffer_async`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_buffer<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        count: usize,
+    ) -> Result<Vec<T>> {
+        pollster::block_on(self.read_buffer_async(buffer, offset, count))
     }
 
     /// Copies `x` into a pooled storage buffer, padded to a whole word.
@@ -177,49 +225,60 @@ impl Engine {
         Ok(buffer)
     }
 
-    /// Copies each `(buffer, bytes)` into a pooled readback buffer, submits `encoder`, waits,
-    /// and returns the bytes.
-    pub(crate) fn submit_and_read(
-        &self,
-        encoder: wgpu::CommandEncoder,
-        reads: &[(&wgpu::Buffer, u64)],
-    ) -> Result<Vec<Vec<u8>>> {
-        let ranges: Vec<_> = reads.iter().map(|&(b, size)| (b, 0, size)).collect();
-        self.submit_and_read_ranges(encoder, &ranges)
+    /// A pooled storage buffer of `bytes` that can be read back.
+    pub(crate) fn output(&self, bytes: u64) -> Result<Pooled<'_>> {
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        self.pool.take(&self.device, usage, bytes)
     }
 
-    /// `submit_and_read` of `(buffer, offset, size)` ranges (multiples of 4 bytes).
-    pub(crate) fn submit_and_read_ranges(
+    /// Runs one host operation. `record` validates, uploads and records into the
+    /// operation's encoder, and names what to read back ([`Readback::read`]), without
+    /// waiting, inside error scopes; then the work is submitted and its readbacks awaited.
+    /// Returns `record`'s value and the bytes read, in the order asked. On the GL backend the
+    /// host operations of one engine take turns (`host_turn`). wgpu's validation and
+    /// out-of-memory errors come back as `Err`, and where the device was lost meanwhile,
+    /// that is the error rather than the failure the loss caused.
+    pub(crate) async fn host_op<T>(
         &self,
-        mut encoder: wgpu::CommandEncoder,
-        reads: &[(&wgpu::Buffer, u64, u64)],
-    ) -> Result<Vec<Vec<u8>>> {
-        let mut staging = Vec::with_capacity(reads.len());
-        for &(src, offset, size) in reads {
-            let dst = self.pool.take(
-                &self.device,
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                size,
-            )?;
-            encoder.copy_buffer_to_buffer(src, offset, &dst, 0, size);
-            staging.push((dst, size));
+        record: impl FnOnce(&mut Readback<'_>) -> Result<T>,
+    ) -> Result<(T, Vec<Vec<u8>>)> {
+        let _turn = self.host_turn().await;
+        self.check_alive()?;
+        let result = self.submit_and_read(record).await;
+        if result.is_err() {
+            // wgpu reports a loss from its maintenance, which a poll runs.
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            self.check_alive()?;
         }
-        let commands = crate::scope::capture_errors(&self.device, || encoder.finish())?;
-        self.queue.submit([commands]);
-        let mut receivers = Vec::with_capacity(staging.len());
-        for (dst, size) in &staging {
-            let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-            dst.slice(..*size).map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-            receivers.push(rx);
-        }
-        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        result
+    }
+
+    async fn submit_and_read<T>(
+        &self,
+        record: impl FnOnce(&mut Readback<'_>) -> Result<T>,
+    ) -> Result<(T, Vec<Vec<u8>>)> {
+        let (submitted, caught) = crate::scope::scoped(&self.device, || -> Result<_> {
+            let mut rb = Readback {
+                engine: self,
+                encoder: self.device.create_command_encoder(&Default::default()),
+                staging: Vec::new(),
+            };
+            let value = record(&mut rb)?;
+            let Readback {
+                encoder, staging, ..
+            } = rb;
+            self.queue.submit([encoder.finish()]);
+            let mapped: Vec<_> = staging.iter().map(|(b, size)| map_read(b, *size)).collect();
+            Ok((value, staging, mapped))
+        });
+        let (value, staging, mapped) = submitted?;
+        caught.await?;
+        wait_for_device(&self.device)?;
         self.check_alive()?;
         let mut out = Vec::with_capacity(staging.len());
-        for ((dst, size), rx) in staging.iter().zip(receivers) {
-            pollster::block_on(rx.receive())
-                .ok_or_else(|| Error::DeviceLost("map callback dropped".into()))??;
+        for ((dst, size), mapped) in staging.iter().zip(mapped) {
+            mapped.await?;
             let view = dst
                 .slice(..*size)
                 .get_mapped_range()
@@ -228,12 +287,61 @@ impl Engine {
             drop(view);
             dst.unmap();
         }
-        Ok(out)
+        Ok((value, out))
     }
 }
 
+/// One host operation's encoder and the ranges it reads back.
+pub(crate) struct Readback<'a> {
+    engine: &'a Engine,
+    /// The encoder the operation records into.
+    pub(crate) encoder: wgpu::CommandEncoder,
+    staging: Vec<(Pooled<'a>, u64)>,
+}
+
+impl Readback<'_> {
+    /// Reads `size` bytes (a multiple of 4) of `src` at `offset` (a multiple of 4) once the
+    /// operation's work is done, through a pooled staging buffer.
+    pub(crate) fn read(&mut self, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<()> {
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let dst = self.engine.pool.take(&self.engine.device, usage, size)?;
+        self.encoder
+            .copy_buffer_to_buffer(src, offset, &dst, 0, size);
+        self.staging.push((dst, size));
+        Ok(())
+    }
+}
+
+/// Starts mapping the first `size` bytes of `buffer` for reading; the future resolves once
+/// they are mapped (natively, after [`wait_for_device`]).
+pub(crate) fn map_read(buffer: &wgpu::Buffer, size: u64) -> impl Future<Output = Result<()>> {
+    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+    buffer
+        .slice(..size)
+        .map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+    async move {
+        rx.receive()
+            .await
+            .ok_or_else(|| Error::DeviceLost("map callback dropped".into()))?
+            .map_err(Error::from)
+    }
+}
+
+/// Natively, waits until the device has done the work submitted so far, which also runs the
+/// callbacks of finished mappings. In a browser the device makes progress on its own and
+/// the mappings' futures resolve through promises: nothing to do.
+pub(crate) fn wait_for_device(device: &wgpu::Device) -> Result<()> {
+    #[cfg(not(target_arch = "wasm32"))]
+    device.poll(wgpu::PollType::wait_indefinitely())?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = device;
+    Ok(())
+}
+
 /// The first `n` elements of `bytes`.
-fn decode<U: Element>(bytes: &[u8], n: usize) -> Vec<U> {
+pub(crate) fn decode<U: Element>(bytes: &[u8], n: usize) -> Vec<U> {
     let size = std::mem::size_of::<U>();
     bytes[..n * size]
         .chunks_exact(size)

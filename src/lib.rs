@@ -25,6 +25,7 @@
 pub mod accuracy;
 #[cfg(feature = "cli")]
 pub mod bench;
+mod copy;
 mod dtype;
 mod engine;
 mod error;
@@ -45,6 +46,8 @@ mod profile;
 mod record;
 mod scope;
 #[doc(hidden)]
+pub use scope::scoped;
+#[doc(hidden)]
 pub mod shader;
 #[cfg(test)]
 mod snapshot;
@@ -52,6 +55,7 @@ mod stopwatch;
 mod training;
 mod tuning;
 
+pub use copy::{CopyKind, CopyWord};
 pub use dtype::{DType, Element};
 pub use engine::{adapters, quiet_headless_vulkan, Engine, WANTED_FEATURES};
 pub use error::{Error, Result};
@@ -63,7 +67,9 @@ pub use options::{
 };
 pub use profile::EngineInfo;
 pub use record::{ForwardArgs, TensorRef};
-pub use stopwatch::{median, Clock, Stopwatch};
+pub use stopwatch::median;
+#[cfg(not(target_arch = "wasm32"))]
+pub use stopwatch::{Clock, Stopwatch};
 pub use training::{CrossEntropyArgs, CrossEntropyResult, GradOutput};
 pub use {half, wgpu};
 

@@ -147,13 +147,19 @@ fn the_kernels_bit_conversions_are_exact_on_every_adapter() {
     // (ties, one step either side, overflow, subnormals, NaN), against the `half` crate.
     common::on_every_adapter(|e| {
         assert!(
-            softmax_wgpu::bit_conversions_are_exact(e.device(), e.queue()),
+            pollster::block_on(softmax_wgpu::bit_conversions_are_exact(
+                e.device(),
+                e.queue()
+            )),
             "f16 bit conversions inexact"
         );
         // The softmax outputs' narrowing, on the values it takes: non-negative below the
         // overflow threshold, and NaN.
         assert!(
-            softmax_wgpu::unit_conversions_are_exact(e.device(), e.queue()),
+            pollster::block_on(softmax_wgpu::unit_conversions_are_exact(
+                e.device(),
+                e.queue()
+            )),
             "f16 narrowing of softmax outputs inexact"
         );
     });

@@ -8,12 +8,11 @@
 //! that a machine's drift cancels out of their ratio.
 
 mod case;
-mod copy;
 mod verify;
 
+pub use crate::copy::{CopyKind, CopyWord};
 pub use crate::stopwatch::{median, Clock, Stopwatch};
 pub use case::{BenchOp, Case, Prepared};
-pub use copy::{CopyKind, CopyWord};
 
 use std::time::Instant;
 

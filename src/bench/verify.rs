@@ -45,22 +45,19 @@ impl Prepared<'_> {
         let cols = c.shape.cols;
         let size = c.dtype.size();
         let rows = checked_rows(c.shape.rows);
-        let mut encoder = self
-            .engine
-            .device()
-            .create_command_encoder(&Default::default());
-        self.record(&mut encoder)?;
         // Each row's outputs (in whole words), logsumexp and loss.
-        let mut reads = Vec::new();
-        for &r in &rows {
-            let start = (r * cols) as u64 * size;
-            let first = start / 4 * 4;
-            let end = (start + cols as u64 * size).div_ceil(4) * 4;
-            reads.push((&self.y, first, end - first));
-            reads.push((&self.lse, 4 * r as u64, 4));
-            reads.push((&self.loss, 4 * r as u64, 4));
-        }
-        let out = self.engine.submit_and_read_ranges(encoder, &reads)?;
+        let ((), out) = pollster::block_on(self.engine.host_op(|rb| {
+            self.record(&mut rb.encoder)?;
+            for &r in &rows {
+                let start = (r * cols) as u64 * size;
+                let first = start / 4 * 4;
+                let end = (start + cols as u64 * size).div_ceil(4) * 4;
+                rb.read(&self.y, first, end - first)?;
+                rb.read(&self.lse, 4 * r as u64, 4)?;
+                rb.read(&self.loss, 4 * r as u64, 4)?;
+            }
+            Ok(())
+        }))?;
         for (k, &r) in rows.iter().enumerate() {
             let x: Vec<T> = self.logits[r * cols..(r + 1) * cols]
                 .iter()

@@ -5,7 +5,7 @@
 
 use super::keys::{BackwardKey, CeKey, CopyKey, KernelKey, PipelineKey};
 use super::slot;
-use super::views::{slot_type, view_type};
+use super::views::{slot_type, view_type, OUTPUT_VIEWS};
 use crate::dtype::Storage;
 
 /// Bytes of a forward kernel's split-row partial state per piece of a row: one `vec4<u32>`,
@@ -112,7 +112,7 @@ fn input_output(
     }
     if let Some(out) = output {
         b.push(output_decl(out));
-        if vectors[1] {
+        if vectors[1] && OUTPUT_VIEWS {
             b.push(view(slot::Y_VEC, "y_vec_buf", out, wide, Access::ReadWrite));
         }
     }
@@ -211,17 +211,29 @@ impl BackwardKey {
             Access::Read,
         ));
         if self.blocks {
-            b.extend([
-                view(slot::X_VEC, "x_vec_buf", self.input, wide, Access::Read),
-                view(
+            b.push(view(
+                slot::X_VEC,
+                "x_vec_buf",
+                self.input,
+                wide,
+                Access::Read,
+            ));
+            if OUTPUT_VIEWS {
+                b.push(view(
                     slot::Y_VEC,
                     "y_vec_buf",
                     self.output,
                     wide,
                     Access::ReadWrite,
-                ),
-                view(slot::DY_VEC, "dy_vec_buf", self.input, wide, Access::Read),
-            ]);
+                ));
+            }
+            b.push(view(
+                slot::DY_VEC,
+                "dy_vec_buf",
+                self.input,
+                wide,
+                Access::Read,
+            ));
         }
         if self.split {
             b.push(f32_out(slot::PARTIALS, "partials_buf"));

@@ -99,6 +99,9 @@ pub(super) fn vector_view(
     read_only: bool,
     fenced: bool,
 ) -> String {
+    if !read_only && !OUTPUT_VIEWS {
+        return scalar_backed_view(name, s);
+    }
     if s == Storage::F32 {
         return block_view(name, wide, read_only);
     }
@@ -136,6 +139,50 @@ pub(super) fn vector_view(
         }
     }
     out
+}
+
+/// Whether an output has a vector view binding of its own beside `y_buf`. WebGPU forbids
+/// two bindings of one bind group to overlap where either is writable (wgpu's native
+/// backends allow it), so in a browser the output's vector accessors go through `y_buf`
+/// itself (`scalar_backed_view`), and the bindings leave `Y_VEC` out (src/shader/spec.rs).
+pub(crate) const OUTPUT_VIEWS: bool = matches!(super::Dialect::of_target(), super::Dialect::Native);
+
+/// The accessors of a writable vector view (`y_vec`: `y_vec_block` / `y_vec_store_block` for
+/// f32, `y_vec` / `y_vec_store` of packed words otherwise) through the scalar output
+/// binding `y_buf`, element by element (see `OUTPUT_VIEWS`).
+fn scalar_backed_view(name: &str, s: Storage) -> String {
+    assert_eq!(name, "y_vec", "only the output's view is writable");
+    match s {
+        Storage::F32 => "fn y_vec_block(b: u32) -> Block {\n    \
+             var v = Block(vec4<f32>(0.0), vec4<f32>(0.0));\n    \
+             for (var k = 0u; k < 4u; k++) {\n        \
+             v.lo[k] = y_buf[BLOCK * b + k];\n        \
+             v.hi[k] = y_buf[BLOCK * b + 4u + k];\n    }\n    \
+             return v;\n}\n\
+             fn y_vec_store_block(b: u32, v: Block) {\n    \
+             for (var k = 0u; k < 4u; k++) {\n        \
+             y_buf[BLOCK * b + k] = v.lo[k];\n        \
+             y_buf[BLOCK * b + 4u + k] = v.hi[k];\n    }\n}\n"
+            .into(),
+        Storage::F16Packed | Storage::Bf16Packed => "fn y_vec(i: u32) -> vec4<u32> {\n    \
+             var w = vec4<u32>(0u);\n    \
+             for (var k = 0u; k < 4u; k++) { w[k] = atomicLoad(&y_buf[4u * i + k]); }\n    \
+             return w;\n}\n\
+             fn y_vec_store(i: u32, v: vec4<u32>) {\n    \
+             for (var k = 0u; k < 4u; k++) { atomicStore(&y_buf[4u * i + k], v[k]); }\n}\n"
+            .into(),
+        Storage::F16Native => "fn y_vec(i: u32) -> vec4<u32> {\n    \
+             var w = vec4<u32>(0u);\n    \
+             for (var k = 0u; k < 4u; k++) {\n        \
+             w[k] = bitcast<u32>(vec2<f16>(y_buf[8u * i + 2u * k], y_buf[8u * i + 2u * k + 1u]));\n    }\n    \
+             return w;\n}\n\
+             fn y_vec_store(i: u32, v: vec4<u32>) {\n    \
+             for (var k = 0u; k < 4u; k++) {\n        \
+             let h = bitcast<vec2<f16>>(v[k]);\n        \
+             y_buf[8u * i + 2u * k] = h.x;\n        \
+             y_buf[8u * i + 2u * k + 1u] = h.y;\n    }\n}\n"
+            .into(),
+    }
 }
 
 /// `vector_view` of an f32 tensor: one `vec4<u64>` per block with `wide`, two `vec4<f32>`

@@ -4,6 +4,7 @@
 use crate::dtype::Element;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::host::decode;
 use crate::launch::BackwardCall;
 use crate::options::Shape;
 use crate::record::TensorRef;
@@ -63,38 +64,39 @@ impl Engine {
     }
 
     /// Softmax backward (`log = false`) or log_softmax backward (`log = true`) of host
-    /// slices: `y` the forward output, `dy` the upstream gradient. Blocking.
-    pub fn softmax_backward<T: Element>(
+    /// slices: `y` the forward output, `dy` the upstream gradient.
+    pub async fn softmax_backward_async<T: Element>(
         &self,
         log: bool,
         y: &[T],
         dy: &[T],
         shape: Shape,
     ) -> Result<Vec<T>> {
-        self.host_op(|| {
-            shape.expect_len("y", y.len())?;
-            shape.expect_len("dy", dy.len())?;
-            let n = y.len() as u64;
-            let yb = self.upload(y)?;
-            let db = self.upload(dy)?;
-            let out = self.pool.take(
-                &self.device,
-                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                T::DTYPE.buffer_bytes(n),
-            )?;
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            self.record_backward(
-                &mut encoder,
-                log,
-                shape,
-                TensorRef::new(&yb, T::DTYPE),
-                TensorRef::new(&db, T::DTYPE),
-                TensorRef::new(&out, T::DTYPE),
-            )?;
-            let bytes = self.submit_and_read(encoder, &[(&out, T::DTYPE.buffer_bytes(n))])?;
-            Ok(bytemuck::pod_collect_to_vec(
-                &bytes[0][..std::mem::size_of_val(y)],
-            ))
-        })
+        let n = y.len() as u64;
+        let ((), bytes) = self
+            .host_op(|rb| {
+                shape.expect_len("y", y.len())?;
+                shape.expect_len("dy", dy.len())?;
+                let yb = self.upload(y)?;
+                let db = self.upload(dy)?;
+                let out = self.output(T::DTYPE.buffer_bytes(n))?;
+                self.record_backward(
+                    &mut rb.encoder,
+                    log,
+                    shape,
+                    TensorRef::new(&yb, T::DTYPE),
+                    TensorRef::new(&db, T::DTYPE),
+                    TensorRef::new(&out, T::DTYPE),
+                )?;
+                rb.read(&out, 0, T::DTYPE.buffer_bytes(n))
+            })
+            .await?;
+        Ok(decode(&bytes[0], y.len()))
+    }
+
+    crate::host::blocking! {
+        /// Blocking [`Engine::softmax_backward_async`].
+        softmax_backward => softmax_backward_async<T: Element>(
+            log: bool, y: &[T], dy: &[T], shape: Shape) -> Result<Vec<T>>
     }
 }

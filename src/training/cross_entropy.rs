@@ -5,6 +5,7 @@ use super::f32_ref;
 use crate::dtype::{DType, Element};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::host::decode;
 use crate::launch::CrossEntropyCall;
 use crate::options::{CrossEntropyOptions, Shape};
 use crate::params::CeParams;
@@ -149,7 +150,89 @@ impl Engine {
     }
 
     /// Cross-entropy of `logits` against `targets` (class indices), with the gradient with
-    /// respect to the logits when `with_grad` is set. Blocking.
+    /// respect to the logits when `with_grad` is set.
+    pub async fn cross_entropy_async<T: Element>(
+        &self,
+        logits: &[T],
+        targets: &[i64],
+        shape: Shape,
+        options: &CrossEntropyOptions,
+        with_grad: bool,
+    ) -> Result<CrossEntropyResult<T>> {
+        let n = logits.len() as u64;
+        let rows = shape.rows as u64;
+        let ((), out) = self
+            .host_op(|rb| {
+                shape.expect_len("logits", logits.len())?;
+                if targets.len() != shape.rows {
+                    return Err(Error::ShapeMismatch {
+                        what: "targets",
+                        got: targets.len(),
+                        expected: shape.rows,
+                        rows: shape.rows,
+                        cols: 1,
+                    });
+                }
+                options.validate(shape.cols)?;
+                let ignore = i64::from(options.ignore_index);
+                let mut t32 = Vec::with_capacity(targets.len());
+                for (row, &t) in targets.iter().enumerate() {
+                    if t != ignore && !(0..shape.cols as i64).contains(&t) {
+                        return Err(Error::invalid_target(row, t, shape.cols));
+                    }
+                    t32.push(t as i32);
+                }
+                let x = self.upload(logits)?;
+                let tb = self.upload(&t32)?;
+                let wb = options
+                    .weight
+                    .as_deref()
+                    .map(|w| self.upload(w))
+                    .transpose()?;
+                let grad = match with_grad {
+                    true => Some(self.output(T::DTYPE.buffer_bytes(n))?),
+                    false => None,
+                };
+                let loss = self.output(4 * rows)?;
+                let lse = self.output(4 * rows)?;
+                let meta = self.output(16)?;
+                self.record_cross_entropy(
+                    &mut rb.encoder,
+                    &CrossEntropyArgs {
+                        shape,
+                        logits: TensorRef::new(&x, T::DTYPE),
+                        targets: TensorRef::new(&tb, DType::F32),
+                        weight: wb.as_ref().map(|w| TensorRef::new(w, DType::F32)),
+                        grad: grad.as_ref().map_or(GradOutput::None, |g| {
+                            GradOutput::To(TensorRef::new(g, T::DTYPE))
+                        }),
+                        loss: TensorRef::new(&loss, DType::F32),
+                        lse: TensorRef::new(&lse, DType::F32),
+                        meta: &meta,
+                    },
+                    options,
+                )?;
+                rb.read(&loss, 0, 4 * rows)?;
+                rb.read(&lse, 0, 4 * rows)?;
+                rb.read(&meta, 0, 16)?;
+                if let Some(g) = &grad {
+                    rb.read(g, 0, T::DTYPE.buffer_bytes(n))?;
+                }
+                Ok(())
+            })
+            .await?;
+        let f32s = |b: &[u8], n: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(&b[..4 * n]) };
+        let meta = f32s(&out[2], 4);
+        Ok(CrossEntropyResult {
+            loss: meta[2],
+            per_row: f32s(&out[0], shape.rows),
+            lse: f32s(&out[1], shape.rows),
+            grad: with_grad.then(|| decode(&out[3], logits.len())),
+        })
+    }
+
+    /// Blocking [`Engine::cross_entropy_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn cross_entropy<T: Element>(
         &self,
         logits: &[T],
@@ -158,79 +241,6 @@ impl Engine {
         options: &CrossEntropyOptions,
         with_grad: bool,
     ) -> Result<CrossEntropyResult<T>> {
-        self.host_op(|| {
-            shape.expect_len("logits", logits.len())?;
-            if targets.len() != shape.rows {
-                return Err(Error::ShapeMismatch {
-                    what: "targets",
-                    got: targets.len(),
-                    expected: shape.rows,
-                    rows: shape.rows,
-                    cols: 1,
-                });
-            }
-            options.validate(shape.cols)?;
-            let ignore = i64::from(options.ignore_index);
-            let mut t32 = Vec::with_capacity(targets.len());
-            for (row, &t) in targets.iter().enumerate() {
-                if t != ignore && !(0..shape.cols as i64).contains(&t) {
-                    return Err(Error::invalid_target(row, t, shape.cols));
-                }
-                t32.push(t as i32);
-            }
-            let n = logits.len() as u64;
-            let rows = shape.rows as u64;
-            let out_usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-            let x = self.upload(logits)?;
-            let tb = self.upload(&t32)?;
-            let wb = options
-                .weight
-                .as_deref()
-                .map(|w| self.upload(w))
-                .transpose()?;
-            let grad = match with_grad {
-                true => Some(
-                    self.pool
-                        .take(&self.device, out_usage, T::DTYPE.buffer_bytes(n))?,
-                ),
-                false => None,
-            };
-            let loss = self.pool.take(&self.device, out_usage, 4 * rows)?;
-            let lse = self.pool.take(&self.device, out_usage, 4 * rows)?;
-            let meta = self.pool.take(&self.device, out_usage, 16)?;
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            self.record_cross_entropy(
-                &mut encoder,
-                &CrossEntropyArgs {
-                    shape,
-                    logits: TensorRef::new(&x, T::DTYPE),
-                    targets: TensorRef::new(&tb, DType::F32),
-                    weight: wb.as_ref().map(|w| TensorRef::new(w, DType::F32)),
-                    grad: grad.as_ref().map_or(GradOutput::None, |g| {
-                        GradOutput::To(TensorRef::new(g, T::DTYPE))
-                    }),
-                    loss: TensorRef::new(&loss, DType::F32),
-                    lse: TensorRef::new(&lse, DType::F32),
-                    meta: &meta,
-                },
-                options,
-            )?;
-            let mut reads = vec![(&*loss, 4 * rows), (&*lse, 4 * rows), (&*meta, 16)];
-            if let Some(g) = &grad {
-                reads.push((&**g, T::DTYPE.buffer_bytes(n)));
-            }
-            let out = self.submit_and_read(encoder, &reads)?;
-            let f32s =
-                |b: &[u8], n: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(&b[..4 * n]) };
-            let meta = f32s(&out[2], 4);
-            Ok(CrossEntropyResult {
-                loss: meta[2],
-                per_row: f32s(&out[0], shape.rows),
-                lse: f32s(&out[1], shape.rows),
-                grad: grad.map(|_| {
-                    bytemuck::pod_collect_to_vec(&out[3][..std::mem::size_of_val(logits)])
-                }),
-            })
-        })
+        pollster::block_on(self.cross_entropy_async(logits, targets, shape, options, with_grad))
     }
 }

@@ -94,20 +94,8 @@ pub fn check_all_ops(e: &Engine, x: &[f32], shape: Shape, options: &SoftmaxOptio
     }
 }
 
-/// Deterministic pseudo-random logits (splitmix64), uniform in [-scale, scale].
-pub fn random_logits(n: usize, scale: f32, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
+#[allow(unused_imports)]
+pub use softmax_wgpu::accuracy::random_logits;
 
 /// Engines forced onto the portable (packed `u32`) f16 path, one per adapter, so that CI
 /// covers both f16 paths even on an adapter that has SHADER_F16.

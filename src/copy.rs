@@ -1,5 +1,5 @@
-//! The copy kernel, the roofline every benchmark divides by, and the exp ceilings it also
-//! runs (shaders/copy.wgsl).
+//! The copy kernel, the roofline every benchmark divides by (natively and in a browser), and
+//! the exp ceilings the native benchmark also runs (shaders/copy.wgsl).
 
 use crate::dtype::DType;
 use crate::engine::Engine;
@@ -11,7 +11,7 @@ pub use crate::shader::{CopyKind, CopyWord};
 
 impl Engine {
     /// The words the copy kernel can move on this device: 16 bytes everywhere, 32 where the
-    /// device has SHADER_INT64. [`measure`](super::measure) times each and divides by the faster.
+    /// device has SHADER_INT64. The benchmarks time each and divides by the faster.
     pub fn copy_words(&self) -> Vec<CopyWord> {
         let mut words = vec![CopyWord::Bytes16];
         if self

@@ -1,0 +1,248 @@
+//! The options objects of the JavaScript API, read with serde; unknown fields are errors, so
+//! that a misspelt option is refused rather than ignored.
+
+use serde::Deserialize;
+use softmax_wgpu::{
+    CrossEntropyOptions, DType, EngineOptions, Forward, HalfPath, MaskedRows, Reduction, Shape,
+    SoftmaxOptions, Tuning, Variant,
+};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::convert::js_error;
+
+/// Reads `value` (undefined or null: the defaults) as `T`, whose fields are `fields`; errors
+/// name the object. serde-wasm-bindgen reads only the fields it knows, so unknown ones are
+/// looked for here.
+pub fn parse<T: for<'de> Deserialize<'de> + Default>(
+    value: JsValue,
+    what: &str,
+    fields: &[&str],
+) -> Result<T, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    let Some(object) = value
+        .dyn_ref::<js_sys::Object>()
+        .filter(|_| value.is_object())
+    else {
+        return Err(js_error(format!("{what}: must be an object")));
+    };
+    for key in js_sys::Object::keys(object) {
+        let key = key.as_string().unwrap_or_default();
+        if !fields.contains(&key.as_str()) {
+            return Err(js_error(format!(
+                "{what}: unknown option {key:?}; the options are {}",
+                fields.join(", ")
+            )));
+        }
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| js_error(format!("{what}: {e}")))
+}
+
+/// `Engine.create`'s options.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EngineOpts {
+    half_path: Option<String>,
+    tuning: Option<String>,
+}
+
+impl EngineOpts {
+    pub fn parse(value: JsValue) -> Result<Self, JsValue> {
+        parse(value, "engine options", &["halfPath", "tuning"])
+    }
+
+    pub fn into_engine_options(self) -> Result<EngineOptions, JsValue> {
+        let half_path = match self.half_path.as_deref() {
+            None | Some("auto") => HalfPath::Auto,
+            Some("portable") => HalfPath::Portable,
+            Some(other) => return Err(bad("halfPath", other, "auto or portable")),
+        };
+        let tuning = match self.tuning.as_deref() {
+            None | Some("auto") => Tuning::Auto,
+            Some("cpu") => Tuning::Cpu,
+            Some("gpu") => Tuning::Gpu,
+            Some(other) => return Err(bad("tuning", other, "auto, cpu or gpu")),
+        };
+        Ok(EngineOptions {
+            half_path,
+            tuning,
+            ..Default::default()
+        })
+    }
+}
+
+fn bad(name: &str, value: &str, allowed: &str) -> JsValue {
+    js_error(format!("invalid {name} {value:?}: must be {allowed}"))
+}
+
+/// The shape, dtype and softmax options of every operation.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShapeOpts {
+    #[serde(default)]
+    rows: Option<f64>,
+    #[serde(default)]
+    cols: Option<f64>,
+    #[serde(default)]
+    dtype: Option<String>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    masked_rows: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl ShapeOpts {
+    pub fn parse(value: JsValue) -> Result<Self, JsValue> {
+        if value.is_undefined() || value.is_null() {
+            return Err(js_error("options: { rows, cols } are required"));
+        }
+        let fields = [
+            "rows",
+            "cols",
+            "dtype",
+            "temperature",
+            "maskedRows",
+            "variant",
+        ];
+        parse(value, "options", &fields)
+    }
+
+    /// The shape (the Rust API validates it) and the dtype.
+    pub fn shape_and_dtype(&self) -> Result<(Shape, DType), JsValue> {
+        let count = |name: &str, v: Option<f64>| match v {
+            None => Err(js_error(format!("options: {name} is required"))),
+            Some(v) if v.fract() != 0.0 || !(0.0..=9.007_199_254_740_991e15).contains(&v) => {
+                Err(js_error(format!(
+                    "options: {name} must be a non-negative integer, got {v}"
+                )))
+            }
+            Some(v) => Ok(v as usize),
+        };
+        let shape = Shape::new(count("rows", self.rows)?, count("cols", self.cols)?);
+        Ok((shape, dtype(self.dtype.as_deref())?))
+    }
+
+    pub fn softmax_options(&self) -> Result<SoftmaxOptions, JsValue> {
+        let masked_rows = match self.masked_rows.as_deref() {
+            None | Some("nan") => MaskedRows::Nan,
+            Some("zeros") => MaskedRows::Zeros,
+            Some(other) => return Err(bad("maskedRows", other, "nan or zeros")),
+        };
+        let variant = match &self.variant {
+            None => Variant::Auto,
+            Some(v) => v.parse().map_err(js_error)?,
+        };
+        Ok(SoftmaxOptions {
+            temperature: self.temperature.unwrap_or(1.0),
+            masked_rows,
+            variant,
+        })
+    }
+}
+
+/// The dtype called `name` (default f32).
+pub fn dtype(name: Option<&str>) -> Result<DType, JsValue> {
+    match name {
+        None | Some("f32") => Ok(DType::F32),
+        Some("f16") => Ok(DType::F16),
+        Some("bf16") => Ok(DType::BF16),
+        Some(other) => Err(bad("dtype", other, "f32, f16 or bf16")),
+    }
+}
+
+/// The forward operation called `name`.
+pub fn forward_op(name: &str) -> Result<Forward, JsValue> {
+    match name {
+        "softmax" => Ok(Forward::Softmax),
+        "log-softmax" => Ok(Forward::LogSoftmax),
+        "logsumexp" => Ok(Forward::LogSumExp),
+        other => Err(bad("op", other, "softmax, log-softmax or logsumexp")),
+    }
+}
+
+/// `crossEntropy`'s options.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossEntropyOpts {
+    #[serde(default)]
+    rows: Option<f64>,
+    #[serde(default)]
+    cols: Option<f64>,
+    #[serde(default)]
+    dtype: Option<String>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    ignore_index: Option<i32>,
+    #[serde(default)]
+    label_smoothing: Option<f32>,
+    #[serde(default)]
+    reduction: Option<String>,
+    #[serde(default)]
+    weight: Option<Vec<f32>>,
+    #[serde(default)]
+    z_loss: Option<f32>,
+    #[serde(default)]
+    grad_scale: Option<f32>,
+    #[serde(default = "yes")]
+    pub grad: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl CrossEntropyOpts {
+    pub fn parse(value: JsValue) -> Result<Self, JsValue> {
+        if value.is_undefined() || value.is_null() {
+            return Err(js_error("options: { rows, cols } are required"));
+        }
+        let fields = [
+            "rows",
+            "cols",
+            "dtype",
+            "temperature",
+            "ignoreIndex",
+            "labelSmoothing",
+            "reduction",
+            "weight",
+            "zLoss",
+            "gradScale",
+            "grad",
+        ];
+        parse(value, "options", &fields)
+    }
+
+    /// The shape and the dtype, as [`ShapeOpts::shape_and_dtype`].
+    pub fn shape_and_dtype(&self) -> Result<(Shape, DType), JsValue> {
+        ShapeOpts {
+            rows: self.rows,
+            cols: self.cols,
+            dtype: self.dtype.clone(),
+            ..Default::default()
+        }
+        .shape_and_dtype()
+    }
+
+    pub fn to_options(&self) -> Result<CrossEntropyOptions, JsValue> {
+        let d = CrossEntropyOptions::default();
+        let reduction = match self.reduction.as_deref() {
+            None | Some("mean") => Reduction::Mean,
+            Some("sum") => Reduction::Sum,
+            Some("none") => Reduction::None,
+            Some(other) => return Err(bad("reduction", other, "mean, sum or none")),
+        };
+        Ok(CrossEntropyOptions {
+            ignore_index: self.ignore_index.unwrap_or(d.ignore_index),
+            label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
+            reduction,
+            weight: self.weight.clone(),
+            temperature: self.temperature.unwrap_or(d.temperature),
+            z_loss: self.z_loss.unwrap_or(d.z_loss),
+            grad_scale: self.grad_scale.unwrap_or(d.grad_scale),
+        })
+    }
+}
