@@ -7,8 +7,11 @@
 //! against an f64 CPU [`oracle`] within the contract of [`accuracy`].
 //!
 //! Two layers:
-//! - host slices, blocking: [`Engine::softmax`], [`Engine::log_softmax`],
-//!   [`Engine::logsumexp`], [`Engine::forward`];
+//! - host slices: [`Engine::softmax_async`], [`Engine::log_softmax_async`],
+//!   [`Engine::logsumexp_async`], [`Engine::forward_async`] and the training operations,
+//!   with blocking twins on native targets ([`Engine::softmax`], ...). In a browser
+//!   (`wasm32-unknown-unknown`, wgpu's WebGPU backend) only the `async` forms exist: nothing
+//!   there may block; `web/` wraps them for JavaScript;
 //! - device level, for embedding: [`Engine::from_device`] wraps the caller's device and
 //!   [`Engine::record_forward`] records into the caller's command encoder.
 //!

@@ -48,10 +48,12 @@ pub struct EngineOpts {
 }
 
 impl EngineOpts {
+    /// Reads `Engine.create`'s options object.
     pub fn parse(value: JsValue) -> Result<Self, JsValue> {
         parse(value, "engine options", &["halfPath", "tuning"])
     }
 
+    /// The Rust engine options.
     pub fn into_engine_options(self) -> Result<EngineOptions, JsValue> {
         let half_path = match self.half_path.as_deref() {
             None | Some("auto") => HalfPath::Auto,
@@ -95,6 +97,7 @@ pub struct ShapeOpts {
 }
 
 impl ShapeOpts {
+    /// Reads an operation's options object.
     pub fn parse(value: JsValue) -> Result<Self, JsValue> {
         if value.is_undefined() || value.is_null() {
             return Err(js_error("options: { rows, cols } are required"));
@@ -125,6 +128,7 @@ impl ShapeOpts {
         Ok((shape, dtype(self.dtype.as_deref())?))
     }
 
+    /// The softmax options (temperature, masked rows, variant).
     pub fn softmax_options(&self) -> Result<SoftmaxOptions, JsValue> {
         let masked_rows = match self.masked_rows.as_deref() {
             None | Some("nan") => MaskedRows::Nan,
@@ -187,6 +191,7 @@ pub struct CrossEntropyOpts {
     z_loss: Option<f32>,
     #[serde(default)]
     grad_scale: Option<f32>,
+    /// Whether the gradient is computed (default yes).
     #[serde(default = "yes")]
     pub grad: bool,
 }
@@ -196,6 +201,7 @@ fn yes() -> bool {
 }
 
 impl CrossEntropyOpts {
+    /// Reads `crossEntropy`'s options object.
     pub fn parse(value: JsValue) -> Result<Self, JsValue> {
         if value.is_undefined() || value.is_null() {
             return Err(js_error("options: { rows, cols } are required"));
@@ -227,6 +233,7 @@ impl CrossEntropyOpts {
         .shape_and_dtype()
     }
 
+    /// The Rust cross-entropy options.
     pub fn to_options(&self) -> Result<CrossEntropyOptions, JsValue> {
         let d = CrossEntropyOptions::default();
         let reduction = match self.reduction.as_deref() {
