@@ -2,6 +2,10 @@
 //! (chromedriver): it reaches its finished state, shows the stable seed row and no error, and
 //! its screenshot is kept (target/web-demo.png). It needs the page's wasm built first,
 //! `bash examples/web/build.sh` (the README's test command does it).
+//!
+//! The page runs its quick benchmark here. `WEB_DEMO_BENCH=full` runs the full one (the
+//! README's browser table; minutes on SwiftShader) and writes its results to
+//! target/web-bench.json.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,8 +22,9 @@ const FLAGS: [&str; 4] = [
     "--window-size=1000,2200",
 ];
 
-/// How long the page may take (its quick benchmark on SwiftShader: about 20 s on 2 cores).
-const LIMIT: Duration = Duration::from_secs(300);
+/// How long the page may take (its quick benchmark on SwiftShader: a few seconds on 2 cores;
+/// the full one about a minute).
+const LIMIT: Duration = Duration::from_secs(600);
 
 /// Serves `dir` on a free local port, from a thread of its own; returns the port.
 fn serve(dir: PathBuf) -> u16 {
@@ -87,7 +92,11 @@ fn the_demo_page_finishes_with_the_stable_row() {
     let result = runtime.block_on(run_page(driver_port, port));
     let _ = driver.kill();
     let _ = driver.wait();
-    let (state, error, stable, png) = result.unwrap_or_else(|e| panic!("{e}"));
+    let (state, error, stable, png, bench) = result.unwrap_or_else(|e| panic!("{e}"));
+    if full_bench() {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-bench.json");
+        std::fs::write(&out, bench).expect("the bench results written");
+    }
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-demo.png");
     std::fs::write(&shot, &png).expect("the screenshot written");
     assert_eq!(
@@ -108,12 +117,16 @@ fn the_demo_page_finishes_with_the_stable_row() {
     assert!(png.len() > 20_000, "a {}-byte screenshot", png.len());
 }
 
+fn full_bench() -> bool {
+    std::env::var("WEB_DEMO_BENCH").is_ok_and(|v| v == "full")
+}
+
 /// Opens the page, waits for its state to leave "running", and returns the state, the
-/// error text, the stable seed row and a screenshot.
+/// error text, the stable seed row, a screenshot and the benchmark's results (JSON).
 async fn run_page(
     driver_port: u16,
     port: u16,
-) -> Result<(String, String, String, Vec<u8>), String> {
+) -> Result<(String, String, String, Vec<u8>, String), String> {
     let mut caps = Capabilities::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -137,7 +150,10 @@ async fn run_page(
     };
     let outcome = async {
         client
-            .goto(&format!("http://127.0.0.1:{port}/?bench=quick"))
+            .goto(&format!(
+                "http://127.0.0.1:{port}/{}",
+                if full_bench() { "" } else { "?bench=quick" }
+            ))
             .await
             .map_err(|e| e.to_string())?;
         let text = |script: &'static str| {
@@ -161,7 +177,8 @@ async fn run_page(
         let error = text("return document.getElementById('error').textContent").await?;
         let stable = text("return document.getElementById('seed').dataset.stable || ''").await?;
         let png = client.screenshot().await.map_err(|e| e.to_string())?;
-        Ok((state, error, stable, png))
+        let bench = text("return JSON.stringify(window.benchResults || [])").await?;
+        Ok((state, error, stable, png, bench))
     }
     .await;
     let _ = client.close().await;

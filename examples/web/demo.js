@@ -147,7 +147,8 @@ async function benchSection(engine) {
     row("bench", [`${rows} × ${cols}`, dtype, r.variant, r.gbps.toFixed(2), r.copyGbps.toFixed(2),
       r.ratio.toFixed(2), mark(!bad.length, bad.length ? bad[0] : r.checked.map((c) => c.row).join(", "))]);
     if (bad.length) throw new Error(`softmax ${rows} x ${cols} ${dtype}: ${bad[0]}`);
-    results.push({ label: `${rows}×${cols} ${dtype}`, ours: r.gbps, copy: r.copyGbps });
+    results.push({ label: `${rows}×${cols} ${dtype}`, rows, cols, dtype, variant: r.variant,
+      ours: r.gbps, copy: r.copyGbps, ratio: r.ratio });
   }
   plot(results);
   window.benchResults = results;
