@@ -52,9 +52,16 @@ function numberToF16(x) {
   return h;
 }
 
+// The largest element (a loop: spreading a row of a million into Math.max overflows the stack).
+function maxOf(x) {
+  let m = -Infinity;
+  for (const v of x) if (v > m) m = v;
+  return m;
+}
+
 // The reference: softmax of one row in f64, shifted by its maximum.
 function softmaxRef(x) {
-  const m = Math.max(...x);
+  const m = maxOf(x);
   const e = Array.from(x, (v) => Math.exp(v - m));
   const s = e.reduce((a, b) => a + b, 0);
   return e.map((v) => v / s);
@@ -63,7 +70,7 @@ function softmaxRef(x) {
 // The crate's accuracy contract for f32 softmax, eps (8 + 4|a| + 2 log2 C) p + f32::MIN_POSITIVE
 // with a = z - m, plus one ulp of the output type for f16.
 function withinContract(got, want, x, dtype) {
-  const eps = 2 ** -24, m = Math.max(...x), l = Math.log2(x.length);
+  const eps = 2 ** -24, m = maxOf(x), l = Math.log2(x.length);
   for (let i = 0; i < want.length; i++) {
     const a = Math.abs(x[i] - m);
     let tol = eps * (8 + 4 * a + 2 * l) * want[i] + 1.1754944e-38;
@@ -83,6 +90,7 @@ async function adapterSection(engine) {
   row("adapter", ["features the browser offers", offered || "(none)"]);
   row("adapter", ["features the kernels use", info.features.join(", ") || "(none)"]);
   row("adapter", ["f16 path", info.features.includes("shader-f16") ? "native f16" : "portable (f16 packed in u32 words)"]);
+  row("adapter", ["f16 conversions", info.halfBuiltins ? "WGSL builtins (probed exact here)" : "bit manipulation (the builtins are not exact here)"]);
   row("adapter", ["tuning", info.tuning]);
   const l = info.limits;
   row("adapter", ["limits", `${l.maxComputeInvocationsPerWorkgroup} invocations, ${l.maxComputeWorkgroupStorageSize / 1024} KiB workgroup memory, ${l.maxStorageBuffersPerShaderStage} storage buffers, ${(l.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB per binding`]);
