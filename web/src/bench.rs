@@ -64,14 +64,28 @@ async fn run_in<T: Element>(
     shape: Shape,
     runs: usize,
 ) -> Result<JsValue, JsValue> {
+    let n = shape.rows.checked_mul(shape.cols).ok_or_else(|| {
+        js_error(format!(
+            "bench: {} x {} logits overflow",
+            shape.rows, shape.cols
+        ))
+    })?;
+    let device = engine.device();
+    let io_bytes = T::DTYPE.buffer_bytes(n as u64);
+    // Refused before the logits are made: a shape past the device's buffers would exhaust
+    // the page's memory first.
+    let max = device.limits().max_buffer_size;
+    if io_bytes > max {
+        return Err(js_error(format!(
+            "bench: {} x {} logits need {io_bytes} bytes; the device's buffers hold {max}",
+            shape.rows, shape.cols
+        )));
+    }
     let options = SoftmaxOptions::default();
     let variant = engine
         .forward_variant(op, shape, &options)
         .map_err(js_error)?;
-    let n = shape.len();
     let logits: Vec<T> = bench_logits(n).map(T::from_f32).collect();
-    let device = engine.device();
-    let io_bytes = T::DTYPE.buffer_bytes(n as u64);
     let lse_bytes = 4 * shape.rows as u64;
     let out_bytes = match op {
         Forward::LogSumExp => lse_bytes,

@@ -117,9 +117,9 @@ impl ShapeOpts {
     pub fn shape_and_dtype(&self) -> Result<(Shape, DType), JsValue> {
         let count = |name: &str, v: Option<f64>| match v {
             None => Err(js_error(format!("options: {name} is required"))),
-            Some(v) if v.fract() != 0.0 || !(0.0..=9.007_199_254_740_991e15).contains(&v) => {
+            Some(v) if v.fract() != 0.0 || !(0.0..=usize::MAX as f64).contains(&v) => {
                 Err(js_error(format!(
-                    "options: {name} must be a non-negative integer, got {v}"
+                    "options: {name} must be a non-negative integer that wasm can address, got {v}"
                 )))
             }
             Some(v) => Ok(v as usize),

@@ -477,6 +477,31 @@ async fn bad_arguments_from_javascript_reject_cleanly() {
             "dy",
         ),
     ];
+    let bench = |op: &str, rows: f64, cols: f64| {
+        e.bench(object(&[
+            ("op", op.into()),
+            ("rows", rows.into()),
+            ("cols", cols.into()),
+        ]))
+    };
+    let cases = cases.into_iter().chain([
+        (
+            "bench past the device's buffers",
+            bench("softmax", 2.0, 1e9),
+            "bytes",
+        ),
+        (
+            "bench of an unknown operation",
+            bench("sample", 1.0, 8.0),
+            "op",
+        ),
+        ("bench of zero rows", bench("softmax", 0.0, 8.0), "rows"),
+        (
+            "rows past what wasm addresses",
+            e.softmax(x(), with(&[], 1e20, 4.0)),
+            "non-negative integer",
+        ),
+    ]);
     for (what, promise, needle) in cases {
         match resolve(promise).await {
             Ok(v) => panic!("{what}: resolved to {v:?}"),
