@@ -23,7 +23,7 @@ fn rows_per_workgroup() -> u32 {
 fn lane_of(ids: Ids) -> Lane {
     if (SUBGROUP_ROWS) {
         let per_subgroup = ids.sg_size / LANES;
-        return Lane(ids.sg_id * per_subgroup + ids.sg_lane / LANES, ids.n_sg * per_subgroup,
+        return Lane(ids.sg_id * per_subgroup + ids.sg_lane / LANES, rows_per_workgroup(),
                     ids.sg_lane % LANES, LANES);
     }
     return Lane(0u, 1u, ids.lid, WG);

@@ -50,6 +50,18 @@ pub enum Error {
         /// The value given.
         value: f32,
     },
+    /// A sampling parameter (or a caller's uniform) outside its domain.
+    #[error("row {row}: invalid {name} = {value}: {reason}")]
+    InvalidSampling {
+        /// The row whose parameter it is.
+        row: usize,
+        /// The parameter.
+        name: &'static str,
+        /// The value given, printed.
+        value: String,
+        /// The allowed range.
+        reason: &'static str,
+    },
     /// An option outside its domain.
     #[error("invalid option {name} = {value}: {reason}")]
     InvalidOption {

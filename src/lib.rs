@@ -47,6 +47,7 @@ mod plan;
 mod pool;
 mod profile;
 mod record;
+pub mod sampling;
 mod scope;
 #[doc(hidden)]
 pub use scope::scoped;

@@ -225,3 +225,125 @@ pub fn softmax_backward<T: Element>(log: bool, y: &[T], dy: &[T], shape: Shape) 
     }
     out
 }
+
+/// What the f64 sampling oracle gives for one row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleOracle {
+    /// The token ([`crate::sampling::NO_TOKEN`] where the row yields none).
+    pub token: u32,
+    /// Why there is no token, or `Ok`.
+    pub status: crate::sampling::SampleStatus,
+    /// Log-probability of the token under `softmax(z / T)` (at T = 0 the limit: minus the
+    /// log of the number of maxima); NaN without a token.
+    pub logprob: f64,
+    /// How many tokens the filters kept (at T = 0 the maxima); 0 without a token.
+    pub kept: usize,
+    /// The logit threshold the filters settled on: kept tokens have `z >= threshold`.
+    pub threshold: f64,
+    /// Distance from `u` times the kept mass to the nearest step of the kept CDF, over the
+    /// kept mass: below the f32 error of a GPU's sums (about `1e-6`), the GPU may draw a
+    /// neighbour of this token. Infinite at T = 0.
+    pub margin: f64,
+}
+
+/// Sampling in f64 with exactly the semantics of [`crate::sampling`]: one row of `x` per
+/// entry of `params` and `u`. Rows are independent.
+pub fn sample<T: Element>(
+    x: &[T],
+    shape: Shape,
+    params: &[crate::sampling::SamplingParams],
+    u: &[f32],
+) -> Vec<SampleOracle> {
+    rows(x, shape)
+        .zip(params)
+        .zip(u)
+        .map(|((row, p), &u)| sample_row(&row, p, f64::from(u)))
+        .collect()
+}
+
+fn sample_row(z: &[f64], p: &crate::sampling::SamplingParams, u: f64) -> SampleOracle {
+    use crate::sampling::{SampleStatus, NO_TOKEN};
+    let none = |status| SampleOracle {
+        token: NO_TOKEN,
+        status,
+        logprob: f64::NAN,
+        kept: 0,
+        threshold: f64::NAN,
+        margin: f64::INFINITY,
+    };
+    if z.iter().any(|v| v.is_nan()) {
+        return none(SampleStatus::NanRow);
+    }
+    if z.contains(&f64::INFINITY) {
+        return none(SampleStatus::PosInfRow);
+    }
+    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return none(SampleStatus::AllMasked);
+    }
+    if p.is_greedy() {
+        let token = z.iter().position(|&v| v == m).unwrap_or(0);
+        let ties = z.iter().filter(|&&v| v == m).count();
+        return SampleOracle {
+            token: token as u32,
+            status: SampleStatus::Ok,
+            logprob: -(ties as f64).ln(),
+            kept: ties,
+            threshold: m,
+            margin: f64::INFINITY,
+        };
+    }
+    let t = f64::from(p.temperature);
+    let e: Vec<f64> = z.iter().map(|&v| ((v - m) / t).exp()).collect();
+    let total: f64 = e.iter().sum();
+    // Logits in descending order (ties in index order), for the k-th largest and top-p.
+    let mut order: Vec<usize> = (0..z.len()).filter(|&j| z[j] > f64::NEG_INFINITY).collect();
+    order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+    let mut threshold = f64::NEG_INFINITY;
+    let k = p.top_k as usize;
+    if k > 0 && k < z.len() {
+        // The k-th largest counting -inf logits too: with fewer finite logits, all stay.
+        threshold = order.get(k - 1).map_or(f64::NEG_INFINITY, |&j| z[j]);
+    }
+    if p.top_p < 1.0 {
+        let kept: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&j| z[j] >= threshold)
+            .collect();
+        let mass: f64 = kept.iter().map(|&j| e[j]).sum();
+        let goal = f64::from(p.top_p) * mass;
+        let mut cum = 0.0;
+        for &j in &kept {
+            cum += e[j];
+            if cum >= goal {
+                threshold = threshold.max(z[j]);
+                break;
+            }
+        }
+    }
+    if p.min_p > 0.0 {
+        threshold = threshold.max(m + t * f64::from(p.min_p).ln());
+    }
+    let kept = |j: usize| z[j] > f64::NEG_INFINITY && z[j] >= threshold;
+    let mass: f64 = (0..z.len()).filter(|&j| kept(j)).map(|j| e[j]).sum();
+    let goal = u * mass;
+    let (mut cum, mut token, mut margin) = (0.0, None, f64::INFINITY);
+    for j in (0..z.len()).filter(|&j| kept(j)) {
+        let before = cum;
+        cum += e[j];
+        margin = margin.min((cum - goal).abs()).min((before - goal).abs());
+        if token.is_none() && cum > goal {
+            token = Some(j);
+        }
+    }
+    let token = token.unwrap_or_else(|| (0..z.len()).rev().find(|&j| kept(j)).unwrap_or(0));
+    SampleOracle {
+        token: token as u32,
+        status: SampleStatus::Ok,
+        logprob: (z[token] - m) / t - total.ln(),
+        kept: (0..z.len()).filter(|&j| kept(j)).count(),
+        threshold,
+        margin: margin / mass,
+    }
+}

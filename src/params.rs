@@ -72,6 +72,22 @@ pub(crate) struct CopyParams {
 
 const _: () = assert!(std::mem::size_of::<CopyParams>() == 16);
 
+/// Uniform of the sampling kernel. WGSL side: `struct Params` in shaders/sample.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct SampleParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub x_base: u32,
+    pub row0: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub groups_x: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<SampleParams>() == 32);
+
 /// Each uniform struct against its WGSL side, in every catalogued module: the same members
 /// in the same order at the same byte offsets, and the same size (padding aside).
 #[cfg(test)]
@@ -147,6 +163,15 @@ mod tests {
             ("groups_x", offset_of!(CopyParams, groups_x)),
             ("sentinel", offset_of!(CopyParams, sentinel)),
         ]);
+        let sample = layout::<SampleParams>(&[
+            ("rows", offset_of!(SampleParams, rows)),
+            ("cols", offset_of!(SampleParams, cols)),
+            ("x_base", offset_of!(SampleParams, x_base)),
+            ("row0", offset_of!(SampleParams, row0)),
+            ("seed_lo", offset_of!(SampleParams, seed_lo)),
+            ("seed_hi", offset_of!(SampleParams, seed_hi)),
+            ("groups_x", offset_of!(SampleParams, groups_x)),
+        ]);
         let mut checked = 0;
         for (name, source) in crate::shader::all_sources() {
             let want = match name.split(' ').next() {
@@ -154,6 +179,7 @@ mod tests {
                 Some("CeKey") => &cross_entropy,
                 Some("BackwardKey") => &backward,
                 Some("CopyKey") => &copy,
+                Some("SampleKey") => &sample,
                 other => panic!("a module of no known family: {other:?}"),
             };
             assert_eq!(&wgsl_params(&source), want, "{name}");

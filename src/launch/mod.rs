@@ -6,10 +6,12 @@
 mod backward;
 mod cross_entropy;
 mod forward;
+mod sample;
 
 pub(crate) use backward::BackwardCall;
 pub(crate) use cross_entropy::CrossEntropyCall;
 pub(crate) use forward::ForwardCall;
+pub(crate) use sample::{SampleCall, PARAMS_BYTES, RESULT_BYTES, UNIFORM_BYTES};
 
 use crate::dtype::DType;
 use crate::profile::DeviceProfile;

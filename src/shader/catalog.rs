@@ -3,7 +3,7 @@
 
 use super::{
     BackwardKey, CeEntry, CeKey, CopyKey, CopyKind, CopyWord, KernelKey, Layout, PipelineKey,
-    SplitEntry,
+    SampleKey, SplitEntry,
 };
 use crate::dtype::Storage;
 use crate::options::Forward;
@@ -38,6 +38,24 @@ pub(crate) fn catalog() -> Vec<(String, PipelineKey)> {
         Storage::Bf16Packed,
     ];
     let mut out = Vec::new();
+    for input in storages {
+        for half_builtins in [false, true] {
+            if half_builtins && input == Storage::F32 {
+                continue;
+            }
+            for philox in [false, true] {
+                for workgroup in [16, 256] {
+                    let key = SampleKey {
+                        input,
+                        workgroup,
+                        half_builtins,
+                        philox,
+                    };
+                    out.push((format!("{key:?}"), PipelineKey::Sample(key)));
+                }
+            }
+        }
+    }
     for contiguous in [false, true] {
         for word in [CopyWord::Bytes16, CopyWord::Bytes32] {
             use crate::DType;

@@ -188,6 +188,18 @@ pub(crate) struct CopyKey {
     pub half_builtins: bool,
 }
 
+/// Variant of the sampling kernel (shaders/sample.wgsl): one workgroup per row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SampleKey {
+    pub input: Storage,
+    /// Workgroup size, a power of two.
+    pub workgroup: u32,
+    /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
+    pub half_builtins: bool,
+    /// Each row's `u` from Philox4x32-10 of its offset, rather than from the caller.
+    pub philox: bool,
+}
+
 /// Everything that selects a distinct compiled pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum PipelineKey {
@@ -197,6 +209,7 @@ pub(crate) enum PipelineKey {
     /// The bench's copy kernel, which only the `cli` feature builds pipelines of.
     #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     Copy(CopyKey),
+    Sample(SampleKey),
 }
 
 impl PipelineKey {
@@ -221,7 +234,7 @@ impl PipelineKey {
         match self {
             PipelineKey::Forward(..) | PipelineKey::Backward(..) => &["main", "partials", "finish"],
             PipelineKey::CrossEntropy(..) => &["prepare", "main", "reduce", "partials", "finish"],
-            PipelineKey::Copy(_) => &["main"],
+            PipelineKey::Copy(_) | PipelineKey::Sample(_) => &["main"],
         }
     }
 
@@ -237,6 +250,7 @@ impl PipelineKey {
             PipelineKey::CrossEntropy(k, _) => super::cross_entropy_source(k),
             PipelineKey::Backward(k, _) => super::backward_source(k),
             PipelineKey::Copy(k) => super::copy_source(k),
+            PipelineKey::Sample(k) => super::sample_source(k, dialect),
         }
     }
 }

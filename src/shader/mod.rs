@@ -22,7 +22,7 @@ mod views;
 pub use catalog::{all_modules, all_sources};
 pub use copy_kind::{CopyKind, CopyWord};
 pub(crate) use keys::{
-    BackwardKey, CeEntry, CeKey, CopyKey, KernelKey, Layout, PipelineKey, SplitEntry,
+    BackwardKey, CeEntry, CeKey, CopyKey, KernelKey, Layout, PipelineKey, SampleKey, SplitEntry,
 };
 pub(crate) use packed::{packed_held_blocks, packed_rows, rows_filling_blocks};
 pub(crate) use training_tiles::packs_training_rows;
@@ -39,6 +39,7 @@ use views::{
 };
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
 const REDUCE_WORKGROUP: &str = include_str!("../../shaders/reduce_workgroup.wgsl");
 const REDUCE_ROW_TREE: &str = include_str!("../../shaders/reduce_row_tree.wgsl");
 const REDUCE_ROW_SUBGROUP: &str = include_str!("../../shaders/reduce_row_subgroup.wgsl");
@@ -105,6 +106,12 @@ pub(crate) mod slot {
     pub const Y_VEC: u32 = 10;
     /// The backward kernels' `dy` again, as vectors (their block loads).
     pub const DY_VEC: u32 = 11;
+    /// Sampling: each row's parameters.
+    pub const SAMPLE_PARAMS: u32 = 12;
+    /// Sampling: each row's uniform or Philox offset.
+    pub const UNIFORMS: u32 = 13;
+    /// Sampling: each row's token, status, log-probability and kept count.
+    pub const RESULTS: u32 = 14;
 }
 
 /// The constants every kernel starts with, after the extensions it enables (`subgroups`:
@@ -389,6 +396,22 @@ pub(super) fn copy_source(key: &CopyKey) -> String {
         COPY,
     ]
     .join("\n")
+}
+
+/// The sampling module (shaders/sample.wgsl) over logits of `key.input`.
+pub(super) fn sample_source(key: &SampleKey, dialect: Dialect) -> String {
+    let mut s = header(
+        key.workgroup,
+        false,
+        false,
+        &[Some(key.input)],
+        false,
+        dialect,
+    );
+    s += &format!("const PHILOX: bool = {};\n", key.philox);
+    s += &declarations(&key.bindings());
+    s += &xy_bindings(key.input, None, false, key.half_builtins, false);
+    [s.as_str(), COMMON, SAMPLE].join("\n")
 }
 
 fn op_index(op: Forward) -> u32 {

@@ -3,7 +3,7 @@
 //! (src/pipeline.rs) and the bind entries of every pass (`Pass::new` in src/launch/mod.rs)
 //! all come from this list, so none of them can name a slot the others lack.
 
-use super::keys::{BackwardKey, CeKey, CopyKey, KernelKey, PipelineKey};
+use super::keys::{BackwardKey, CeKey, CopyKey, KernelKey, PipelineKey, SampleKey};
 use super::slot;
 use super::views::{slot_type, view_type, OUTPUT_VIEWS};
 use crate::dtype::Storage;
@@ -125,7 +125,7 @@ fn f32_out(slot: u32, name: &'static str) -> BindingDecl {
 }
 
 /// The split-row partial states of the forward and cross-entropy kernels, in 16-byte words.
-const PARTIAL_WORDS: BindingDecl = BindingDecl::new(
+const PARTIALS_DECL: BindingDecl = BindingDecl::new(
     slot::PARTIALS,
     "partials_buf",
     "vec4<u32>",
@@ -149,7 +149,7 @@ impl KernelKey {
             b.push(f32_out(slot::LSE, "lse_buf"));
         }
         if self.layout.split {
-            b.push(PARTIAL_WORDS);
+            b.push(PARTIALS_DECL);
         }
         b
     }
@@ -185,7 +185,7 @@ impl CeKey {
             BindingDecl::new(slot::META, "meta_buf", "u32", Access::ReadWrite),
         ]);
         if self.split {
-            b.push(PARTIAL_WORDS);
+            b.push(PARTIALS_DECL);
         }
         b
     }
@@ -253,6 +253,21 @@ impl CopyKey {
     }
 }
 
+impl SampleKey {
+    /// The sampling kernel's bindings: the logits, each row's parameters (`[T, top_k, top_p,
+    /// min_p]` as words), each row's uniform (`[u, 0]`) or Philox offset (`[low, high]`), and
+    /// each row's result (`[token, status, log-probability, kept]`).
+    pub(super) fn bindings(&self) -> Vec<BindingDecl> {
+        vec![
+            PARAMS,
+            BindingDecl::new(slot::X, "x_buf", slot_type(self.input), Access::Read),
+            BindingDecl::new(slot::SAMPLE_PARAMS, "sample_buf", "vec4<u32>", Access::Read),
+            BindingDecl::new(slot::UNIFORMS, "rand_buf", "vec2<u32>", Access::Read),
+            BindingDecl::new(slot::RESULTS, "out_buf", "vec4<u32>", Access::ReadWrite),
+        ]
+    }
+}
+
 impl PipelineKey {
     /// Every binding the kernel declares, the uniforms first.
     pub(crate) fn bindings(&self) -> Vec<BindingDecl> {
@@ -261,6 +276,7 @@ impl PipelineKey {
             PipelineKey::CrossEntropy(k, _) => k.bindings(),
             PipelineKey::Backward(k, _) => k.bindings(),
             PipelineKey::Copy(k) => k.bindings(),
+            PipelineKey::Sample(k) => k.bindings(),
         }
     }
 

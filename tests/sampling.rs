@@ -1,0 +1,361 @@
+//! Sampling on every adapter against the f64 oracle (`oracle::sample`): the token exactly
+//! (where the oracle's margin says f32 sums cannot move it), the status, the kept count
+//! and the log-probability; every filter, greedy ties, the rows without a token, every
+//! dtype, Philox draws that do not depend on the batch, and the errors.
+
+mod common;
+
+use common::{on_every_tuning, random_logits};
+use half::{bf16, f16};
+use softmax_wgpu::oracle::{self, SampleOracle};
+use softmax_wgpu::sampling::{
+    uniform, DeviceUniforms, Sample, SampleArgs, SampleStatus, SamplingParams, Uniforms, NO_TOKEN,
+};
+use softmax_wgpu::{DType, Element, Engine, Shape, TensorRef};
+use wgpu::util::DeviceExt;
+
+/// The f32 error of a GPU's kept-mass sums, relative to the mass: rows of up to 2^20 terms
+/// summed in trees, each term within a few ulp (`exp`'s allowance): well below 1e-5.
+const MARGIN: f64 = 1e-5;
+
+/// Checks `got` against the oracle row by row. The token must be the oracle's unless `u`
+/// lies within `MARGIN` of a step of the kept CDF (where the f32 sums may differ from
+/// f64's); the kept count must match unless a filter's boundary is as close (`kept_slack`).
+fn check(got: &[Sample], want: &[SampleOracle], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (row, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.status, w.status, "{what} row {row}");
+        if w.status != SampleStatus::Ok {
+            assert_eq!(g.token, NO_TOKEN, "{what} row {row}");
+            assert!(g.logprob.is_nan(), "{what} row {row}");
+            continue;
+        }
+        if w.margin > MARGIN {
+            assert_eq!(g.token, w.token, "{what} row {row}: {g:?} want {w:?}");
+        }
+        assert_eq!(
+            g.kept as usize, w.kept,
+            "{what} row {row}: {g:?} want {w:?}"
+        );
+        if g.token == w.token {
+            // The log-probability is log_softmax's: eps (8 + 4|a| + 2 log2 C); |a| <= 100 here.
+            let tol = 2f64.powi(-24) * (8.0 + 400.0 + 2.0 * 20.0) + 1e-6 * w.logprob.abs();
+            assert!(
+                (f64::from(g.logprob) - w.logprob).abs() <= tol,
+                "{what} row {row}: logprob {} want {}",
+                g.logprob,
+                w.logprob
+            );
+        }
+    }
+}
+
+/// Uniforms in [0, 1), deterministic.
+fn uniforms(rows: usize, seed: u64) -> Vec<f32> {
+    random_logits(rows, 0.5, seed)
+        .iter()
+        .map(|v| v + 0.5)
+        .map(|v| v.min(0.999_999))
+        .collect()
+}
+
+fn run<T: Element>(e: &Engine, x: &[f32], shape: Shape, params: &[SamplingParams], u: &[f32]) {
+    let xt: Vec<T> = x.iter().map(|&v| T::from_f32(v)).collect();
+    let got = e
+        .sample(&xt, shape, params, Uniforms::Given(u))
+        .unwrap_or_else(|err| panic!("{:?} {shape:?}: {err}", T::DTYPE));
+    let full: Vec<SamplingParams> = (0..shape.rows)
+        .map(|r| params[r.min(params.len() - 1)])
+        .collect();
+    let want = oracle::sample(&xt, shape, &full, u);
+    check(&got, &want, &format!("{:?} {shape:?}", T::DTYPE));
+}
+
+/// Per-row parameters that mix every filter, greedy among them.
+fn mixed_params(rows: usize) -> Vec<SamplingParams> {
+    let kinds = [
+        SamplingParams::default(),
+        SamplingParams::greedy(),
+        SamplingParams {
+            temperature: 0.7,
+            top_k: 50,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.3,
+            top_p: 0.9,
+            ..Default::default()
+        },
+        SamplingParams {
+            min_p: 0.05,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.02,
+        },
+        SamplingParams {
+            top_k: 1,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 0.05,
+            top_p: 0.5,
+            ..Default::default()
+        },
+    ];
+    (0..rows).map(|r| kinds[r % kinds.len()]).collect()
+}
+
+#[test]
+fn every_filter_against_the_oracle_in_every_dtype() {
+    on_every_tuning(|e| {
+        for (rows, cols, scale) in [(16usize, 1000usize, 6.0f32), (8, 32000, 10.0), (3, 5, 2.0)] {
+            let shape = Shape::new(rows, cols);
+            let x = random_logits(shape.len(), scale, 11);
+            let params = mixed_params(rows);
+            let u = uniforms(rows, 12);
+            run::<f32>(e, &x, shape, &params, &u);
+            run::<f16>(e, &x, shape, &params, &u);
+            run::<bf16>(e, &x, shape, &params, &u);
+        }
+    });
+}
+
+#[test]
+fn ties_masks_and_rows_without_a_token() {
+    let inf = f32::INFINITY;
+    on_every_tuning(|e| {
+        let rows: Vec<Vec<f32>> = vec![
+            vec![1.0, 3.0, 2.0, 3.0],      // greedy: the first of the tied maxima
+            vec![1.0, f32::NAN, 2.0, 0.0], // NaN: no token
+            vec![inf, 1.0, 2.0, 0.0],      // +inf: no token
+            vec![-inf, -inf, -inf, -inf],  // all masked: no token
+            vec![-inf, 0.5, -inf, 0.5],    // -inf never drawn
+            vec![2.0, 2.0, 2.0, 1.0],      // top-k 1 keeps the three ties
+            vec![5.0, -inf, 4.0, 3.0],     // top-k 3 with -inf among them
+            vec![0.0, -0.0, 0.0, -1.0],    // -0 ties with +0
+        ];
+        let params = [
+            SamplingParams::greedy(),
+            SamplingParams::default(),
+            SamplingParams::default(),
+            SamplingParams::default(),
+            SamplingParams::default(),
+            SamplingParams {
+                top_k: 1,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_k: 3,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_k: 2,
+                ..Default::default()
+            },
+        ];
+        let x: Vec<f32> = rows.concat();
+        let shape = Shape::new(rows.len(), 4);
+        for u in [0.0f32, 0.3, 0.7, 0.999] {
+            let u = vec![u; rows.len()];
+            run::<f32>(e, &x, shape, &params, &u);
+        }
+        let got = e
+            .sample(&x, shape, &params, Uniforms::Given(&[0.9; 8]))
+            .unwrap();
+        assert_eq!(got[0].token, 1);
+        assert_eq!(got[3].status, SampleStatus::AllMasked);
+        assert_eq!(got[5].kept, 3);
+        assert_eq!(got[7].kept, 3, "-0 and +0 tie");
+        assert!(got[4].token == 1 || got[4].token == 3);
+    });
+}
+
+#[test]
+fn philox_draws_do_not_depend_on_the_batch() {
+    on_every_tuning(|e| {
+        let cols = 4099;
+        let rows = 70;
+        let x = random_logits(rows * cols, 5.0, 13);
+        let params = mixed_params(rows);
+        let offsets: Vec<u64> = (0..rows as u64).map(|r| 1000 + 7 * r).collect();
+        let seed = 0x1234_5678_9abc_def0;
+        let all = e
+            .sample(
+                &x,
+                Shape::new(rows, cols),
+                &params,
+                Uniforms::Philox {
+                    seed,
+                    offsets: &offsets,
+                },
+            )
+            .unwrap();
+        // The same as the caller's uniforms from the CPU generator, and as the oracle.
+        let u: Vec<f32> = offsets.iter().map(|&o| uniform(seed, o)).collect();
+        let given = e
+            .sample(&x, Shape::new(rows, cols), &params, Uniforms::Given(&u))
+            .unwrap();
+        assert_eq!(all, given, "Philox on the GPU equals the CPU twin");
+        check(
+            &all,
+            &oracle::sample(&x, Shape::new(rows, cols), &params, &u),
+            "philox",
+        );
+        // Each row alone, and a middle slice, give the same results bit for bit.
+        for r in [0, 33, rows - 1] {
+            let one = e
+                .sample(
+                    &x[r * cols..(r + 1) * cols],
+                    Shape::new(1, cols),
+                    &params[r..r + 1],
+                    Uniforms::Philox {
+                        seed,
+                        offsets: &offsets[r..r + 1],
+                    },
+                )
+                .unwrap();
+            assert_eq!(one[0], all[r], "row {r} alone");
+        }
+        let mid = e
+            .sample(
+                &x[10 * cols..40 * cols],
+                Shape::new(30, cols),
+                &params[10..40],
+                Uniforms::Philox {
+                    seed,
+                    offsets: &offsets[10..40],
+                },
+            )
+            .unwrap();
+        assert_eq!(&mid[..], &all[10..40]);
+    });
+}
+
+#[test]
+fn a_row_of_a_million() {
+    on_every_tuning(|e| {
+        // Every filter over a row of 2^20 + 3 logits.
+        let shape = Shape::new(1, (1 << 20) + 3);
+        let x = random_logits(shape.len(), 8.0, 14);
+        let params = [SamplingParams {
+            temperature: 0.8,
+            top_k: 1000,
+            top_p: 0.9,
+            min_p: 0.01,
+        }];
+        run::<f32>(e, &x, shape, &params, &uniforms(1, 15));
+    });
+}
+
+#[test]
+fn rows_past_one_dispatch_dimension() {
+    common::on_every_adapter(|e| {
+        // Plain sampling: the rows' indexing is what is tested here.
+        let shape = Shape::new(65_600, 2);
+        let x = random_logits(shape.len(), 8.0, 16);
+        let u = uniforms(65_600, 17);
+        run::<f32>(e, &x, shape, &[SamplingParams::default()], &u);
+    });
+}
+
+#[test]
+fn bad_parameters_are_errors_naming_the_row_and_flags_on_the_device() {
+    let e = &common::engines()[0];
+    let x = [0.0f32; 8];
+    let shape = Shape::new(2, 4);
+    let ok = SamplingParams::default();
+    let u = [0.5f32, 0.5];
+    for (params, needle) in [
+        (
+            vec![
+                ok,
+                SamplingParams {
+                    temperature: -1.0,
+                    ..ok
+                },
+            ],
+            "row 1",
+        ),
+        (vec![SamplingParams { top_p: 0.0, ..ok }, ok], "top_p"),
+        (vec![ok, SamplingParams { min_p: 2.0, ..ok }], "min_p"),
+        (vec![ok, ok, ok], "parameters"),
+    ] {
+        let err = e
+            .sample(&x, shape, &params, Uniforms::Given(&u))
+            .unwrap_err();
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    let err = e
+        .sample(&x, shape, &[ok], Uniforms::Given(&[0.5, 1.0]))
+        .unwrap_err();
+    assert!(err.to_string().contains("row 1"), "{err}");
+    assert!(e
+        .sample(&x[..7], shape, &[ok], Uniforms::Given(&u))
+        .is_err());
+    // The device-level call cannot read its buffers' contents: bad rows are flagged.
+    let d = e.device();
+    let init = |contents: &[u8]| {
+        d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+    };
+    let logits = init(bytemuck::cast_slice(&x));
+    let words: Vec<[u32; 4]> = [
+        ok,
+        SamplingParams {
+            temperature: f32::NAN,
+            ..ok
+        },
+    ]
+    .iter()
+    .map(SamplingParams::to_words)
+    .collect();
+    let params = init(bytemuck::cast_slice(&words));
+    let rand = init(bytemuck::cast_slice(&[
+        [0.25f32.to_bits(), 0u32],
+        [0.5f32.to_bits(), 0],
+    ]));
+    let results = init(&[0u8; 32]);
+    let mut encoder = d.create_command_encoder(&Default::default());
+    e.record_sample(
+        &mut encoder,
+        &SampleArgs {
+            shape,
+            logits: TensorRef::new(&logits, DType::F32),
+            params: &params,
+            uniforms: DeviceUniforms::Given(&rand),
+            results: &results,
+        },
+    )
+    .unwrap();
+    e.queue().submit([encoder.finish()]);
+    let out: Vec<[u32; 4]> = e.read_buffer(&results, 0, 2).unwrap();
+    let out: Vec<Sample> = out.into_iter().map(Sample::from_words).collect();
+    assert_eq!(
+        (out[0].status, out[0].token),
+        (SampleStatus::Ok, 1),
+        "u = 0.25 of 4 equal"
+    );
+    assert_eq!(out[1].status, SampleStatus::InvalidParams);
+    // Buffers too small are refused before recording.
+    let mut encoder = d.create_command_encoder(&Default::default());
+    let err = e
+        .record_sample(
+            &mut encoder,
+            &SampleArgs {
+                shape: Shape::new(3, 4),
+                logits: TensorRef::new(&logits, DType::F32),
+                params: &params,
+                uniforms: DeviceUniforms::Given(&rand),
+                results: &results,
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("logits"), "{err}");
+}
