@@ -1,5 +1,6 @@
 // Sampling: from one row of logits to one token, a workgroup per row (src/sampling/,
-// whose module documentation states the semantics; `oracle::sample` is the reference).
+// whose module documentation states the semantics; `oracle::sample` is the reference); with
+// FILTERED, the row's filtered, renormalised probabilities instead (`oracle::sample_probs`).
 //
 // Passes over the row, none of which grows in number with its length: the maximum, its
 // first index and the NaN / +inf flags; the sum of exp((z - m) / T); for top-k, eight rounds
@@ -26,7 +27,8 @@ struct Params {
     seed_hi: u32,
     // Workgroups along x; rows past them go along y.
     groups_x: u32,
-    _pad: u32,
+    // Element of the dispatch's first probability in y_buf (FILTERED).
+    y_base: u32,
 }
 
 const NO_TOKEN: u32 = 0xffffffffu;
@@ -136,8 +138,8 @@ fn digit_totals(lid: u32, bins: array<u32, 16>, mass: bool) {
     }
 }
 
-// The row's uniform u in [0, 1): the caller's, or Philox4x32-10 of its offset
-// (src/sampling/philox.rs is the CPU twin).
+// Philox4x32-10 (src/sampling/philox.rs is the CPU twin), for each row's uniform where
+// PHILOX; `row_uniform`, `write_result` and `store_prob` come from src/shader/mod.rs.
 fn mulhi(a: u32, b: u32) -> u32 {
     let a0 = a & 0xffffu;
     let a1 = a >> 16u;
@@ -161,19 +163,6 @@ fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
         c = vec4<u32>(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
     }
     return c;
-}
-
-fn row_uniform(row: u32) -> f32 {
-    let r = rand_buf[row];
-    if (PHILOX) {
-        let w = philox(vec4<u32>(r.x, r.y, 0u, 0u), vec2<u32>(params.seed_lo, params.seed_hi));
-        return f32(w.x >> 8u) / 16777216.0;
-    }
-    return bitcast<f32>(r.x);
-}
-
-fn write_result(row: u32, token: u32, status: u32, logprob: f32, kept: u32) {
-    out_buf[row] = vec4<u32>(token, status, bitcast<u32>(logprob), kept);
 }
 
 // The k-th largest key of the row (counting from 1; ties counted), by eight rounds of
@@ -288,9 +277,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         && is_finite(top_p) && top_p > 0.0 && top_p <= 1.0
         && is_finite(min_p) && min_p >= 0.0 && min_p <= 1.0
         && is_finite(u) && u >= 0.0 && u < 1.0;
+    let out_base = params.y_base + r * n;
     if (!valid) {
         if (lid == 0u) {
             write_result(row, NO_TOKEN, STATUS_INVALID_PARAMS, f32_nan(), 0u);
+        }
+        for (var i = lid; i < n; i += WG) {
+            store_prob(out_base + i, f32_nan());
         }
         return;
     }
@@ -341,6 +334,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         if (lid == 0u) {
             write_result(row, NO_TOKEN, status, f32_nan(), 0u);
         }
+        for (var i = lid; i < n; i += WG) {
+            store_prob(out_base + i, f32_nan());
+        }
         return;
     }
 
@@ -353,6 +349,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let kept = tree_count(lid, ties);
         if (lid == 0u) {
             write_result(row, argmax, STATUS_OK, -log(f32(kept)), kept);
+        }
+        if (FILTERED) {
+            let kept_u = broadcast_u(lid, kept);
+            for (var i = lid; i < n; i += WG) {
+                store_prob(out_base + i, select(0.0, 1.0 / f32(kept_u), load_x(base + i) == m));
+            }
         }
         return;
     }
@@ -380,6 +382,25 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         let mass = broadcast_f(lid, tree_sum(lid, held));
         floor_key = max(floor_key, select_mass(lid, base, n, m, inv_t, floor_key, top_p * mass));
+    }
+
+    if (FILTERED) {
+        // The kept probabilities, renormalised; zeros elsewhere.
+        var kept_part = 0.0;
+        for (var i = lid; i < n; i += WG) {
+            let z = load_x(base + i);
+            let e = exp_t(z - m, inv_t);
+            if (is_kept(z, floor_key, e, min_p)) {
+                kept_part += e;
+            }
+        }
+        let kept_mass = broadcast_f(lid, tree_sum(lid, kept_part));
+        for (var i = lid; i < n; i += WG) {
+            let z = load_x(base + i);
+            let e = exp_t(z - m, inv_t);
+            store_prob(out_base + i, select(0.0, e / kept_mass, is_kept(z, floor_key, e, min_p)));
+        }
+        return;
     }
 
     // The draw: each lane sums the kept tokens of its contiguous share in index order; lane

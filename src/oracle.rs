@@ -261,6 +261,43 @@ pub fn sample<T: Element>(
         .collect()
 }
 
+/// Each row's filtered, renormalised probabilities in f64 (the distribution [`sample`] draws
+/// from): zeros where removed, a share of 1 for each maximum at T = 0, NaN over rows without
+/// a token.
+pub fn sample_probs<T: Element>(
+    x: &[T],
+    shape: Shape,
+    params: &[crate::sampling::SamplingParams],
+) -> Vec<f64> {
+    rows(x, shape)
+        .zip(params)
+        .flat_map(|(row, p)| {
+            let r = sample_row(&row, p, 0.0);
+            if r.status != crate::sampling::SampleStatus::Ok {
+                return vec![f64::NAN; row.len()];
+            }
+            let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if p.is_greedy() {
+                let share = 1.0 / r.kept as f64;
+                return row
+                    .iter()
+                    .map(|&v| if v == m { share } else { 0.0 })
+                    .collect();
+            }
+            let t = f64::from(p.temperature);
+            let min_e = f64::from(p.min_p);
+            let kept = |v: f64| {
+                let e = ((v - m) / t).exp();
+                (v > f64::NEG_INFINITY && v >= r.threshold && e >= min_e).then_some(e)
+            };
+            let mass: f64 = row.iter().filter_map(|&v| kept(v)).sum();
+            row.iter()
+                .map(|&v| kept(v).map_or(0.0, |e| e / mass))
+                .collect()
+        })
+        .collect()
+}
+
 fn sample_row(z: &[f64], p: &crate::sampling::SamplingParams, u: f64) -> SampleOracle {
     use crate::sampling::{SampleStatus, NO_TOKEN};
     let none = |status| SampleOracle {

@@ -83,7 +83,7 @@ pub(crate) struct SampleParams {
     pub seed_lo: u32,
     pub seed_hi: u32,
     pub groups_x: u32,
-    pub _pad: u32,
+    pub y_base: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<SampleParams>() == 32);
@@ -171,6 +171,7 @@ mod tests {
             ("seed_lo", offset_of!(SampleParams, seed_lo)),
             ("seed_hi", offset_of!(SampleParams, seed_hi)),
             ("groups_x", offset_of!(SampleParams, groups_x)),
+            ("y_base", offset_of!(SampleParams, y_base)),
         ]);
         let mut checked = 0;
         for (name, source) in crate::shader::all_sources() {

@@ -297,6 +297,111 @@ fn cross_entropy_subcommand_on_every_adapter() {
 }
 
 #[test]
+fn sample_subcommand_on_every_adapter() {
+    use softmax_wgpu::sampling::{uniform, SamplingParams};
+    let d = dir();
+    // Rank 3, a NaN row among them.
+    let (lead, cols) = ([2u64, 3], 500usize);
+    let mut x = random_logits(6 * cols, 4.0, 3);
+    x[cols + 7] = f32::NAN;
+    let xin = path(&d, "x.npy");
+    save(&xin, &[2, 3, cols as u64], &x);
+    let u: Vec<f32> = (0..6).map(|i| 0.1 + 0.15 * i as f32).collect();
+    let uin = path(&d, "u.npy");
+    save(&uin, &lead, &u);
+    let params = SamplingParams {
+        temperature: 0.9,
+        top_k: 40,
+        top_p: 0.8,
+        min_p: 0.0,
+    };
+    let shape = Shape::new(6, cols);
+    for e in engines() {
+        let ids = path(&d, "ids.npy");
+        let lp = path(&d, "lp.npy");
+        let out = on(e)
+            .args([
+                "sample",
+                "--temperature",
+                "0.9",
+                "--top-k",
+                "40",
+                "--top-p",
+                "0.8",
+            ])
+            .arg("--input")
+            .arg(&xin)
+            .arg("--uniforms")
+            .arg(&uin)
+            .arg("--output")
+            .arg(&ids)
+            .arg("--logprobs")
+            .arg(&lp)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains("row 1: no token (NanRow)"));
+        ok(out);
+        let (s, got) = load::<i64>(&ids);
+        assert_eq!(s, lead);
+        let want = softmax_wgpu::oracle::sample(&x, shape, &[params; 6], &u);
+        for (row, (g, w)) in got.iter().zip(&want).enumerate() {
+            match row {
+                1 => assert_eq!(*g, -1, "the NaN row"),
+                _ if w.margin > 1e-5 => assert_eq!(*g, i64::from(w.token), "row {row}"),
+                _ => {}
+            }
+        }
+        let (s, lps) = load::<f32>(&lp);
+        assert_eq!(s, lead);
+        assert!(lps[1].is_nan() && lps[0] < 0.0);
+        // With a seed, each row's uniform is Philox at the row's index.
+        ok(on(e)
+            .args(["sample", "--top-k", "40", "--seed", "9", "--input"])
+            .arg(&xin)
+            .arg("--output")
+            .arg(&ids)
+            .output()
+            .unwrap());
+        let (_, seeded) = load::<i64>(&ids);
+        let u9: Vec<f32> = (0..6).map(|r| uniform(9, r)).collect();
+        let p9 = SamplingParams {
+            top_k: 40,
+            ..Default::default()
+        };
+        let want = softmax_wgpu::oracle::sample(&x, shape, &[p9; 6], &u9);
+        for (row, (g, w)) in seeded.iter().zip(&want).enumerate() {
+            if row != 1 && w.margin > 1e-5 {
+                assert_eq!(*g, i64::from(w.token), "seeded row {row}");
+            }
+        }
+        // Greedy, and a bad parameter.
+        ok(on(e)
+            .args(["sample", "--temperature", "0", "--input"])
+            .arg(&xin)
+            .arg("--output")
+            .arg(&ids)
+            .output()
+            .unwrap());
+        let (_, greedy) = load::<i64>(&ids);
+        let row0 = &x[..cols];
+        let first_max = (0..cols).fold(0, |b, j| if row0[j] > row0[b] { j } else { b });
+        assert_eq!(greedy[0], first_max as i64);
+        let bad = path(&d, "bad.npy");
+        fails(
+            on(e)
+                .args(["sample", "--top-p", "1.5", "--input"])
+                .arg(&xin)
+                .arg("--output")
+                .arg(&bad)
+                .output()
+                .unwrap(),
+            "top_p",
+            &bad,
+        );
+    }
+}
+
+#[test]
 fn bad_input_gives_one_line_and_no_output() {
     let d = dir();
     let out = path(&d, "out.npy");

@@ -236,6 +236,50 @@ fn philox_draws_do_not_depend_on_the_batch() {
 }
 
 #[test]
+fn filtered_probabilities_against_the_oracle() {
+    on_every_tuning(|e| {
+        let shape = Shape::new(16, 1000);
+        let x = random_logits(shape.len(), 6.0, 21);
+        let mut x = x;
+        x[3 * 1000 + 5] = f32::NAN; // row 3: NaN throughout
+        let params = mixed_params(shape.rows);
+        for dtype in [DType::F32, DType::BF16] {
+            let (got, want) = match dtype {
+                DType::F32 => (
+                    e.sample_probs(&x, shape, &params).unwrap(),
+                    oracle::sample_probs(&x, shape, &params),
+                ),
+                _ => {
+                    let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+                    (
+                        e.sample_probs(&b, shape, &params).unwrap(),
+                        oracle::sample_probs(&b, shape, &params),
+                    )
+                }
+            };
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let (row, t) = (i / 1000, f64::from(params[i / 1000].temperature));
+                // The softmax contract over the kept set: eps (8 + 4|a| + 2 log2 C) p + tiny,
+                // |a| <= 12 / T (logits within +-6), twice (the kept mass is a second sum).
+                let a = if t > 0.0 { 12.0 / t } else { 0.0 };
+                let tol = 2.0 * 2f64.powi(-24) * (8.0 + 4.0 * a + 20.0) * w.abs()
+                    + f64::from(f32::MIN_POSITIVE);
+                let same = (w.is_nan() && g.is_nan()) || (f64::from(g) - w).abs() <= tol;
+                assert!(same, "{dtype:?} row {row} [{i}]: {g} want {w}");
+            }
+            // Each kept row sums to 1.
+            for row in (0..16).filter(|&r| r != 3) {
+                let sum: f64 = got[row * 1000..(row + 1) * 1000]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum();
+                assert!((sum - 1.0).abs() < 1e-5, "row {row} sums to {sum}");
+            }
+        }
+    });
+}
+
+#[test]
 fn a_row_of_a_million() {
     on_every_tuning(|e| {
         // Every filter over a row of 2^20 + 3 logits.

@@ -22,6 +22,8 @@ pub(crate) struct SampleCall {
     pub logits: TensorAt,
     /// The Philox key where the uniforms are drawn; `None` where the caller gives them.
     pub philox_seed: Option<u64>,
+    /// Where the filtered probabilities go (f32), instead of a token per row.
+    pub probs: Option<TensorAt>,
 }
 
 /// One dispatch: its pipeline, its chunk of the logits and its uniforms.
@@ -29,6 +31,7 @@ pub(crate) struct SampleCall {
 pub(crate) struct SampleDispatch {
     pub key: SampleKey,
     pub x: ChunkBinding,
+    pub y: Option<ChunkBinding>,
     pub params: SampleParams,
     pub groups: (u32, u32),
 }
@@ -81,12 +84,21 @@ impl DeviceProfile {
     /// The launch of a checked sampling call on this device.
     pub(crate) fn launch_sample(&self, call: &SampleCall) -> Result<SampleLaunch> {
         let (rows, cols) = (call.shape.rows as u64, call.shape.cols as u64);
-        let (rows_per_chunk, align, max_groups) = self.chunking(cols * call.logits.dtype.size())?;
+        let row_bytes = cols
+            * call
+                .logits
+                .dtype
+                .size()
+                .max(if call.probs.is_some() { 4 } else { 0 });
+        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
         let workgroup = self.sample_workgroup(cols)?;
         let seed = call.philox_seed.unwrap_or(0);
         let dispatches = row_chunks(rows, rows_per_chunk)
             .map(|(row0, n)| {
                 let x = chunk_at(call.logits, row0 * cols, n * cols, align);
+                let y = call
+                    .probs
+                    .map(|p| chunk_at(p, row0 * cols, n * cols, align));
                 let groups_x = n.min(max_groups);
                 SampleDispatch {
                     key: SampleKey {
@@ -94,8 +106,10 @@ impl DeviceProfile {
                         workgroup,
                         half_builtins: self.half_builtins,
                         philox: call.philox_seed.is_some(),
+                        filtered: call.probs.is_some(),
                     },
                     x,
+                    y,
                     params: SampleParams {
                         rows: n as u32,
                         cols: cols as u32,
@@ -104,7 +118,7 @@ impl DeviceProfile {
                         seed_lo: seed as u32,
                         seed_hi: (seed >> 32) as u32,
                         groups_x: groups_x as u32,
-                        _pad: 0,
+                        y_base: y.map_or(0, |y| y.base),
                     },
                     groups: (groups_x as u32, n.div_ceil(groups_x) as u32),
                 }
@@ -115,7 +129,8 @@ impl DeviceProfile {
 }
 
 impl SampleLaunch {
-    /// The passes, for buffers `[logits, parameters, uniforms, results]`.
+    /// The passes, for buffers `[logits, parameters, uniforms, results]`, or with filtered
+    /// probabilities `[logits, parameters, probabilities]`.
     pub(crate) fn passes(&self) -> Vec<Pass> {
         let rows = self.rows;
         self.dispatches
@@ -124,6 +139,10 @@ impl SampleLaunch {
                 let bind = |at: u32| {
                     Some(match at {
                         slot::X => Binding::Chunk { arg: 0, chunk: d.x },
+                        slot::Y => Binding::Chunk {
+                            arg: 2,
+                            chunk: d.y?,
+                        },
                         slot::SAMPLE_PARAMS => Binding::Head {
                             arg: 1,
                             size: rows * PARAMS_BYTES,

@@ -79,6 +79,27 @@ impl SamplingParams {
     }
 }
 
+/// Checks the logits' length and every row's parameters (one per row, or one for all), and
+/// returns each row's record.
+fn checked_params(shape: Shape, len: usize, params: &[SamplingParams]) -> Result<Vec<[u32; 4]>> {
+    shape.expect_len("logits", len)?;
+    if params.len() != shape.rows && params.len() != 1 {
+        return Err(Error::ShapeMismatch {
+            what: "sampling parameters (one per row, or one for all)",
+            got: params.len(),
+            expected: shape.rows,
+            rows: shape.rows,
+            cols: 1,
+        });
+    }
+    for (row, p) in params.iter().enumerate() {
+        p.validate(row)?;
+    }
+    Ok((0..shape.rows)
+        .map(|r| params[r.min(params.len() - 1)].to_words())
+        .collect())
+}
+
 /// Checks that `buffer` has STORAGE usage and at least `bytes`.
 fn check_records(what: &'static str, buffer: &wgpu::Buffer, bytes: u64) -> Result<()> {
     let reason = if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
@@ -125,6 +146,7 @@ impl Engine {
             shape,
             logits: args.logits.place(),
             philox_seed,
+            probs: None,
         })?;
         self.execute(
             encoder,
@@ -150,23 +172,7 @@ impl Engine {
         params: &[SamplingParams],
         uniforms: Uniforms<'_>,
     ) -> Result<Vec<Sample>> {
-        shape.expect_len("logits", logits.len())?;
-        if params.len() != shape.rows && params.len() != 1 {
-            return Err(Error::ShapeMismatch {
-                what: "sampling parameters (one per row, or one for all)",
-                got: params.len(),
-                expected: shape.rows,
-                rows: shape.rows,
-                cols: 1,
-            });
-        }
-        for (row, p) in params.iter().enumerate() {
-            p.validate(row)?;
-        }
-        // Checked here so that the kernel never sees a bad one (it would flag the row).
-        let words: Vec<[u32; 4]> = (0..shape.rows)
-            .map(|r| params[r.min(params.len() - 1)].to_words())
-            .collect();
+        let words = checked_params(shape, logits.len(), params)?;
         let (rand, seed): (Vec<[u32; 2]>, _) = match uniforms {
             Uniforms::Given(_) => (
                 uniforms
@@ -212,6 +218,85 @@ impl Engine {
         let words: Vec<[u32; 4]> =
             bytemuck::pod_collect_to_vec(&bytes[0][..(rows * RESULT_BYTES) as usize]);
         Ok(words.into_iter().map(Sample::from_words).collect())
+    }
+
+    /// Records each row's filtered, renormalised probabilities into `probs` (f32,
+    /// `[rows, cols]`, zeros where removed; at T = 0 a share of 1 for each maximum; NaN over
+    /// rows without a token and rows whose parameters are out of their domain): the
+    /// distribution [`Engine::record_sample`] draws from, for callers that sample themselves.
+    pub fn record_sample_probs(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: Shape,
+        logits: TensorRef,
+        params: &wgpu::Buffer,
+        probs: TensorRef,
+    ) -> Result<()> {
+        self.check_alive()?;
+        shape.validate()?;
+        let n = shape.len() as u64;
+        logits.check("logits", n)?;
+        probs.check("probs", n)?;
+        check_records("params", params, shape.rows as u64 * PARAMS_BYTES)?;
+        if probs.dtype != crate::DType::F32 {
+            return Err(Error::UnsupportedDType {
+                dtype: probs.dtype,
+                reason: "the filtered probabilities are f32",
+            });
+        }
+        if probs.buffer == logits.buffer || probs.buffer == params {
+            return Err(Error::InvalidBuffer {
+                what: "probs",
+                reason: "must be a buffer of its own".into(),
+            });
+        }
+        let launch = self.profile.launch_sample(&SampleCall {
+            shape,
+            logits: logits.place(),
+            philox_seed: None,
+            probs: Some(probs.place()),
+        })?;
+        self.execute(
+            encoder,
+            "softmax-wgpu sample probabilities",
+            &launch.passes(),
+            0,
+            &[Some(logits.buffer), Some(params), Some(probs.buffer)],
+        )
+    }
+
+    /// Each row's filtered, renormalised probabilities (see
+    /// [`Engine::record_sample_probs`]), `params` one per row or one for all, checked first.
+    pub async fn sample_probs_async<T: Element>(
+        &self,
+        logits: &[T],
+        shape: Shape,
+        params: &[SamplingParams],
+    ) -> Result<Vec<f32>> {
+        let words = checked_params(shape, logits.len(), params)?;
+        let n = logits.len() as u64;
+        let ((), bytes) = self
+            .host_op(|rb| {
+                let x = self.upload(logits)?;
+                let p = self.upload(&words)?;
+                let out = self.output(4 * n)?;
+                self.record_sample_probs(
+                    &mut rb.encoder,
+                    shape,
+                    TensorRef::new(&x, T::DTYPE),
+                    &p,
+                    TensorRef::new(&out, crate::DType::F32),
+                )?;
+                rb.read(&out, 0, 4 * n)
+            })
+            .await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes[0][..4 * n as usize]))
+    }
+
+    crate::host::blocking! {
+        /// Blocking [`Engine::sample_probs_async`].
+        sample_probs => sample_probs_async<T: Element>(
+            logits: &[T], shape: Shape, params: &[SamplingParams]) -> Result<Vec<f32>>
     }
 
     crate::host::blocking! {

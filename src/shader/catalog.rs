@@ -43,13 +43,14 @@ pub(crate) fn catalog() -> Vec<(String, PipelineKey)> {
             if half_builtins && input == Storage::F32 {
                 continue;
             }
-            for philox in [false, true] {
+            for (philox, filtered) in [(false, false), (true, false), (false, true)] {
                 for workgroup in [16, 256] {
                     let key = SampleKey {
                         input,
                         workgroup,
                         half_builtins,
                         philox,
+                        filtered,
                     };
                     out.push((format!("{key:?}"), PipelineKey::Sample(key)));
                 }

@@ -198,6 +198,8 @@ pub(crate) struct SampleKey {
     pub half_builtins: bool,
     /// Each row's `u` from Philox4x32-10 of its offset, rather than from the caller.
     pub philox: bool,
+    /// The row's filtered, renormalised probabilities (f32) instead of a token.
+    pub filtered: bool,
 }
 
 /// Everything that selects a distinct compiled pipeline.

@@ -408,9 +408,32 @@ pub(super) fn sample_source(key: &SampleKey, dialect: Dialect) -> String {
         false,
         dialect,
     );
-    s += &format!("const PHILOX: bool = {};\n", key.philox);
+    s += &format!(
+        "const PHILOX: bool = {};\nconst FILTERED: bool = {};\n",
+        key.philox, key.filtered
+    );
     s += &declarations(&key.bindings());
     s += &xy_bindings(key.input, None, false, key.half_builtins, false);
+    if key.filtered {
+        s.push_str(
+            "fn row_uniform(row: u32) -> f32 { return 0.0; }\n\
+             fn write_result(row: u32, token: u32, status: u32, logprob: f32, kept: u32) {}\n\
+             fn store_prob(i: u32, v: f32) { y_buf[i] = v; }\n",
+        );
+    } else {
+        // The caller's u, or Philox4x32-10 of the row's offset; the result record.
+        s.push_str(
+            "fn row_uniform(row: u32) -> f32 {\n    \
+             let r = rand_buf[row];\n    \
+             if (PHILOX) {\n        \
+             let w = philox(vec4<u32>(r.x, r.y, 0u, 0u), vec2<u32>(params.seed_lo, params.seed_hi));\n        \
+             return f32(w.x >> 8u) / 16777216.0;\n    }\n    \
+             return bitcast<f32>(r.x);\n}\n\
+             fn write_result(row: u32, token: u32, status: u32, logprob: f32, kept: u32) {\n    \
+             out_buf[row] = vec4<u32>(token, status, bitcast<u32>(logprob), kept);\n}\n\
+             fn store_prob(i: u32, v: f32) {}\n",
+        );
+    }
     [s.as_str(), COMMON, SAMPLE].join("\n")
 }
 

@@ -257,14 +257,23 @@ impl SampleKey {
     /// The sampling kernel's bindings: the logits, each row's parameters (`[T, top_k, top_p,
     /// min_p]` as words), each row's uniform (`[u, 0]`) or Philox offset (`[low, high]`), and
     /// each row's result (`[token, status, log-probability, kept]`).
+    /// With `filtered`, the probabilities (f32, `[rows, cols]`) in place of the uniforms and
+    /// the results.
     pub(super) fn bindings(&self) -> Vec<BindingDecl> {
-        vec![
+        let mut b = vec![
             PARAMS,
             BindingDecl::new(slot::X, "x_buf", slot_type(self.input), Access::Read),
             BindingDecl::new(slot::SAMPLE_PARAMS, "sample_buf", "vec4<u32>", Access::Read),
-            BindingDecl::new(slot::UNIFORMS, "rand_buf", "vec2<u32>", Access::Read),
-            BindingDecl::new(slot::RESULTS, "out_buf", "vec4<u32>", Access::ReadWrite),
-        ]
+        ];
+        if self.filtered {
+            b.push(BindingDecl::new(slot::Y, "y_buf", "f32", Access::ReadWrite));
+        } else {
+            b.extend([
+                BindingDecl::new(slot::UNIFORMS, "rand_buf", "vec2<u32>", Access::Read),
+                BindingDecl::new(slot::RESULTS, "out_buf", "vec4<u32>", Access::ReadWrite),
+            ]);
+        }
+        b
     }
 }
 

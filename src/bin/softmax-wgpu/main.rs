@@ -52,6 +52,8 @@ enum Command {
     Logsumexp(ForwardCmd),
     /// Cross-entropy loss of logits against class targets, and its gradient.
     CrossEntropy(CrossEntropyCmd),
+    /// One token per row: temperature, top-k, top-p, min-p (greedy at temperature 0).
+    Sample(SampleCmd),
     /// Times the operations against a copy kernel over large-vocabulary shapes.
     Bench(bench::BenchCmd),
     /// Prints what a forward operation would launch on the adapter (variant, layout,
@@ -280,6 +282,41 @@ struct CrossEntropyCmd {
     dtype: Compute,
 }
 
+#[derive(Args)]
+struct SampleCmd {
+    /// Logits: a float32, float16 or float64 .npy of any rank; the last axis is the vocabulary.
+    #[arg(long)]
+    input: PathBuf,
+    /// The token of each row (.npy, int64, the logits' leading shape); -1 where a row yields
+    /// none (a NaN or +inf in it, or every logit -inf), said on stderr.
+    #[arg(long)]
+    output: PathBuf,
+    /// Divides the logits; 0 is greedy (the first maximum).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Keep the k most likely tokens (ties at the k-th kept); 0 keeps all.
+    #[arg(long, default_value_t = 0)]
+    top_k: u32,
+    /// Keep the smallest set of the most likely tokens with this probability mass, in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Keep the tokens with at least this fraction of the largest probability, in [0, 1].
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Draw each row's uniform from Philox4x32-10 under this seed, at the row's index.
+    #[arg(long, conflicts_with = "uniforms")]
+    seed: Option<u64>,
+    /// Each row's uniform in [0, 1) (.npy, float32 or float64, the logits' leading shape).
+    #[arg(long)]
+    uniforms: Option<PathBuf>,
+    /// Also write each token's log-probability under softmax(z / T) (.npy, float32).
+    #[arg(long)]
+    logprobs: Option<PathBuf>,
+    /// The dtype to compute in.
+    #[arg(long, value_enum, default_value = "input")]
+    dtype: Compute,
+}
+
 impl AdapterArgs {
     fn options(&self) -> Result<EngineOptions, String> {
         let backends = match &self.backend {
@@ -363,6 +400,65 @@ fn run_forward(engine: &Engine, op: Forward, cmd: &ForwardCmd) -> Result<(), Str
             npy::write(&cmd.output, out, &y)
         }
     }
+}
+
+fn run_sample(engine: &Engine, cmd: &SampleCmd) -> Result<(), String> {
+    use softmax_wgpu::sampling::{SampleStatus, SamplingParams, Uniforms};
+    let input = npy::read_logits(&cmd.input)?;
+    let shape = matrix(&input.shape)?;
+    let lead = input.shape[..input.shape.len() - 1].to_vec();
+    let params = [SamplingParams {
+        temperature: cmd.temperature,
+        top_k: cmd.top_k,
+        top_p: cmd.top_p,
+        min_p: cmd.min_p,
+    }];
+    let given: Vec<f32>;
+    let offsets: Vec<u64>;
+    let uniforms = match (&cmd.uniforms, cmd.seed) {
+        (Some(path), _) => {
+            let u = npy::read_logits(path)?;
+            if u.shape != lead {
+                return Err(format!(
+                    "uniforms have shape {:?}; logits of shape {:?} need {lead:?}",
+                    u.shape, input.shape
+                ));
+            }
+            given = match u.data {
+                Logits::F32(v) => v,
+                Logits::F64(v) => v.into_iter().map(|x| x as f32).collect(),
+                Logits::F16(v) => v.into_iter().map(f32::from).collect(),
+            };
+            Uniforms::Given(&given)
+        }
+        (None, seed) => {
+            offsets = (0..shape.rows as u64).collect();
+            Uniforms::Philox {
+                seed: seed.unwrap_or(0),
+                offsets: &offsets,
+            }
+        }
+    };
+    let samples = match cmd.dtype.convert(input.data) {
+        Typed::F32(x) => engine.sample(&x, shape, &params, uniforms),
+        Typed::F16(x) => engine.sample(&x, shape, &params, uniforms),
+        Typed::Bf16(x) => engine.sample(&x, shape, &params, uniforms),
+    }
+    .map_err(|e| e.to_string())?;
+    let mut ids = Vec::with_capacity(samples.len());
+    for (row, s) in samples.iter().enumerate() {
+        if s.status == SampleStatus::Ok {
+            ids.push(i64::from(s.token));
+        } else {
+            eprintln!("row {row}: no token ({:?})", s.status);
+            ids.push(-1);
+        }
+    }
+    if let Some(path) = &cmd.logprobs {
+        let lp: Vec<f32> = samples.iter().map(|s| s.logprob).collect();
+        npy::write(path, &lead, &lp)?;
+    }
+    npy::write(&cmd.output, &lead, &ids)
 }
 
 fn run_cross_entropy(engine: &Engine, cmd: &CrossEntropyCmd) -> Result<(), String> {
@@ -498,6 +594,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::LogSoftmax(c) => run_forward(&cli.adapter.engine()?, Forward::LogSoftmax, c),
         Command::Logsumexp(c) => run_forward(&cli.adapter.engine()?, Forward::LogSumExp, c),
         Command::CrossEntropy(c) => run_cross_entropy(&cli.adapter.engine()?, c),
+        Command::Sample(c) => run_sample(&cli.adapter.engine()?, c),
         Command::Bench(c) => bench::run(&cli.adapter.engine()?, c),
         Command::Explain(c) => explain(&cli.adapter.engine()?, c),
     }
