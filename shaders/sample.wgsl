@@ -145,7 +145,7 @@ fn mulhi(a: u32, b: u32) -> u32 {
     let a1 = a >> 16u;
     let b0 = b & 0xffffu;
     let b1 = b >> 16u;
-    let mid = ((a0 * b0) >> 16u) + (a1 * b0 & 0xffffu) + (a0 * b1 & 0xffffu);
+    let mid = ((a0 * b0) >> 16u) + ((a1 * b0) & 0xffffu) + ((a0 * b1) & 0xffffu);
     return a1 * b1 + ((a1 * b0) >> 16u) + ((a0 * b1) >> 16u) + (mid >> 16u);
 }
 

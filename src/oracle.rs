@@ -244,6 +244,12 @@ pub struct SampleOracle {
     /// kept mass: below the f32 error of a GPU's sums (about `1e-6`), the GPU may draw a
     /// neighbour of this token. Infinite at T = 0.
     pub margin: f64,
+    /// How close the filters came to keeping one token more or fewer, relative: top-p's
+    /// goal from the nearest step of the mass it accumulates (over that mass), min-p's
+    /// threshold from the nearest probability (over the threshold). Below the f32 error of
+    /// a GPU's sums, its kept set may differ by the tokens at that boundary (and its draw
+    /// with them). Infinite where no such filter applies (top-k is exact).
+    pub filter_margin: f64,
 }
 
 /// Sampling in f64 with exactly the semantics of [`crate::sampling`]: one row of `x` per
@@ -307,6 +313,7 @@ fn sample_row(z: &[f64], p: &crate::sampling::SamplingParams, u: f64) -> SampleO
         kept: 0,
         threshold: f64::NAN,
         margin: f64::INFINITY,
+        filter_margin: f64::INFINITY,
     };
     if z.iter().any(|v| v.is_nan()) {
         return none(SampleStatus::NanRow);
@@ -328,6 +335,7 @@ fn sample_row(z: &[f64], p: &crate::sampling::SamplingParams, u: f64) -> SampleO
             kept: ties,
             threshold: m,
             margin: f64::INFINITY,
+            filter_margin: f64::INFINITY,
         };
     }
     let t = f64::from(p.temperature);
@@ -342,6 +350,7 @@ fn sample_row(z: &[f64], p: &crate::sampling::SamplingParams, u: f64) -> SampleO
         // The k-th largest counting -inf logits too: with fewer finite logits, all stay.
         threshold = order.get(k - 1).map_or(f64::NEG_INFINITY, |&j| z[j]);
     }
+    let mut filter_margin = f64::INFINITY;
     if p.top_p < 1.0 {
         let kept: Vec<usize> = order
             .iter()
@@ -352,15 +361,23 @@ fn sample_row(z: &[f64], p: &crate::sampling::SamplingParams, u: f64) -> SampleO
         let goal = f64::from(p.top_p) * mass;
         let mut cum = 0.0;
         for &j in &kept {
+            let before = cum;
             cum += e[j];
             if cum >= goal {
                 threshold = threshold.max(z[j]);
+                filter_margin = (cum - goal).min(goal - before) / mass;
                 break;
             }
         }
     }
     if p.min_p > 0.0 {
-        threshold = threshold.max(m + t * f64::from(p.min_p).ln());
+        let min_p = f64::from(p.min_p);
+        threshold = threshold.max(m + t * min_p.ln());
+        let nearest = e
+            .iter()
+            .map(|&v| (v - min_p).abs())
+            .fold(f64::INFINITY, f64::min);
+        filter_margin = filter_margin.min(nearest / min_p);
     }
     let kept = |j: usize| z[j] > f64::NEG_INFINITY && z[j] >= threshold;
     let mass: f64 = (0..z.len()).filter(|&j| kept(j)).map(|j| e[j]).sum();
@@ -382,5 +399,6 @@ fn sample_row(z: &[f64], p: &crate::sampling::SamplingParams, u: f64) -> SampleO
         kept: (0..z.len()).filter(|&j| kept(j)).count(),
         threshold,
         margin: margin / mass,
+        filter_margin,
     }
 }

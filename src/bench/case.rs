@@ -10,8 +10,21 @@ use crate::error::Result;
 use crate::options::{CrossEntropyOptions, Forward, Shape, SoftmaxOptions, Variant};
 use crate::oracle;
 use crate::record::{ForwardArgs, TensorRef};
+use crate::sampling::{DeviceUniforms, SampleArgs, SamplingParams};
 use crate::scope::capture_errors;
 use crate::training::{CrossEntropyArgs, GradOutput};
+
+/// The Philox key of the sampling cases (each row's offset is its index).
+pub(super) const BENCH_SEED: u64 = 0x5eed;
+
+/// The sampling cases' parameters: top-p 0.9, with top-k 50 where `top_k`.
+pub(super) fn bench_sampling(top_k: bool) -> SamplingParams {
+    SamplingParams {
+        top_k: if top_k { 50 } else { 0 },
+        top_p: 0.9,
+        ..Default::default()
+    }
+}
 
 /// An operation the benchmarks time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,17 +39,25 @@ pub enum BenchOp {
         /// log_softmax backward.
         log: bool,
     },
+    /// A token per row ([`Engine::record_sample`]) with top-p 0.9, and top-k 50 where `top_k`,
+    /// Philox uniforms.
+    Sample {
+        /// top-k 50 too.
+        top_k: bool,
+    },
 }
 
 impl BenchOp {
     /// Every operation, in the order reports list them.
-    pub const ALL: [BenchOp; 6] = [
+    pub const ALL: [BenchOp; 8] = [
         BenchOp::Forward(Forward::Softmax),
         BenchOp::Forward(Forward::LogSoftmax),
         BenchOp::Forward(Forward::LogSumExp),
         BenchOp::CrossEntropy,
         BenchOp::Backward { log: false },
         BenchOp::Backward { log: true },
+        BenchOp::Sample { top_k: true },
+        BenchOp::Sample { top_k: false },
     ];
 
     /// The name the command line and the reports use.
@@ -48,6 +69,8 @@ impl BenchOp {
             BenchOp::CrossEntropy => "cross-entropy",
             BenchOp::Backward { log: false } => "softmax-backward",
             BenchOp::Backward { log: true } => "log-softmax-backward",
+            BenchOp::Sample { top_k: true } => "sample",
+            BenchOp::Sample { top_k: false } => "sample-top-p",
         }
     }
 
@@ -81,7 +104,8 @@ impl Case {
     /// Bytes the operation moves at least: one read of the logits and one write of the
     /// output (`rows` f32 for logsumexp; for cross-entropy the gradient, plus a target read
     /// and a loss and a logsumexp written per row); for the backward operations two reads
-    /// (`y`, `dy`) and one write (`dx`).
+    /// (`y`, `dy`) and one write (`dx`); for sampling one read of the logits and a result
+    /// record of 16 bytes per row.
     pub fn bytes(&self) -> u64 {
         let n = self.shape.len() as u64 * self.dtype.size();
         let rows = self.shape.rows as u64;
@@ -90,6 +114,7 @@ impl Case {
             BenchOp::Forward(_) => 2 * n,
             BenchOp::CrossEntropy => 2 * n + 12 * rows,
             BenchOp::Backward { .. } => 3 * n,
+            BenchOp::Sample { .. } => n + 16 * rows,
         }
     }
 
@@ -99,6 +124,7 @@ impl Case {
         match self.op {
             BenchOp::Forward(Forward::LogSumExp) => Some(CopyKind::ExpSum(self.dtype)),
             BenchOp::Forward(_) | BenchOp::CrossEntropy => Some(CopyKind::Exp(self.dtype)),
+            BenchOp::Sample { .. } => Some(CopyKind::ExpSum(self.dtype)),
             BenchOp::Backward { .. } => None,
         }
     }
@@ -151,6 +177,10 @@ pub struct Prepared<'e> {
     pub(super) logits: Vec<f32>,
     pub(super) targets_host: Vec<i64>,
     pub(super) copy_bytes: u64,
+    /// Sampling: each row's parameters, Philox offset and result.
+    pub(super) sample_params: wgpu::Buffer,
+    pub(super) offsets: wgpu::Buffer,
+    pub(super) results: wgpu::Buffer,
 }
 
 impl<'e> Prepared<'e> {
@@ -201,6 +231,9 @@ impl<'e> Prepared<'e> {
             logits,
             targets_host,
             copy_bytes,
+            sample_params: buffer("softmax-wgpu bench sampling parameters", 16 * rows, storage)?,
+            offsets: buffer("softmax-wgpu bench offsets", 8 * rows, storage)?,
+            results: buffer("softmax-wgpu bench tokens", 16 * rows, storage)?,
         };
         let raw = upload_bytes(&prepared.logits, case.dtype);
         let queue = engine.queue();
@@ -210,6 +243,12 @@ impl<'e> Prepared<'e> {
         }
         let targets: Vec<i32> = prepared.targets_host.iter().map(|&t| t as i32).collect();
         queue.write_buffer(&prepared.targets, 0, bytemuck::cast_slice(&targets));
+        if let BenchOp::Sample { top_k } = case.op {
+            let words = vec![bench_sampling(top_k).to_words(); rows as usize];
+            queue.write_buffer(&prepared.sample_params, 0, bytemuck::cast_slice(&words));
+            let offsets: Vec<[u32; 2]> = (0..rows as u32).map(|r| [r, 0]).collect();
+            queue.write_buffer(&prepared.offsets, 0, bytemuck::cast_slice(&offsets));
+        }
         Ok(prepared)
     }
 
@@ -258,6 +297,19 @@ impl<'e> Prepared<'e> {
                 x,
                 TensorRef::new(&self.dy, c.dtype),
                 out,
+            ),
+            BenchOp::Sample { .. } => e.record_sample(
+                encoder,
+                &SampleArgs {
+                    shape: c.shape,
+                    logits: x,
+                    params: &self.sample_params,
+                    uniforms: DeviceUniforms::Philox {
+                        seed: BENCH_SEED,
+                        offsets: &self.offsets,
+                    },
+                    results: &self.results,
+                },
             ),
         }
     }
@@ -319,6 +371,14 @@ impl<'e> Prepared<'e> {
             }
             BenchOp::Backward { log } => {
                 std::hint::black_box(oracle::softmax_backward(log, x, x, c.shape));
+            }
+            BenchOp::Sample { top_k } => {
+                let u: Vec<f32> = (0..c.shape.rows as u64)
+                    .map(|r| crate::sampling::uniform(BENCH_SEED, r))
+                    .collect();
+                let p = [bench_sampling(top_k)];
+                let params: Vec<_> = p.iter().cycle().take(c.shape.rows).copied().collect();
+                std::hint::black_box(oracle::sample(x, c.shape, &params, &u));
             }
         }
         start.elapsed().as_secs_f64()

@@ -42,6 +42,9 @@ impl Prepared<'_> {
 
     fn verify_in<T: Element>(&self) -> Result<()> {
         let c = &self.case;
+        if let BenchOp::Sample { top_k } = c.op {
+            return self.verify_sample::<T>(top_k);
+        }
         let cols = c.shape.cols;
         let size = c.dtype.size();
         let rows = checked_rows(c.shape.rows);
@@ -78,6 +81,49 @@ impl Prepared<'_> {
                     ),
                     detail,
                 })?;
+        }
+        Ok(())
+    }
+
+    /// The sampling cases: each checked row's token, status and kept count against the
+    /// oracle, the token wherever the oracle's margin leaves f32 sums no room to differ.
+    fn verify_sample<T: Element>(&self, top_k: bool) -> Result<()> {
+        let c = &self.case;
+        let cols = c.shape.cols;
+        let rows = checked_rows(c.shape.rows);
+        let ((), out) = pollster::block_on(self.engine.host_op(|rb| {
+            self.record(&mut rb.encoder)?;
+            for &r in &rows {
+                rb.read(&self.results, 16 * r as u64, 16)?;
+            }
+            Ok(())
+        }))?;
+        let p = [super::case::bench_sampling(top_k)];
+        for (k, &r) in rows.iter().enumerate() {
+            let x: Vec<T> = self.logits[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|&v| T::from_f32(v))
+                .collect();
+            let u = [crate::sampling::uniform(super::case::BENCH_SEED, r as u64)];
+            let want = oracle::sample(&x, Shape::new(1, cols), &p, &u)[0];
+            let words: [u32; 4] = bytemuck::pod_read_unaligned(&out[k][..16]);
+            let got = crate::sampling::Sample::from_words(words);
+            // The kept set and the draw where no rounding can move them (see `SampleOracle`).
+            let exact = want.filter_margin > 1e-5;
+            let wrong = got.status != want.status
+                || (exact && got.kept as usize != want.kept)
+                || (exact && want.margin > 1e-5 && got.token != want.token);
+            if wrong {
+                return Err(Error::WrongResult {
+                    what: format!(
+                        "{} {:?} [{}, {cols}] row {r}",
+                        c.op.name(),
+                        c.dtype,
+                        c.shape.rows
+                    ),
+                    detail: format!("{got:?}, want {want:?}"),
+                });
+            }
         }
         Ok(())
     }
@@ -173,6 +219,8 @@ impl Prepared<'_> {
                     SLACK * EPS * depth * terms + unit(w) + f64::from(f32::MIN_POSITIVE)
                 })
             }
+            // Checked by `verify_sample`, which `verify_in` hands them to.
+            BenchOp::Sample { .. } => None,
         };
         miss.map_or(Ok(()), Err)
     }
