@@ -462,9 +462,9 @@ fn a_row_of_a_million() {
 fn rows_past_one_dispatch_dimension() {
     common::on_every_adapter(|e| {
         // Plain sampling: the rows' indexing is what is tested here.
-        let shape = Shape::new(65_600, 2);
+        let shape = Shape::new(70_000, 2);
         let x = random_logits(shape.len(), 8.0, 16);
-        let u = uniforms(65_600, 17);
+        let u = uniforms(70_000, 17);
         run::<f32>(e, &x, shape, &[SamplingParams::default()], &u);
     });
 }
