@@ -39,6 +39,17 @@ pub fn parse<T: for<'de> Deserialize<'de> + Default>(
     serde_wasm_bindgen::from_value(value).map_err(|e| js_error(format!("{what}: {e}")))
 }
 
+/// An operation's options object, which must be given (it holds the shape).
+fn parse_required<T: for<'de> Deserialize<'de> + Default>(
+    value: JsValue,
+    fields: &[&str],
+) -> Result<T, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Err(js_error("options: { rows, cols } are required"));
+    }
+    parse(value, "options", fields)
+}
+
 /// `Engine.create`'s options.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -99,9 +110,6 @@ pub struct ShapeOpts {
 impl ShapeOpts {
     /// Reads an operation's options object.
     pub fn parse(value: JsValue) -> Result<Self, JsValue> {
-        if value.is_undefined() || value.is_null() {
-            return Err(js_error("options: { rows, cols } are required"));
-        }
         let fields = [
             "rows",
             "cols",
@@ -110,7 +118,7 @@ impl ShapeOpts {
             "maskedRows",
             "variant",
         ];
-        parse(value, "options", &fields)
+        parse_required(value, &fields)
     }
 
     /// The shape (the Rust API validates it) and the dtype.
@@ -203,9 +211,6 @@ fn yes() -> bool {
 impl CrossEntropyOpts {
     /// Reads `crossEntropy`'s options object.
     pub fn parse(value: JsValue) -> Result<Self, JsValue> {
-        if value.is_undefined() || value.is_null() {
-            return Err(js_error("options: { rows, cols } are required"));
-        }
         let fields = [
             "rows",
             "cols",
@@ -219,7 +224,7 @@ impl CrossEntropyOpts {
             "gradScale",
             "grad",
         ];
-        parse(value, "options", &fields)
+        parse_required(value, &fields)
     }
 
     /// The shape and the dtype, as [`ShapeOpts::shape_and_dtype`].
