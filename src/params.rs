@@ -82,11 +82,15 @@ pub(crate) struct SampleParams {
     pub row0: u32,
     pub seed_lo: u32,
     pub seed_hi: u32,
-    pub groups_x: u32,
     pub y_base: u32,
+    pub stage: u32,
+    pub round: u32,
+    pub chunks: u32,
+    pub chunk_len: u32,
+    pub row_words: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<SampleParams>() == 32);
+const _: () = assert!(std::mem::size_of::<SampleParams>() == 48);
 
 /// Each uniform struct against its WGSL side, in every catalogued module: the same members
 /// in the same order at the same byte offsets, and the same size (padding aside).
@@ -170,8 +174,12 @@ mod tests {
             ("row0", offset_of!(SampleParams, row0)),
             ("seed_lo", offset_of!(SampleParams, seed_lo)),
             ("seed_hi", offset_of!(SampleParams, seed_hi)),
-            ("groups_x", offset_of!(SampleParams, groups_x)),
             ("y_base", offset_of!(SampleParams, y_base)),
+            ("stage", offset_of!(SampleParams, stage)),
+            ("round", offset_of!(SampleParams, round)),
+            ("chunks", offset_of!(SampleParams, chunks)),
+            ("chunk_len", offset_of!(SampleParams, chunk_len)),
+            ("row_words", offset_of!(SampleParams, row_words)),
         ]);
         let mut checked = 0;
         for (name, source) in crate::shader::all_sources() {

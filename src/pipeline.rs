@@ -81,7 +81,10 @@ fn build(device: &wgpu::Device, key: &PipelineKey) -> Result<Kernel> {
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(key.entry_point()),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                zero_initialize_workgroup_memory: key.reads_workgroup_memory_unwritten(),
+                ..Default::default()
+            },
             cache: None,
         });
         Kernel { pipeline, layout }

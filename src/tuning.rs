@@ -108,6 +108,29 @@ pub(crate) const MAX_TRAINING_PACKED_COLS: u64 = 64;
 /// Measured: docs/tuning.md#max_training_windowed_cols.
 pub(crate) const MAX_TRAINING_WINDOWED_COLS: u64 = 255;
 
+// Sampling.
+
+/// Logits per piece of a sampled row on GPUs: 16 per lane of 256 per pass, and pieces enough
+/// for every multiprocessor from a row of 2^19.
+/// Measured: docs/tuning.md#sample_piece_gpu.
+pub(crate) const SAMPLE_PIECE_GPU: u64 = 4096;
+
+/// Logits per piece of a sampled row on CPU adapters: every workgroup costs lavapipe tens of
+/// microseconds even where its stage has nothing to do, so few pieces; two (a thread each)
+/// from rows of 65537.
+/// Measured: docs/tuning.md#sample_piece_cpu.
+pub(crate) const SAMPLE_PIECE_CPU: u64 = 65536;
+
+/// Most pieces of one sampled row: each piece's partial record is 1 KiB of scratch, and a row
+/// stage reads its row's records.
+/// Measured: docs/tuning.md#max_sample_pieces.
+pub(crate) const MAX_SAMPLE_PIECES: u64 = 4096;
+
+/// Bytes of scratch one sampling dispatch uses at most (rows' states, partial records and
+/// candidates); longer batches go in several dispatches of rows.
+/// Measured: docs/tuning.md#sample_scratch_bytes.
+pub(crate) const SAMPLE_SCRATCH_BYTES: u64 = 32 << 20;
+
 // Limits of the adapters and the scratch.
 
 /// Most iterations of one invocation's loop on CPU adapters: half of the 65535 after which Mesa

@@ -74,6 +74,99 @@ fn run<T: Element>(e: &Engine, x: &[f32], shape: Shape, params: &[SamplingParams
 }
 
 /// Per-row parameters that mix every filter, greedy among them.
+#[test]
+fn every_path_through_the_kernel() {
+    on_every_tuning(|e| {
+        // Rows of 600 (one piece): top-k's ties past the candidates' capacity (256), alone
+        // and under top-p (a plateau: all kept), and fewer finite logits than k, below and
+        // above the capacity.
+        let cols = 600;
+        let noise = random_logits(cols, 1.0, 41);
+        let ties: Vec<f32> = (0..cols)
+            .map(|i| if i % 2 == 0 { 2.0 } else { noise[i].min(1.0) })
+            .collect();
+        let finite = |n: usize| -> Vec<f32> {
+            (0..cols)
+                .map(|i| {
+                    if i % 2 == 1 && i / 2 < n {
+                        noise[i]
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+                .collect()
+        };
+        let x = [ties.clone(), ties, finite(20), finite(290)].concat();
+        let params = [
+            SamplingParams {
+                top_k: 2,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_k: 2,
+                top_p: 0.5,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_k: 100,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_k: 300,
+                top_p: 0.99,
+                ..Default::default()
+            },
+        ];
+        let shape = Shape::new(4, cols);
+        for u in [0.0f32, 0.37, 0.999] {
+            run::<f32>(e, &x, shape, &params, &[u; 4]);
+        }
+        let got = e
+            .sample(&x, shape, &params, Uniforms::Given(&[0.5; 4]))
+            .unwrap();
+        assert_eq!(got[0].kept, 300, "top-k 2 keeps the 300 tied maxima");
+        assert_eq!(got[1].kept, 300, "top-p keeps a plateau whole");
+        assert_eq!(got[2].kept, 20, "top-k keeps every finite logit");
+        assert!((200..290).contains(&got[3].kept), "{}", got[3].kept);
+        assert!(got[..2].iter().all(|s| s.token % 2 == 0));
+        assert!(got[2..].iter().all(|s| s.token % 2 == 1));
+
+        // Rows of several pieces on every tuning (pieces of 49153 with CPU tuning, whose odd
+        // starts split bf16's words): top-k through the candidates, top-k and top-p together,
+        // top-p's rounds, min-p.
+        let cols = 196_611;
+        let x = random_logits(5 * cols, 6.0, 43);
+        let params = [
+            SamplingParams {
+                top_k: 30,
+                ..Default::default()
+            },
+            SamplingParams {
+                temperature: 0.5,
+                top_k: 200,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_k: 50,
+                top_p: 0.9,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_p: 0.9,
+                ..Default::default()
+            },
+            SamplingParams {
+                temperature: 0.7,
+                min_p: 0.05,
+                ..Default::default()
+            },
+        ];
+        let u = uniforms(5, 44);
+        run::<f32>(e, &x, Shape::new(5, cols), &params, &u);
+        run::<bf16>(e, &x, Shape::new(5, cols), &params, &u);
+    });
+}
+
 fn mixed_params(rows: usize) -> Vec<SamplingParams> {
     let kinds = [
         SamplingParams::default(),

@@ -152,7 +152,7 @@ impl Engine {
             encoder,
             "softmax-wgpu sample",
             &launch.passes(),
-            0,
+            launch.scratch_bytes,
             &[
                 Some(args.logits.buffer),
                 Some(args.params),
@@ -260,7 +260,7 @@ impl Engine {
             encoder,
             "softmax-wgpu sample probabilities",
             &launch.passes(),
-            0,
+            launch.scratch_bytes,
             &[Some(logits.buffer), Some(params), Some(probs.buffer)],
         )
     }

@@ -240,6 +240,14 @@ impl PipelineKey {
         }
     }
 
+    /// Whether the kernel may read workgroup memory it has not written, so that it needs
+    /// wgpu to zero it first. The sampling kernel writes all it reads, and many of its
+    /// workgroups return at once, so zeroing its 8 to 13 KiB would be work for nothing
+    /// (WebGPU in a browser zeroes it regardless).
+    pub(crate) fn reads_workgroup_memory_unwritten(&self) -> bool {
+        !matches!(self, PipelineKey::Sample(_))
+    }
+
     /// The complete WGSL module.
     pub(crate) fn source(&self) -> String {
         self.source_in(super::Dialect::of_target())

@@ -258,12 +258,13 @@ impl SampleKey {
     /// min_p]` as words), each row's uniform (`[u, 0]`) or Philox offset (`[low, high]`), and
     /// each row's result (`[token, status, log-probability, kept]`).
     /// With `filtered`, the probabilities (f32, `[rows, cols]`) in place of the uniforms and
-    /// the results.
+    /// the results. The scratch holds each row's state between stages (src/launch/sample.rs).
     pub(super) fn bindings(&self) -> Vec<BindingDecl> {
         let mut b = vec![
             PARAMS,
             BindingDecl::new(slot::X, "x_buf", slot_type(self.input), Access::Read),
             BindingDecl::new(slot::SAMPLE_PARAMS, "sample_buf", "vec4<u32>", Access::Read),
+            BindingDecl::new(slot::PARTIALS, "scratch_buf", "u32", Access::ReadWrite),
         ];
         if self.filtered {
             b.push(BindingDecl::new(slot::Y, "y_buf", "f32", Access::ReadWrite));
