@@ -63,7 +63,7 @@ const STATUS_POS_INF: u32 = 2u;
 const STATUS_ALL_MASKED: u32 = 3u;
 const STATUS_INVALID_PARAMS: u32 = 4u;
 
-// Stages; src/launch/sample.rs records them in this order (`STAGES`).
+// Stages; src/launch/sample.rs records them in this order (`stages()`).
 const STAGE_STATS: u32 = 0u;
 const STAGE_MERGE_STATS: u32 = 1u;
 const STAGE_COUNT: u32 = 2u;
@@ -206,8 +206,6 @@ fn tree_count(lid: u32, v: u32) -> u32 {
 
 // The digit totals of every lane's histogram of masses `bins` (f32 bits), into smp_digit:
 // 64 lanes at a time, each group's 16 digits summed in one tree, the groups in order.
-// (Mesa's CPU drivers end a shader's loops after a total number of iterations: the trees
-// keep the count low, see src/launch/sample.rs.)
 fn digit_totals(lid: u32, bins: array<u32, 16>) {
     if (lid < DIGITS) {
         smp_digit[lid] = 0u;

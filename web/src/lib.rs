@@ -7,6 +7,7 @@
 //! await init();
 //! const engine = await Engine.create();
 //! const p = await engine.softmax(new Float32Array([1000, 1001, 999]), { rows: 1, cols: 3 });
+//! const { tokens } = await engine.sample(logits, { rows, cols, topK: 50, topP: 0.9, seed: 7 });
 //! ```
 //!
 //! Every method returns a promise. Errors reject it with a JavaScript `Error` whose message
@@ -26,7 +27,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use convert::{by_dtype, from_js, js_error, targets_from_js, to_js};
-use options::{CrossEntropyOpts, EngineOpts, ShapeOpts};
+use options::{CrossEntropyOpts, EngineOpts, SampleOpts, ShapeOpts};
 
 /// A WebGPU device with the crate's cached pipelines and buffers. Create it once
 /// (`await Engine.create()`) and reuse it.
@@ -166,6 +167,45 @@ impl Engine {
         })
     }
 
+    /// One token per row. `logits` as for [`Engine::softmax`]; `options`: `{ rows, cols,
+    /// dtype?, temperature?, topK?, topP?, minP?, seed?, offsets?, uniforms? }`: the
+    /// parameters for every row (temperature 0: greedy), and either `seed` (Philox4x32-10 at
+    /// `offsets`, one integer per row, default each row's index) or `uniforms` (one `u` in
+    /// [0, 1) per row). Resolves to `{ tokens: Int32Array (-1: no token), status: ["ok" |
+    /// "nan" | "pos-inf" | "all-masked"], logprobs: Float32Array, kept: Uint32Array }`.
+    pub fn sample(&self, logits: JsValue, options: JsValue) -> Promise {
+        let engine = self.inner.clone();
+        future_to_promise(async move {
+            let o = SampleOpts::parse(options)?;
+            let (shape, dtype) = o.shape_and_dtype()?;
+            let params = o.params()?;
+            let uniforms = o.uniforms(shape.rows)?;
+            by_dtype!(dtype, T => {
+                let x = from_js::<T>(&logits, "logits")?;
+                let picks = engine
+                    .sample_async(&x, shape, &[params], uniforms.view())
+                    .await
+                    .map_err(js_error)?;
+                let tokens: Vec<i32> = picks
+                    .iter()
+                    .map(|s| if s.token == sw::sampling::NO_TOKEN { -1 } else { s.token as i32 })
+                    .collect();
+                let status = js_sys::Array::new();
+                for s in &picks {
+                    status.push(&status_name(s.status).into());
+                }
+                let logprobs: Vec<f32> = picks.iter().map(|s| s.logprob).collect();
+                let kept: Vec<u32> = picks.iter().map(|s| s.kept).collect();
+                let out = Object::new();
+                Reflect::set(&out, &"tokens".into(), &js_sys::Int32Array::from(&tokens[..]))?;
+                Reflect::set(&out, &"status".into(), &status)?;
+                Reflect::set(&out, &"logprobs".into(), &Float32Array::from(&logprobs[..]))?;
+                Reflect::set(&out, &"kept".into(), &js_sys::Uint32Array::from(&kept[..]))?;
+                Ok(out.into())
+            })
+        })
+    }
+
     /// Softmax backward: `y` the softmax output, `dy` the upstream gradient, both of the
     /// logits' type; `options`: `{ rows, cols, dtype? }`. Resolves to the gradient.
     #[wasm_bindgen(js_name = softmaxBackward)]
@@ -238,6 +278,18 @@ impl Engine {
                 Ok(to_js(&dx))
             })
         })
+    }
+}
+
+/// A row's status as `sample` reports it.
+fn status_name(s: sw::sampling::SampleStatus) -> &'static str {
+    use sw::sampling::SampleStatus::*;
+    match s {
+        Ok => "ok",
+        NanRow => "nan",
+        PosInfRow => "pos-inf",
+        AllMasked => "all-masked",
+        InvalidParams => "invalid-params",
     }
 }
 

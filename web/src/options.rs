@@ -2,6 +2,7 @@
 //! that a misspelt option is refused rather than ignored.
 
 use serde::Deserialize;
+use softmax_wgpu::sampling::{SamplingParams, Uniforms};
 use softmax_wgpu::{
     CrossEntropyOptions, DType, EngineOptions, Forward, HalfPath, MaskedRows, Reduction, Shape,
     SoftmaxOptions, Tuning, Variant,
@@ -152,6 +153,134 @@ impl ShapeOpts {
             masked_rows,
             variant,
         })
+    }
+}
+
+/// `sample`'s options.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleOpts {
+    #[serde(default)]
+    rows: Option<f64>,
+    #[serde(default)]
+    cols: Option<f64>,
+    #[serde(default)]
+    dtype: Option<String>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_k: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    min_p: Option<f32>,
+    #[serde(default)]
+    seed: Option<f64>,
+    #[serde(default)]
+    offsets: Option<Vec<f64>>,
+    #[serde(default)]
+    uniforms: Option<Vec<f32>>,
+}
+
+/// Where `sample`'s uniforms come from, owned.
+pub enum SampleUniforms {
+    Given(Vec<f32>),
+    Philox { seed: u64, offsets: Vec<u64> },
+}
+
+impl SampleUniforms {
+    /// The Rust API's view.
+    pub fn view(&self) -> Uniforms<'_> {
+        match self {
+            SampleUniforms::Given(u) => Uniforms::Given(u),
+            SampleUniforms::Philox { seed, offsets } => Uniforms::Philox {
+                seed: *seed,
+                offsets,
+            },
+        }
+    }
+}
+
+/// `v` as an integer in [0, 2^53], the integers a JavaScript number holds exactly.
+fn exact_integer(name: &str, v: f64) -> Result<u64, JsValue> {
+    if v.fract() != 0.0 || !(0.0..=9_007_199_254_740_992.0).contains(&v) {
+        return Err(js_error(format!(
+            "options: {name} must be an integer from 0 to 2^53, got {v}"
+        )));
+    }
+    Ok(v as u64)
+}
+
+impl SampleOpts {
+    /// Reads `sample`'s options object.
+    pub fn parse(value: JsValue) -> Result<Self, JsValue> {
+        let fields = [
+            "rows",
+            "cols",
+            "dtype",
+            "temperature",
+            "topK",
+            "topP",
+            "minP",
+            "seed",
+            "offsets",
+            "uniforms",
+        ];
+        parse_required(value, &fields)
+    }
+
+    /// The shape and the dtype, as [`ShapeOpts::shape_and_dtype`].
+    pub fn shape_and_dtype(&self) -> Result<(Shape, DType), JsValue> {
+        ShapeOpts {
+            rows: self.rows,
+            cols: self.cols,
+            dtype: self.dtype.clone(),
+            ..Default::default()
+        }
+        .shape_and_dtype()
+    }
+
+    /// The parameters of every row (the Rust API checks their domains).
+    pub fn params(&self) -> Result<SamplingParams, JsValue> {
+        let d = SamplingParams::default();
+        let top_k = match self.top_k {
+            None => d.top_k,
+            Some(k) => u32::try_from(exact_integer("topK", k)?)
+                .map_err(|_| js_error(format!("options: topK must be below 2^32, got {k}")))?,
+        };
+        Ok(SamplingParams {
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_k,
+            top_p: self.top_p.unwrap_or(d.top_p),
+            min_p: self.min_p.unwrap_or(d.min_p),
+        })
+    }
+
+    /// The uniforms: `uniforms` (one per row), or Philox under `seed` at `offsets` (default:
+    /// each row's index); exactly one of `seed` and `uniforms`.
+    pub fn uniforms(&self, rows: usize) -> Result<SampleUniforms, JsValue> {
+        match (&self.uniforms, self.seed) {
+            (Some(u), None) if self.offsets.is_none() => Ok(SampleUniforms::Given(u.clone())),
+            (None, Some(seed)) => {
+                let offsets = match &self.offsets {
+                    None => (0..rows as u64).collect(),
+                    Some(o) => o
+                        .iter()
+                        .map(|&v| exact_integer("offsets", v))
+                        .collect::<Result<_, _>>()?,
+                };
+                Ok(SampleUniforms::Philox {
+                    seed: exact_integer("seed", seed)?,
+                    offsets,
+                })
+            }
+            (Some(_), _) => Err(js_error(
+                "options: uniforms replace seed and offsets; give one or the other",
+            )),
+            (None, None) => Err(js_error(
+                "options: sample needs seed (Philox, with offsets) or uniforms (one per row)",
+            )),
+        }
     }
 }
 

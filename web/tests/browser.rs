@@ -295,6 +295,67 @@ async fn softmax_and_log_softmax_backward() {
     }
 }
 
+#[wasm_bindgen_test]
+async fn sampling_against_the_oracle() {
+    use softmax_wgpu::sampling::{SampleStatus, SamplingParams, Uniforms, NO_TOKEN};
+    let e = engine().await;
+    // Mixed per-row parameters over rows of one piece, and top-k + top-p over a row of
+    // several pieces; the caller's uniforms, so that the oracle gives the tokens.
+    let kinds = [
+        SamplingParams::default(),
+        SamplingParams::greedy(),
+        SamplingParams {
+            temperature: 0.7,
+            top_k: 50,
+            top_p: 0.9,
+            ..Default::default()
+        },
+        SamplingParams {
+            top_p: 0.8,
+            min_p: 0.02,
+            ..Default::default()
+        },
+    ];
+    for (rows, cols) in [(8usize, 32000usize), (1, 200_003)] {
+        let shape = Shape::new(rows, cols);
+        let x = random_logits(rows * cols, 6.0, 77);
+        let params: Vec<SamplingParams> = (0..rows)
+            .map(|r| kinds[(r + cols % 3) % kinds.len()])
+            .collect();
+        let u: Vec<f32> = (0..rows).map(|r| (r as f32 * 0.37 + 0.11) % 1.0).collect();
+        let got = e
+            .sample_async(&x, shape, &params, Uniforms::Given(&u))
+            .await
+            .unwrap();
+        let want = oracle::sample(&x, shape, &params, &u);
+        for (row, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.status, w.status, "{rows}x{cols} row {row}");
+            // Where u, or a filter's boundary, lies within 1e-5 of a step, f32 sums may
+            // fall either side (tests/sampling.rs states the bound).
+            if w.margin > 1e-5 {
+                assert_eq!(g.token, w.token, "{rows}x{cols} row {row}: {g:?} {w:?}");
+            }
+            if w.filter_margin > 1e-5 {
+                assert_eq!(g.kept as usize, w.kept, "{rows}x{cols} row {row}");
+            }
+        }
+    }
+    // Rows without a token.
+    let x = [1.0f32, f32::NAN, f32::NEG_INFINITY, f32::NEG_INFINITY];
+    let got = e
+        .sample_async(
+            &x,
+            Shape::new(2, 2),
+            &[SamplingParams::default()],
+            Uniforms::Given(&[0.5, 0.5]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got[0].status, SampleStatus::NanRow);
+    assert_eq!(got[1].status, SampleStatus::AllMasked);
+    assert_eq!(got[1].token, NO_TOKEN);
+}
+
 /// The JavaScript API's engine (`Engine.create()`), once.
 async fn js_engine() -> softmax_wgpu_web::Engine {
     softmax_wgpu_web::Engine::create(JsValue::UNDEFINED)
@@ -370,6 +431,55 @@ async fn the_javascript_api_computes() {
     assert_eq!(
         e.variant("softmax", object(&shape(1.0, 1e6))).unwrap(),
         "split-row"
+    );
+    // Sampling: greedy and top-k 1 pick the maximum, Philox under a seed is reproducible,
+    // a NaN row has no token.
+    let x = || JsValue::from(Float32Array::from(&[0.0f32, 3.0, 1.0, 2.0, 5.0, 4.0][..]));
+    let sample = |extra: &[(&'static str, JsValue)], rows: f64| {
+        let mut o = shape(rows, 6.0 / rows);
+        o.extend_from_slice(extra);
+        e.sample(x(), object(&o))
+    };
+    let tokens = |r: &JsValue| -> Vec<i32> {
+        Reflect::get(r, &"tokens".into())
+            .unwrap()
+            .dyn_into::<Int32Array>()
+            .unwrap()
+            .to_vec()
+    };
+    let greedy = resolve(sample(
+        &[("temperature", 0.0.into()), ("seed", 1.0.into())],
+        2.0,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(tokens(&greedy), vec![1, 1]);
+    let top1 = resolve(sample(
+        &[
+            ("topK", 1.0.into()),
+            (
+                "uniforms",
+                js_sys::Array::of2(&0.9.into(), &0.1.into()).into(),
+            ),
+        ],
+        2.0,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(tokens(&top1), vec![1, 1]);
+    let seeded = |seed: f64| sample(&[("seed", seed.into()), ("topP", 0.9.into())], 1.0);
+    let a = tokens(&resolve(seeded(42.0)).await.unwrap());
+    assert_eq!(a, tokens(&resolve(seeded(42.0)).await.unwrap()));
+    assert!((0..6).contains(&a[0]));
+    let nan = JsValue::from(Float32Array::from(&[f32::NAN, 1.0][..]));
+    let mut o = shape(1.0, 2.0);
+    o.push(("seed", 3.0.into()));
+    let r = resolve(e.sample(nan, object(&o))).await.unwrap();
+    assert_eq!(tokens(&r), vec![-1]);
+    let status = Reflect::get(&r, &"status".into()).unwrap();
+    assert_eq!(
+        js_sys::Array::from(&status).get(0).as_string().unwrap(),
+        "nan"
     );
 }
 
@@ -496,6 +606,74 @@ async fn bad_arguments_from_javascript_reject_cleanly() {
             "op",
         ),
         ("bench of zero rows", bench("softmax", 0.0, 8.0), "rows"),
+        (
+            "sample without seed or uniforms",
+            e.sample(x(), with(&[], 1.0, 4.0)),
+            "seed",
+        ),
+        (
+            "sample with seed and uniforms",
+            e.sample(
+                x(),
+                with(
+                    &[
+                        ("seed", 1.0.into()),
+                        ("uniforms", js_sys::Array::of1(&0.5.into()).into()),
+                    ],
+                    1.0,
+                    4.0,
+                ),
+            ),
+            "one or the other",
+        ),
+        (
+            "sample with top-p 2",
+            e.sample(
+                x(),
+                with(&[("seed", 1.0.into()), ("topP", 2.0.into())], 1.0, 4.0),
+            ),
+            "top_p",
+        ),
+        (
+            "sample with a negative top-k",
+            e.sample(
+                x(),
+                with(&[("seed", 1.0.into()), ("topK", (-1.0).into())], 1.0, 4.0),
+            ),
+            "topK",
+        ),
+        (
+            "sample with a uniform of 1",
+            e.sample(
+                x(),
+                with(
+                    &[("uniforms", js_sys::Array::of1(&1.0.into()).into())],
+                    1.0,
+                    4.0,
+                ),
+            ),
+            "row 0",
+        ),
+        (
+            "sample with too few uniforms",
+            e.sample(
+                x(),
+                with(
+                    &[("uniforms", js_sys::Array::of1(&0.5.into()).into())],
+                    2.0,
+                    2.0,
+                ),
+            ),
+            "uniforms",
+        ),
+        (
+            "sample with a misspelt option",
+            e.sample(
+                x(),
+                with(&[("seed", 1.0.into()), ("topk", 5.0.into())], 1.0, 4.0),
+            ),
+            "topk",
+        ),
         (
             "rows past what wasm addresses",
             e.softmax(x(), with(&[], 1e20, 4.0)),
