@@ -17,7 +17,10 @@
 //   GATHER, CANDIDATES     those keys are copied out and put in index order, and the select's
 //                          end, top-p, min-p and the draw run over them alone;
 //   MASS, MERGE_MASS       x8: otherwise top-p, the same select over 4-bit digits weighted
-//                          by exp((z - m) / T), the kept mass summed in its first round;
+//                          by exp((z - m) / T), the kept mass summed in its first round,
+//                          until the boundary digit holds at most CAP tokens;
+//   GROUP_GATHER, GROUP    those tokens are copied out, put in index order, and top-p's
+//                          threshold found among them;
 //   SUMS, MERGE_SUMS       each piece's kept mass (lanes' contiguous shares in index order);
 //   FINISH                 the piece that holds u times the kept mass walks to the token;
 //                          or, with FILTERED, every piece writes its probabilities.
@@ -77,6 +80,8 @@ const STAGE_MERGE_SUMS: u32 = 9u;
 const STAGE_FINISH: u32 = 10u;
 // Every stage in turn, in one workgroup per row: rows of one piece.
 const STAGE_ALL: u32 = 11u;
+const STAGE_GROUP_GATHER: u32 = 12u;
+const STAGE_GROUP: u32 = 13u;
 
 // What a row still needs (its state's S_PHASE).
 const PHASE_DONE: u32 = 0u;
@@ -88,6 +93,7 @@ const PHASE_WALK: u32 = 5u;
 const PHASE_PROBS: u32 = 6u;
 const PHASE_GREEDY_PROBS: u32 = 7u;
 const PHASE_NAN_PROBS: u32 = 8u;
+const PHASE_TOP_P_GROUP: u32 = 9u;
 
 // A row's state: words of its scratch record. Rust side: `STATE_WORDS` in
 // src/launch/sample.rs.
@@ -106,10 +112,11 @@ const S_CHUNK: u32 = 10u;     // the piece that holds the goal
 const S_BEFORE: u32 = 11u;    // the kept mass of the pieces before it (f32)
 const S_TIES: u32 = 12u;      // logits equal to the maximum
 const S_U: u32 = 13u;         // the row's uniform (f32)
-const S_DIGIT: u32 = 14u;     // the digit top-k's last round chose
+const S_DIGIT: u32 = 14u;     // the digit the select's last round chose
+const S_ROUND: u32 = 15u;     // top-p's last round
 
 // A piece's partial record: 256 digit counts and the count above the select's prefix
-// (COUNT); 16 digit masses (MASS); `[max, first index, flags, sum, ties]` (STATS);
+// (COUNT); 16 digit masses, and from round MASS_COUNTED on 16 digit counts (MASS); `[max, first index, flags, sum, ties]` (STATS);
 // `[kept mass, kept, last kept + 1]` (SUMS). Rust side: `PARTIAL_WORDS`.
 const PARTIAL_WORDS: u32 = 260u;
 // The most tokens top-k may keep for the candidates' path. Rust side: `CANDIDATES`.
@@ -117,6 +124,9 @@ const CAP: u32 = 256u;
 
 const DIGITS: u32 = 16u;
 const MASS_ROUNDS: u32 = 8u;
+// The first round of top-p that counts its digits too, so that a small boundary digit can
+// end the rounds.
+const MASS_COUNTED: u32 = 2u;
 const COUNT_ROUNDS: u32 = 4u;
 // Lanes whose digit histograms the workgroup holds at once (WG is a multiple, or smaller).
 const BIN_LANES: u32 = min(64u, WG);
@@ -570,14 +580,10 @@ fn stage_gather(lid: u32, w: Row) {
     }
 }
 
-// CANDIDATES: top-k's threshold, top-p, min-p and the draw (or, with FILTERED, the
-// threshold and the kept mass) over the few keys at or above top-k's floor, in index order.
-fn stage_candidates(lid: u32, w: Row) {
-    if (phase_of(lid, w) != PHASE_CANDIDATES) {
-        return;
-    }
+// The row's `S_KEPT` candidates into smp_cand in index order (indices, then logits' bits);
+// returns their number.
+fn load_candidates(lid: u32, w: Row) -> u32 {
     let n = broadcast_u(lid, scratch_buf[state_at(w.r, S_KEPT)]);
-    let m = state_f(w.r, S_M);
     for (var j = lid; j < n; j += WG) {
         let at = candidate_at(w.r, j);
         smp_bins[j] = scratch_buf[at];
@@ -594,6 +600,31 @@ fn stage_candidates(lid: u32, w: Row) {
         smp_cand[rank] = i;
         smp_cand[CAP + rank] = smp_bins[CAP + j];
     }
+    workgroupBarrier();
+    return n;
+}
+
+// The mass exp((z - m) / T) of the first `n` candidates whose keys are at least `key`,
+// summed in index order.
+fn mass_from(key: u32, n: u32, m: f32, inv_t: f32) -> f32 {
+    var mass = 0.0;
+    for (var l = 0u; l < n; l++) {
+        let z = bitcast<f32>(smp_cand[CAP + l]);
+        if (order_key(z) >= key) {
+            mass += exp_t(z - m, inv_t);
+        }
+    }
+    return mass;
+}
+
+// CANDIDATES: top-k's threshold, top-p, min-p and the draw (or, with FILTERED, the
+// threshold and the kept mass) over the few keys at or above top-k's floor, in index order.
+fn stage_candidates(lid: u32, w: Row) {
+    if (phase_of(lid, w) != PHASE_CANDIDATES) {
+        return;
+    }
+    let n = load_candidates(lid, w);
+    let m = state_f(w.r, S_M);
     if (lid == 0u) {
         atomicStore(&smp_token, 0u);
     }
@@ -620,27 +651,13 @@ fn stage_candidates(lid: u32, w: Row) {
     if (broadcast_f(lid, w.top_p) < 1.0) {
         // The kept mass in index order; then the largest key whose mass from the top, each
         // summed in index order, reaches top_p of it.
-        var mass = 0.0;
-        for (var l = 0u; l < n; l++) {
-            let z = bitcast<f32>(smp_cand[CAP + l]);
-            if (order_key(z) >= floor_key) {
-                mass += exp_t(z - m, w.inv_t);
-            }
-        }
-        let goal = w.top_p * mass;
+        let goal = w.top_p * mass_from(floor_key, n, m, w.inv_t);
         for (var j = lid; j < n; j += WG) {
             let key = order_key(bitcast<f32>(smp_cand[CAP + j]));
             if (key < floor_key) {
                 continue;
             }
-            var from_top = 0.0;
-            for (var l = 0u; l < n; l++) {
-                let z = bitcast<f32>(smp_cand[CAP + l]);
-                if (order_key(z) >= key) {
-                    from_top += exp_t(z - m, w.inv_t);
-                }
-            }
-            if (from_top >= goal) {
+            if (mass_from(key, n, m, w.inv_t) >= goal) {
                 atomicMax(&smp_token, key);
             }
         }
@@ -705,6 +722,14 @@ fn stage_mass(lid: u32, w: Row, round: u32) {
     let prefix = scratch_buf[state_at(w.r, S_PREFIX)];
     let shift = digit_shift(round, 4u);
     let high = high_mask(round, 4u);
+    // From round MASS_COUNTED on, the same tokens counted by digit too.
+    let counted = round >= MASS_COUNTED;
+    if (counted) {
+        if (lid < DIGITS) {
+            atomicStore(&smp_hist[lid], 0u);
+        }
+        workgroupBarrier();
+    }
     var bins: array<u32, 16>;
     for (var i = w.start + lid; i < w.end; i += WG) {
         let z = load_x(w.base + i);
@@ -712,11 +737,18 @@ fn stage_mass(lid: u32, w: Row, round: u32) {
         if ((key & high) == prefix && key >= floor_key && !is_neg_inf(z)) {
             let d = (key >> shift) & 15u;
             bins[d] = bitcast<u32>(bitcast<f32>(bins[d]) + exp_t(z - m, w.inv_t));
+            if (counted) {
+                atomicAdd(&smp_hist[d], 1u);
+            }
         }
     }
+    // (digit_totals' barriers also settle the counts.)
     digit_totals(lid, bins);
     if (lid < DIGITS) {
         scratch_buf[partial_at(w.r, w.c, lid)] = smp_digit[lid];
+        if (counted) {
+            scratch_buf[partial_at(w.r, w.c, DIGITS + lid)] = atomicLoad(&smp_hist[lid]);
+        }
     }
 }
 
@@ -728,10 +760,13 @@ fn stage_merge_mass(lid: u32, w: Row, round: u32) {
     }
     if (lid < DIGITS) {
         var s = 0.0;
+        var n = 0u;
         for (var c = 0u; c < params.chunks; c++) {
             s += bitcast<f32>(scratch_buf[partial_at(w.r, c, lid)]);
+            n += scratch_buf[partial_at(w.r, c, DIGITS + lid)];
         }
         smp_f[lid] = s;
+        smp_bins[lid] = n;
     }
     workgroupBarrier();
     if (lid != 0u) {
@@ -771,9 +806,79 @@ fn stage_merge_mass(lid: u32, w: Row, round: u32) {
     let prefix = scratch_buf[state_at(w.r, S_PREFIX)] | (digit << digit_shift(round, 4u));
     scratch_buf[state_at(w.r, S_PREFIX)] = prefix;
     scratch_buf[state_at(w.r, S_WANT)] = bitcast<u32>(left);
-    if (round + 1u == MASS_ROUNDS) {
+    if (found && round >= MASS_COUNTED && round + 1u < MASS_ROUNDS && smp_bins[digit] <= CAP) {
+        // Few tokens in the boundary digit: the threshold among them.
+        scratch_buf[state_at(w.r, S_KEPT)] = smp_bins[digit];
+        scratch_buf[state_at(w.r, S_DIGIT)] = digit;
+        scratch_buf[state_at(w.r, S_ROUND)] = round;
+        scratch_buf[state_at(w.r, S_PHASE)] = PHASE_TOP_P_GROUP;
+    } else if (round + 1u == MASS_ROUNDS) {
         let floor_key = scratch_buf[state_at(w.r, S_FLOOR)];
         scratch_buf[state_at(w.r, S_FLOOR)] = max(floor_key, prefix);
+        scratch_buf[state_at(w.r, S_PHASE)] = PHASE_SUMS;
+    }
+}
+
+// GROUP_GATHER: the piece's tokens in top-p's boundary digit, to the row's candidates from
+// the offset of the pieces before it (their counts from the last MASS round), in any order.
+fn stage_group_gather(lid: u32, w: Row) {
+    if (phase_of(lid, w) != PHASE_TOP_P_GROUP) {
+        return;
+    }
+    let floor_key = scratch_buf[state_at(w.r, S_FLOOR)];
+    let prefix = scratch_buf[state_at(w.r, S_PREFIX)];
+    let high = high_mask(scratch_buf[state_at(w.r, S_ROUND)] + 1u, 4u);
+    let digit = scratch_buf[state_at(w.r, S_DIGIT)];
+    var before = 0u;
+    for (var c = lid; c < w.c; c += WG) {
+        before += scratch_buf[partial_at(w.r, c, DIGITS + digit)];
+    }
+    let offset = tree_count(lid, before);
+    if (lid == 0u) {
+        atomicStore(&smp_slot, 0u);
+    }
+    workgroupBarrier();
+    for (var i = w.start + lid; i < w.end; i += WG) {
+        let z = load_x(w.base + i);
+        let key = order_key(z);
+        if ((key & high) == prefix && key >= floor_key && !is_neg_inf(z)) {
+            let j = candidate_at(w.r, offset + atomicAdd(&smp_slot, 1u));
+            scratch_buf[j] = i;
+            scratch_buf[j + 1u] = bitcast<u32>(z);
+        }
+    }
+}
+
+// GROUP: top-p's threshold among its boundary digit's tokens, in index order: the largest
+// key whose mass from the top of the digit reaches the mass the digits above left wanting
+// (all of them where rounding leaves none that does).
+fn stage_group(lid: u32, w: Row) {
+    if (phase_of(lid, w) != PHASE_TOP_P_GROUP) {
+        return;
+    }
+    let n = load_candidates(lid, w);
+    let m = state_f(w.r, S_M);
+    let want = state_f(w.r, S_WANT);
+    if (lid == 0u) {
+        atomicStore(&smp_token, 0u);
+        atomicStore(&smp_slot, 0xffffffffu);
+    }
+    workgroupBarrier();
+    for (var j = lid; j < n; j += WG) {
+        let key = order_key(bitcast<f32>(smp_cand[CAP + j]));
+        if (mass_from(key, n, m, w.inv_t) >= want) {
+            atomicMax(&smp_token, key);
+        }
+        atomicMin(&smp_slot, key);
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var threshold = atomicLoad(&smp_token);
+        if (threshold == 0u) {
+            threshold = atomicLoad(&smp_slot);
+        }
+        let floor_key = scratch_buf[state_at(w.r, S_FLOOR)];
+        scratch_buf[state_at(w.r, S_FLOOR)] = max(floor_key, threshold);
         scratch_buf[state_at(w.r, S_PHASE)] = PHASE_SUMS;
     }
 }
@@ -986,6 +1091,13 @@ fn all_stages(lid: u32, w: Row) {
         settle();
         phase = phase_of(lid, w);
     }
+    if (phase == PHASE_TOP_P_GROUP) {
+        stage_group_gather(lid, w);
+        settle();
+        stage_group(lid, w);
+        settle();
+        phase = phase_of(lid, w);
+    }
     if (phase == PHASE_SUMS) {
         stage_sums(lid, w);
         settle();
@@ -1040,6 +1152,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         case STAGE_ALL: {
             all_stages(lid, w);
+        }
+        case STAGE_GROUP_GATHER: {
+            stage_group_gather(lid, w);
+        }
+        case STAGE_GROUP: {
+            stage_group(lid, w);
         }
         default: {}
     }

@@ -39,10 +39,12 @@ mod stage {
     pub const FINISH: u32 = 10;
     /// Every stage in turn in one workgroup per row, for rows of one piece.
     pub const ALL: u32 = 11;
+    pub const GROUP_GATHER: u32 = 12;
+    pub const GROUP: u32 = 13;
 }
 
 /// The stages a call records, in order, as `(stage, round)`: top-k's four rounds of 8-bit
-/// digits and top-p's eight of 4-bit digits among them.
+/// digits and top-p's eight of 4-bit digits among them, each select's early end after them.
 fn stages() -> Vec<(u32, u32)> {
     use stage::*;
     let mut s = vec![(STATS, 0), (MERGE_STATS, 0)];
@@ -53,6 +55,7 @@ fn stages() -> Vec<(u32, u32)> {
     for round in 0..8 {
         s.extend([(MASS, round), (MERGE_MASS, round)]);
     }
+    s.extend([(GROUP_GATHER, 0), (GROUP, 0)]);
     s.extend([(SUMS, 0), (MERGE_SUMS, 0), (FINISH, 0)]);
     s
 }
@@ -60,7 +63,10 @@ fn stages() -> Vec<(u32, u32)> {
 /// Whether a stage runs a workgroup per piece and row (else one per row).
 fn per_piece(s: u32) -> bool {
     use stage::*;
-    matches!(s, STATS | COUNT | GATHER | MASS | SUMS | FINISH)
+    matches!(
+        s,
+        STATS | COUNT | GATHER | MASS | GROUP_GATHER | SUMS | FINISH
+    )
 }
 
 /// A sampling call as the planner sees it (arguments already checked).
@@ -271,6 +277,8 @@ mod tests {
             ("STAGE_MERGE_SUMS", MERGE_SUMS),
             ("STAGE_FINISH", FINISH),
             ("STAGE_ALL", ALL),
+            ("STAGE_GROUP_GATHER", GROUP_GATHER),
+            ("STAGE_GROUP", GROUP),
         ] {
             assert_eq!(value(name), u64::from(v), "{name}");
         }
