@@ -58,6 +58,7 @@ mod snapshot;
 mod stopwatch;
 mod training;
 mod tuning;
+pub mod vocab_parallel;
 
 pub use copy::{CopyKind, CopyWord};
 pub use dtype::{DType, Element};

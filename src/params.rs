@@ -94,6 +94,33 @@ const _: () = assert!(std::mem::size_of::<SampleParams>() == 48);
 
 /// Each uniform struct against its WGSL side, in every catalogued module: the same members
 /// in the same order at the same byte offsets, and the same size (padding aside).
+/// Uniform of the vocabulary-parallel kernels. WGSL side: `struct Params` in
+/// shaders/vocab_parallel.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct VocabParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub x_base: u32,
+    pub y_base: u32,
+    pub row0: u32,
+    pub first_col: u32,
+    /// `merge_rows`: states per row.
+    pub count: u32,
+    pub ignore_index: i32,
+    pub reduction: u32,
+    pub inv_t: f32,
+    pub smoothing: f32,
+    pub z_loss: f32,
+    pub grad_scale: f32,
+    /// 0 softmax, 1 log-softmax.
+    pub op: u32,
+    pub masked_zeros: u32,
+    pub write_lse: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<VocabParams>() == 64);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +208,24 @@ mod tests {
             ("chunk_len", offset_of!(SampleParams, chunk_len)),
             ("row_words", offset_of!(SampleParams, row_words)),
         ]);
+        let vocab = layout::<VocabParams>(&[
+            ("rows", offset_of!(VocabParams, rows)),
+            ("cols", offset_of!(VocabParams, cols)),
+            ("x_base", offset_of!(VocabParams, x_base)),
+            ("y_base", offset_of!(VocabParams, y_base)),
+            ("row0", offset_of!(VocabParams, row0)),
+            ("first_col", offset_of!(VocabParams, first_col)),
+            ("count", offset_of!(VocabParams, count)),
+            ("ignore_index", offset_of!(VocabParams, ignore_index)),
+            ("reduction", offset_of!(VocabParams, reduction)),
+            ("inv_t", offset_of!(VocabParams, inv_t)),
+            ("smoothing", offset_of!(VocabParams, smoothing)),
+            ("z_loss", offset_of!(VocabParams, z_loss)),
+            ("grad_scale", offset_of!(VocabParams, grad_scale)),
+            ("op", offset_of!(VocabParams, op)),
+            ("masked_zeros", offset_of!(VocabParams, masked_zeros)),
+            ("write_lse", offset_of!(VocabParams, write_lse)),
+        ]);
         let mut checked = 0;
         for (name, source) in crate::shader::all_sources() {
             let want = match name.split(' ').next() {
@@ -189,6 +234,7 @@ mod tests {
                 Some("BackwardKey") => &backward,
                 Some("CopyKey") => &copy,
                 Some("SampleKey") => &sample,
+                Some("VocabKey") => &vocab,
                 other => panic!("a module of no known family: {other:?}"),
             };
             assert_eq!(&wgsl_params(&source), want, "{name}");

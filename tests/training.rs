@@ -3,19 +3,13 @@
 
 mod common;
 
-use common::{on_default_limits, on_every_tuning, random_logits};
-use softmax_wgpu::accuracy::{EPS, SOFTMAX};
+use common::{check_ce_result, on_default_limits, on_every_tuning, random_logits};
+use softmax_wgpu::accuracy::EPS;
 use softmax_wgpu::{
     oracle, CrossEntropyArgs, CrossEntropyOptions, DType, Element, Engine, Error, GradOutput,
     Reduction, Shape, TensorRef,
 };
 use wgpu::util::DeviceExt;
-
-/// Loss: each term is a log-probability, whose error the log_softmax contract bounds
-/// (`~eps (8 + 4|a| + 2 log2 C)`), times its weight; plus the rounding of the sum.
-fn loss_tol(want: f64, cols: usize, max_abs_a: f64) -> f64 {
-    EPS * (8.0 + 4.0 * max_abs_a + 2.0 * (cols as f64).log2()) * (1.0 + want.abs()) * 4.0
-}
 
 fn check_ce<T: Element>(
     e: &Engine,
@@ -24,107 +18,17 @@ fn check_ce<T: Element>(
     shape: Shape,
     o: &CrossEntropyOptions,
 ) {
-    // The options for messages, with the class weights' count in place of their values.
-    let o_name = format!(
-        "{:?} {shape:?}, {:?}, {} class weights",
-        T::DTYPE,
-        CrossEntropyOptions {
-            weight: None,
-            ..o.clone()
-        },
-        o.weight.as_ref().map_or(0, Vec::len)
-    );
     let got = e.cross_entropy(x, targets, shape, o, true).unwrap();
     // The loss alone (no gradient: another layout on CPU adapters) takes the same checks.
     let alone = e.cross_entropy(x, targets, shape, o, false).unwrap();
     assert!(alone.grad.is_none());
-    let want = oracle::cross_entropy(x, targets, shape, o);
-    // Each row's largest |a| = |z - m| / T: the spread of its finite logits over T (rows are
-    // computed independently, so each gets its own bound).
-    let row_a: Vec<f64> = x
-        .chunks(shape.cols)
-        .map(|row| {
-            let finite = row
-                .iter()
-                .map(|v| f64::from(v.to_f32()))
-                .filter(|v| v.is_finite());
-            let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-            (hi - lo).max(0.0) / f64::from(o.temperature)
-        })
-        .collect();
-    let max_a = row_a.iter().cloned().fold(0.0, f64::max);
-    let same =
-        |g: f64, w: f64, tol: f64| (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol;
-    for (r, what) in [(&got, "with gradient"), (&alone, "alone")] {
-        for (i, (&g, &w)) in r.per_row.iter().zip(&want.per_row).enumerate() {
-            assert!(
-                same(f64::from(g), w, loss_tol(w, shape.cols, row_a[i])),
-                "{what}: row {i} loss {g} want {w} ({o_name})"
-            );
-        }
-        for (i, (&g, &w)) in r.lse.iter().zip(&want.lse).enumerate() {
-            assert!(
-                same(
-                    f64::from(g),
-                    w,
-                    loss_tol(w, shape.cols, 0.0) + EPS * 4.0 * w.abs()
-                ),
-                "{what}: row {i} lse {g} want {w}"
-            );
-        }
-        let lw = want.loss;
-        let tol = loss_tol(lw, shape.cols, max_a) * (shape.rows as f64).log2().max(1.0);
-        assert!(
-            same(f64::from(r.loss), lw, tol),
-            "{what}: reduced loss {} want {lw} ({o_name})",
-            r.loss
-        );
-    }
-    // Gradient: f [(1 - eps) w_t (p - onehot) + eps / C (W p - w_j) + 2 zl lse p], p obeys
-    // the softmax contract; the coefficient of p is at most f (w_max (1 + eps) + 2 zl |lse|)
-    // (W <= C w_max), which bounds the error of each element of the row.
-    let grad = got.grad.unwrap();
-    let w_max = o
-        .weight
-        .as_ref()
-        .map_or(1.0, |w| w.iter().cloned().fold(0.0f32, f32::max)) as f64;
-    let mut scale = f64::from(o.grad_scale) / f64::from(o.temperature);
-    if o.reduction == Reduction::Mean {
-        scale /= want
-            .per_row
-            .iter()
-            .zip(targets)
-            .filter(|(_, &t)| t != i64::from(o.ignore_index))
-            .count()
-            .max(1) as f64
-            / w_max.max(1e-30);
-    }
-    let coef = |row: usize| {
-        let lse = want.lse[row];
-        let lse = if lse.is_finite() { lse.abs() } else { 0.0 };
-        scale.abs()
-            * (w_max * (1.0 + f64::from(o.label_smoothing)) + 2.0 * f64::from(o.z_loss) * lse)
-    };
-    let half_ulp = match T::DTYPE {
-        softmax_wgpu::DType::F32 => 0.0,
-        d => 1.0 * softmax_wgpu::accuracy::ulp(d, 1.0),
-    };
-    for (i, (g, &w)) in grad.iter().zip(&want.grad).enumerate() {
-        let g = f64::from(g.to_f32());
-        let row = i / shape.cols;
-        let tol = coef(row)
-            * (EPS
-                * (SOFTMAX.base
-                    + SOFTMAX.per_arg * row_a[row]
-                    + SOFTMAX.per_log_cols * (shape.cols as f64).log2())
-                + f64::from(f32::MIN_POSITIVE))
-            + 8.0 * EPS * w.abs()
-            + softmax_wgpu::accuracy::ulp(T::DTYPE, w) * f64::from(half_ulp > 0.0);
-        assert!(
-            same(g, w, tol),
-            "grad[{i}] = {g}, want {w}, tol {tol:e} ({o_name})"
-        );
-    }
+    check_ce_result(
+        x,
+        targets,
+        shape,
+        o,
+        &[(&got, "with gradient"), (&alone, "alone")],
+    );
 }
 
 fn targets(rows: usize, cols: usize, seed: u64) -> Vec<i64> {

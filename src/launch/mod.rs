@@ -7,11 +7,13 @@ mod backward;
 mod cross_entropy;
 mod forward;
 mod sample;
+mod vocab;
 
 pub(crate) use backward::BackwardCall;
 pub(crate) use cross_entropy::CrossEntropyCall;
 pub(crate) use forward::ForwardCall;
 pub(crate) use sample::{SampleCall, PARAMS_BYTES, RESULT_BYTES, UNIFORM_BYTES};
+pub(crate) use vocab::{arg as vocab_arg, state_bytes, whole_f32, VocabCall, Whole};
 
 use crate::dtype::DType;
 use crate::profile::DeviceProfile;

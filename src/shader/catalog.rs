@@ -3,7 +3,7 @@
 
 use super::{
     BackwardKey, CeEntry, CeKey, CopyKey, CopyKind, CopyWord, KernelKey, Layout, PipelineKey,
-    SampleKey, SplitEntry,
+    SampleKey, SplitEntry, VocabEntry, VocabKey,
 };
 use crate::dtype::Storage;
 use crate::options::Forward;
@@ -175,6 +175,129 @@ pub(crate) fn catalog() -> Vec<(String, PipelineKey)> {
                 ));
             }
         }
+    }
+    // The vocabulary-parallel modules: each entry point with the logits in every storage,
+    // the outputs it writes, with and without class weights.
+    for workgroup in [16, 256] {
+        let key = |entry, input, output, in_place, ce, weight, lse, half_builtins| VocabKey {
+            entry,
+            input,
+            output,
+            in_place,
+            ce,
+            weight,
+            lse,
+            workgroup,
+            half_builtins,
+        };
+        let mut keys = vec![
+            key(
+                VocabEntry::Merge,
+                None,
+                None,
+                false,
+                false,
+                false,
+                false,
+                false,
+            ),
+            key(
+                VocabEntry::CeRows,
+                None,
+                None,
+                false,
+                true,
+                false,
+                false,
+                false,
+            ),
+            key(
+                VocabEntry::CeReduce,
+                None,
+                None,
+                false,
+                true,
+                false,
+                false,
+                false,
+            ),
+        ];
+        for input in storages {
+            for half_builtins in [false, true] {
+                if half_builtins && input == Storage::F32 {
+                    continue;
+                }
+                let x = Some(input);
+                for (ce, weight) in [(false, false), (true, false), (true, true)] {
+                    keys.push(key(
+                        VocabEntry::Partial,
+                        x,
+                        None,
+                        false,
+                        ce,
+                        weight,
+                        false,
+                        half_builtins,
+                    ));
+                }
+                for weight in [false, true] {
+                    keys.push(key(
+                        VocabEntry::CeGrad,
+                        x,
+                        x,
+                        false,
+                        true,
+                        weight,
+                        false,
+                        half_builtins,
+                    ));
+                    keys.push(key(
+                        VocabEntry::CeGrad,
+                        x,
+                        x,
+                        true,
+                        true,
+                        weight,
+                        false,
+                        half_builtins,
+                    ));
+                }
+                keys.push(key(
+                    VocabEntry::Forward,
+                    x,
+                    x,
+                    false,
+                    false,
+                    false,
+                    true,
+                    half_builtins,
+                ));
+                keys.push(key(
+                    VocabEntry::Forward,
+                    x,
+                    Some(Storage::F32),
+                    false,
+                    false,
+                    false,
+                    false,
+                    half_builtins,
+                ));
+                keys.push(key(
+                    VocabEntry::Forward,
+                    x,
+                    None,
+                    false,
+                    false,
+                    false,
+                    true,
+                    half_builtins,
+                ));
+            }
+        }
+        out.extend(
+            keys.into_iter()
+                .map(|k| (format!("{k:?}"), PipelineKey::Vocab(k))),
+        );
     }
     out
 }

@@ -202,6 +202,60 @@ pub(crate) struct SampleKey {
     pub filtered: bool,
 }
 
+/// The entry points of the vocabulary-parallel module (shaders/vocab_parallel.wgsl), one
+/// pipeline and one set of bindings each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum VocabEntry {
+    /// A workgroup per row: the shard's partial state of each row.
+    Partial,
+    /// A lane per row: several states per row merged in order.
+    Merge,
+    /// A lane per output pair: softmax or log-softmax of the shard's columns, and the rows'
+    /// logsumexp.
+    Forward,
+    /// A lane per row: each row's loss and logsumexp from its merged state.
+    CeRows,
+    /// One workgroup: the mean's denominator, the first invalid row and the reduced loss.
+    CeReduce,
+    /// A lane per output pair: the cross-entropy gradient of the shard's columns.
+    CeGrad,
+}
+
+impl VocabEntry {
+    /// The entry point's WGSL name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            VocabEntry::Partial => "partial",
+            VocabEntry::Merge => "merge_rows",
+            VocabEntry::Forward => "forward",
+            VocabEntry::CeRows => "ce_rows",
+            VocabEntry::CeReduce => "ce_reduce",
+            VocabEntry::CeGrad => "ce_grad",
+        }
+    }
+}
+
+/// Variant of the vocabulary-parallel module: one entry point and the bindings it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct VocabKey {
+    pub entry: VocabEntry,
+    /// Storage of the logits, for the entries that read them.
+    pub input: Option<Storage>,
+    /// Storage of the output (probabilities, log-probabilities or gradient).
+    pub output: Option<Storage>,
+    /// The gradient overwrites the logits.
+    pub in_place: bool,
+    /// Cross-entropy: the partial state holds the target and the smoothing sums.
+    pub ce: bool,
+    /// Class weights are bound.
+    pub weight: bool,
+    /// Forward: the rows' logsumexp is written.
+    pub lse: bool,
+    pub workgroup: u32,
+    /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
+    pub half_builtins: bool,
+}
+
 /// Everything that selects a distinct compiled pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum PipelineKey {
@@ -212,6 +266,8 @@ pub(crate) enum PipelineKey {
     #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     Copy(CopyKey),
     Sample(SampleKey),
+    /// Vocabulary-parallel operations (src/vocab_parallel/).
+    Vocab(VocabKey),
 }
 
 impl PipelineKey {
@@ -226,6 +282,7 @@ impl PipelineKey {
             PipelineKey::Forward(_, SplitEntry::Finish)
             | PipelineKey::Backward(_, SplitEntry::Finish)
             | PipelineKey::CrossEntropy(_, CeEntry::Finish) => "finish",
+            PipelineKey::Vocab(k) => k.entry.name(),
             _ => "main",
         }
     }
@@ -237,6 +294,15 @@ impl PipelineKey {
             PipelineKey::Forward(..) | PipelineKey::Backward(..) => &["main", "partials", "finish"],
             PipelineKey::CrossEntropy(..) => &["prepare", "main", "reduce", "partials", "finish"],
             PipelineKey::Copy(_) | PipelineKey::Sample(_) => &["main"],
+            // Each entry point has a module of its own (its bindings differ).
+            PipelineKey::Vocab(k) => match k.entry {
+                VocabEntry::Partial => &["partial"],
+                VocabEntry::Merge => &["merge_rows"],
+                VocabEntry::Forward => &["forward"],
+                VocabEntry::CeRows => &["ce_rows"],
+                VocabEntry::CeReduce => &["ce_reduce"],
+                VocabEntry::CeGrad => &["ce_grad"],
+            },
         }
     }
 
@@ -261,6 +327,7 @@ impl PipelineKey {
             PipelineKey::Backward(k, _) => super::backward_source(k),
             PipelineKey::Copy(k) => super::copy_source(k),
             PipelineKey::Sample(k) => super::sample_source(k, dialect),
+            PipelineKey::Vocab(k) => super::vocab_source(k),
         }
     }
 }

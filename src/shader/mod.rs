@@ -23,6 +23,7 @@ pub use catalog::{all_modules, all_sources};
 pub use copy_kind::{CopyKind, CopyWord};
 pub(crate) use keys::{
     BackwardKey, CeEntry, CeKey, CopyKey, KernelKey, Layout, PipelineKey, SampleKey, SplitEntry,
+    VocabEntry, VocabKey,
 };
 pub(crate) use packed::{packed_held_blocks, packed_rows, rows_filling_blocks};
 pub(crate) use training_tiles::packs_training_rows;
@@ -32,7 +33,9 @@ use crate::dtype::Storage;
 use crate::options::Forward;
 use crate::tuning::MAX_UNROLLED_BLOCKS;
 use spec::declarations;
-pub(crate) use spec::{Access, BACKWARD_PARTIAL_BYTES, CE_PARTIAL_BYTES, FORWARD_PARTIAL_BYTES};
+pub(crate) use spec::{
+    Access, BACKWARD_PARTIAL_BYTES, CE_PARTIAL_BYTES, FORWARD_PARTIAL_BYTES, VOCAB_STATE_BYTES,
+};
 use views::{
     bindings, block_loader, block_words_source, elem_loader, in_place_view, slot_type,
     store_block_source, vector_view, xy_bindings,
@@ -40,6 +43,7 @@ use views::{
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
+const VOCAB_PARALLEL: &str = include_str!("../../shaders/vocab_parallel.wgsl");
 const REDUCE_WORKGROUP: &str = include_str!("../../shaders/reduce_workgroup.wgsl");
 const REDUCE_ROW_TREE: &str = include_str!("../../shaders/reduce_row_tree.wgsl");
 const REDUCE_ROW_SUBGROUP: &str = include_str!("../../shaders/reduce_row_subgroup.wgsl");
@@ -112,6 +116,8 @@ pub(crate) mod slot {
     pub const UNIFORMS: u32 = 13;
     /// Sampling: each row's token, status, log-probability and kept count.
     pub const RESULTS: u32 = 14;
+    /// Vocabulary-parallel: the merged partial states.
+    pub const MERGED: u32 = 15;
 }
 
 /// The constants every kernel starts with, after the extensions it enables (`subgroups`:
@@ -435,6 +441,104 @@ pub(super) fn sample_source(key: &SampleKey, dialect: Dialect) -> String {
         );
     }
     [s.as_str(), COMMON, SAMPLE].join("\n")
+}
+
+/// The vocabulary-parallel module (shaders/vocab_parallel.wgsl) for one entry point: the
+/// accessors of the bindings it has, stubs for those it lacks.
+pub(super) fn vocab_source(key: &VocabKey) -> String {
+    use std::fmt::Write;
+    let bindings = key.bindings();
+    let has = |slot: u32| bindings.iter().any(|b| b.slot == slot);
+    let mut s = header(
+        key.workgroup,
+        false,
+        false,
+        &[key.input, key.output],
+        false,
+        Dialect::Native,
+    );
+    let _ = writeln!(
+        s,
+        "const CE: bool = {};\nconst HAS_OUTPUT: bool = {};\nconst WEIGHTED: bool = {};",
+        key.ce,
+        key.output.is_some(),
+        key.weight && has(slot::WEIGHT)
+    );
+    s += &declarations(&bindings);
+    match key.input {
+        Some(input) => s += &xy_bindings(input, key.output, key.in_place, key.half_builtins, false),
+        None => s.push_str(
+            "fn load_x(i: u32) -> f32 { return 0.0; }\n\
+             fn store_pair(q: u32, v: vec2<f32>, lo: bool, hi: bool) {}\n",
+        ),
+    }
+    // (slot, accessors where bound, stubs where not)
+    let accessors: [(u32, &str, &str); 7] = [
+        (
+            slot::TARGETS_OR_DY,
+            "fn target_of(r: u32) -> i32 { return targets[r]; }",
+            "fn target_of(r: u32) -> i32 { return params.ignore_index; }",
+        ),
+        (
+            slot::WEIGHT,
+            "fn class_weight(j: u32) -> f32 { return weight_buf[j]; }",
+            "fn class_weight(j: u32) -> f32 { return 1.0; }",
+        ),
+        (
+            slot::LSE,
+            "fn store_lse(r: u32, v: f32) { lse_buf[r] = v; }",
+            "fn store_lse(r: u32, v: f32) {}",
+        ),
+        (
+            slot::LOSS,
+            if key.entry == VocabEntry::CeRows {
+                "fn store_loss(r: u32, v: f32) { loss_buf[r] = v; }\n\
+                 fn load_loss(r: u32) -> f32 { return 0.0; }"
+            } else {
+                "fn store_loss(r: u32, v: f32) {}\n\
+                 fn load_loss(r: u32) -> f32 { return loss_buf[r]; }"
+            },
+            "fn store_loss(r: u32, v: f32) {}\nfn load_loss(r: u32) -> f32 { return 0.0; }",
+        ),
+        (
+            slot::META,
+            if key.entry == VocabEntry::CeReduce {
+                "fn meta_store(i: u32, v: u32) { meta_buf[i] = v; }\n\
+                 fn meta_load(i: u32) -> u32 { return meta_buf[i]; }"
+            } else {
+                "fn meta_store(i: u32, v: u32) {}\n\
+                 fn meta_load(i: u32) -> u32 { return meta_buf[i]; }"
+            },
+            "fn meta_store(i: u32, v: u32) {}\nfn meta_load(i: u32) -> u32 { return 0u; }",
+        ),
+        (
+            slot::PARTIALS,
+            if key.entry == VocabEntry::Partial {
+                "fn state_store(i: u32, v: u32) { state_buf[i] = v; }\n\
+                 fn state_load(i: u32) -> u32 { return state_buf[i]; }"
+            } else {
+                "fn state_store(i: u32, v: u32) {}\n\
+                 fn state_load(i: u32) -> u32 { return state_buf[i]; }"
+            },
+            "fn state_store(i: u32, v: u32) {}\nfn state_load(i: u32) -> u32 { return 0u; }",
+        ),
+        (
+            slot::MERGED,
+            if key.entry == VocabEntry::Merge {
+                "fn merged_store(i: u32, v: u32) { merged_buf[i] = v; }\n\
+                 fn merged_load(i: u32) -> u32 { return merged_buf[i]; }"
+            } else {
+                "fn merged_store(i: u32, v: u32) {}\n\
+                 fn merged_load(i: u32) -> u32 { return merged_buf[i]; }"
+            },
+            "fn merged_store(i: u32, v: u32) {}\nfn merged_load(i: u32) -> u32 { return 0u; }",
+        ),
+    ];
+    for (slot, bound, stub) in accessors {
+        s.push_str(if has(slot) { bound } else { stub });
+        s.push('\n');
+    }
+    [s.as_str(), COMMON, REDUCE_WORKGROUP, VOCAB_PARALLEL].join("\n")
 }
 
 fn op_index(op: Forward) -> u32 {

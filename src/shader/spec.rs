@@ -3,7 +3,9 @@
 //! (src/pipeline.rs) and the bind entries of every pass (`Pass::new` in src/launch/mod.rs)
 //! all come from this list, so none of them can name a slot the others lack.
 
-use super::keys::{BackwardKey, CeKey, CopyKey, KernelKey, PipelineKey, SampleKey};
+use super::keys::{
+    BackwardKey, CeKey, CopyKey, KernelKey, PipelineKey, SampleKey, VocabEntry, VocabKey,
+};
 use super::slot;
 use super::views::{slot_type, view_type, OUTPUT_VIEWS};
 use crate::dtype::Storage;
@@ -278,6 +280,88 @@ impl SampleKey {
     }
 }
 
+/// Bytes of one row's vocabulary-parallel partial state: nine words (`PartialState` in
+/// src/vocab_parallel/state.rs, `STATE_WORDS` in shaders/vocab_parallel.wgsl).
+pub(crate) const VOCAB_STATE_BYTES: u64 = 36;
+
+impl VocabKey {
+    /// The bindings of the key's entry point: the logits and output where it reads or writes
+    /// them, and of the targets, class weights, states, merged states, logsumexp, loss and
+    /// scratch words those it uses.
+    pub(super) fn bindings(&self) -> Vec<BindingDecl> {
+        use VocabEntry::*;
+        let e = self.entry;
+        let mut b = vec![PARAMS];
+        if let Some(input) = self.input {
+            b.extend(input_output(
+                input,
+                self.output,
+                self.in_place,
+                [false; 2],
+                false,
+            ));
+        }
+        let ce_reads = matches!(e, CeRows | CeReduce | CeGrad) || (e == Partial && self.ce);
+        if ce_reads {
+            b.push(BindingDecl::new(
+                slot::TARGETS_OR_DY,
+                "targets",
+                "i32",
+                Access::Read,
+            ));
+        }
+        if self.weight && matches!(e, Partial | CeGrad) {
+            b.push(BindingDecl::new(
+                slot::WEIGHT,
+                "weight_buf",
+                "f32",
+                Access::Read,
+            ));
+        }
+        match e {
+            Partial => b.push(BindingDecl::new(
+                slot::PARTIALS,
+                "state_buf",
+                "u32",
+                Access::ReadWrite,
+            )),
+            Merge => b.extend([
+                BindingDecl::new(slot::PARTIALS, "state_buf", "u32", Access::Read),
+                BindingDecl::new(slot::MERGED, "merged_buf", "u32", Access::ReadWrite),
+            ]),
+            _ => b.push(BindingDecl::new(
+                slot::MERGED,
+                "merged_buf",
+                "u32",
+                Access::Read,
+            )),
+        }
+        if e == CeRows || (e == Forward && self.lse) {
+            b.push(f32_out(slot::LSE, "lse_buf"));
+        }
+        if e == CeRows {
+            b.push(f32_out(slot::LOSS, "loss_buf"));
+        }
+        if e == CeReduce {
+            b.push(BindingDecl::new(
+                slot::LOSS,
+                "loss_buf",
+                "f32",
+                Access::Read,
+            ));
+        }
+        if matches!(e, CeReduce | CeGrad) {
+            let access = if e == CeReduce {
+                Access::ReadWrite
+            } else {
+                Access::Read
+            };
+            b.push(BindingDecl::new(slot::META, "meta_buf", "u32", access));
+        }
+        b
+    }
+}
+
 impl PipelineKey {
     /// Every binding the kernel declares, the uniforms first.
     pub(crate) fn bindings(&self) -> Vec<BindingDecl> {
@@ -287,6 +371,7 @@ impl PipelineKey {
             PipelineKey::Backward(k, _) => k.bindings(),
             PipelineKey::Copy(k) => k.bindings(),
             PipelineKey::Sample(k) => k.bindings(),
+            PipelineKey::Vocab(k) => k.bindings(),
         }
     }
 
