@@ -127,12 +127,30 @@ fn is_ignored(t: i32) -> bool {
 
 // ---- partial ----
 
+// Logits i .. i + 8 of the x binding, by scalar loads.
+fn load_run(i: u32) -> Block {
+    return Block(
+        vec4<f32>(load_x(i), load_x(i + 1u), load_x(i + 2u), load_x(i + 3u)),
+        vec4<f32>(load_x(i + 4u), load_x(i + 5u), load_x(i + 6u), load_x(i + 7u)),
+    );
+}
+
 fn partial_row(row: u32, lid: u32) {
     let cols = params.cols;
     let inv_t = params.inv_t;
     let x_row = params.x_base + row * cols;
+    let share = share_of(cols, lid);
     var st = stream_empty();
-    for (var c = lid; c < cols; c += WG) {
+    var c = share.first;
+    if (CONTIGUOUS) {
+        // CPU adapters: sixteen logits at a time through the branch-free fold (common.wgsl).
+        var g = guard_empty();
+        for (; c + 2u * BLOCK <= share.end; c += 2u * BLOCK) {
+            fold_two_blocks(&st, &g, load_run(x_row + c), load_run(x_row + c + BLOCK), inv_t);
+        }
+        st.flags |= guard_flags(g);
+    }
+    for (; c < share.end; c += share.step) {
         stream_fold(&st, load_x(x_row + c), inv_t);
     }
     let online = reduce_online(stream_state(st), lid, inv_t);
@@ -144,7 +162,7 @@ fn partial_row(row: u32, lid: u32) {
         if (params.smoothing > 0.0) {
             var acc = stream_empty();
             var w_acc = stream_empty();
-            for (var c = lid; c < cols; c += WG) {
+            for (var c = share.first; c < share.end; c += share.step) {
                 let w = class_weight(c);
                 stream_push(&acc, w * (online.m - load_x(x_row + c)));
                 stream_push(&w_acc, w);
@@ -200,14 +218,16 @@ fn merge_rows(
 
 // ---- forward ----
 
-fn forward_value(z: f32, st: RowStats) -> f32 {
-    if (st.nan_row) {
-        return st.special;
-    }
+// Two outputs of one row, without branches (CPU adapters run both sides of a branch their
+// SIMD lanes take differently).
+fn forward_values(z: vec2<f32>, st: RowStats) -> vec2<f32> {
+    let neg = bitcast<vec2<u32>>(z) == vec2<u32>(F32_NEG_INF_BITS);
+    let d = z - vec2<f32>(st.m);
+    var v = select((d * params.inv_t) - vec2<f32>(st.log_s), vec2<f32>(f32_neg_inf()), neg);
     if (params.op == OP_SOFTMAX) {
-        return select(exp_t(z - st.m, params.inv_t) * st.inv_s, 0.0, is_neg_inf(z));
+        v = select(exp2(d * (params.inv_t * LOG2_E)) * st.inv_s, vec2<f32>(0.0), neg);
     }
-    return select((z - st.m) * params.inv_t - st.log_s, f32_neg_inf(), is_neg_inf(z));
+    return select(v, vec2<f32>(st.special), st.nan_row);
 }
 
 fn forward_stats(r: u32) -> RowStats {
@@ -216,29 +236,26 @@ fn forward_stats(r: u32) -> RowStats {
     return st;
 }
 
-// Output pair q of the y binding: its two elements, each of the row it falls in; an element
-// outside the chunk is not stored.
-fn forward_pair(q: u32) {
+// The output pairs of the dispatch's lane `gid.x`: every lanes-th pair, as absolute pair
+// indices of the y binding (pair q covers elements 2q and 2q + 1, so that packed 16-bit
+// outputs write whole words). Strided on CPU adapters too: their SIMD lanes then load and
+// store neighbouring words (contiguous runs per lane, gathered and scattered, took lavapipe
+// 15 ms for the softmax of 16 x 128256).
+fn lane_pairs(gid: vec3<u32>, nwg: vec3<u32>) -> Share {
     let n = params.rows * params.cols;
-    let e0 = 2u * q - params.y_base;
-    var v = vec2<f32>(0.0);
-    var ok = vec2<bool>(false);
-    for (var k = 0u; k < 2u; k++) {
-        let e = e0 + k;
-        if (e < n) {
-            let row = e / params.cols;
-            let st = forward_stats(params.row0 + row);
-            v[k] = forward_value(load_x(params.x_base + e), st);
-            ok[k] = true;
-        }
-    }
-    store_pair(q, v, ok.x, ok.y);
+    let first = params.y_base / 2u;
+    return Share(first + gid.x, (params.y_base + n + 1u) / 2u, nwg.x * WG);
 }
 
-// The lanes of a dispatch over the output pairs of the chunk: `first` and `end` (exclusive).
-fn pair_range() -> vec2<u32> {
-    let n = params.rows * params.cols;
-    return vec2<u32>(params.y_base / 2u, (params.y_base + n + 1u) / 2u);
+// Whether element `e` starts a row other than the one from `start` (or the first): then
+// `start` becomes that row's first element.
+fn see_row(e: u32, start: ptr<function, u32>, fresh: ptr<function, bool>) -> bool {
+    if (*fresh || e - *start >= params.cols) {
+        *start = e - e % params.cols;
+        *fresh = false;
+        return true;
+    }
+    return false;
 }
 
 @compute @workgroup_size(WG)
@@ -247,9 +264,37 @@ fn forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     if (HAS_OUTPUT) {
-        let range = pair_range();
-        for (var q = range.x + gid.x; q < range.y; q += nwg.x * WG) {
-            forward_pair(q);
+        let n = params.rows * params.cols;
+        let sh = lane_pairs(gid, nwg);
+        // The stats of the row last seen, elements [start, start + cols): a lane's run of
+        // pairs crosses few rows, and only a new row divides.
+        var start = 0u;
+        var fresh = true;
+        var st: RowStats;
+        for (var q = sh.first; q < sh.end; q += sh.step) {
+            // Elements outside the chunk (a row starting at an odd index wraps below 0) are
+            // not stored.
+            let e0 = 2u * q - params.y_base;
+            let ok = vec2<bool>(e0 < n, e0 + 1u < n);
+            let z = vec2<f32>(load_x(params.x_base + min(e0, n - 1u)),
+                              load_x(params.x_base + min(e0 + 1u, n - 1u)));
+            var v: vec2<f32>;
+            if (all(ok) && !fresh && e0 - start < params.cols - 1u) {
+                // Both in the row last seen (the common case).
+                v = forward_values(z, st);
+            } else {
+                // Each element of its own row (no indexing by a variable, which Mesa's CPU
+                // drivers lower to memory).
+                if (see_row(min(e0, n - 1u), &start, &fresh)) {
+                    st = forward_stats(params.row0 + start / params.cols);
+                }
+                let lo = forward_values(z, st).x;
+                if (see_row(min(e0 + 1u, n - 1u), &start, &fresh)) {
+                    st = forward_stats(params.row0 + start / params.cols);
+                }
+                v = vec2<f32>(lo, forward_values(z, st).y);
+            }
+            store_pair(q, v, ok.x, ok.y);
         }
     }
     if (params.write_lse != 0u) {
@@ -338,18 +383,24 @@ fn ce_reduce(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// The gradient of logit `z` of local column `c` in row `r` (`grad_coef` and `grad_value` in
-// shaders/cross_entropy.wgsl, from the merged state):
-//   f [((1 - eps) w_t + eps / C W + 2 zl lse) p_j - eps / C w_j - (1 - eps) w_t [j == t]].
-fn grad_at(z: f32, c: u32, r: u32) -> f32 {
+// A row's gradient as g_j = a e_j - b w_j - h [j == t], e_j = exp((z_j - m) / T) (`grad_coef`
+// in shaders/cross_entropy.wgsl, from the merged state, C and W the state's):
+//   a = f ((1 - eps) w_t + eps / C W + 2 zl lse) / s,  b = f eps / C,  h = f (1 - eps) w_t,
+// f = grad_scale / T (over the denominator for the mean); NaN in a row with a NaN, +inf or
+// only -inf, 0 in a row not counted.
+struct GradRow {
+    m: f32,
+    a: f32,
+    b: f32,
+    h: f32,
+    t: u32,
+    nan: bool,
+    off: bool,
+}
+
+fn grad_row(r: u32) -> GradRow {
     let st = load_merged(r);
-    if (row_kind(r, st) != 1u) {
-        return 0.0;
-    }
     let stats = row_stats(st.online, params.inv_t);
-    if (stats.nan_row) {
-        return f32_nan();
-    }
     let eps = params.smoothing;
     var f = params.grad_scale * params.inv_t;
     if (params.reduction == REDUCTION_MEAN) {
@@ -358,9 +409,20 @@ fn grad_at(z: f32, c: u32, r: u32) -> f32 {
     let k = eps / f32(st.cols);
     let zl = select(2.0 * params.z_loss * stats.lse, 0.0, params.z_loss == 0.0);
     let a = f * ((1.0 - eps) * st.w_t + k * st.w_sum + zl) * stats.inv_s;
-    let t_local = u32(target_of(r)) - params.first_col;
-    let h = select(0.0, f * (1.0 - eps) * st.w_t, c == t_local);
-    return a * packed_exp(z, stats.m, params.inv_t) - f * k * class_weight(c) - h;
+    return GradRow(stats.m, a, f * k, f * (1.0 - eps) * st.w_t,
+                   u32(target_of(r)) - params.first_col, stats.nan_row, row_kind(r, st) != 1u);
+}
+
+// The gradient of logit `z` of local column `c`.
+fn grad_value(z: f32, c: u32, g: GradRow) -> f32 {
+    if (g.off) {
+        return 0.0;
+    }
+    if (g.nan) {
+        return f32_nan();
+    }
+    return g.a * packed_exp(z, g.m, params.inv_t) - g.b * class_weight(c)
+        - select(0.0, g.h, c == g.t);
 }
 
 @compute @workgroup_size(WG)
@@ -368,26 +430,25 @@ fn ce_grad(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let range = pair_range();
     let n = params.rows * params.cols;
-    for (var q = range.x + gid.x; q < range.y; q += nwg.x * WG) {
+    let sh = lane_pairs(gid, nwg);
+    // As in `forward`: the coefficients of the row last seen, from element `start`.
+    var start = 0u;
+    var fresh = true;
+    var g: GradRow;
+    for (var q = sh.first; q < sh.end; q += sh.step) {
         let e0 = 2u * q - params.y_base;
+        let ok = vec2<bool>(e0 < n, e0 + 1u < n);
+        let e = vec2<u32>(min(e0, n - 1u), min(e0 + 1u, n - 1u));
         // Both logits first: in place, this lane's word is the gradient's.
-        var z = vec2<f32>(0.0);
-        var ok = vec2<bool>(false);
-        for (var k = 0u; k < 2u; k++) {
-            if (e0 + k < n) {
-                z[k] = load_x(params.x_base + e0 + k);
-                ok[k] = true;
-            }
+        let z = vec2<f32>(load_x(params.x_base + e.x), load_x(params.x_base + e.y));
+        if (see_row(e.x, &start, &fresh)) {
+            g = grad_row(params.row0 + start / params.cols);
         }
-        var v = vec2<f32>(0.0);
-        for (var k = 0u; k < 2u; k++) {
-            if (ok[k]) {
-                let e = e0 + k;
-                v[k] = grad_at(z[k], e % params.cols, params.row0 + e / params.cols);
-            }
+        let lo = grad_value(z.x, e.x - start, g);
+        if (see_row(e.y, &start, &fresh)) {
+            g = grad_row(params.row0 + start / params.cols);
         }
-        store_pair(q, v, ok.x, ok.y);
+        store_pair(q, vec2<f32>(lo, grad_value(z.y, e.y - start, g)), ok.x, ok.y);
     }
 }

@@ -9,7 +9,13 @@ use std::process::Command;
 
 use common::{backend_name, engines};
 
-const EXAMPLES: [&str; 4] = ["quickstart", "embed", "train_step", "large_vocab"];
+const EXAMPLES: [&str; 5] = [
+    "quickstart",
+    "embed",
+    "train_step",
+    "large_vocab",
+    "vocab_parallel",
+];
 
 /// Builds the examples in this test's profile (`cargo test --all-targets` builds them as test
 /// harnesses, which run nothing) and returns where `cargo build` leaves them.

@@ -127,6 +127,7 @@ impl DeviceProfile {
             ce: call.wholes[arg::TARGETS].is_some(),
             weight: call.wholes[arg::WEIGHT].is_some(),
             lse: call.wholes[arg::LSE].is_some(),
+            contiguous: self.cpu_tuned(),
             workgroup: self.vocab_lanes(),
             half_builtins: self.half_builtins,
         };

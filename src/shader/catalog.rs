@@ -178,8 +178,9 @@ pub(crate) fn catalog() -> Vec<(String, PipelineKey)> {
     }
     // The vocabulary-parallel modules: each entry point with the logits in every storage,
     // the outputs it writes, with and without class weights.
-    for workgroup in [16, 256] {
+    for (workgroup, contiguous) in [(16, true), (256, false)] {
         let key = |entry, input, output, in_place, ce, weight, lse, half_builtins| VocabKey {
+            contiguous,
             entry,
             input,
             output,

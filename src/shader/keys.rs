@@ -251,6 +251,8 @@ pub(crate) struct VocabKey {
     pub weight: bool,
     /// Forward: the rows' logsumexp is written.
     pub lse: bool,
+    /// Lanes take contiguous runs (CPU adapters) rather than strided items.
+    pub contiguous: bool,
     pub workgroup: u32,
     /// f16 conversions by WGSL's builtins (`Engine::half_builtins`).
     pub half_builtins: bool,

@@ -451,7 +451,7 @@ pub(super) fn vocab_source(key: &VocabKey) -> String {
     let has = |slot: u32| bindings.iter().any(|b| b.slot == slot);
     let mut s = header(
         key.workgroup,
-        false,
+        key.contiguous,
         false,
         &[key.input, key.output],
         false,

@@ -7,8 +7,8 @@
 //!    ([`Engine::partial_states`], [`Engine::cross_entropy_partial_states`], or
 //!    [`Engine::record_partial_states`] on the caller's buffers);
 //! 2. **merge**: the shards' states merge row by row, on the host ([`merge`]), on a device
-//!    ([`Engine::record_merge_states`]), or through a collective library (with the `mpi`
-//!    feature, [`mpi::all_merge`]); a state is 36 bytes per row;
+//!    ([`Engine::record_merge_states`]), or through any collective library (with the `mpi`
+//!    feature, `vocab_parallel::mpi::all_merge`); a state is 36 bytes per row;
 //! 3. **finish**: each shard writes its own columns from the merged state
 //!    ([`Engine::finish_forward`], [`Engine::finish_cross_entropy`], and their
 //!    `record_` forms): the softmax or log-softmax slice, the rows' logsumexp, and for
@@ -21,6 +21,8 @@
 pub mod across;
 mod device;
 mod host;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod state;
 
 pub use device::{FinishArgs, FinishCrossEntropyArgs, MergeArgs, PartialArgs, PartialOptions};
