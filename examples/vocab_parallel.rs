@@ -6,6 +6,7 @@
 //! softmax of the same total shape, medians of alternated runs.
 //!
 //! `cargo run --release --example vocab_parallel [-- --rows 16 --cols 128256 --shards 3 --runs 5]`
+//! (`--cost-only`: the timing alone)
 
 use softmax_wgpu::vocab_parallel::{
     across, even_widths, FinishArgs, MergeArgs, PartialArgs, PartialOptions, Shard, STATE_BYTES,
@@ -40,6 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("shard {k}: {w} columns on {}", e.info());
     }
     let logits = accuracy::random_logits(rows * cols, 12.0, 3);
+    if std::env::args().any(|a| a == "--cost-only") {
+        return cost(&engines[0], shape, &widths, &logits, runs);
+    }
 
     // Softmax: sharded against the oracle and against the unsharded kernels.
     let o = SoftmaxOptions::default();

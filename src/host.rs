@@ -84,13 +84,13 @@ impl Engine {
             .host_op(|rb| {
                 shape.expect_len("logits", x.len())?;
                 options.inv_temperature()?;
-                let input = self.upload(x)?;
+                let input = rb.upload(x)?;
                 let output = match op {
                     Forward::LogSumExp => None,
-                    _ => Some(self.output(U::DTYPE.buffer_bytes(n))?),
+                    _ => Some(rb.output(U::DTYPE.buffer_bytes(n))?),
                 };
                 let lse = match with_lse {
-                    true => Some(self.output(4 * shape.rows as u64)?),
+                    true => Some(rb.output(4 * shape.rows as u64)?),
                     false => None,
                 };
                 self.record_forward(
@@ -207,30 +207,6 @@ impl Engine {
         pollster::block_on(self.read_buffer_async(buffer, offset, count))
     }
 
-    /// Copies `x` into a pooled storage buffer, padded to a whole word.
-    pub(crate) fn upload<T: bytemuck::Pod>(&self, x: &[T]) -> Result<Pooled<'_>> {
-        let bytes: &[u8] = bytemuck::cast_slice(x);
-        let buffer = self.pool.take(
-            &self.device,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            (bytes.len() as u64).div_ceil(4) * 4,
-        )?;
-        let whole = bytes.len() / 4 * 4;
-        self.queue.write_buffer(&buffer, 0, &bytes[..whole]);
-        if whole < bytes.len() {
-            let mut tail = [0u8; 4];
-            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-            self.queue.write_buffer(&buffer, whole as u64, &tail);
-        }
-        Ok(buffer)
-    }
-
-    /// A pooled storage buffer of `bytes` that can be read back.
-    pub(crate) fn output(&self, bytes: u64) -> Result<Pooled<'_>> {
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        self.pool.take(&self.device, usage, bytes)
-    }
-
     /// Runs one host operation. `record` validates, uploads and records into the
     /// operation's encoder, and names what to read back ([`Readback::read`]), without
     /// waiting, inside error scopes; then the work is submitted and its readbacks awaited.
@@ -263,16 +239,21 @@ impl Engine {
                 engine: self,
                 encoder: self.device.create_command_encoder(&Default::default()),
                 staging: Vec::new(),
+                held: Vec::new(),
             };
             let value = record(&mut rb)?;
             let Readback {
-                encoder, staging, ..
+                encoder,
+                staging,
+                held,
+                ..
             } = rb;
             self.queue.submit([encoder.finish()]);
             let mapped: Vec<_> = staging.iter().map(|(b, size)| map_read(b, *size)).collect();
-            Ok((value, staging, mapped))
+            Ok((value, staging, mapped, held))
         });
-        let (value, staging, mapped) = submitted?;
+        // The operation's buffers go back to the pool once its work is done (at the end).
+        let (value, staging, mapped, _held) = submitted?;
         caught.await?;
         wait_for_device(&self.device)?;
         self.check_alive()?;
@@ -297,9 +278,49 @@ pub(crate) struct Readback<'a> {
     /// The encoder the operation records into.
     pub(crate) encoder: wgpu::CommandEncoder,
     staging: Vec<(Pooled<'a>, u64)>,
+    /// The operation's pooled buffers, held until its work is done: returned to the pool
+    /// when recorded, another thread's operation could take one and write into it before
+    /// this one's submission ran (wrong results from two threads on one engine, seen in
+    /// tests/vocab_parallel.rs).
+    held: Vec<Pooled<'a>>,
 }
 
-impl Readback<'_> {
+impl<'a> Readback<'a> {
+    /// Copies `x` into a pooled storage buffer, padded to a whole word, held until the
+    /// operation is done.
+    pub(crate) fn upload<T: bytemuck::Pod>(&mut self, x: &[T]) -> Result<wgpu::Buffer> {
+        let e = self.engine;
+        let bytes: &[u8] = bytemuck::cast_slice(x);
+        let buffer = e.pool.take(
+            &e.device,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            (bytes.len() as u64).div_ceil(4) * 4,
+        )?;
+        let whole = bytes.len() / 4 * 4;
+        e.queue.write_buffer(&buffer, 0, &bytes[..whole]);
+        if whole < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+            e.queue.write_buffer(&buffer, whole as u64, &tail);
+        }
+        Ok(self.hold(buffer))
+    }
+
+    /// A pooled storage buffer of `bytes` that can be read back, held until the operation
+    /// is done.
+    pub(crate) fn output(&mut self, bytes: u64) -> Result<wgpu::Buffer> {
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let buffer = self.engine.pool.take(&self.engine.device, usage, bytes)?;
+        Ok(self.hold(buffer))
+    }
+
+    /// Keeps `buffer` until the operation is done; a handle to it.
+    fn hold(&mut self, buffer: Pooled<'a>) -> wgpu::Buffer {
+        let handle = (*buffer).clone();
+        self.held.push(buffer);
+        handle
+    }
+
     /// Reads `size` bytes (a multiple of 4) of `src` at `offset` (a multiple of 4) once the
     /// operation's work is done, through a pooled staging buffer.
     pub(crate) fn read(&mut self, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<()> {

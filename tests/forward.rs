@@ -146,3 +146,30 @@ fn lse_beside_softmax_matches_logsumexp() {
         assert_eq!(r.lse.unwrap(), lse);
     });
 }
+
+/// Host operations from several threads at once on one engine: each gets its own result,
+/// bit for bit what it gets alone (the pool once handed an operation's buffers to another
+/// thread before the first one's work had run).
+#[test]
+fn threads_sharing_one_engine_get_their_own_results() {
+    on_every_adapter(|e| {
+        let shape = Shape::new(8, 4099);
+        let inputs: Vec<Vec<f32>> = (0..4)
+            .map(|k| random_logits(shape.len(), 10.0, 100 + k))
+            .collect();
+        let alone: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|x| e.softmax(x, shape, &DEFAULT).unwrap())
+            .collect();
+        std::thread::scope(|s| {
+            for (x, want) in inputs.iter().zip(&alone) {
+                s.spawn(move || {
+                    for _ in 0..12 {
+                        let got = e.softmax(x, shape, &DEFAULT).unwrap();
+                        assert!(got == *want, "another thread's result");
+                    }
+                });
+            }
+        });
+    });
+}

@@ -1,11 +1,12 @@
 //! Vocabulary-parallel operations: each row's vocabulary split into shards of unequal widths,
 //! the partial states merged, each shard finished, and the slices put together, held to the
 //! same accuracy contract and edge cases as the unsharded operations (the f64 oracle), on
-//! every adapter and across adapters.
+//! every adapter (CPU adapters with both tunings: the kernels lay work out differently) and
+//! across adapters.
 
 mod common;
 
-use common::{check_ce_result, engines, on_every_adapter, random_logits};
+use common::{check_ce_result, engines, on_every_adapter, on_every_tuning, random_logits};
 use softmax_wgpu::accuracy;
 use softmax_wgpu::vocab_parallel::{
     across, merge, FinishCrossEntropyArgs, MergeArgs, PartialArgs, PartialOptions, PartialState,
@@ -110,7 +111,7 @@ fn check_forward_sharded<T: Element>(
 
 #[test]
 fn sharded_forward_meets_the_contract() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         for widths in SPLITS {
             let (x, shape) = hard_rows(widths);
             let shards = shards_on(&[e], widths);
@@ -176,7 +177,7 @@ fn check_ce_sharded<T: Element>(shards: &[(&Engine, usize)], x: &[f32], shape: S
 
 #[test]
 fn sharded_cross_entropy_meets_the_contract() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         for widths in SPLITS {
             let (x, shape) = hard_rows(widths);
             let shards = shards_on(&[e], widths);
@@ -316,7 +317,7 @@ fn storage(e: &Engine, bytes: &[u8]) -> wgpu::Buffer {
 /// gradient in place; against the oracle.
 #[test]
 fn device_level_steps_with_the_gradient_in_place() {
-    on_every_adapter(|e| {
+    on_every_tuning(|e| {
         let widths = SPLITS[1];
         let (x, shape) = hard_rows(widths);
         let targets = hard_targets(shape.rows);

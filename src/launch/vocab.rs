@@ -134,6 +134,13 @@ impl DeviceProfile {
         if entry == VocabEntry::Partial {
             key.workgroup = self.workgroup_for("a vocabulary-parallel shard", cols)?;
         }
+        if matches!(entry, VocabEntry::Forward | VocabEntry::CeGrad) && key.contiguous {
+            // CPU adapters: a workgroup per row (see `forward` in the kernel).
+            let pairs = cols.div_ceil(2) + 1;
+            key.workgroup = key
+                .workgroup
+                .max(self.workgroup_for("a vocabulary-parallel shard", pairs)?);
+        }
         if entry == VocabEntry::CeReduce {
             key.workgroup = self.workgroup_for("vocabulary-parallel cross-entropy rows", rows)?;
         }
@@ -194,6 +201,9 @@ impl DeviceProfile {
             };
             let groups = match entry {
                 VocabEntry::Partial => n.min(max_groups) as u32,
+                VocabEntry::Forward | VocabEntry::CeGrad if key.contiguous => {
+                    n.min(max_groups) as u32
+                }
                 _ => {
                     let base = u64::from(params.y_base);
                     let pairs = (base + n * cols).div_ceil(2) - base / 2;

@@ -194,10 +194,10 @@ impl Engine {
         let rows = shape.rows as u64;
         let ((), bytes) = self
             .host_op(|rb| {
-                let x = self.upload(logits)?;
-                let p = self.upload(&words)?;
-                let u = self.upload(&rand)?;
-                let out = self.output(rows * RESULT_BYTES)?;
+                let x = rb.upload(logits)?;
+                let p = rb.upload(&words)?;
+                let u = rb.upload(&rand)?;
+                let out = rb.output(rows * RESULT_BYTES)?;
                 let uniforms = match seed {
                     Some(seed) => DeviceUniforms::Philox { seed, offsets: &u },
                     None => DeviceUniforms::Given(&u),
@@ -277,9 +277,9 @@ impl Engine {
         let n = logits.len() as u64;
         let ((), bytes) = self
             .host_op(|rb| {
-                let x = self.upload(logits)?;
-                let p = self.upload(&words)?;
-                let out = self.output(4 * n)?;
+                let x = rb.upload(logits)?;
+                let p = rb.upload(&words)?;
+                let out = rb.output(4 * n)?;
                 self.record_sample_probs(
                     &mut rb.encoder,
                     shape,

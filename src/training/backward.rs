@@ -77,9 +77,9 @@ impl Engine {
             .host_op(|rb| {
                 shape.expect_len("y", y.len())?;
                 shape.expect_len("dy", dy.len())?;
-                let yb = self.upload(y)?;
-                let db = self.upload(dy)?;
-                let out = self.output(T::DTYPE.buffer_bytes(n))?;
+                let yb = rb.upload(y)?;
+                let db = rb.upload(dy)?;
+                let out = rb.output(T::DTYPE.buffer_bytes(n))?;
                 self.record_backward(
                     &mut rb.encoder,
                     log,

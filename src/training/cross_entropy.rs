@@ -182,20 +182,20 @@ impl Engine {
                     }
                     t32.push(t as i32);
                 }
-                let x = self.upload(logits)?;
-                let tb = self.upload(&t32)?;
+                let x = rb.upload(logits)?;
+                let tb = rb.upload(&t32)?;
                 let wb = options
                     .weight
                     .as_deref()
-                    .map(|w| self.upload(w))
+                    .map(|w| rb.upload(w))
                     .transpose()?;
                 let grad = match with_grad {
-                    true => Some(self.output(T::DTYPE.buffer_bytes(n))?),
+                    true => Some(rb.output(T::DTYPE.buffer_bytes(n))?),
                     false => None,
                 };
-                let loss = self.output(4 * rows)?;
-                let lse = self.output(4 * rows)?;
-                let meta = self.output(16)?;
+                let loss = rb.output(4 * rows)?;
+                let lse = rb.output(4 * rows)?;
+                let meta = rb.output(16)?;
                 self.record_cross_entropy(
                     &mut rb.encoder,
                     &CrossEntropyArgs {

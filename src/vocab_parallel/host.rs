@@ -89,12 +89,12 @@ impl Engine {
             .host_op(|rb| {
                 shard.validate()?;
                 shard.shape().expect_len("logits", logits.len())?;
-                let x = self.upload(logits)?;
+                let x = rb.upload(logits)?;
                 let t = targets
-                    .map(|t| self.upload(&device_targets(t, options.ignore_index)))
+                    .map(|t| rb.upload(&device_targets(t, options.ignore_index)))
                     .transpose()?;
-                let w = weight.map(|w| self.upload(w)).transpose()?;
-                let states = self.output(bytes)?;
+                let w = weight.map(|w| rb.upload(w)).transpose()?;
+                let states = rb.output(bytes)?;
                 self.record_partial_states(
                     &mut rb.encoder,
                     &PartialArgs {
@@ -131,10 +131,10 @@ impl Engine {
                 shard.validate()?;
                 shard.shape().expect_len("logits", logits.len())?;
                 expect_rows("merged states", merged.len(), shard)?;
-                let x = self.upload(logits)?;
-                let m = self.upload(merged)?;
-                let y = with_values.then(|| self.output(out_bytes)).transpose()?;
-                let lse = self.output(4 * rows as u64)?;
+                let x = rb.upload(logits)?;
+                let m = rb.upload(merged)?;
+                let y = with_values.then(|| rb.output(out_bytes)).transpose()?;
+                let lse = rb.output(4 * rows as u64)?;
                 self.record_finish_forward(
                     &mut rb.encoder,
                     &FinishArgs {
@@ -187,18 +187,18 @@ impl Engine {
                 expect_rows("merged states", merged.len(), shard)?;
                 options.validate(shard.cols)?;
                 check_merged_targets(merged, targets, options.ignore_index)?;
-                let x = self.upload(logits)?;
-                let t = self.upload(&device_targets(targets, options.ignore_index))?;
-                let m = self.upload(merged)?;
+                let x = rb.upload(logits)?;
+                let t = rb.upload(&device_targets(targets, options.ignore_index))?;
+                let m = rb.upload(merged)?;
                 let w = options
                     .weight
                     .as_deref()
-                    .map(|w| self.upload(w))
+                    .map(|w| rb.upload(w))
                     .transpose()?;
-                let grad = with_grad.then(|| self.output(grad_bytes)).transpose()?;
-                let loss = self.output(4 * rows)?;
-                let lse = self.output(4 * rows)?;
-                let meta = self.output(16)?;
+                let grad = with_grad.then(|| rb.output(grad_bytes)).transpose()?;
+                let loss = rb.output(4 * rows)?;
+                let lse = rb.output(4 * rows)?;
+                let meta = rb.output(16)?;
                 self.record_finish_cross_entropy(
                     &mut rb.encoder,
                     &FinishCrossEntropyArgs {
