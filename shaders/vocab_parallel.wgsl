@@ -12,7 +12,8 @@
 // preludes, common.wgsl and reduce_workgroup.wgsl.
 //
 // Entry points, one pipeline each:
-//   partial   (a workgroup per row): the shard's state of each row;
+//   partial   (a workgroup per row, or on GPUs for a few rows per piece of a row): the
+//             shard's state of each row (of each piece, then merged by `merge_rows`);
 //   merge_rows (a lane per row): `count` states per row, shard-major, merged in order;
 //   forward   (a lane per output pair): softmax or log-softmax of the shard's columns
 //             (HAS_OUTPUT), and where asked each row's logsumexp (a lane per row);
@@ -63,6 +64,12 @@ struct Params {
     masked_zeros: u32,
     // `forward`: write each row's logsumexp.
     write_lse: u32,
+    // `partial`: pieces per row; with more than one, piece c's state of row r goes to
+    // c * total_rows + r, and `merge_rows` merges them.
+    pieces: u32,
+    total_rows: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 // A row's state, unpacked.
@@ -135,11 +142,14 @@ fn load_run(i: u32) -> Block {
     );
 }
 
-fn partial_row(row: u32, lid: u32) {
+// Piece `piece_index` of `row`: its state over the piece's columns (the whole row for one
+// piece).
+fn partial_piece(row: u32, piece_index: u32, lid: u32) {
     let cols = params.cols;
     let inv_t = params.inv_t;
     let x_row = params.x_base + row * cols;
-    let share = share_of(cols, lid);
+    let piece = piece_of(cols, piece_index, params.pieces);
+    let share = lane_part(cols, piece_index, params.pieces, lid);
     var st = stream_empty();
     var c = share.first;
     if (CONTIGUOUS) {
@@ -155,7 +165,7 @@ fn partial_row(row: u32, lid: u32) {
     }
     let online = reduce_online(stream_state(st), lid, inv_t);
     let r = params.row0 + row;
-    var out = State(online, cols, 0u, 0.0, 0.0, 0.0, 0.0);
+    var out = State(online, piece.end - piece.first, 0u, 0.0, 0.0, 0.0, 0.0);
     if (CE) {
         // Label smoothing's sums, a second read of the shard (the max first: no term of
         // w_j (m - z_j) is negative).
@@ -168,11 +178,11 @@ fn partial_row(row: u32, lid: u32) {
                 stream_push(&w_acc, w);
             }
             out.smooth_sum = reduce_sum(stream_state(acc).s, lid);
-            out.w_sum = select(f32(cols), reduce_sum(stream_state(w_acc).s, lid), WEIGHTED);
+            out.w_sum = select(f32(out.cols), reduce_sum(stream_state(w_acc).s, lid), WEIGHTED);
         }
         let t = target_of(r);
         let local = u32(t) - params.first_col;
-        if (!is_ignored(t) && t >= 0 && local < cols) {
+        if (!is_ignored(t) && t >= 0 && local >= piece.first && local < piece.end) {
             out.owners = 1u;
             out.z_t = load_x(x_row + local);
             out.w_t = class_weight(local);
@@ -180,20 +190,22 @@ fn partial_row(row: u32, lid: u32) {
     }
     if (lid == 0u) {
         var w = words_of(out);
+        let at = piece_index * params.total_rows + r;
         for (var k = 0u; k < STATE_WORDS; k++) {
-            state_store(STATE_WORDS * r + k, w[k]);
+            state_store(STATE_WORDS * at + k, w[k]);
         }
     }
 }
 
+// Pieces along x, rows along y (in turns past one dimension's limit).
 @compute @workgroup_size(WG)
 fn partial(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    for (var row = wid.x; row < params.rows; row += nwg.x) {
-        partial_row(row, lid);
+    for (var row = wid.y; row < params.rows; row += nwg.y) {
+        partial_piece(row, wid.x, lid);
     }
 }
 

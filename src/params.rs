@@ -117,9 +117,14 @@ pub(crate) struct VocabParams {
     pub op: u32,
     pub masked_zeros: u32,
     pub write_lse: u32,
+    /// `partial`: pieces per row (1: a workgroup per row, states straight into the call's).
+    pub pieces: u32,
+    /// `partial` in pieces: the call's rows (pieces' states lie piece-major).
+    pub total_rows: u32,
+    pub _pad: [u32; 2],
 }
 
-const _: () = assert!(std::mem::size_of::<VocabParams>() == 64);
+const _: () = assert!(std::mem::size_of::<VocabParams>() == 80);
 
 #[cfg(test)]
 mod tests {
@@ -225,6 +230,8 @@ mod tests {
             ("op", offset_of!(VocabParams, op)),
             ("masked_zeros", offset_of!(VocabParams, masked_zeros)),
             ("write_lse", offset_of!(VocabParams, write_lse)),
+            ("pieces", offset_of!(VocabParams, pieces)),
+            ("total_rows", offset_of!(VocabParams, total_rows)),
         ]);
         let mut checked = 0;
         for (name, source) in crate::shader::all_sources() {

@@ -121,6 +121,21 @@ pub(crate) const SAMPLE_PIECE_GPU: u64 = 4096;
 /// Measured: docs/tuning.md#sample_piece_cpu.
 pub(crate) const SAMPLE_PIECE_CPU: u64 = 65536;
 
+/// Vocabulary-parallel partial states on GPUs: batches of at most this many rows cut each
+/// shard's rows into pieces over many workgroups (a workgroup per row leaves most of a GPU
+/// idle for a few rows), merged by a second dispatch.
+/// Measured: docs/tuning.md#vocab_split_max_rows.
+pub(crate) const VOCAB_SPLIT_MAX_ROWS: u64 = 64;
+
+/// Logits per piece of a vocabulary-parallel partial state where rows are cut (see
+/// `VOCAB_SPLIT_MAX_ROWS`), as the sampling kernel's pieces on GPUs.
+/// Measured: docs/tuning.md#vocab_piece_gpu.
+pub(crate) const VOCAB_PIECE_GPU: u64 = 4096;
+
+/// Most pieces per row of a vocabulary-parallel partial state.
+/// Measured: docs/tuning.md#max_vocab_pieces.
+pub(crate) const MAX_VOCAB_PIECES: u64 = 256;
+
 /// Most pieces of one sampled row: each piece's partial record is 1 KiB of scratch, and a row
 /// stage reads its row's records.
 /// Measured: docs/tuning.md#max_sample_pieces.

@@ -493,3 +493,32 @@ fn bad_layouts_and_targets_are_errors() {
         Err(Error::InvalidShape { .. })
     ));
 }
+
+/// Shards wide enough that GPU tuning cuts a few rows into pieces over many workgroups
+/// (merged by a second dispatch): the same contract, with a NaN, a masked shard and the
+/// target in pieces other than the first.
+#[test]
+fn wide_shards_cut_into_pieces() {
+    on_every_tuning(|e| {
+        let widths = [1usize, 9000, 12_288];
+        let cols: usize = widths.iter().sum();
+        let rows = 5;
+        let mut x = random_logits(rows * cols, 6.0, 77);
+        x[cols + 5000] = f32::NAN;
+        x[2 * cols + 1..2 * cols + 9001].fill(f32::NEG_INFINITY);
+        x[3 * cols + 20_000] = 60.0;
+        let shape = Shape::new(rows, cols);
+        let shards = shards_on(&[e], &widths);
+        check_forward_sharded::<f32>(&shards, &x, shape, &SoftmaxOptions::default());
+        check_forward_sharded::<half::bf16>(&shards, &x, shape, &SoftmaxOptions::default());
+        let targets = vec![0i64, 4097, 8999, 20_000, cols as i64 - 1];
+        let weight: Vec<f32> = (0..cols).map(|j| 0.5 + (j % 5) as f32 * 0.25).collect();
+        let o = CrossEntropyOptions {
+            label_smoothing: 0.1,
+            weight: Some(weight),
+            ..Default::default()
+        };
+        let got = across::cross_entropy(&shards, &x, &targets, shape, &o, true).unwrap();
+        check_ce_result(&x, &targets, shape, &o, &[(&got, "wide shards")]);
+    });
+}

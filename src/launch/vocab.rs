@@ -11,6 +11,7 @@ use crate::options::Shape;
 use crate::params::VocabParams;
 use crate::profile::DeviceProfile;
 use crate::shader::{slot, PipelineKey, VocabEntry, VocabKey, VOCAB_STATE_BYTES};
+use crate::tuning::{MAX_VOCAB_PIECES, VOCAB_PIECE_GPU, VOCAB_SPLIT_MAX_ROWS};
 
 /// Output pairs each lane takes per dispatch on CPU adapters, which pay for every
 /// workgroup (tens of microseconds on lavapipe): a few hundred, far below the loop limit.
@@ -99,8 +100,19 @@ impl DeviceProfile {
         items.div_ceil(per_lane * u64::from(wg)).clamp(1, max) as u32
     }
 
-    /// The passes of `entry` for `call`; `buffers` of the call are indexed by `arg`.
-    pub(crate) fn launch_vocab(&self, entry: VocabEntry, call: &VocabCall) -> Result<Vec<Pass>> {
+    /// Pieces per row of a partial state of `rows` rows of `cols`: more than one on GPUs for
+    /// a few rows (`VOCAB_SPLIT_MAX_ROWS`), each of about `VOCAB_PIECE_GPU` logits.
+    fn vocab_pieces(&self, rows: u64, cols: u64) -> u64 {
+        if self.cpu_tuned() || rows > VOCAB_SPLIT_MAX_ROWS {
+            return 1;
+        }
+        let n = cols.div_ceil(VOCAB_PIECE_GPU).clamp(1, MAX_VOCAB_PIECES);
+        cols.div_ceil(cols.div_ceil(n))
+    }
+
+    /// The passes of `entry` for `call` (`buffers` of the call are indexed by `arg`), and
+    /// the bytes of the engine's scratch they use.
+    pub(crate) fn launch_vocab(&self, entry: VocabEntry, call: &VocabCall) -> Result<VocabLaunch> {
         let (rows, cols) = (call.shape.rows as u64, call.shape.cols as u64);
         let mut wholes = [None; arg::COUNT];
         let names = [
@@ -129,7 +141,12 @@ impl DeviceProfile {
             lse: call.wholes[arg::LSE].is_some(),
             contiguous: self.cpu_tuned(),
             workgroup: self.vocab_lanes(),
-            half_builtins: self.half_builtins,
+            // Only 16-bit conversions use the builtins.
+            half_builtins: self.half_builtins
+                && [call.logits, call.output]
+                    .iter()
+                    .flatten()
+                    .any(|t| t.dtype != DType::F32),
         };
         if entry == VocabEntry::Partial {
             key.workgroup = self.workgroup_for("a vocabulary-parallel shard", cols)?;
@@ -175,8 +192,22 @@ impl DeviceProfile {
                 cols: cols as u32,
                 ..call.params
             };
-            return Ok(vec![Pass::new(key_of, &params, (groups, 1), bind_wholes)]);
+            return Ok(VocabLaunch {
+                passes: vec![Pass::new(key_of, &params, (groups, 1), bind_wholes)],
+                scratch_bytes: 0,
+            });
         }
+        // Partial states in pieces: each piece's state into the scratch, piece-major, then
+        // merged into the call's states.
+        let pieces = match entry {
+            VocabEntry::Partial => self.vocab_pieces(rows, cols),
+            _ => 1,
+        };
+        let scratch_bytes = if pieces > 1 {
+            state_bytes(pieces * rows)
+        } else {
+            0
+        };
         // The entries over the shard's logits, in chunks of rows.
         let logits = call.logits.ok_or_else(|| {
             Error::Validation("a vocabulary-parallel launch without logits".into())
@@ -197,6 +228,8 @@ impl DeviceProfile {
                 x_base: x.base,
                 y_base: y.map_or(0, |y| y.base),
                 row0: row0 as u32,
+                pieces: pieces as u32,
+                total_rows: rows as u32,
                 ..call.params
             };
             let groups = match entry {
@@ -220,12 +253,64 @@ impl DeviceProfile {
                     arg: if in_place { arg::LOGITS } else { arg::OUTPUT },
                     chunk: y?,
                 }),
+                slot::PARTIALS if pieces > 1 => Some(Binding::Scratch {
+                    size: Some(scratch_bytes),
+                }),
                 other => bind_wholes(other),
             };
-            passes.push(Pass::new(key_of, &params, (groups, 1), bind));
+            let grid = match entry {
+                VocabEntry::Partial => (pieces as u32, groups),
+                _ => (groups, 1),
+            };
+            passes.push(Pass::new(key_of, &params, grid, bind));
         }
-        Ok(passes)
+        if pieces > 1 {
+            let merge = VocabKey {
+                entry: VocabEntry::Merge,
+                input: None,
+                output: None,
+                in_place: false,
+                ce: false,
+                weight: false,
+                lse: false,
+                workgroup: self.vocab_lanes(),
+                ..key
+            };
+            let params = VocabParams {
+                rows: rows as u32,
+                count: pieces as u32,
+                ..call.params
+            };
+            let states = wholes[arg::STATES];
+            let bind = |at: u32| match at {
+                slot::PARTIALS => Some(Binding::Scratch {
+                    size: Some(scratch_bytes),
+                }),
+                slot::MERGED => Some(Binding::Chunk {
+                    arg: arg::STATES,
+                    chunk: states?,
+                }),
+                _ => None,
+            };
+            let groups = self.vocab_groups(rows, merge.workgroup);
+            passes.push(Pass::new(
+                PipelineKey::Vocab(merge),
+                &params,
+                (groups, 1),
+                bind,
+            ));
+        }
+        Ok(VocabLaunch {
+            passes,
+            scratch_bytes,
+        })
     }
+}
+
+/// What a vocabulary-parallel step launches: its passes and the scratch they use.
+pub(crate) struct VocabLaunch {
+    pub passes: Vec<Pass>,
+    pub scratch_bytes: u64,
 }
 
 /// Bytes of `rows` partial states.

@@ -190,8 +190,14 @@ impl Engine {
                 ..bytemuck::Zeroable::zeroed()
             },
         };
-        let passes = self.profile.launch_vocab(VocabEntry::Partial, &call)?;
-        self.execute(encoder, "softmax-wgpu partial states", &passes, 0, &buffers)
+        let launch = self.profile.launch_vocab(VocabEntry::Partial, &call)?;
+        self.execute(
+            encoder,
+            "softmax-wgpu partial states",
+            &launch.passes,
+            launch.scratch_bytes,
+            &buffers,
+        )
     }
 
     /// Records the merge of `count` states per row (shard-major) into one per row, in
@@ -234,7 +240,7 @@ impl Engine {
                 ..bytemuck::Zeroable::zeroed()
             },
         };
-        let passes = self.profile.launch_vocab(VocabEntry::Merge, &call)?;
+        let passes = self.profile.launch_vocab(VocabEntry::Merge, &call)?.passes;
         self.execute(encoder, "softmax-wgpu merge states", &passes, 0, &buffers)
     }
 
@@ -304,7 +310,10 @@ impl Engine {
                 ..bytemuck::Zeroable::zeroed()
             },
         };
-        let passes = self.profile.launch_vocab(VocabEntry::Forward, &call)?;
+        let passes = self
+            .profile
+            .launch_vocab(VocabEntry::Forward, &call)?
+            .passes;
         self.execute(encoder, "softmax-wgpu finish forward", &passes, 0, &buffers)
     }
 
@@ -386,10 +395,14 @@ impl Engine {
             },
             params,
         };
-        let mut passes = self.profile.launch_vocab(VocabEntry::CeRows, &rows_call)?;
+        let mut passes = self
+            .profile
+            .launch_vocab(VocabEntry::CeRows, &rows_call)?
+            .passes;
         passes.extend(
             self.profile
-                .launch_vocab(VocabEntry::CeReduce, &rows_call)?,
+                .launch_vocab(VocabEntry::CeReduce, &rows_call)?
+                .passes,
         );
         let (grad, in_place) = match args.grad {
             GradOutput::None => (None, false),
@@ -421,7 +434,11 @@ impl Engine {
                 },
                 params,
             };
-            passes.extend(self.profile.launch_vocab(VocabEntry::CeGrad, &grad_call)?);
+            passes.extend(
+                self.profile
+                    .launch_vocab(VocabEntry::CeGrad, &grad_call)?
+                    .passes,
+            );
         }
         self.execute(
             encoder,

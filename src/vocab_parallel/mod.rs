@@ -30,6 +30,8 @@ pub use state::{merge, merge_into, PartialState, STATE_BYTES};
 
 use crate::error::{Error, Result};
 use crate::options::Shape;
+#[cfg(doc)]
+use crate::Engine;
 
 /// One shard of a `[rows, vocabulary]` tensor: `cols` columns from global column
 /// `first_col`, of every row. Its logits are a `[rows, cols]` row-major tensor of its own.
