@@ -428,6 +428,7 @@ mod tests {
                         options: bytemuck::Zeroable::zeroed(),
                     };
                     passes.extend(device.launch_cross_entropy(&call).unwrap().passes());
+                    passes.extend(vocab_passes(device, shape, logits, in_place));
                 }
             }
         }
@@ -439,6 +440,92 @@ mod tests {
             declared.sort();
             assert_eq!(bound, declared, "{:?}", p.key);
         }
+    }
+
+    /// Every vocabulary-parallel step of a shard of `shape` with logits at `logits`: the
+    /// partial states (forward; cross-entropy with weights), their merge, the softmax finish
+    /// with the logsumexp, logsumexp alone, and the cross-entropy finish (in place or not).
+    fn vocab_passes(
+        device: &DeviceProfile,
+        shape: Shape,
+        logits: TensorAt,
+        in_place: bool,
+    ) -> Vec<Pass> {
+        use crate::shader::VocabEntry as E;
+        let (rows, cols) = (shape.rows as u64, shape.cols as u64);
+        let whole = |n: u64| Some(whole_f32(0, n));
+        let call = |wholes: [Option<Whole>; vocab_arg::COUNT], output| VocabCall {
+            shape,
+            logits: Some(logits),
+            output,
+            in_place: false,
+            wholes,
+            params: bytemuck::Zeroable::zeroed(),
+        };
+        let mut w = [None; vocab_arg::COUNT];
+        w[vocab_arg::STATES] = Some(Whole {
+            at: TensorAt {
+                dtype: DType::F32,
+                offset: 0,
+            },
+            bytes: state_bytes(rows),
+        });
+        let mut ce = w;
+        ce[vocab_arg::TARGETS] = whole(rows);
+        ce[vocab_arg::WEIGHT] = whole(cols);
+        let mut merge = [None; vocab_arg::COUNT];
+        merge[vocab_arg::STATES] = whole(3 * rows * 9);
+        merge[vocab_arg::MERGED] = whole(rows * 9);
+        let mut fwd = [None; vocab_arg::COUNT];
+        fwd[vocab_arg::MERGED] = whole(rows * 9);
+        fwd[vocab_arg::LSE] = whole(rows);
+        let mut rows_ce = fwd;
+        rows_ce[vocab_arg::TARGETS] = whole(rows);
+        rows_ce[vocab_arg::LOSS] = whole(rows);
+        rows_ce[vocab_arg::META] = whole(4);
+        let mut grad = rows_ce;
+        grad[vocab_arg::WEIGHT] = whole(cols);
+        let f32_out = Some(TensorAt {
+            dtype: DType::F32,
+            offset: 0,
+        });
+        let mut out = Vec::new();
+        let mut run = |entry, c: VocabCall| {
+            out.extend(device.launch_vocab(entry, &c).unwrap().passes);
+        };
+        run(E::Partial, call(w, None));
+        run(E::Partial, call(ce, None));
+        run(
+            E::Merge,
+            VocabCall {
+                logits: None,
+                ..call(merge, None)
+            },
+        );
+        run(E::Forward, call(fwd, Some(logits)));
+        run(E::Forward, call(fwd, None));
+        run(
+            E::CeRows,
+            VocabCall {
+                logits: None,
+                ..call(rows_ce, None)
+            },
+        );
+        run(
+            E::CeReduce,
+            VocabCall {
+                logits: None,
+                ..call(rows_ce, None)
+            },
+        );
+        run(
+            E::CeGrad,
+            VocabCall {
+                in_place,
+                ..call(grad, if in_place { Some(logits) } else { f32_out })
+            },
+        );
+        out
     }
 
     #[test]
