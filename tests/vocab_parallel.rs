@@ -522,3 +522,20 @@ fn wide_shards_cut_into_pieces() {
         check_ce_result(&x, &targets, shape, &o, &[(&got, "wide shards")]);
     });
 }
+
+/// More rows than one dispatch dimension holds (65535 workgroups): every step takes rows in
+/// turns.
+#[test]
+fn rows_past_one_dispatch_dimension() {
+    on_every_adapter(|e| {
+        let (rows, cols) = (70_000, 5);
+        let x = random_logits(rows * cols, 4.0, 9);
+        let shape = Shape::new(rows, cols);
+        let shards = shards_on(&[e], &[2, 3]);
+        check_forward_sharded::<f32>(&shards, &x, shape, &SoftmaxOptions::default());
+        let targets: Vec<i64> = (0..rows).map(|r| (r % cols) as i64).collect();
+        let o = CrossEntropyOptions::default();
+        let got = across::cross_entropy(&shards, &x, &targets, shape, &o, true).unwrap();
+        check_ce_result(&x, &targets, shape, &o, &[(&got, "70000 rows")]);
+    });
+}
