@@ -233,13 +233,18 @@ fn merge_rows(
 // Two outputs of one row, without branches (CPU adapters run both sides of a branch their
 // SIMD lanes take differently).
 fn forward_values(z: vec2<f32>, st: RowStats) -> vec2<f32> {
-    let neg = bitcast<vec2<u32>>(z) == vec2<u32>(F32_NEG_INF_BITS);
-    let d = z - vec2<f32>(st.m);
-    var v = select((d * params.inv_t) - vec2<f32>(st.log_s), vec2<f32>(f32_neg_inf()), neg);
+    return forward4(vec4<f32>(z, z), st).xy;
+}
+
+// Four outputs of one row, as `forward_values`.
+fn forward4(z: vec4<f32>, st: RowStats) -> vec4<f32> {
+    let neg = is_neg_inf4(z);
+    let d = z - vec4<f32>(st.m);
+    var v = select((d * params.inv_t) - vec4<f32>(st.log_s), vec4<f32>(f32_neg_inf()), neg);
     if (params.op == OP_SOFTMAX) {
-        v = select(exp2(d * (params.inv_t * LOG2_E)) * st.inv_s, vec2<f32>(0.0), neg);
+        v = select(exp_t4(d, params.inv_t) * st.inv_s, vec4<f32>(0.0), neg);
     }
-    return select(v, vec2<f32>(st.special), st.nan_row);
+    return select(v, vec4<f32>(st.special), st.nan_row);
 }
 
 fn forward_stats(r: u32) -> RowStats {
@@ -270,6 +275,16 @@ fn see_row(e: u32, start: ptr<function, u32>, fresh: ptr<function, bool>) -> boo
     return false;
 }
 
+// Output pair q of the row from y element `out_row` (x element `x_row`): its elements in
+// the row, stored; those outside it not.
+fn finish_pair(q: u32, out_row: u32, x_row: u32, st: RowStats) {
+    let c0 = 2u * q - out_row;
+    let ok = vec2<bool>(c0 < params.cols, c0 + 1u < params.cols);
+    let c = min(vec2<u32>(c0, c0 + 1u), vec2<u32>(params.cols - 1u));
+    let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
+    store_pair(q, forward_values(z, st), ok.x, ok.y);
+}
+
 @compute @workgroup_size(WG)
 fn forward(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -278,20 +293,25 @@ fn forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     if (HAS_OUTPUT && CONTIGUOUS) {
-        // CPU adapters: a workgroup per row, each lane a contiguous run of its pairs, the
+        // CPU adapters: a workgroup per row, each lane a contiguous run of its blocks, the
         // row's statistics read once (lanes over the whole tensor, strided or in runs,
         // took lavapipe 1.9 to 2.5 times as long: 16 x 128256 in two shards).
         for (var row = wid.x; row < params.rows; row += nwg.x) {
             let st = forward_stats(params.row0 + row);
             let out_row = params.y_base + row * params.cols;
             let x_row = params.x_base + row * params.cols;
-            let sh = pairs_in(out_row, params.cols, lid, WG);
-            for (var q = sh.first; q < sh.end; q += sh.step) {
-                let c0 = 2u * q - out_row;
-                let ok = vec2<bool>(c0 < params.cols, c0 + 1u < params.cols);
-                let c = min(vec2<u32>(c0, c0 + 1u), vec2<u32>(params.cols - 1u));
-                let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
-                store_pair(q, forward_values(z, st), ok.x, ok.y);
+            // The row's whole blocks of 8 in the y binding, stored as vectors; lane 0 the
+            // pairs at either end (a word shared with the next row merged atomically).
+            let r = block_row(out_row, params.cols);
+            let sh = piece_blocks(r, 0u, 1u, lid);
+            for (var b = sh.first; b < sh.end; b++) {
+                let z = load_run(x_row + BLOCK * b - out_row);
+                store_block(b, Block(forward4(z.lo, st), forward4(z.hi, st)));
+            }
+            if (lid == 0u) {
+                for (var q = first_edge_pair(r); q < r.end; q = next_edge_pair(r, q)) {
+                    finish_pair(q, out_row, x_row, st);
+                }
             }
         }
     } else if (HAS_OUTPUT) {
@@ -456,6 +476,16 @@ fn grad_value(z: f32, c: u32, g: GradRow) -> f32 {
         - select(0.0, g.h, c == g.t);
 }
 
+// The gradients of four logits `z` of columns c .. c + 4, without branches.
+fn grad4(z: vec4<f32>, c: u32, g: GradRow) -> vec4<f32> {
+    let cs = vec4<u32>(c, c + 1u, c + 2u, c + 3u);
+    let w = vec4<f32>(class_weight(c), class_weight(c + 1u), class_weight(c + 2u),
+                      class_weight(c + 3u));
+    let e = shifted_exp(z, vec4<f32>(g.m), params.inv_t);
+    let v = g.a * e - g.b * w - select(vec4<f32>(0.0), vec4<f32>(g.h), cs == vec4<u32>(g.t));
+    return select(select(v, vec4<f32>(f32_nan()), g.nan), vec4<f32>(0.0), g.off);
+}
+
 @compute @workgroup_size(WG)
 fn ce_grad(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -469,15 +499,23 @@ fn ce_grad(
             let g = grad_row(params.row0 + row);
             let out_row = params.y_base + row * params.cols;
             let x_row = params.x_base + row * params.cols;
-            let sh = pairs_in(out_row, params.cols, lid, WG);
-            for (var q = sh.first; q < sh.end; q += sh.step) {
-                let c0 = 2u * q - out_row;
-                let ok = vec2<bool>(c0 < params.cols, c0 + 1u < params.cols);
-                let c = min(vec2<u32>(c0, c0 + 1u), vec2<u32>(params.cols - 1u));
-                // Both logits first: in place, this lane's word is the gradient's.
-                let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
-                store_pair(q, vec2<f32>(grad_value(z.x, c.x, g), grad_value(z.y, c.y, g)), ok.x,
-                           ok.y);
+            let r = block_row(out_row, params.cols);
+            let sh = piece_blocks(r, 0u, 1u, lid);
+            for (var b = sh.first; b < sh.end; b++) {
+                // The block's logits first: in place, the block is this lane's.
+                let c = BLOCK * b - out_row;
+                let z = load_run(x_row + c);
+                store_block(b, Block(grad4(z.lo, c, g), grad4(z.hi, c + 4u, g)));
+            }
+            if (lid == 0u) {
+                for (var q = first_edge_pair(r); q < r.end; q = next_edge_pair(r, q)) {
+                    let c0 = 2u * q - out_row;
+                    let ok = vec2<bool>(c0 < params.cols, c0 + 1u < params.cols);
+                    let c = min(vec2<u32>(c0, c0 + 1u), vec2<u32>(params.cols - 1u));
+                    let z = vec2<f32>(load_x(x_row + c.x), load_x(x_row + c.y));
+                    store_pair(q, vec2<f32>(grad_value(z.x, c.x, g), grad_value(z.y, c.y, g)),
+                               ok.x, ok.y);
+                }
             }
         }
         return;

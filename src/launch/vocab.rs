@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::options::Shape;
 use crate::params::VocabParams;
 use crate::profile::DeviceProfile;
-use crate::shader::{slot, PipelineKey, VocabEntry, VocabKey, VOCAB_STATE_BYTES};
+use crate::shader::{slot, view_bytes, PipelineKey, VocabEntry, VocabKey, VOCAB_STATE_BYTES};
 use crate::tuning::{MAX_VOCAB_PIECES, VOCAB_PIECE_GPU, VOCAB_SPLIT_MAX_ROWS};
 
 /// Output pairs each lane takes per dispatch on CPU adapters, which pay for every
@@ -252,6 +252,11 @@ impl DeviceProfile {
                 slot::Y => Some(Binding::Chunk {
                     arg: if in_place { arg::LOGITS } else { arg::OUTPUT },
                     chunk: y?,
+                }),
+                slot::Y_VEC => Some(Binding::Vectors {
+                    arg: if in_place { arg::LOGITS } else { arg::OUTPUT },
+                    chunk: y?,
+                    view: view_bytes(key.output?, false),
                 }),
                 slot::PARTIALS if pieces > 1 => Some(Binding::Scratch {
                     size: Some(scratch_bytes),

@@ -472,6 +472,13 @@ pub(super) fn vocab_source(key: &VocabKey) -> String {
              fn store_pair(q: u32, v: vec2<f32>, lo: bool, hi: bool) {}\n",
         ),
     }
+    match key.output.filter(|_| key.blocks()) {
+        Some(out) => {
+            s += &vector_view("y_vec", out, false, false, true);
+            s.push_str(store_block_source(out));
+        }
+        None => s.push_str("fn store_block(b: u32, v: Block) {}\n"),
+    }
     // (slot, accessors where bound, stubs where not)
     let accessors: [(u32, &str, &str); 7] = [
         (

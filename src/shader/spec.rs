@@ -285,6 +285,14 @@ impl SampleKey {
 pub(crate) const VOCAB_STATE_BYTES: u64 = 36;
 
 impl VocabKey {
+    /// Whether the entry stores whole blocks of 8 through the output's vector view: the
+    /// finish entries on CPU adapters (`CONTIGUOUS`).
+    pub(crate) fn blocks(&self) -> bool {
+        self.contiguous
+            && self.output.is_some()
+            && matches!(self.entry, VocabEntry::Forward | VocabEntry::CeGrad)
+    }
+
     /// The bindings of the key's entry point: the logits and output where it reads or writes
     /// them, and of the targets, class weights, states, merged states, logsumexp, loss and
     /// scratch words those it uses.
@@ -297,7 +305,7 @@ impl VocabKey {
                 input,
                 self.output,
                 self.in_place,
-                [false; 2],
+                [false, self.blocks()],
                 false,
             ));
         }
