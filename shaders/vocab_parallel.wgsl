@@ -327,25 +327,16 @@ fn forward(
             // not stored.
             let e0 = 2u * q - params.y_base;
             let ok = vec2<bool>(e0 < n, e0 + 1u < n);
-            let z = vec2<f32>(load_x(params.x_base + min(e0, n - 1u)),
-                              load_x(params.x_base + min(e0 + 1u, n - 1u)));
-            var v: vec2<f32>;
-            if (all(ok) && !fresh && e0 - start < params.cols - 1u) {
-                // Both in the row last seen (the common case).
-                v = forward_values(z, st);
-            } else {
-                // Each element of its own row (no indexing by a variable, which Mesa's CPU
-                // drivers lower to memory).
-                if (see_row(min(e0, n - 1u), &start, &fresh)) {
-                    st = forward_stats(params.row0 + start / params.cols);
-                }
-                let lo = forward_values(z, st).x;
-                if (see_row(min(e0 + 1u, n - 1u), &start, &fresh)) {
-                    st = forward_stats(params.row0 + start / params.cols);
-                }
-                v = vec2<f32>(lo, forward_values(z, st).y);
+            let e = vec2<u32>(min(e0, n - 1u), min(e0 + 1u, n - 1u));
+            let z = vec2<f32>(load_x(params.x_base + e.x), load_x(params.x_base + e.y));
+            if (see_row(e.x, &start, &fresh)) {
+                st = forward_stats(params.row0 + start / params.cols);
             }
-            store_pair(q, v, ok.x, ok.y);
+            let lo = forward_values(z, st).x;
+            if (see_row(e.y, &start, &fresh)) {
+                st = forward_stats(params.row0 + start / params.cols);
+            }
+            store_pair(q, vec2<f32>(lo, forward_values(z, st).y), ok.x, ok.y);
         }
     }
     if (params.write_lse != 0u) {

@@ -70,6 +70,30 @@ fn hard_targets(rows: usize) -> Vec<i64> {
     t
 }
 
+/// The shards of `widths`, in column order.
+fn layout(rows: usize, widths: &[usize]) -> Vec<Shard> {
+    let mut first = 0;
+    widths
+        .iter()
+        .map(|&cols| {
+            first += cols;
+            Shard {
+                rows,
+                cols,
+                first_col: first - cols,
+            }
+        })
+        .collect()
+}
+
+/// Shard `s`'s own `[rows, cols]` logits of the `[rows, COLS]` tensor `x`.
+fn columns(x: &[f32], s: Shard) -> Vec<f32> {
+    x.chunks(COLS)
+        .flat_map(|r| &r[s.first_col..s.first_col + s.cols])
+        .copied()
+        .collect()
+}
+
 fn shards_on<'a>(engines: &[&'a Engine], widths: &[usize]) -> Vec<(&'a Engine, usize)> {
     widths
         .iter()
@@ -225,19 +249,8 @@ fn the_merge_is_associative_within_the_contract() {
             ..Default::default()
         };
         let mut shards = Vec::new();
-        let mut first = 0;
-        for &w in widths {
-            let s = Shard {
-                rows: shape.rows,
-                cols: w,
-                first_col: first,
-            };
-            first += w;
-            let part: Vec<f32> = x
-                .chunks(COLS)
-                .flat_map(|r| &r[s.first_col..s.first_col + w])
-                .copied()
-                .collect();
+        for s in layout(shape.rows, widths) {
+            let part = columns(&x, s);
             let states = e.partial_states(&part, s, &o).unwrap();
             shards.push((s, part, states));
         }
@@ -331,21 +344,10 @@ fn device_level_steps_with_the_gradient_in_place() {
         let tb = storage(e, bytemuck::cast_slice(&t32));
         let states = storage(e, &vec![0u8; widths.len() * rows * STATE_BYTES]);
         let merged = storage(e, &vec![0u8; rows * STATE_BYTES]);
-        let mut first = 0;
         let mut parts = Vec::new();
         let mut enc = e.device().create_command_encoder(&Default::default());
-        for (k, &w) in widths.iter().enumerate() {
-            let s = Shard {
-                rows,
-                cols: w,
-                first_col: first,
-            };
-            first += w;
-            let part: Vec<f32> = x
-                .chunks(COLS)
-                .flat_map(|r| &r[s.first_col..s.first_col + w])
-                .copied()
-                .collect();
+        for (k, s) in layout(rows, widths).into_iter().enumerate() {
+            let part = columns(&x, s);
             let buf = storage(e, bytemuck::cast_slice(&part));
             // Each shard's states at its own offset: k * rows states in, aligned for binding.
             let at = (k * rows * STATE_BYTES) as u64;
