@@ -402,6 +402,33 @@ fn fold_two_blocks(st: ptr<function, Stream>, g: ptr<function, Guard>, a: Block,
     stream_push(st, (e.x + e.y) + (e.z + e.w));
 }
 
+// Logits i .. i + 8 of the x binding, by scalar loads (blocks that need not be aligned).
+fn load_run(i: u32) -> Block {
+    return Block(
+        vec4<f32>(load_x(i), load_x(i + 1u), load_x(i + 2u), load_x(i + 3u)),
+        vec4<f32>(load_x(i + 4u), load_x(i + 5u), load_x(i + 6u), load_x(i + 7u)),
+    );
+}
+
+// Folds the columns `share` of the row starting at x element `x_row` into a lane's stream,
+// in the order of the columns, whatever the row's place in its binding: CPU adapters
+// (CONTIGUOUS) sixteen at a time through `fold_two_blocks`, then one at a time; GPUs every
+// `share.step`-th column. The kernels' column layout, which batch-invariant mode runs
+// (docs/batch_invariance.md), and the vocabulary-parallel partial states'.
+fn fold_columns(st: ptr<function, Stream>, x_row: u32, share: Share, inv_t: f32) {
+    var c = share.first;
+    if (CONTIGUOUS) {
+        var g = guard_empty();
+        for (; c + 2u * BLOCK <= share.end; c += 2u * BLOCK) {
+            fold_two_blocks(st, &g, load_run(x_row + c), load_run(x_row + c + BLOCK), inv_t);
+        }
+        (*st).flags |= guard_flags(g);
+    }
+    for (; c < share.end; c += share.step) {
+        stream_fold(st, load_x(x_row + c), inv_t);
+    }
+}
+
 // A row of `cols` elements starting at element `out_row` of an output binding, as the
 // blocks of 8 aligned in that binding, [first_block, end_block), and the pairs outside them
 // (fewer than 8 elements at either end), as absolute pair indices: the head

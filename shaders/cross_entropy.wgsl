@@ -128,14 +128,6 @@ fn reduce(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// Logits i .. i + 8 of the x binding, by scalar loads.
-fn load_run(i: u32) -> Block {
-    return Block(
-        vec4<f32>(load_x(i), load_x(i + 1u), load_x(i + 2u), load_x(i + 3u)),
-        vec4<f32>(load_x(i + 4u), load_x(i + 5u), load_x(i + 6u), load_x(i + 7u)),
-    );
-}
-
 // A row's gradient as g_j = a e_j + b w_j - h [j == t], e_j = exp((z_j - m) / T), the
 // coefficients computed once per row from the formula in the header (p_j = e_j / s):
 //   a = f ((1 - eps) w_t + eps / C W + 2 zl lse) / s,  b = -f eps / C,  h = f (1 - eps) w_t,
@@ -516,17 +508,7 @@ fn fold_part(row: u32, c: u32, chunks: u32, lid: u32) -> Online {
         }
         return stream_state(st);
     }
-    if (CONTIGUOUS) {
-        // Sixteen logits at a time through the branch-free CPU fold (common.wgsl).
-        var g = guard_empty();
-        for (; k + 2u * BLOCK <= p.share.end; k += 2u * BLOCK) {
-            fold_two_blocks(&st, &g, load_run(p.x_row + k), load_run(p.x_row + k + BLOCK), inv_t);
-        }
-        st.flags |= guard_flags(g);
-    }
-    for (; k < p.share.end; k += p.share.step) {
-        stream_fold(&st, load_x(p.x_row + k), inv_t);
-    }
+    fold_columns(&st, p.x_row, p.share, inv_t);
     return stream_state(st);
 }
 

@@ -3,7 +3,7 @@
 // `log_softmax`, `logsumexp`), which every result of this file is tested against.
 //
 // Joined behind (see src/shader/mod.rs): a header of constants (WG, OP, CONTIGUOUS, HAS_LSE,
-// LANES, RESIDENT, RESIDENT_BLOCKS, ALIGNED, SUBGROUP_ROWS, PACKED_COLS, PACKED_ROWS) and
+// LANES, RESIDENT, RESIDENT_BLOCKS, ALIGNED, SUBGROUP_ROWS, PACKED_COLS, PACKED_ROWS, COLUMNS) and
 // `struct Ids`, the bindings with raw and vector accessors, the dtypes' `load_x`,
 // `load_block`, `store_pair` and `store_block`, `store_partial`/`load_partial`, common.wgsl
 // and one of reduce_row_tree.wgsl / reduce_row_subgroup.wgsl; after it, the generated
@@ -23,6 +23,10 @@
 // - Split-row, `partials` then `finish`: each row is cut into `chunks` pieces over as many
 //   workgroups; each stores its piece's partial state; then every workgroup merges its row's
 //   partials and writes its piece. For a few long rows, so that one row uses the whole GPU.
+// - COLUMNS (batch-invariant mode, src/plan.rs `invariant_plan`): online or split-row, the
+//   lanes folding the row's columns in their own order (`fold_columns`) rather than the
+//   binding's blocks, so that a row's sums do not depend on where it lies; the outputs are
+//   written by blocks as ever, each from the row's state alone.
 //
 // Blocks: lanes own blocks of 8 elements aligned in the output binding (16 or 32 bytes), so
 // that loads and stores are vectors and packed 16-bit outputs write whole words; lane 0 of a
@@ -261,9 +265,18 @@ fn online_row(row: u32, at: Lane, ids: Ids, live: bool) {
         blocks.end = blocks.first;
     }
     var stream = stream_empty();
-    fold_blocks(&stream, r, blocks, inv_t);
+    if (COLUMNS) {
+        // The row's columns in their own order, whatever the binding's blocks.
+        var share = share_in(params.cols, at.lane, at.lanes);
+        if (!live) {
+            share.end = share.first;
+        }
+        fold_columns(&stream, r.x_row, share, inv_t);
+    } else {
+        fold_blocks(&stream, r, blocks, inv_t);
+    }
     var st = stream_state(stream);
-    if (live && at.lane == 0u) {
+    if (!COLUMNS && live && at.lane == 0u) {
         fold_edges(&st, r, inv_t);
     }
     let stats = forward_stats(reduce_row(st, at, ids, inv_t), inv_t);
@@ -509,12 +522,19 @@ fn partial_of_piece(row: u32, c: u32, ids: Ids) {
     let at = lane_of(ids);
     let inv_t = params.inv_t;
     let r = row_of(row);
-    let p = piece(r, c);
-    let blocks = lane_blocks(p.first, p.end, at.lane, at.lanes);
     var stream = stream_empty();
-    fold_blocks(&stream, r, blocks, inv_t);
+    if (COLUMNS) {
+        // Piece c of the row's columns, in their own order (the pieces `finish_piece`
+        // writes need not be the same: outputs depend on the row's state alone).
+        let p = piece_of(params.cols, c, params.chunks);
+        let sh = share_in(p.end - p.first, at.lane, at.lanes);
+        fold_columns(&stream, r.x_row, Share(p.first + sh.first, p.first + sh.end, sh.step), inv_t);
+    } else {
+        let p = piece(r, c);
+        fold_blocks(&stream, r, lane_blocks(p.first, p.end, at.lane, at.lanes), inv_t);
+    }
     var st = stream_state(stream);
-    if (c == 0u && at.lane == 0u) {
+    if (!COLUMNS && c == 0u && at.lane == 0u) {
         fold_edges(&st, r, inv_t);
     }
     let merged = reduce_row(st, at, ids, inv_t);

@@ -134,14 +134,6 @@ fn is_ignored(t: i32) -> bool {
 
 // ---- partial ----
 
-// Logits i .. i + 8 of the x binding, by scalar loads.
-fn load_run(i: u32) -> Block {
-    return Block(
-        vec4<f32>(load_x(i), load_x(i + 1u), load_x(i + 2u), load_x(i + 3u)),
-        vec4<f32>(load_x(i + 4u), load_x(i + 5u), load_x(i + 6u), load_x(i + 7u)),
-    );
-}
-
 // Piece `piece_index` of `row`: its state over the piece's columns (the whole row for one
 // piece).
 fn partial_piece(row: u32, piece_index: u32, lid: u32) {
@@ -151,18 +143,7 @@ fn partial_piece(row: u32, piece_index: u32, lid: u32) {
     let piece = piece_of(cols, piece_index, params.pieces);
     let share = lane_part(cols, piece_index, params.pieces, lid);
     var st = stream_empty();
-    var c = share.first;
-    if (CONTIGUOUS) {
-        // CPU adapters: sixteen logits at a time through the branch-free fold (common.wgsl).
-        var g = guard_empty();
-        for (; c + 2u * BLOCK <= share.end; c += 2u * BLOCK) {
-            fold_two_blocks(&st, &g, load_run(x_row + c), load_run(x_row + c + BLOCK), inv_t);
-        }
-        st.flags |= guard_flags(g);
-    }
-    for (; c < share.end; c += share.step) {
-        stream_fold(&st, load_x(x_row + c), inv_t);
-    }
+    fold_columns(&st, x_row, share, inv_t);
     let online = reduce_online(stream_state(st), lid, inv_t);
     let r = params.row0 + row;
     var out = State(online, piece.end - piece.first, 0u, 0.0, 0.0, 0.0, 0.0);

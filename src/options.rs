@@ -341,4 +341,10 @@ pub struct EngineOptions {
     pub access: AccessPattern,
     /// What the kernels are tuned for.
     pub tuning: Tuning,
+    /// Batch-invariant results: a row's bits depend on its logits and length only, never
+    /// on the batch around it, its place in it or the variant (docs/batch_invariance.md).
+    /// Every operation then sums each row in one order fixed by the row length, and forced
+    /// variants run that order too; off by default, since it gives up the resident and
+    /// multi-row layouts (measured cost in the README).
+    pub batch_invariant: bool,
 }

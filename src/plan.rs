@@ -23,6 +23,10 @@ use crate::options::{Forward, Shape, Variant};
 use crate::profile::DeviceProfile;
 use crate::shader::{Layout, BLOCK};
 use crate::tuning::{
+    INVARIANT_PIECE_COLS_CPU, INVARIANT_PIECE_COLS_GPU, ROW_PER_LANE_MAX_COLS_GPU,
+    ROW_PER_LANE_SHORT_COLS_CPU,
+};
+use crate::tuning::{
     MIN_PIECE_BLOCKS_CPU, MIN_PIECE_BLOCKS_GPU, MULTI_ROW_AUTO_BLOCKS_CPU,
     MULTI_ROW_AUTO_BLOCKS_GPU, MULTI_ROW_CPU_HELD, MULTI_ROW_LANES, RESIDENT_AUTO_MIN_BLOCKS_GPU,
     RESIDENT_AUTO_MIN_ROWS_GPU, RESIDENT_BLOCKS_CPU, RESIDENT_BLOCKS_GPU, RESIDENT_LANES_GPU,
@@ -175,8 +179,87 @@ impl DeviceProfile {
         self.largest_workgroup(wanted)
     }
 
+    /// Batch-invariant mode: whether rows of `cols` logits go a lane each (every family),
+    /// as short as the training kernels give a lane each whatever the batch.
+    pub(crate) fn invariant_row_per_lane(&self, cols: u64) -> bool {
+        cols <= if self.cpu_tuned() {
+            ROW_PER_LANE_SHORT_COLS_CPU
+        } else {
+            ROW_PER_LANE_MAX_COLS_GPU
+        }
+    }
+
+    /// Batch-invariant mode: split-row pieces of a row of `cols` logits, `None` for a
+    /// workgroup per row: one per `INVARIANT_PIECE_COLS_*` logits, at most a workgroup's
+    /// lanes (each merges one piece's state in `finish`).
+    pub(crate) fn invariant_pieces(&self, cols: u64) -> Option<u64> {
+        let piece = if self.cpu_tuned() {
+            INVARIANT_PIECE_COLS_CPU
+        } else {
+            INVARIANT_PIECE_COLS_GPU
+        };
+        let pieces = cols.div_ceil(piece).min(u64::from(self.workgroup_size()));
+        (pieces >= 2 && !self.invariant_row_per_lane(cols)).then_some(pieces)
+    }
+
+    /// The plan of every forward operation in batch-invariant mode, forced variants
+    /// included: chosen by the row length alone, with the lanes folding the row's columns
+    /// in their own order (`Layout::columns`). Short rows go a lane each (multi-row, looped),
+    /// long ones split-row in `invariant_pieces`, the rest online.
+    fn invariant_plan(&self, shape: Shape) -> Result<Plan> {
+        let cols = shape.cols as u64;
+        let wg = self.workgroup_size();
+        let base = Layout {
+            lanes: wg,
+            subgroups: self.features.contains(wgpu::Features::SUBGROUP),
+            subgroup_rows: false,
+            resident_blocks: 0,
+            split: false,
+            packed_cols: 0,
+            columns: true,
+        };
+        if self.invariant_row_per_lane(cols) {
+            return Ok(Plan {
+                variant: Variant::MultiRow,
+                layout: Layout {
+                    lanes: 1,
+                    subgroups: false,
+                    ..base
+                },
+                chunks: 1,
+                rows_per_group: wg,
+                workgroup: wg,
+            });
+        }
+        if let Some(chunks) = self.invariant_pieces(cols) {
+            let lanes = self.workgroup_for("softmax (split-row)", cols.div_ceil(chunks))?;
+            return Ok(Plan {
+                variant: Variant::SplitRow,
+                layout: Layout {
+                    lanes,
+                    split: true,
+                    ..base
+                },
+                chunks: chunks as u32,
+                rows_per_group: 1,
+                workgroup: lanes,
+            });
+        }
+        let lanes = self.workgroup_for("softmax (online)", cols)?;
+        Ok(Plan {
+            variant: Variant::Online,
+            layout: Layout { lanes, ..base },
+            chunks: 1,
+            rows_per_group: 1,
+            workgroup: lanes,
+        })
+    }
+
     /// The plan of operation `op` on `shape` (validated by the caller).
     pub(crate) fn plan(&self, op: Forward, shape: Shape, forced: Variant) -> Result<Plan> {
+        if self.batch_invariant {
+            return self.invariant_plan(shape);
+        }
         let wg = self.workgroup_size();
         let blocks = shape.cols as u64 / BLOCK;
         let rows = shape.rows as u64;
@@ -189,6 +272,7 @@ impl DeviceProfile {
             resident_blocks: 0,
             split: false,
             packed_cols: 0,
+            columns: false,
         };
         // Blocks per lane rounded up to a power of two, so that few pipelines cover all sizes.
         let per_lane = |lanes: u64| (blocks.div_ceil(lanes).next_power_of_two().max(1)) as u32;
@@ -312,6 +396,7 @@ impl DeviceProfile {
                         resident_blocks,
                         split: false,
                         packed_cols: packed.map_or(0, |_| shape.cols as u32),
+                        columns: false,
                     },
                     chunks: 1,
                     rows_per_group: wg / lanes * packed.unwrap_or(1),
@@ -418,6 +503,42 @@ mod tests {
         for (name, device, op, rows, cols, want) in table {
             let got = variant(&device(), op, rows, cols);
             assert_eq!(got, want, "{name}: {op:?} {rows} x {cols}");
+        }
+    }
+
+    /// Batch-invariant mode plans by the row length alone: the same plan for every batch
+    /// size and every forced variant, with the columns layout; a lane per row, online and
+    /// split-row on each side of their thresholds.
+    #[test]
+    fn batch_invariant_plans_depend_on_the_row_length_alone() {
+        for device in [lavapipe, llvmpipe_gl, h100] {
+            let p = DeviceProfile {
+                batch_invariant: true,
+                ..device()
+            };
+            let gpu = !p.cpu_tuned();
+            for (cols, want) in [
+                (32, M),
+                (33, if gpu { O } else { M }),
+                (128, if gpu { O } else { M }),
+                (129, O),
+                (4096, O),
+                (4097, if gpu { S } else { O }),
+                (131_072, if gpu { S } else { O }),
+                (131_073, S),
+            ] {
+                let first = p.plan(Sm, Shape::new(1, cols), Variant::Auto).unwrap();
+                assert_eq!(first.variant, want, "{cols}");
+                assert!(first.layout.columns && first.layout.packed_cols == 0);
+                for rows in [2, 64, 513, 70_000] {
+                    for forced in [Variant::Auto, O, R, M, S] {
+                        for op in [Sm, Lsm, Lse] {
+                            let plan = p.plan(op, Shape::new(rows, cols), forced).unwrap();
+                            assert_eq!(plan, first, "{rows} x {cols} {op:?} {forced:?}");
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -81,6 +81,9 @@ pub(crate) struct DeviceProfile {
     pub half_builtins: bool,
     /// Threads a CPU adapter runs workgroups on (`cpu_threads`).
     pub cpu_threads: u32,
+    /// `EngineOptions::batch_invariant`: every launch chooses its layout by the row length
+    /// alone and sums rows in their columns' order (src/plan.rs, `invariant_plan`).
+    pub batch_invariant: bool,
 }
 
 impl DeviceProfile {
@@ -97,6 +100,7 @@ impl DeviceProfile {
             half_path: options.half_path,
             half_builtins,
             cpu_threads: cpu_threads(),
+            batch_invariant: options.batch_invariant,
         }
     }
 
@@ -266,6 +270,7 @@ pub(crate) mod described {
             half_path: HalfPath::Auto,
             half_builtins: true,
             cpu_threads: 2,
+            batch_invariant: false,
         }
     }
 

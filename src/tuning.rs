@@ -127,6 +127,19 @@ pub(crate) const SAMPLE_PIECE_CPU: u64 = 65536;
 /// Measured: docs/tuning.md#vocab_split_max_rows.
 pub(crate) const VOCAB_SPLIT_MAX_ROWS: u64 = 64;
 
+// Batch-invariant mode (src/plan.rs, `invariant_plan`): every choice by the row length alone.
+
+/// Logits per split-row piece of a batch-invariant row on GPUs: every row longer than one
+/// piece is cut, so that a single row still spreads over the GPU, and many rows pay only the
+/// pieces' partial states (8 bytes per piece).
+/// Measured: docs/tuning.md#invariant_piece_cols.
+pub(crate) const INVARIANT_PIECE_COLS_GPU: u64 = 4096;
+
+/// Logits per split-row piece of a batch-invariant row on CPU adapters: the rows the usual
+/// plan cuts (`SPLIT_MIN_COLS_CPU`).
+/// Measured: docs/tuning.md#invariant_piece_cols.
+pub(crate) const INVARIANT_PIECE_COLS_CPU: u64 = SPLIT_MIN_COLS_CPU;
+
 /// Logits per piece of a vocabulary-parallel partial state where rows are cut (see
 /// `VOCAB_SPLIT_MAX_ROWS`), as the sampling kernel's pieces on GPUs.
 /// Measured: docs/tuning.md#vocab_piece_gpu.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{check_ce_result, on_default_limits, on_every_tuning, random_logits};
+use common::{check_backward, check_ce_result, on_default_limits, on_every_tuning, random_logits};
 use softmax_wgpu::accuracy::EPS;
 use softmax_wgpu::{
     oracle, CrossEntropyArgs, CrossEntropyOptions, DType, Element, Engine, Error, GradOutput,
@@ -473,44 +473,7 @@ fn softmax_and_log_softmax_backward() {
             let ly = e.log_softmax(&z, shape, &Default::default()).unwrap();
             for (log, y) in [(false, &y), (true, &ly)] {
                 let got = e.softmax_backward(log, y, &dy, shape).unwrap();
-                let want = oracle::softmax_backward(log, y, &dy, shape);
-                // dx_i = y_i (dy_i - s), s = sum_j dy_j y_j: the row sum's error, at most
-                // eps (depth) sum_j |dy_j y_j|, reaches dx_i times y_i; log_softmax:
-                // dx_i = dy_i - exp(y_i) s, s = sum_j dy_j, times exp(y_i). So each element
-                // gets its own bound, eps (8 + 3 log2 C) |y_i| (|dy_i| + sum_j |dy_j y_j|)
-                // (log: |dy_i| + exp(y_i) sum_j |dy_j|): a piece of a row summed twice or
-                // left out shows on every element, however long the row.
-                let row_abs: Vec<f64> = dy
-                    .chunks(cols)
-                    .zip(y.chunks(cols))
-                    .map(|(d, y)| {
-                        d.iter()
-                            .zip(y)
-                            .map(|(&d, &y)| {
-                                let d = f64::from(d.abs());
-                                if log {
-                                    d
-                                } else {
-                                    d * f64::from(y.abs())
-                                }
-                            })
-                            .sum::<f64>()
-                    })
-                    .collect();
-                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                    let (yi, di) = (f64::from(y[i]), f64::from(dy[i].abs()));
-                    let terms = if log {
-                        di + yi.exp() * row_abs[i / cols]
-                    } else {
-                        yi.abs() * (di + row_abs[i / cols])
-                    };
-                    let tol = EPS * (8.0 + 3.0 * (cols as f64).log2()) * terms
-                        + f64::from(f32::MIN_POSITIVE);
-                    assert!(
-                        (f64::from(g) - w).abs() <= tol,
-                        "log={log} [{i}] {g} want {w} tol {tol:e}"
-                    );
-                }
+                check_backward(log, y, &dy, shape, &got);
             }
         }
     });

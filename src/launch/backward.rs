@@ -51,7 +51,14 @@ impl DeviceProfile {
         let (rows, cols) = (call.shape.rows as u64, call.shape.cols as u64);
         let (rows_per_chunk, align, max_groups) =
             self.chunking(cols * call.y.dtype.size().max(call.dx.dtype.size()))?;
-        let row_per_lane = self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
+        // Batch-invariant mode: by the row length alone, the rows' columns in their order
+        // (no blocks, no packed runs; see `invariant_plan` in src/plan.rs).
+        let invariant = self.batch_invariant;
+        let row_per_lane = if invariant {
+            self.invariant_row_per_lane(cols)
+        } else {
+            self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU)
+        };
         let run = crate::shader::rows_filling_blocks(cols);
         let wide = self.wide_words();
         let (y_view, dx_view) = (
@@ -72,7 +79,8 @@ impl DeviceProfile {
         // only with contiguous shares, and with dx starting on a block.
         let blocks_in = |row0: u64, nrows: u64| {
             let (yb, db, xb) = bound(row0, nrows);
-            yb.size >= y_view
+            !invariant
+                && yb.size >= y_view
                 && db.size >= y_view
                 && xb.size >= dx_view
                 && yb.block_phase() == xb.block_phase()
@@ -82,7 +90,11 @@ impl DeviceProfile {
         let runs = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let workgroup = self.workgroup_for("softmax backward", cols)?;
         // Split-row: each row's pieces' partial sums (one f32 each) merged by every piece.
-        let pieces = self.training_pieces(rows, cols, row_per_lane);
+        let pieces = if invariant {
+            self.invariant_pieces(cols)
+        } else {
+            self.training_pieces(rows, cols, row_per_lane)
+        };
         let dispatches = runs
             .iter()
             .map(|d| {

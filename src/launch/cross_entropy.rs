@@ -85,7 +85,14 @@ impl DeviceProfile {
         .max()
         .unwrap_or(0);
         let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
-        let row_per_lane = self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
+        // Batch-invariant mode: by the row length alone, the rows' columns in their order
+        // (no blocks, no packed runs; see `invariant_plan` in src/plan.rs).
+        let invariant = self.batch_invariant;
+        let row_per_lane = if invariant {
+            self.invariant_row_per_lane(cols)
+        } else {
+            self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU)
+        };
         let run = crate::shader::rows_filling_blocks(cols);
         let wide = self.wide_words();
         let x_view = self.view_bytes(call.logits.dtype, wide);
@@ -97,16 +104,29 @@ impl DeviceProfile {
                 call.grad.map(|g| chunk_at(g, first, n, align)),
             )
         };
-        // Lanes loop over a row's logits (main) and over the rows (prepare, reduce).
+        // Lanes loop over a row's logits (main) and over the rows (prepare, reduce); a
+        // batch-invariant row's lanes by its length alone.
         let workgroup = self.workgroup_for("cross-entropy", rows.max(cols))?;
-        let pieces = self.training_pieces(rows, cols, row_per_lane);
+        let row_workgroup = if invariant {
+            self.workgroup_for("cross-entropy", cols)?
+        } else {
+            workgroup
+        };
+        let pieces = if invariant {
+            self.invariant_pieces(cols)
+        } else {
+            self.training_pieces(rows, cols, row_per_lane)
+        };
         let key = |blocks: bool, entry: CeEntry| CeKey {
             input: self.storage(call.logits.dtype),
             grad: call.grad.map(|g| self.storage(g.dtype)),
             in_place: call.in_place,
             weight: call.weight.is_some(),
             contiguous: self.contiguous(),
-            workgroup,
+            workgroup: match entry {
+                CeEntry::Prepare | CeEntry::Reduce => workgroup,
+                _ => row_workgroup,
+            },
             half_builtins: self.half_builtins,
             row_loop: rows_per_chunk.min(rows) > max_groups,
             blocks,
@@ -133,7 +153,8 @@ impl DeviceProfile {
         let blocks_in = |row0: u64, nrows: u64| {
             let (x, y) = range_of(row0, nrows);
             let out_base = y.map_or(x.base, |y| y.base);
-            blocks_fit
+            !invariant
+                && blocks_fit
                 && x.size >= x_view
                 && y.is_none_or(|y| {
                     y.size >= y_view && (call.in_place || x.block_phase() == y.block_phase())

@@ -239,11 +239,17 @@ mod tests {
             tuning: Tuning::Gpu,
             ..lavapipe()
         };
-        let devices: [(&str, DeviceProfile); 4] = [
+        let invariant = |d: DeviceProfile| DeviceProfile {
+            batch_invariant: true,
+            ..d
+        };
+        let devices: [(&str, DeviceProfile); 6] = [
             ("lavapipe", lavapipe()),
             ("lavapipe-gpu-tuning", lavapipe_gpu()),
             ("llvmpipe-gl", llvmpipe_gl()),
             ("h100", h100()),
+            ("lavapipe-batch-invariant", invariant(lavapipe())),
+            ("h100-batch-invariant", invariant(h100())),
         ];
         let shapes = [
             (1, 2),
@@ -376,7 +382,17 @@ mod tests {
     /// layout declares (`PipelineKey::storage_bindings`), each once.
     #[test]
     fn passes_bind_what_their_layouts_declare() {
-        let devices = [lavapipe(), llvmpipe_gl(), h100()];
+        let invariant = |d: DeviceProfile| DeviceProfile {
+            batch_invariant: true,
+            ..d
+        };
+        let devices = [
+            lavapipe(),
+            llvmpipe_gl(),
+            h100(),
+            invariant(lavapipe()),
+            invariant(h100()),
+        ];
         let at = |dtype, offset| TensorAt { dtype, offset };
         let f32_at = |k: u64| at(DType::F32, 4 * k);
         let mut passes = Vec::new();

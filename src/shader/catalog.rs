@@ -312,6 +312,7 @@ fn test_layouts() -> Vec<(bool, Layout)> {
         resident_blocks: 0,
         split: false,
         packed_cols: 0,
+        columns: false,
     };
     let layouts = [
         base,
@@ -375,6 +376,13 @@ fn test_layouts() -> Vec<(bool, Layout)> {
         Layout {
             subgroups: true,
             split: true,
+            ..base
+        },
+        // Batch-invariant mode: the row's columns in their own order, split-row and online
+        // in one module.
+        Layout {
+            split: true,
+            columns: true,
             ..base
         },
     ];

@@ -21,6 +21,9 @@ pub(crate) struct Layout {
     /// Packed rows (a row per lane on CPU adapters): the row length, every lane taking as
     /// many whole rows as make a run of blocks (`shader::packed_rows`); 0 otherwise.
     pub packed_cols: u32,
+    /// Lanes fold the row's columns in their own order rather than the binding's blocks
+    /// (`COLUMNS`, batch-invariant mode: online and split-row only).
+    pub columns: bool,
 }
 
 impl Layout {

@@ -578,7 +578,8 @@ pub(crate) fn source(key: &KernelKey, dialect: Dialect) -> String {
         "{}const OP: u32 = {}u;\nconst HAS_LSE: bool = {};\nconst LANES: u32 = {}u;\n\
          const RESIDENT: bool = {};\nconst RESIDENT_BLOCKS: u32 = {}u;\n\
          const SUBGROUP_ROWS: bool = {};\nconst ALIGNED: bool = {};\n\
-         const PACKED_COLS: u32 = {}u;\nconst PACKED_ROWS: u32 = {}u;\n{}",
+         const PACKED_COLS: u32 = {}u;\nconst PACKED_ROWS: u32 = {}u;\n\
+         const COLUMNS: bool = {};\n{}",
         header(
             key.workgroup,
             key.contiguous,
@@ -596,6 +597,7 @@ pub(crate) fn source(key: &KernelKey, dialect: Dialect) -> String {
         key.aligned,
         l.packed_cols,
         l.packed_rows().unwrap_or(0),
+        l.columns,
         ids_struct(l.subgroups),
     );
     let reduce = if l.subgroups {

@@ -176,6 +176,74 @@ pub fn on_every_tuning(f: impl Fn(&Engine)) {
     on_each(engines().iter().chain(gpu_tuned_engines()), f);
 }
 
+/// Engines in batch-invariant mode (`EngineOptions::batch_invariant`), one per adapter,
+/// and each CPU adapter once more with GPU tuning.
+pub fn batch_invariant_engines() -> &'static [Engine] {
+    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| {
+        let with = |tuning| EngineOptions {
+            tuning,
+            batch_invariant: true,
+            ..Default::default()
+        };
+        let fail = |e| panic!("GPU tests need an adapter: {e}");
+        let mut list = Engine::all_blocking(with(softmax_wgpu::Tuning::Auto)).unwrap_or_else(fail);
+        list.extend(
+            Engine::all_blocking(with(softmax_wgpu::Tuning::Gpu))
+                .unwrap_or_else(fail)
+                .into_iter()
+                .filter(|e| e.info().adapter.device_type == wgpu::DeviceType::Cpu),
+        );
+        list
+    })
+}
+
+/// Every batch-invariant engine, named (see `batch_invariant_engines`).
+pub fn on_batch_invariant(f: impl Fn(&Engine)) {
+    on_each(batch_invariant_engines(), f);
+}
+
+/// Checks softmax (or, `log`, log-softmax) backward `got` of f32 `y` and `dy` against the
+/// f64 oracle. dx_i = y_i (dy_i - s), s = sum_j dy_j y_j: the row sum's error, at most
+/// eps (depth) sum_j |dy_j y_j|, reaches dx_i times y_i; log_softmax: dx_i = dy_i - exp(y_i) s,
+/// s = sum_j dy_j, times exp(y_i). So each element gets its own bound,
+/// eps (8 + 3 log2 C) |y_i| (|dy_i| + sum_j |dy_j y_j|) (log: |dy_i| + exp(y_i) sum_j |dy_j|):
+/// a piece of a row summed twice or left out shows on every element, however long the row.
+pub fn check_backward(log: bool, y: &[f32], dy: &[f32], shape: Shape, got: &[f32]) {
+    let cols = shape.cols;
+    let want = oracle::softmax_backward(log, y, dy, shape);
+    let row_abs: Vec<f64> = dy
+        .chunks(cols)
+        .zip(y.chunks(cols))
+        .map(|(d, y)| {
+            d.iter()
+                .zip(y)
+                .map(|(&d, &y)| {
+                    let d = f64::from(d.abs());
+                    if log {
+                        d
+                    } else {
+                        d * f64::from(y.abs())
+                    }
+                })
+                .sum::<f64>()
+        })
+        .collect();
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let (yi, di) = (f64::from(y[i]), f64::from(dy[i].abs()));
+        let terms = if log {
+            di + yi.exp() * row_abs[i / cols]
+        } else {
+            yi.abs() * (di + row_abs[i / cols])
+        };
+        let tol = EPS * (8.0 + 3.0 * (cols as f64).log2()) * terms + f64::from(f32::MIN_POSITIVE);
+        assert!(
+            (f64::from(g) - w).abs() <= tol,
+            "log={log} [{i}] {g} want {w} tol {tol:e}"
+        );
+    }
+}
+
 /// Every engine of both f16 paths, named.
 pub fn on_every_half_path(f: impl Fn(&Engine)) {
     on_each(engines().iter().chain(portable_engines()), f);
