@@ -277,6 +277,11 @@ impl Engine {
         }
     }
 
+    /// Whether the engine is in batch-invariant mode (`EngineOptions::batch_invariant`).
+    pub fn batch_invariant(&self) -> bool {
+        self.profile.batch_invariant
+    }
+
     /// Number of pipelines compiled so far.
     pub fn compiled_pipelines(&self) -> usize {
         self.pipelines.len()

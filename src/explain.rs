@@ -40,10 +40,15 @@ impl Engine {
     fn explain_heading(&self, call: &str) -> String {
         let info = &self.info().adapter;
         format!(
-            "{call} on {} ({:?}, {:?} tuning)\n",
+            "{call} on {} ({:?}, {:?} tuning{})\n",
             info.name,
             info.backend,
-            self.tuning()
+            self.tuning(),
+            if self.profile.batch_invariant {
+                ", batch-invariant: planned by the row length alone"
+            } else {
+                ""
+            }
         )
     }
 

@@ -45,7 +45,7 @@ const NO_WEBGPU: &str = "this browser has no WebGPU (navigator.gpu is undefined)
 impl Engine {
     /// The best WebGPU adapter, with a device that has the adapter's limits and whichever of
     /// `shader-f16` and `timestamp-query` it offers. `options` (optional):
-    /// `{ halfPath: "auto" | "portable", tuning: "auto" | "cpu" | "gpu" }`.
+    /// `{ halfPath: "auto" | "portable", tuning: "auto" | "cpu" | "gpu", batchInvariant: bool }`.
     pub async fn create(options: JsValue) -> Result<Engine, JsValue> {
         let options = EngineOpts::parse(options)?.into_engine_options()?;
         if !has_webgpu() {

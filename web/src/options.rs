@@ -57,12 +57,17 @@ fn parse_required<T: for<'de> Deserialize<'de> + Default>(
 pub struct EngineOpts {
     half_path: Option<String>,
     tuning: Option<String>,
+    batch_invariant: Option<bool>,
 }
 
 impl EngineOpts {
     /// Reads `Engine.create`'s options object.
     pub fn parse(value: JsValue) -> Result<Self, JsValue> {
-        parse(value, "engine options", &["halfPath", "tuning"])
+        parse(
+            value,
+            "engine options",
+            &["halfPath", "tuning", "batchInvariant"],
+        )
     }
 
     /// The Rust engine options.
@@ -81,6 +86,7 @@ impl EngineOpts {
         Ok(EngineOptions {
             half_path,
             tuning,
+            batch_invariant: self.batch_invariant.unwrap_or(false),
             ..Default::default()
         })
     }

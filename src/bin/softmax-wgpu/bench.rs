@@ -51,6 +51,7 @@ struct Record {
     rows: usize,
     cols: usize,
     variant: &'static str,
+    batch_invariant: bool,
     clock: String,
     copy_word_bytes: u64,
     seconds: f64,
@@ -66,9 +67,10 @@ struct Record {
 }
 
 impl Record {
-    fn new(adapter: &str, m: &Measurement) -> Self {
+    fn new(adapter: &str, batch_invariant: bool, m: &Measurement) -> Self {
         Record {
             adapter: adapter.to_string(),
+            batch_invariant,
             op: m.case.op.name(),
             dtype: dtype_name(m.case.dtype),
             rows: m.case.shape.rows,
@@ -183,7 +185,10 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     bar.finish_and_clear();
 
     print_table(engine, &results);
-    let records: Vec<Record> = results.iter().map(|m| Record::new(&adapter, m)).collect();
+    let records: Vec<Record> = results
+        .iter()
+        .map(|m| Record::new(&adapter, engine.batch_invariant(), m))
+        .collect();
     if let Some(path) = &cmd.json {
         let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
         write_atomic(path, text.as_bytes())?;

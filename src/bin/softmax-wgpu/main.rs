@@ -38,6 +38,10 @@ struct AdapterArgs {
     /// The first adapter whose name contains this (case-insensitive).
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Batch-invariant results: each row's bits independent of the batch around it
+    /// (`EngineOptions::batch_invariant`).
+    #[arg(long, global = true)]
+    batch_invariant: bool,
 }
 
 #[derive(Subcommand)]
@@ -334,6 +338,7 @@ impl AdapterArgs {
         Ok(EngineOptions {
             backends,
             adapter_name: self.adapter.clone(),
+            batch_invariant: self.batch_invariant,
             ..Default::default()
         })
     }
