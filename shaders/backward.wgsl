@@ -2,9 +2,9 @@
 // `softmax_backward` and `log_softmax_backward` in src/oracle.rs.
 //   softmax:     dx = y * (dy - sum_j dy_j y_j)
 //   log_softmax: dx = dy - exp(y) * sum_j dy_j
-// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS, ROW_PER_LANE,
-// PACKED), the bindings (y as `x` with `load_x`, dx as `y` with `store_pair`, dy with
-// `load_dy`; with BLOCKS their vector views with `load_block`, `load_dy_block` and
+// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, LOG, BLOCKS, COLUMNS,
+// ROW_PER_LANE, PACKED), the bindings (y as `x` with `load_x`, dx as `y` with `store_pair`,
+// dy with `load_dy`; with BLOCKS their vector views with `load_block`, `load_dy_block` and
 // `store_block`), common.wgsl, reduce_workgroup.wgsl and row_runs.wgsl; followed by the
 // generated `packed_run` (src/shader/training_tiles.rs).
 //
@@ -172,6 +172,14 @@ fn backward_run(row0: u32) {
     }
 }
 
+// dy i .. i + 8 of the dy binding, by scalar loads (`load_run` for dy).
+fn load_dy_run(i: u32) -> Block {
+    return Block(
+        vec4<f32>(load_dy(i), load_dy(i + 1u), load_dy(i + 2u), load_dy(i + 3u)),
+        vec4<f32>(load_dy(i + 4u), load_dy(i + 5u), load_dy(i + 6u), load_dy(i + 7u)),
+    );
+}
+
 // One row: the sum of dy * y (or of dy, LOG), then the outputs.
 fn backward_row(row: u32, lid: u32) {
     let s = reduce_sum(row_sum_part(row, 0u, 1u, lid), lid);
@@ -186,9 +194,18 @@ fn row_sum_part(row: u32, c: u32, chunks: u32, lid: u32) -> f32 {
     let y_in = params.x_base + row * cols;
     let dy_row = params.dy_base + row * cols;
     var acc = stream_empty();
-    if (!BLOCKS) {
+    if (!BLOCKS || COLUMNS) {
+        // The row's columns in their own order (batch-invariant mode, or no blocks): CPU
+        // adapters' contiguous shares eight columns to a term, as the blocks below.
         let sh = lane_part(cols, c, chunks, lid);
-        for (var k = sh.first; k < sh.end; k += sh.step) {
+        var k = sh.first;
+        if (CONTIGUOUS) {
+            for (; k + BLOCK <= sh.end; k += BLOCK) {
+                let t = block_terms(load_run(y_in + k), load_dy_run(dy_row + k));
+                stream_push(&acc, (t.x + t.y) + (t.z + t.w));
+            }
+        }
+        for (; k < sh.end; k += sh.step) {
             let dy = load_dy(dy_row + k);
             stream_push(&acc, select(dy * load_x(y_in + k), dy, LOG));
         }

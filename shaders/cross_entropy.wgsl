@@ -3,7 +3,7 @@
 // temperature and a z-loss, and the gradient with respect to the logits in the same pass.
 // CPU mirror: `cross_entropy` in src/oracle.rs.
 //
-// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS,
+// Joined behind (see src/shader/mod.rs): a header (WG, CONTIGUOUS, HAS_GRAD, BLOCKS, COLUMNS,
 // ROW_PER_LANE, PACKED), the bindings (logits as `x`, gradient as `y`, lse_buf, targets,
 // loss_buf, meta_buf, class_weight; with BLOCKS the vector views with `load_block` and
 // `store_block`; split-row's partials with `store_ce_partial` and its loads), the dtype
@@ -475,7 +475,7 @@ fn fold_part(row: u32, c: u32, chunks: u32, lid: u32) -> Online {
     let p = part_of(row, c, chunks, lid);
     var st = stream_empty();
     var k = p.share.first;
-    if (BLOCKS) {
+    if (BLOCKS && !COLUMNS) {
         if (CONTIGUOUS) {
             // CPU adapters: a contiguous run, two blocks at a time without branches.
             var g = guard_empty();
@@ -508,7 +508,9 @@ fn fold_part(row: u32, c: u32, chunks: u32, lid: u32) -> Online {
         }
         return stream_state(st);
     }
-    fold_columns(&st, p.x_row, p.share, inv_t);
+    // The row's columns in their own order (without blocks, or with COLUMNS, where the
+    // blocks serve the gradient's stores only).
+    fold_columns(&st, p.x_row, lane_part(cols, c, chunks, lid), inv_t);
     return stream_state(st);
 }
 
@@ -519,7 +521,7 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
     let p = part_of(row, c, chunks, lid);
     var acc = stream_empty();
     var w_acc = stream_empty();
-    if (BLOCKS) {
+    if (BLOCKS && !COLUMNS) {
         for (var b = p.share.first; b < p.share.end; b += p.share.step) {
             let z = load_block(b + p.x_shift);
             let k = cols_at(BLOCK * b, p.y_row);
@@ -544,7 +546,8 @@ fn smooth_part(row: u32, c: u32, chunks: u32, lid: u32, m: f32) -> vec2<f32> {
             }
         }
     } else {
-        for (var k = p.share.first; k < p.share.end; k += p.share.step) {
+        let sh = lane_part(cols, c, chunks, lid);
+        for (var k = sh.first; k < sh.end; k += sh.step) {
             stream_push(&acc, class_weight(k) * (m - load_x(p.x_row + k)));
             stream_push(&w_acc, class_weight(k));
         }

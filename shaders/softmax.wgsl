@@ -267,11 +267,11 @@ fn online_row(row: u32, at: Lane, ids: Ids, live: bool) {
     var stream = stream_empty();
     if (COLUMNS) {
         // The row's columns in their own order, whatever the binding's blocks.
-        var share = share_in(params.cols, at.lane, at.lanes);
+        var share = column_share(Share(0u, params.cols, 1u), at.lane, at.lanes);
         if (!live) {
             share.end = share.first;
         }
-        fold_columns(&stream, r.x_row, share, inv_t);
+        fold_row_columns(&stream, r, share, inv_t);
     } else {
         fold_blocks(&stream, r, blocks, inv_t);
     }
@@ -526,9 +526,10 @@ fn partial_of_piece(row: u32, c: u32, ids: Ids) {
     if (COLUMNS) {
         // Piece c of the row's columns, in their own order (the pieces `finish_piece`
         // writes need not be the same: outputs depend on the row's state alone).
-        let p = piece_of(params.cols, c, params.chunks);
-        let sh = share_in(p.end - p.first, at.lane, at.lanes);
-        fold_columns(&stream, r.x_row, Share(p.first + sh.first, p.first + sh.end, sh.step), inv_t);
+        let len = (params.cols + params.chunks - 1u) / params.chunks;
+        let first = min(c * column_run(len), params.cols);
+        let p = Share(first, min(first + column_run(len), params.cols), 1u);
+        fold_row_columns(&stream, r, column_share(p, at.lane, at.lanes), inv_t);
     } else {
         let p = piece(r, c);
         fold_blocks(&stream, r, lane_blocks(p.first, p.end, at.lane, at.lanes), inv_t);
@@ -540,6 +541,48 @@ fn partial_of_piece(row: u32, c: u32, ids: Ids) {
     let merged = reduce_row(st, at, ids, inv_t);
     if (at.lane == 0u) {
         store_partial(row * params.chunks + c, merged);
+    }
+}
+
+// COLUMNS: `n` columns rounded up to a whole number of runs of 16 on CPU adapters, so that
+// every contiguous share and piece starts on a run (`fold_row_columns`); `n` on GPUs.
+fn column_run(n: u32) -> u32 {
+    if (CONTIGUOUS) {
+        return (n + 2u * BLOCK - 1u) / (2u * BLOCK) * (2u * BLOCK);
+    }
+    return n;
+}
+
+// COLUMNS: lane `lane`'s share of the columns `p` of a row: every `lanes`-th on GPUs, a
+// contiguous chunk of whole runs of 16 on CPU adapters.
+fn column_share(p: Share, lane: u32, lanes: u32) -> Share {
+    if (CONTIGUOUS) {
+        let chunk = column_run((p.end - p.first + lanes - 1u) / lanes);
+        let first = min(p.first + lane * chunk, p.end);
+        return Share(first, min(first + chunk, p.end), 1u);
+    }
+    let sh = share_in(p.end - p.first, lane, lanes);
+    return Share(p.first + sh.first, p.first + sh.end, sh.step);
+}
+
+// COLUMNS: `fold_columns` of the columns `share` of row `r`, its runs of 16 loaded as two
+// blocks where the row starts on a block of the x binding (ALIGNED keys, rows of a multiple
+// of 8 from an aligned base): the same values in the same order, a quarter of the loads
+// (the shares start on runs, `column_share`).
+fn fold_row_columns(st: ptr<function, Stream>, r: Row, share: Share, inv_t: f32) {
+    if (!(CONTIGUOUS && ALIGNED && r.x_row % BLOCK == 0u)) {
+        fold_columns(st, r.x_row, share, inv_t);
+        return;
+    }
+    var g = guard_empty();
+    var c = share.first;
+    for (; c + 2u * BLOCK <= share.end; c += 2u * BLOCK) {
+        let b = (r.x_row + c) / BLOCK;
+        fold_two_blocks(st, &g, load_block(b), load_block(b + 1u), inv_t);
+    }
+    (*st).flags |= guard_flags(g);
+    for (; c < share.end; c++) {
+        stream_fold(st, load_x(r.x_row + c), inv_t);
     }
 }
 

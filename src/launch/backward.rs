@@ -51,8 +51,9 @@ impl DeviceProfile {
         let (rows, cols) = (call.shape.rows as u64, call.shape.cols as u64);
         let (rows_per_chunk, align, max_groups) =
             self.chunking(cols * call.y.dtype.size().max(call.dx.dtype.size()))?;
-        // Batch-invariant mode: by the row length alone, the rows' columns in their order
-        // (no blocks, no packed runs; see `invariant_plan` in src/plan.rs).
+        // Batch-invariant mode: by the row length alone, the rows summed by their columns in
+        // their order (blocks for the stores only, no runs of rows; see `invariant_plan` in
+        // src/plan.rs).
         let invariant = self.batch_invariant;
         let row_per_lane = if invariant {
             self.invariant_row_per_lane(cols)
@@ -79,7 +80,7 @@ impl DeviceProfile {
         // only with contiguous shares, and with dx starting on a block.
         let blocks_in = |row0: u64, nrows: u64| {
             let (yb, db, xb) = bound(row0, nrows);
-            !invariant
+            !(invariant && row_per_lane)
                 && yb.size >= y_view
                 && db.size >= y_view
                 && xb.size >= dx_view
@@ -107,6 +108,7 @@ impl DeviceProfile {
                     half_builtins: self.half_builtins,
                     row_loop: rows_per_chunk.min(rows) > max_groups,
                     blocks: d.blocks,
+                    columns: invariant,
                     wide_words: wide,
                     row_per_lane,
                     packed_cols: packed_cols(row_per_lane, d.blocks, cols),

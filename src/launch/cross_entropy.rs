@@ -85,8 +85,9 @@ impl DeviceProfile {
         .max()
         .unwrap_or(0);
         let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
-        // Batch-invariant mode: by the row length alone, the rows' columns in their order
-        // (no blocks, no packed runs; see `invariant_plan` in src/plan.rs).
+        // Batch-invariant mode: by the row length alone, the rows summed by their columns in
+        // their order (blocks for the gradient's stores only, no runs of rows; see
+        // `invariant_plan` in src/plan.rs).
         let invariant = self.batch_invariant;
         let row_per_lane = if invariant {
             self.invariant_row_per_lane(cols)
@@ -130,6 +131,7 @@ impl DeviceProfile {
             half_builtins: self.half_builtins,
             row_loop: rows_per_chunk.min(rows) > max_groups,
             blocks,
+            columns: invariant,
             wide_words: wide,
             row_per_lane,
             packed_cols: if entry == CeEntry::Main {
@@ -153,7 +155,7 @@ impl DeviceProfile {
         let blocks_in = |row0: u64, nrows: u64| {
             let (x, y) = range_of(row0, nrows);
             let out_base = y.map_or(x.base, |y| y.base);
-            !invariant
+            !(invariant && row_per_lane)
                 && blocks_fit
                 && x.size >= x_view
                 && y.is_none_or(|y| {

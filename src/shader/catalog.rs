@@ -136,6 +136,7 @@ pub(crate) fn catalog() -> Vec<(String, PipelineKey)> {
                         half_builtins: weight,
                         row_loop: !weight,
                         blocks: in_place || weight,
+                        columns: in_place && !weight,
                         wide_words: weight,
                         // Both values, with and without CONTIGUOUS.
                         row_per_lane: weight != (grad == Some(input)),
@@ -163,6 +164,7 @@ pub(crate) fn catalog() -> Vec<(String, PipelineKey)> {
                     half_builtins: !log,
                     row_loop: log,
                     blocks: output == input,
+                    columns: output == input && !log,
                     wide_words: log,
                     row_per_lane: output == Storage::F32,
                     // An unrolled run of 8 rows of 13, or a windowed one of 8 rows of 33.

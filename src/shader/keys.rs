@@ -108,6 +108,9 @@ pub(crate) struct CeKey {
     /// `contiguous`), loaded and stored as vectors: with a gradient at the logits' offset
     /// modulo 8.
     pub blocks: bool,
+    /// Batch-invariant mode: the row's sums by its columns in their order (`COLUMNS`),
+    /// whatever `blocks`, which then serves the gradient's stores only.
+    pub columns: bool,
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
     /// Short rows: `main` gives each row a lane of its own (`Engine::row_per_lane` in
@@ -158,6 +161,9 @@ pub(crate) struct BackwardKey {
     /// stored as vectors as in the forward kernels: with `y`, `dy` and `dx` at the same
     /// offset modulo 8.
     pub blocks: bool,
+    /// Batch-invariant mode: the row's sum by its columns in their order (`COLUMNS`),
+    /// whatever `blocks`, which then serves the outputs' stores only.
+    pub columns: bool,
     /// The vector views hold 64-bit words (see `vector_view`).
     pub wide_words: bool,
     /// Short rows: each takes a lane of its own (`Engine::row_per_lane` in

@@ -161,6 +161,7 @@ pub(super) fn cross_entropy_source(key: &CeKey) -> String {
     s.push_str(ids_struct(false));
     let _ = writeln!(s, "const HAS_GRAD: bool = {};", key.grad.is_some());
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
+    let _ = writeln!(s, "const COLUMNS: bool = {};", key.columns);
     let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
     let _ = writeln!(s, "const PACKED: bool = {};", key.packed_cols > 0);
     s += &declarations(&key.bindings());
@@ -272,6 +273,7 @@ pub(super) fn backward_source(key: &BackwardKey) -> String {
     );
     s += &elem_loader("load_dy", "dy_raw");
     let _ = writeln!(s, "const BLOCKS: bool = {};", key.blocks);
+    let _ = writeln!(s, "const COLUMNS: bool = {};", key.columns);
     let _ = writeln!(s, "const ROW_PER_LANE: bool = {};", key.row_per_lane);
     let _ = writeln!(s, "const PACKED: bool = {};", key.packed_cols > 0);
     if key.split {
