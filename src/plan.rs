@@ -23,14 +23,11 @@ use crate::options::{Forward, Shape, Variant};
 use crate::profile::DeviceProfile;
 use crate::shader::{Layout, BLOCK};
 use crate::tuning::{
-    INVARIANT_PIECE_COLS_CPU, INVARIANT_PIECE_COLS_GPU, ROW_PER_LANE_MAX_COLS_GPU,
-    ROW_PER_LANE_SHORT_COLS_CPU,
-};
-use crate::tuning::{
-    MIN_PIECE_BLOCKS_CPU, MIN_PIECE_BLOCKS_GPU, MULTI_ROW_AUTO_BLOCKS_CPU,
-    MULTI_ROW_AUTO_BLOCKS_GPU, MULTI_ROW_CPU_HELD, MULTI_ROW_LANES, RESIDENT_AUTO_MIN_BLOCKS_GPU,
-    RESIDENT_AUTO_MIN_ROWS_GPU, RESIDENT_BLOCKS_CPU, RESIDENT_BLOCKS_GPU, RESIDENT_LANES_GPU,
-    ROW_LANE_MAX_BLOCKS_CPU, SPLIT_MIN_COLS_CPU,
+    INVARIANT_PIECE_COLS_CPU, INVARIANT_PIECE_COLS_GPU, MIN_PIECE_BLOCKS_CPU, MIN_PIECE_BLOCKS_GPU,
+    MULTI_ROW_AUTO_BLOCKS_CPU, MULTI_ROW_AUTO_BLOCKS_GPU, MULTI_ROW_CPU_HELD, MULTI_ROW_LANES,
+    RESIDENT_AUTO_MIN_BLOCKS_GPU, RESIDENT_AUTO_MIN_ROWS_GPU, RESIDENT_BLOCKS_CPU,
+    RESIDENT_BLOCKS_GPU, RESIDENT_LANES_GPU, ROW_LANE_MAX_BLOCKS_CPU, ROW_PER_LANE_MAX_COLS_GPU,
+    ROW_PER_LANE_SHORT_COLS_CPU, SPLIT_MIN_COLS_CPU,
 };
 
 /// A forward operation's variant and layout.
@@ -191,7 +188,8 @@ impl DeviceProfile {
 
     /// Batch-invariant mode: split-row pieces of a row of `cols` logits, `None` for a
     /// workgroup per row: one per `INVARIANT_PIECE_COLS_*` logits, at most a workgroup's
-    /// lanes (each merges one piece's state in `finish`).
+    /// lanes (each merges one piece's state in `finish`). Rows of two pieces or more are
+    /// far longer than `invariant_row_per_lane` gives a lane.
     pub(crate) fn invariant_pieces(&self, cols: u64) -> Option<u64> {
         let piece = if self.cpu_tuned() {
             INVARIANT_PIECE_COLS_CPU
@@ -199,7 +197,7 @@ impl DeviceProfile {
             INVARIANT_PIECE_COLS_GPU
         };
         let pieces = cols.div_ceil(piece).min(u64::from(self.workgroup_size()));
-        (pieces >= 2 && !self.invariant_row_per_lane(cols)).then_some(pieces)
+        (pieces >= 2).then_some(pieces)
     }
 
     /// The plan of every forward operation in batch-invariant mode, forced variants

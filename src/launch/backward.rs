@@ -55,11 +55,7 @@ impl DeviceProfile {
         // their order (blocks for the stores only, no runs of rows; see `invariant_plan` in
         // src/plan.rs).
         let invariant = self.batch_invariant;
-        let row_per_lane = if invariant {
-            self.invariant_row_per_lane(cols)
-        } else {
-            self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU)
-        };
+        let row_per_lane = self.row_per_lane(rows, cols, BACKWARD_ROW_PER_LANE_MAX_COLS_CPU);
         let run = crate::shader::rows_filling_blocks(cols);
         let wide = self.wide_words();
         let (y_view, dx_view) = (
@@ -91,11 +87,7 @@ impl DeviceProfile {
         let runs = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let workgroup = self.workgroup_for("softmax backward", cols)?;
         // Split-row: each row's pieces' partial sums (one f32 each) merged by every piece.
-        let pieces = if invariant {
-            self.invariant_pieces(cols)
-        } else {
-            self.training_pieces(rows, cols, row_per_lane)
-        };
+        let pieces = self.training_pieces(rows, cols, row_per_lane);
         let dispatches = runs
             .iter()
             .map(|d| {

@@ -89,11 +89,7 @@ impl DeviceProfile {
         // their order (blocks for the gradient's stores only, no runs of rows; see
         // `invariant_plan` in src/plan.rs).
         let invariant = self.batch_invariant;
-        let row_per_lane = if invariant {
-            self.invariant_row_per_lane(cols)
-        } else {
-            self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU)
-        };
+        let row_per_lane = self.row_per_lane(rows, cols, CE_ROW_PER_LANE_MAX_COLS_CPU);
         let run = crate::shader::rows_filling_blocks(cols);
         let wide = self.wide_words();
         let x_view = self.view_bytes(call.logits.dtype, wide);
@@ -113,11 +109,7 @@ impl DeviceProfile {
         } else {
             workgroup
         };
-        let pieces = if invariant {
-            self.invariant_pieces(cols)
-        } else {
-            self.training_pieces(rows, cols, row_per_lane)
-        };
+        let pieces = self.training_pieces(rows, cols, row_per_lane);
         let key = |blocks: bool, entry: CeEntry| CeKey {
             input: self.storage(call.logits.dtype),
             grad: call.grad.map(|g| self.storage(g.dtype)),

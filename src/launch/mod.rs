@@ -201,7 +201,11 @@ impl DeviceProfile {
     /// short rows and pays a reduction for a few logits (lavapipe, 1048576 x 10 f32, with a
     /// workgroup per row: cross-entropy with its gradient 0.002 of copy, softmax backward
     /// 0.008; a lane per row: 0.09 and 0.29).
+    /// In batch-invariant mode, by the row length alone (`invariant_row_per_lane`).
     pub(crate) fn row_per_lane(&self, rows: u64, cols: u64, cpu_max: u64) -> bool {
+        if self.batch_invariant {
+            return self.invariant_row_per_lane(cols);
+        }
         if !self.cpu_tuned() {
             return cols <= ROW_PER_LANE_MAX_COLS_GPU;
         }
@@ -214,8 +218,12 @@ impl DeviceProfile {
     /// Split-row pieces per row of a training kernel, if it takes split-row: where the
     /// forward kernels would split (`wants_split`) and rows do not go a lane each. On CPU
     /// adapters that is only single long rows, since with rows enough for the threads a
-    /// workgroup per row finds its second pass in its core's cache.
+    /// workgroup per row finds its second pass in its core's cache. In batch-invariant mode,
+    /// by the row length alone (`invariant_pieces`).
     pub(crate) fn training_pieces(&self, rows: u64, cols: u64, row_per_lane: bool) -> Option<u64> {
+        if self.batch_invariant {
+            return self.invariant_pieces(cols);
+        }
         let pieces = self.split_pieces(rows, cols / BLOCK);
         (!row_per_lane && self.wants_split(rows, cols, pieces)).then_some(pieces)
     }
