@@ -6,7 +6,7 @@
 //! timestamps.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use softmax_wgpu::bench::{BenchOp, Case, Prepared, Stopwatch};
+use softmax_wgpu::bench::{BenchOp, Case, CopyMethod, Prepared, Stopwatch};
 use softmax_wgpu::{DType, Engine, EngineOptions, Shape};
 
 fn operations(c: &mut Criterion) {
@@ -41,12 +41,12 @@ fn operations(c: &mut Criterion) {
                 group.bench_with_input(BenchmarkId::new(id, &shape_id), &(), |b, _| {
                     b.iter(|| stopwatch.time(&engine, |e| prepared.record(e)).unwrap())
                 });
-                for word in engine.copy_words() {
-                    let id = format!("copy ({word})/{}/{dtype:?}", op.name());
+                for method in CopyMethod::all(&engine) {
+                    let id = format!("copy ({method})/{}/{dtype:?}", op.name());
                     group.bench_with_input(BenchmarkId::new(id, &shape_id), &(), |b, _| {
                         b.iter(|| {
                             stopwatch
-                                .time(&engine, |e| prepared.record_copy(e, word))
+                                .time(&engine, |e| prepared.record_copy(e, method))
                                 .unwrap()
                         })
                     });

@@ -475,6 +475,14 @@ fn bad_input_gives_one_line_and_no_output() {
         .output()
         .unwrap();
     fails(o, "backend", &out);
+    // Bench shapes that are not ROWSxCOLS, or empty.
+    for shape in ["256", "0x32000", "2xabc"] {
+        let o = bin()
+            .args(["bench", "--op", "softmax", "--shapes", shape])
+            .output()
+            .unwrap();
+        fails(o, "shape", &out);
+    }
 }
 
 #[test]
@@ -486,10 +494,10 @@ fn bench_writes_json_and_plot() {
         ok(on(e)
             .args([
                 "bench",
-                "--rows",
-                "2",
-                "--cols",
-                "4096,8192",
+                "--shapes",
+                "2x4096,2X8192",
+                "--device-copy-mib",
+                "16",
                 "--dtype",
                 "f32,f16",
                 "--op",
@@ -506,7 +514,15 @@ fn bench_writes_json_and_plot() {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let records = v.as_array().unwrap();
-        assert_eq!(records.len(), 12, "2 cols x 2 dtypes x 3 ops");
+        assert_eq!(records.len(), 12, "2 shapes x 2 dtypes x 3 ops");
+        let shapes: Vec<(u64, u64)> = records
+            .iter()
+            .map(|r| (r["rows"].as_u64().unwrap(), r["cols"].as_u64().unwrap()))
+            .collect();
+        assert!(
+            shapes.iter().all(|&s| s == (2, 4096) || s == (2, 8192)),
+            "{shapes:?}"
+        );
         for r in records {
             for key in [
                 "op",
@@ -525,6 +541,21 @@ fn bench_writes_json_and_plot() {
             assert!(r["ratio_to_copy"].as_f64().unwrap() > 0.0);
             let word = r["copy_word_bytes"].as_u64().unwrap();
             assert!(word == 16 || word == 32, "copy word of {word} bytes");
+            // The roofline: the fastest copy method, timed again while it spread too much.
+            let method = r["copy_method"].as_str().unwrap();
+            let methods = ["kernel-16", "kernel-32", "copy_buffer_to_buffer"];
+            assert!(methods.contains(&method), "{r}");
+            assert!(r["copy_spread"].as_f64().unwrap() >= 0.0, "{r}");
+            let attempts = r["attempts"].as_u64().unwrap();
+            assert!((1..=3).contains(&attempts), "{r}");
+            // The device's copy over 16 MiB, and the case's GB/s over it.
+            let device = r["device_copy_gbps"].as_f64().unwrap();
+            let ratio = r["ratio_to_device_copy"].as_f64().unwrap();
+            let gbps = r["gbps"].as_f64().unwrap();
+            assert!(
+                device > 0.0 && (ratio - gbps / device).abs() <= 1e-9 * ratio,
+                "{r}"
+            );
             // The exp ceiling is timed for every dtype but not for the backward operations;
             // only the forward operations have kernel variants.
             let op = r["op"].as_str().unwrap();
@@ -543,6 +574,15 @@ fn bench_writes_json_and_plot() {
             }
             let variant = r["variant"].as_str().unwrap();
             assert_eq!(variant == "-", op != "softmax", "{r}");
+            // The bytes GB/s counts (tools/gpu_vs_pytorch.py checks PyTorch's against them).
+            let size = if r["dtype"] == "f32" { 4 } else { 2 };
+            let n = 2 * r["cols"].as_u64().unwrap() * size;
+            let bytes = match op {
+                "softmax" => 2 * n,
+                "cross-entropy" => 2 * n + 12 * 2,
+                _ => 3 * n,
+            };
+            assert_eq!(r["bytes"].as_u64(), Some(bytes), "{r}");
         }
         let plot = std::fs::read_to_string(&svg).unwrap();
         assert!(plot.starts_with("<svg") && plot.contains("copy kernel"));

@@ -167,53 +167,67 @@ fn packed_half_in_place_with_rows_sharing_words() {
     });
 }
 
-/// The bench's copy kernel (the `cli` feature).
+/// The bench's copy methods (the `cli` feature): the copy kernel in every word and the
+/// transfer, which GPUs also take for the roofline.
 #[cfg(feature = "cli")]
 #[test]
-fn the_copy_kernel_copies_every_byte_with_every_word() {
+fn every_copy_method_copies_every_byte() {
+    use softmax_wgpu::bench::{CopyMethod, CopyWord};
     on_every_adapter(|e| {
         let words = e.copy_words();
-        assert_eq!(words[0], softmax_wgpu::bench::CopyWord::Bytes16);
+        assert_eq!(words[0], CopyWord::Bytes16);
+        let mut methods: Vec<CopyMethod> = words.into_iter().map(CopyMethod::Kernel).collect();
+        methods.push(CopyMethod::Transfer);
+        let roofline = CopyMethod::all(e);
+        let cpu = e.info().adapter.device_type == wgpu::DeviceType::Cpu;
+        assert_eq!(
+            roofline.contains(&CopyMethod::Transfer),
+            !cpu,
+            "{roofline:?}"
+        );
         let d = e.device();
         // Not a multiple of one workgroup's 256 x 128 bytes, so the last group is partial.
         let n = 3 * 8192 + 40;
         let src: Vec<u32> = (0..n as u32)
             .map(|i| i.wrapping_mul(2_654_435_761))
             .collect();
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
         let x = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents: bytemuck::cast_slice(&src),
             usage,
         });
-        for word in words {
+        for method in methods {
             let y = d.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
                 size: (n * 4) as u64,
                 usage,
                 mapped_at_creation: false,
             });
-            // All but the last word: the bytes past `bytes` must stay zero.
-            let bytes = (n * 4) as u64 - word.bytes();
+            // All but the last 32 bytes: the bytes past `bytes` must stay zero.
+            let bytes = (n * 4) as u64 - 32;
             let mut enc = d.create_command_encoder(&Default::default());
-            e.record_copy(&mut enc, &x, &y, bytes, word).unwrap();
+            method.record(e, &mut enc, &x, &y, bytes).unwrap();
             e.queue().submit([enc.finish()]);
             let got: Vec<u32> = common::read_f32(e, &y, 0, n)
                 .iter()
                 .map(|v| v.to_bits())
                 .collect();
             let copied = (bytes / 4) as usize;
-            assert_eq!(got[..copied], src[..copied], "{word}");
+            assert_eq!(got[..copied], src[..copied], "{method}");
             assert!(
                 got[copied..].iter().all(|&v| v == 0),
-                "{word} wrote past the end"
+                "{method} wrote past the end"
             );
-            // A size that is not a whole number of words is refused.
-            let mut enc = d.create_command_encoder(&Default::default());
-            let err = e
-                .record_copy(&mut enc, &x, &y, bytes - 4, word)
-                .unwrap_err();
-            assert!(err.to_string().contains("multiple"), "{err}");
+            // A size that is not a whole number of words (of 4 bytes for the transfer) is
+            // refused, and so is one past the buffers.
+            for bad in [bytes - 2, (n * 4) as u64 + 32] {
+                let mut enc = d.create_command_encoder(&Default::default());
+                let err = method.record(e, &mut enc, &x, &y, bad).unwrap_err();
+                assert!(err.to_string().contains("multiple"), "{method}: {err}");
+            }
         }
     });
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{bench_logits, CopyKind, CopyWord};
+use super::{bench_logits, CopyKind, CopyMethod, CopyWord};
 use crate::dtype::DType;
 use crate::engine::Engine;
 use crate::error::Result;
@@ -314,10 +314,13 @@ impl<'e> Prepared<'e> {
         }
     }
 
-    /// Records the copy kernel over [`Prepared::copy_bytes`], in `word`s.
-    pub fn record_copy(&self, encoder: &mut wgpu::CommandEncoder, word: CopyWord) -> Result<()> {
-        self.engine
-            .record_copy(encoder, &self.x, &self.y, self.copy_bytes, word)
+    /// Records a copy of [`Prepared::copy_bytes`] by `method`.
+    pub fn record_copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        method: CopyMethod,
+    ) -> Result<()> {
+        method.record(self.engine, encoder, &self.x, &self.y, self.copy_bytes)
     }
 
     /// Records the exp ceiling `kind` over the logits, in their dtype, in `word`s.

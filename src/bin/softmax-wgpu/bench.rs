@@ -7,7 +7,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use serde::Serialize;
-use softmax_wgpu::bench::{measure, BenchOp, Case, Measurement, Settings};
+use softmax_wgpu::bench::{
+    device_copy, measure, BenchOp, Case, CopyMethod, DeviceCopy, Measurement, Settings,
+};
 use softmax_wgpu::{DType, Engine, Shape, SoftmaxOptions, Variant};
 
 #[derive(Args)]
@@ -18,6 +20,9 @@ pub struct BenchCmd {
     /// Vocabulary sizes (comma-separated); one row also runs 1048576.
     #[arg(long, value_delimiter = ',', default_values_t = [32_000usize, 128_256, 262_144])]
     cols: Vec<usize>,
+    /// Exact shapes instead of rows x cols, as ROWSxCOLS (comma-separated: 1x1048576,256x32000).
+    #[arg(long, value_delimiter = ',', value_parser = parse_shape, conflicts_with_all = ["rows", "cols"])]
+    shapes: Vec<Shape>,
     /// Dtypes: f32, f16, bf16 (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = ["f32".to_string(), "f16".to_string()])]
     dtype: Vec<String>,
@@ -34,7 +39,10 @@ pub struct BenchCmd {
     /// Skip timing the f64 CPU oracle.
     #[arg(long)]
     no_cpu: bool,
-    /// Write the records as JSON here.
+    /// MiB the device's copy bandwidth is measured over, once before the cases (0: not at all).
+    #[arg(long, default_value_t = 512)]
+    device_copy_mib: u64,
+    /// Write the records as JSON here (rewritten after every case).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Draw GB/s against cols as SVG here.
@@ -53,12 +61,18 @@ struct Record {
     variant: &'static str,
     batch_invariant: bool,
     clock: String,
+    bytes: u64,
+    copy_method: &'static str,
     copy_word_bytes: u64,
     seconds: f64,
     gbps: f64,
     copy_seconds: f64,
     copy_gbps: f64,
+    copy_spread: f64,
+    attempts: usize,
     ratio_to_copy: f64,
+    device_copy_gbps: Option<f64>,
+    ratio_to_device_copy: Option<f64>,
     ceiling_seconds: Option<f64>,
     ceiling: Option<f64>,
     two_pass_bound: Option<f64>,
@@ -67,7 +81,12 @@ struct Record {
 }
 
 impl Record {
-    fn new(adapter: &str, batch_invariant: bool, m: &Measurement) -> Self {
+    fn new(
+        adapter: &str,
+        batch_invariant: bool,
+        device: Option<&DeviceCopy>,
+        m: &Measurement,
+    ) -> Self {
         Record {
             adapter: adapter.to_string(),
             batch_invariant,
@@ -77,12 +96,18 @@ impl Record {
             cols: m.case.shape.cols,
             variant: variant_name(m.variant),
             clock: m.clock.to_string(),
+            bytes: m.case.bytes(),
+            copy_method: m.copy_method.name(),
             copy_word_bytes: m.copy_word.bytes(),
             seconds: m.seconds,
             gbps: m.gbps,
             copy_seconds: m.copy_seconds,
             copy_gbps: m.copy_gbps,
+            copy_spread: m.copy_spread,
+            attempts: m.attempts,
             ratio_to_copy: m.ratio_to_copy,
+            device_copy_gbps: device.map(|d| d.gbps),
+            ratio_to_device_copy: device.map(|d| m.gbps / d.gbps),
             ceiling_seconds: m.ceiling_seconds,
             ceiling: m.ceiling,
             two_pass_bound: m.two_pass_bound,
@@ -111,6 +136,18 @@ fn variant_name(v: Option<Variant>) -> &'static str {
     v.map_or("-", Variant::name)
 }
 
+/// `ROWSxCOLS`, both positive.
+fn parse_shape(s: &str) -> Result<Shape, String> {
+    let bad = || format!("shape {s:?}: use ROWSxCOLS, for example 256x32000");
+    let (rows, cols) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let rows: usize = rows.trim().parse().map_err(|_| bad())?;
+    let cols: usize = cols.trim().parse().map_err(|_| bad())?;
+    if rows == 0 || cols == 0 {
+        return Err(format!("shape {s:?}: rows and cols must be positive"));
+    }
+    Ok(Shape::new(rows, cols))
+}
+
 fn parse_dtype(s: &str) -> Result<DType, String> {
     match s {
         "f32" => Ok(DType::F32),
@@ -120,7 +157,8 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
     }
 }
 
-/// The cases of `cmd`: every shape (one row also of 1048576 logits), dtype and operation.
+/// The cases of `cmd`: every shape (`--shapes`, or rows x cols with one row also of 1048576
+/// logits), dtype and operation.
 fn cases(cmd: &BenchCmd) -> Result<Vec<Case>, String> {
     let ops = cmd
         .op
@@ -132,8 +170,8 @@ fn cases(cmd: &BenchCmd) -> Result<Vec<Case>, String> {
         .iter()
         .map(|s| parse_dtype(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut shapes = Vec::new();
-    for &rows in &cmd.rows {
+    let mut shapes = cmd.shapes.clone();
+    for &rows in cmd.rows.iter().filter(|_| cmd.shapes.is_empty()) {
         for &cols in &cmd.cols {
             shapes.push(Shape::new(rows, cols));
         }
@@ -170,6 +208,12 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
         cpu_runs: usize::from(!cmd.no_cpu),
         ..Settings::default()
     };
+    let device = if cmd.device_copy_mib > 0 {
+        bar.set_message(format!("device copy over {} MiB", cmd.device_copy_mib));
+        Some(device_copy(engine, cmd.device_copy_mib, &settings).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let mut results: Vec<Measurement> = Vec::new();
     for case in &cases {
         bar.set_message(format!(
@@ -180,28 +224,38 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
             case.shape.cols
         ));
         results.push(measure(engine, case, &settings).map_err(|e| e.to_string())?);
+        let records: Vec<Record> = results
+            .iter()
+            .map(|m| Record::new(&adapter, engine.batch_invariant(), device.as_ref(), m))
+            .collect();
+        // Written after every case, so that a bench stopped early keeps what it measured.
+        if let Some(path) = &cmd.json {
+            let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+            write_atomic(path, text.as_bytes())?;
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
 
-    print_table(engine, &results);
+    print_table(engine, device.as_ref(), &settings, &results);
     let records: Vec<Record> = results
         .iter()
-        .map(|m| Record::new(&adapter, engine.batch_invariant(), m))
+        .map(|m| Record::new(&adapter, engine.batch_invariant(), device.as_ref(), m))
         .collect();
-    if let Some(path) = &cmd.json {
-        let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-        write_atomic(path, text.as_bytes())?;
-    }
     if let Some(path) = &cmd.plot {
         plot(path, &records, &adapter)?;
     }
     Ok(())
 }
 
-/// The table of `results`, with the clock, the copy kernel's word per case and what the
-/// ceiling columns are.
-fn print_table(engine: &Engine, results: &[Measurement]) {
+/// The table of `results`, with the clock, the device's copy, the roofline's method and
+/// spread per case and what the ceiling columns are.
+fn print_table(
+    engine: &Engine,
+    device: Option<&DeviceCopy>,
+    settings: &Settings,
+    results: &[Measurement],
+) {
     println!(
         "{:<20} {:<5} {:>6} {:>8} {:<10} {:>10} {:>8} {:>9} {:>7} {:>7} {:>7} {:>8}",
         "op",
@@ -240,15 +294,52 @@ fn print_table(engine: &Engine, results: &[Measurement]) {
         "clock: {}",
         results.first().map_or("-".into(), |m| m.clock.to_string())
     );
-    // The roofline of each case is the faster copy word over its warm-up.
-    let mut words: Vec<String> = Vec::new();
-    for word in engine.copy_words() {
-        let n = results.iter().filter(|m| m.copy_word == word).count();
+    if let Some(d) = device {
+        println!(
+            "device copy: {:.2} GB/s over {} MiB ({}, spread {:.1}%)",
+            d.gbps,
+            d.bytes >> 20,
+            d.method,
+            100.0 * d.spread
+        );
+    }
+    // The roofline of each case is the fastest copy method over its warm-up.
+    let mut methods: Vec<String> = Vec::new();
+    for method in CopyMethod::all(engine) {
+        let n = results.iter().filter(|m| m.copy_method == method).count();
         if n > 0 {
-            words.push(format!("{word} in {n} of {} cases", results.len()));
+            methods.push(format!("{method} in {n} of {} cases", results.len()));
         }
     }
-    println!("copy kernel: {}", words.join(", "));
+    println!("copy roofline: {}", methods.join(", "));
+    let spreads: Vec<f64> = results.iter().map(|m| m.copy_spread).collect();
+    let wide: Vec<String> = results
+        .iter()
+        .filter(|m| m.copy_spread > settings.max_spread)
+        .map(|m| {
+            format!(
+                "{} {} {}x{} ({:.0}%)",
+                m.case.op.name(),
+                dtype_name(m.case.dtype),
+                m.case.shape.rows,
+                m.case.shape.cols,
+                100.0 * m.copy_spread
+            )
+        })
+        .collect();
+    println!(
+        "copy spread over runs (slowest - fastest) / median: median {:.1}%, max {:.1}%; \
+         above {:.0}% after {} attempts: {}",
+        100.0 * softmax_wgpu::bench::median(&spreads),
+        100.0 * spreads.iter().copied().fold(0.0, f64::max),
+        100.0 * settings.max_spread,
+        settings.attempts,
+        if wide.is_empty() {
+            "none".to_string()
+        } else {
+            wide.join(", ")
+        }
+    );
     println!(
         "ceiling: ratio to copy of an element-wise exp over the same logits in their dtype \
          (summed for logsumexp), the least work of the operation without reduction or second \

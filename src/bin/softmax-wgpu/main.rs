@@ -607,7 +607,17 @@ fn run(cli: Cli) -> Result<(), String> {
 
 fn main() -> ExitCode {
     softmax_wgpu::quiet_headless_vulkan();
-    let cli = Cli::parse();
+    // Bad arguments are one `error:` line too (clap's own adds usage and a hint); help and
+    // the version print as clap prints them.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
