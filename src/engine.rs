@@ -277,6 +277,12 @@ impl Engine {
         }
     }
 
+    /// The cache split-row dispatches are sized to, in bytes (`EngineOptions::cache_bytes`;
+    /// 0: off).
+    pub fn cache_bytes(&self) -> u64 {
+        self.profile.cache_bytes
+    }
+
     /// Whether the engine is in batch-invariant mode (`EngineOptions::batch_invariant`).
     pub fn batch_invariant(&self) -> bool {
         self.profile.batch_invariant

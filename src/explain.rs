@@ -39,8 +39,12 @@ impl Engine {
     /// The first line of every explanation: the call and the adapter it is planned for.
     fn explain_heading(&self, call: &str) -> String {
         let info = &self.info().adapter;
+        let cache = match self.profile.cache_bytes {
+            0 => String::new(),
+            bytes => format!(", split-row dispatches sized to a cache of {bytes} bytes"),
+        };
         format!(
-            "{call} on {} ({:?}, {:?} tuning{})\n",
+            "{call} on {} ({:?}, {:?} tuning{}{cache})\n",
             info.name,
             info.backend,
             self.tuning(),

@@ -16,7 +16,11 @@
 //!   of up to `ROW_LANE_MAX_BLOCKS_CPU` blocks too long for a subgroup's registers (or,
 //!   with subgroups as wide as the workgroup, for a lane's) take a lane each there too,
 //!   looped, where there are rows enough;
-//! - online otherwise.
+//! - online otherwise;
+//! - with `EngineOptions::cache_bytes` on GPU tuning, split-row instead of online for
+//!   softmax and log-softmax of rows of 4096 logits or more whose batch does not fit the
+//!   cache, in dispatches of the rows that do (`cache_rows`), cut into pieces enough to fill
+//!   the GPU: each piece's second read then finds it in the cache.
 
 use crate::error::{Error, Result};
 use crate::options::{Forward, Shape, Variant};
@@ -108,6 +112,23 @@ impl DeviceProfile {
         } else {
             rows < u64::from(self.parallel_groups())
         }
+    }
+
+    /// Rows per split-row dispatch where dispatches are sized to the cache
+    /// (`EngineOptions::cache_bytes`, GPU tuning, softmax and log-softmax outside the
+    /// batch-invariant mode): as many rows of f32 logits as fill it, where the batch's do not
+    /// (f16 and bf16 dispatches fill half of it, so that the choice depends on the shape
+    /// alone, as `Engine::forward_variant` reports it); `None` otherwise.
+    pub(crate) fn cache_rows(&self, op: Forward, shape: Shape) -> Option<u64> {
+        if self.cache_bytes == 0
+            || self.cpu_tuned()
+            || self.batch_invariant
+            || op == Forward::LogSumExp
+        {
+            return None;
+        }
+        let rows = self.cache_bytes / (shape.cols as u64 * 4).max(1);
+        (rows >= 1 && shape.rows as u64 > rows).then_some(rows)
     }
 
     /// Pieces to cut each of `rows` rows of `blocks` blocks into so that the adapter has
@@ -279,7 +300,8 @@ impl DeviceProfile {
                 .unwrap_or(MULTI_ROW_LANES.min(wg / 2).max(1)),
         );
 
-        let pieces = self.split_pieces(rows, blocks);
+        let cache_rows = self.cache_rows(op, shape);
+        let pieces = self.split_pieces(cache_rows.unwrap_or(rows), blocks);
         let fits_resident = blocks <= u64::from(self.max_resident_lanes()) * max_blocks;
         let auto_multi_blocks = u64::from(if self.cpu_tuned() {
             MULTI_ROW_AUTO_BLOCKS_CPU
@@ -310,6 +332,7 @@ impl DeviceProfile {
             Variant::Auto if gpu_resident => Variant::Resident,
             Variant::Auto if self.wants_split(rows, shape.cols as u64, pieces) => Variant::SplitRow,
             Variant::Auto if held_multi || row_lanes => Variant::MultiRow,
+            Variant::Auto if cache_rows.is_some() && pieces >= 2 => Variant::SplitRow,
             // On CPU adapters online beat resident rows wherever they fit
             // (docs/tuning.md#online-over-resident-on-cpu-adapters).
             Variant::Auto => Variant::Online,
@@ -538,6 +561,66 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// With a cache to size dispatches to, batches of long rows that do not fit it run
+    /// split-row, cut for the rows of one dispatch; what reads once (resident, logsumexp),
+    /// short rows, batches that fit, CPU tuning and the batch-invariant mode stay as they were.
+    #[test]
+    fn cache_sized_dispatches_take_batches_of_long_rows_split_row() {
+        let mib = 1u64 << 20;
+        let gpu = DeviceProfile {
+            cache_bytes: 24 * mib,
+            ..h100()
+        };
+        // 24 MiB hold 49 rows of 128256 f32 logits: 11 pieces a row fill 512 workgroups.
+        assert_eq!(gpu.cache_rows(Sm, Shape::new(256, 128_256)), Some(49));
+        for (op, rows, cols, want, pieces) in [
+            (Sm, 256, 128_256, S, 11),
+            (Lsm, 1024, 128_256, S, 11),
+            (Sm, 4096, 128_256, S, 11),
+            (Sm, 4096, 1_048_576, S, 86),
+            // 1536 rows a dispatch fill the GPU a workgroup each: online, as without.
+            (Sm, 4096, 4096, O, 1),
+            (Sm, 49, 128_256, S, 11), // fits: split-row as before, fewer than 512 rows
+            (Sm, 1024, 32_000, R, 1), // resident reads once
+            (Lse, 1024, 128_256, O, 1),
+            (Sm, 1 << 20, 512, M, 1),
+            (Sm, 1 << 16, 1024, O, 1), // rows too short to cut in two pieces
+        ] {
+            let plan = gpu.plan(op, Shape::new(rows, cols), Variant::Auto).unwrap();
+            assert_eq!(
+                (plan.variant, plan.chunks),
+                (want, pieces),
+                "{op:?} {rows} x {cols}"
+            );
+        }
+        assert_eq!(gpu.cache_rows(Sm, Shape::new(49, 128_256)), None);
+        assert_eq!(gpu.cache_rows(Lse, Shape::new(1024, 128_256)), None);
+        // Forced split-row is cut for the dispatch's rows too.
+        let forced = gpu
+            .plan(Sm, Shape::new(1024, 32_000), Variant::SplitRow)
+            .unwrap();
+        assert_eq!(
+            forced.chunks, 3,
+            "196 rows a dispatch: 3 pieces make 512 workgroups"
+        );
+        for p in [
+            DeviceProfile {
+                cache_bytes: 24 * mib,
+                ..lavapipe()
+            },
+            DeviceProfile {
+                batch_invariant: true,
+                ..gpu.clone()
+            },
+        ] {
+            assert_eq!(p.cache_rows(Sm, Shape::new(4096, 128_256)), None);
+        }
+        // Off by default.
+        assert_eq!(h100().cache_rows(Sm, Shape::new(4096, 128_256)), None);
+        let default = h100().plan(Sm, Shape::new(4096, 128_256), Variant::Auto);
+        assert_eq!(default.unwrap().variant, O);
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub(crate) struct DeviceProfile {
     /// `EngineOptions::batch_invariant`: every launch chooses its layout by the row length
     /// alone and sums rows in their columns' order (src/plan.rs, `invariant_plan`).
     pub batch_invariant: bool,
+    /// `EngineOptions::cache_bytes`: split-row dispatches sized to the cache (`cache_rows`).
+    pub cache_bytes: u64,
 }
 
 impl DeviceProfile {
@@ -101,6 +103,7 @@ impl DeviceProfile {
             half_builtins,
             cpu_threads: cpu_threads(),
             batch_invariant: options.batch_invariant,
+            cache_bytes: options.cache_bytes,
         }
     }
 
@@ -271,6 +274,7 @@ pub(crate) mod described {
             half_builtins: true,
             cpu_threads: 2,
             batch_invariant: false,
+            cache_bytes: 0,
         }
     }
 

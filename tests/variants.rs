@@ -395,3 +395,45 @@ fn wider_cpu_subgroups_keep_short_rows_multi_row() {
         "no adapter with SUBGROUP: install Mesa's lavapipe (mesa-vulkan-drivers libvulkan1)"
     );
 }
+
+/// Split-row dispatches sized to a cache (`EngineOptions::cache_bytes`, GPU tuning): a batch
+/// of 600 rows of 4100 logits, which runs online without it, runs split-row in dispatches of
+/// 40 rows, with special rows on both sides of dispatch boundaries; the accuracy contract
+/// holds in f32 and f16 for every operation (logsumexp is not split).
+#[test]
+fn cache_sized_split_row_dispatches() {
+    let (rows, cols) = (600, 4100);
+    let options = EngineOptions {
+        tuning: softmax_wgpu::Tuning::Gpu,
+        cache_bytes: 40 * cols as u64 * 4,
+        ..Default::default()
+    };
+    let engines =
+        Engine::all_blocking(options).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+    let mut x = random_logits(rows * cols, 6.0, 11);
+    // Rows 39 and 40 straddle the first boundary, 599 ends the last dispatch.
+    x[39 * cols + 5] = f32::NAN;
+    x[40 * cols..41 * cols].fill(-INF);
+    x[80 * cols + 4099] = INF;
+    x[599 * cols + 1] = 1e30;
+    let shape = Shape::new(rows, cols);
+    let x16: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    let auto = SoftmaxOptions::default();
+    for e in &engines {
+        let name = &e.info().adapter.name;
+        assert_eq!(e.cache_bytes(), 40 * cols as u64 * 4);
+        let pick = |op| e.forward_variant(op, shape, &auto).unwrap();
+        assert_eq!(pick(Forward::Softmax), Variant::SplitRow, "{name}");
+        assert_eq!(pick(Forward::LogSoftmax), Variant::SplitRow, "{name}");
+        assert_eq!(pick(Forward::LogSumExp), Variant::Online, "{name}");
+        let plan = e
+            .explain_forward(Forward::Softmax, shape, DType::F32, DType::F32, &auto)
+            .unwrap()
+            .plan;
+        assert!(plan.contains("cache of 656000 bytes"), "{name}: {plan}");
+        for op in OPS {
+            check_forward::<f32, f32>(e, op, &x, shape, &auto);
+            check_forward::<f16, f16>(e, op, &x16, shape, &auto);
+        }
+    }
+}

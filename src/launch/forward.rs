@@ -110,9 +110,12 @@ impl DeviceProfile {
             rows_per_chunk = rows_per_chunk / packed_rows * packed_rows;
         }
         let split_rows = plan.layout.split.then(|| {
-            // Each dispatch's partial states fit the scratch buffer.
+            // Each dispatch's partial states fit the scratch buffer, and its logits the
+            // cache where dispatches are sized to it.
+            let cache_rows = self.cache_rows(call.op, call.shape).unwrap_or(u64::MAX);
             rows_per_chunk = rows_per_chunk
                 .min(MAX_SPLIT_PARTIALS / u64::from(plan.chunks))
+                .min(cache_rows)
                 .max(1);
             rows_per_chunk.min(rows)
         });

@@ -239,8 +239,52 @@ mod tests {
     use super::*;
     use crate::options::{Forward, MaskedRows, Shape, Tuning, Variant};
     use crate::profile::described::{h100, lavapipe, llvmpipe_gl};
+    use crate::shader::FORWARD_PARTIAL_BYTES;
     use crate::snapshot::{check, digest};
     use std::collections::BTreeMap;
+
+    /// The H100 with split-row dispatches sized to 24 MiB of its L2.
+    fn h100_cache() -> DeviceProfile {
+        DeviceProfile {
+            cache_bytes: 24 << 20,
+            ..h100()
+        }
+    }
+
+    /// Cache-sized split-row: each dispatch takes as many rows as fit the cache (49 rows of
+    /// 128256 f32 logits in 24 MiB, the last dispatch the rest), its partial states sized
+    /// for them; without the cache, one dispatch of every row.
+    #[test]
+    fn cache_sized_split_row_dispatches_take_the_rows_that_fit() {
+        let f32_at = TensorAt {
+            dtype: DType::F32,
+            offset: 0,
+        };
+        let call = |rows: usize| ForwardCall {
+            op: Forward::Softmax,
+            shape: Shape::new(rows, 128_256),
+            input: f32_at,
+            output: Some(f32_at),
+            in_place: false,
+            lse: None,
+            variant: Variant::Auto,
+            inv_t: 1.0,
+            masked_rows: MaskedRows::Nan,
+        };
+        let launch = h100_cache().launch_forward(&call(256)).unwrap();
+        let rows: Vec<u64> = launch.dispatches.iter().map(|d| d.rows).collect();
+        assert_eq!(rows, [49, 49, 49, 49, 49, 11]);
+        assert_eq!(launch.plans[1].chunks, 11);
+        assert_eq!(launch.scratch_bytes(), 49 * 11 * FORWARD_PARTIAL_BYTES);
+        assert_eq!(
+            launch.passes().len(),
+            12,
+            "partials and finish per dispatch"
+        );
+        let plain = h100().launch_forward(&call(256)).unwrap();
+        let rows: Vec<u64> = plain.dispatches.iter().map(|d| d.rows).collect();
+        assert_eq!((rows, plain.plans[1].chunks), (vec![256], 2));
+    }
 
     fn traces() -> BTreeMap<String, String> {
         let lavapipe_gpu = || DeviceProfile {
@@ -251,13 +295,14 @@ mod tests {
             batch_invariant: true,
             ..d
         };
-        let devices: [(&str, DeviceProfile); 6] = [
+        let devices: [(&str, DeviceProfile); 7] = [
             ("lavapipe", lavapipe()),
             ("lavapipe-gpu-tuning", lavapipe_gpu()),
             ("llvmpipe-gl", llvmpipe_gl()),
             ("h100", h100()),
             ("lavapipe-batch-invariant", invariant(lavapipe())),
             ("h100-batch-invariant", invariant(h100())),
+            ("h100-cache-24mib", h100_cache()),
         ];
         let shapes = [
             (1, 2),
@@ -400,6 +445,7 @@ mod tests {
             h100(),
             invariant(lavapipe()),
             invariant(h100()),
+            h100_cache(),
         ];
         let at = |dtype, offset| TensorAt { dtype, offset };
         let f32_at = |k: u64| at(DType::F32, 4 * k);

@@ -9,19 +9,22 @@
 #   session.log          the GPU, the driver, each phase's outcome and the bench tables
 #   tests.log            the test executables' output
 #   ours.json            softmax-wgpu bench --json over SHAPES (written after every case)
-#   variants.json        softmax under each forced variant over SWEEP_SHAPES
+#   variants.json        softmax under each forced variant over SWEEP_SHAPES, and with
+#                        split-row dispatches sized to CACHE_MIBS of the L2 over CACHE_SHAPES
 #   torch.json           tools/pytorch_reference.py --json over SHAPES
 #   gpu-vs-pytorch.json  the side-by-side records (tools/gpu_vs_pytorch.py)
 #   gpu-vs-pytorch.md    the same as a Markdown table
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-session-out}
 PHASES=${PHASES:-"tests bench sweep torch join"}
-TESTS_S=${TESTS_S:-170}
+TESTS_S=${TESTS_S:-150}
 BENCH_S=${BENCH_S:-200}
-SWEEP_S=${SWEEP_S:-70}
+SWEEP_S=${SWEEP_S:-90}
 TORCH_S=${TORCH_S:-110}
 SHAPES=${SHAPES:-1x262144,1x1048576,32x32000,32x128256,256x32000,256x128256,1024x128256,4096x32000,4096x128256}
 SWEEP_SHAPES=${SWEEP_SHAPES:-32x32000,256x32000,4096x32000,256x128256,1024x128256,4096x128256}
+CACHE_SHAPES=${CACHE_SHAPES:-256x128256,1024x128256,4096x128256}
+CACHE_MIBS=${CACHE_MIBS:-16 32 48}
 OPS=${OPS:-softmax,log-softmax,logsumexp,cross-entropy}
 DTYPES=${DTYPES:-f32,f16}
 mkdir -p "$OUT"
@@ -87,6 +90,17 @@ if has sweep; then
       --variant "$variant" --device-copy-mib 0 --json "$OUT/variant-$variant.json" >> "$LOG" 2>&1
     log "sweep $variant: rc=$?"
     [ -e "$OUT/variant-$variant.json" ] && parts+=("$OUT/variant-$variant.json")
+  done
+  # Split-row dispatches sized to part of the L2 (EngineOptions::cache_bytes), each row's
+  # second read then a cache hit: the candidate for batches of long rows.
+  for mib in $CACHE_MIBS; do
+    left=$(( deadline - $(date +%s) ))
+    [ "$left" -le 5 ] && { log "sweep cache $mib MiB: not run (phase out of time)"; continue; }
+    timeout "$left" $CLI --cache-mib "$mib" bench --shapes "$CACHE_SHAPES" --op softmax \
+      --dtype "$DTYPES" --no-cpu --device-copy-mib 0 --json "$OUT/variant-cache$mib.json" \
+      >> "$LOG" 2>&1
+    log "sweep cache $mib MiB: rc=$?"
+    [ -e "$OUT/variant-cache$mib.json" ] && parts+=("$OUT/variant-cache$mib.json")
   done
   python3 - "$OUT/variants.json" "${parts[@]}" <<'PY'
 import json, sys

@@ -60,6 +60,7 @@ struct Record {
     cols: usize,
     variant: &'static str,
     batch_invariant: bool,
+    cache_bytes: u64,
     clock: String,
     bytes: u64,
     copy_method: &'static str,
@@ -81,15 +82,11 @@ struct Record {
 }
 
 impl Record {
-    fn new(
-        adapter: &str,
-        batch_invariant: bool,
-        device: Option<&DeviceCopy>,
-        m: &Measurement,
-    ) -> Self {
+    fn new(engine: &Engine, device: Option<&DeviceCopy>, m: &Measurement) -> Self {
         Record {
-            adapter: adapter.to_string(),
-            batch_invariant,
+            adapter: engine.info().adapter.name.clone(),
+            batch_invariant: engine.batch_invariant(),
+            cache_bytes: engine.cache_bytes(),
             op: m.case.op.name(),
             dtype: dtype_name(m.case.dtype),
             rows: m.case.shape.rows,
@@ -226,7 +223,7 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
         results.push(measure(engine, case, &settings).map_err(|e| e.to_string())?);
         let records: Vec<Record> = results
             .iter()
-            .map(|m| Record::new(&adapter, engine.batch_invariant(), device.as_ref(), m))
+            .map(|m| Record::new(engine, device.as_ref(), m))
             .collect();
         // Written after every case, so that a bench stopped early keeps what it measured.
         if let Some(path) = &cmd.json {
@@ -240,7 +237,7 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     print_table(engine, device.as_ref(), &settings, &results);
     let records: Vec<Record> = results
         .iter()
-        .map(|m| Record::new(&adapter, engine.batch_invariant(), device.as_ref(), m))
+        .map(|m| Record::new(engine, device.as_ref(), m))
         .collect();
     if let Some(path) = &cmd.plot {
         plot(path, &records, &adapter)?;

@@ -42,6 +42,10 @@ struct AdapterArgs {
     /// (`EngineOptions::batch_invariant`).
     #[arg(long, global = true)]
     batch_invariant: bool,
+    /// MiB of the GPU's cache that split-row dispatches of batches of long rows are sized to
+    /// (`EngineOptions::cache_bytes`; 0, the default: off).
+    #[arg(long, global = true, default_value_t = 0)]
+    cache_mib: u64,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +62,7 @@ enum Command {
     CrossEntropy(CrossEntropyCmd),
     /// One token per row: temperature, top-k, top-p, min-p (greedy at temperature 0).
     Sample(SampleCmd),
-    /// Times the operations against a copy kernel over large-vocabulary shapes.
+    /// Times the operations against the fastest copy over large-vocabulary shapes.
     Bench(bench::BenchCmd),
     /// Prints what a forward operation would launch on the adapter (variant, layout,
     /// dispatches, pipeline keys) and, with --wgsl, the shaders, without running it.
@@ -339,6 +343,7 @@ impl AdapterArgs {
             backends,
             adapter_name: self.adapter.clone(),
             batch_invariant: self.batch_invariant,
+            cache_bytes: self.cache_mib.saturating_mul(1 << 20),
             ..Default::default()
         })
     }
