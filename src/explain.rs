@@ -41,6 +41,7 @@ impl Engine {
         let info = &self.info().adapter;
         let cache = match self.profile.cache_bytes {
             0 => String::new(),
+            _ if self.profile.cpu_tuned() => ", cache_bytes unused under CPU tuning".into(),
             bytes => format!(", split-row dispatches sized to a cache of {bytes} bytes"),
         };
         format!(

@@ -115,20 +115,26 @@ impl DeviceProfile {
     }
 
     /// Rows per split-row dispatch where dispatches are sized to the cache
-    /// (`EngineOptions::cache_bytes`, GPU tuning, softmax and log-softmax outside the
-    /// batch-invariant mode): as many rows of f32 logits as fill it, where the batch's do not
-    /// (f16 and bf16 dispatches fill half of it, so that the choice depends on the shape
-    /// alone, as `Engine::forward_variant` reports it); `None` otherwise.
-    pub(crate) fn cache_rows(&self, op: Forward, shape: Shape) -> Option<u64> {
-        if self.cache_bytes == 0
-            || self.cpu_tuned()
-            || self.batch_invariant
-            || op == Forward::LogSumExp
-        {
+    /// (`EngineOptions::cache_bytes`, GPU tuning, outside the batch-invariant mode): as many
+    /// rows of `tensors` f32 tensors (the ones a kernel reads twice: the logits, or `y` and
+    /// `dy`) as fill it, where the batch's do not; `None` otherwise. f16 and bf16 dispatches
+    /// fill half of it, so that the choice depends on the shape alone, as
+    /// `Engine::forward_variant` reports it.
+    pub(crate) fn cache_rows(&self, shape: Shape, tensors: u64) -> Option<u64> {
+        if self.cache_bytes == 0 || self.cpu_tuned() || self.batch_invariant {
             return None;
         }
-        let rows = self.cache_bytes / (shape.cols as u64 * 4).max(1);
+        let rows = self.cache_bytes / (shape.cols as u64 * 4 * tensors).max(1);
         (rows >= 1 && shape.rows as u64 > rows).then_some(rows)
+    }
+
+    /// `cache_rows` of a forward operation: softmax and log-softmax read the logits twice,
+    /// logsumexp once (never sized).
+    pub(crate) fn forward_cache_rows(&self, op: Forward, shape: Shape) -> Option<u64> {
+        if op == Forward::LogSumExp {
+            return None;
+        }
+        self.cache_rows(shape, 1)
     }
 
     /// Pieces to cut each of `rows` rows of `blocks` blocks into so that the adapter has
@@ -300,7 +306,7 @@ impl DeviceProfile {
                 .unwrap_or(MULTI_ROW_LANES.min(wg / 2).max(1)),
         );
 
-        let cache_rows = self.cache_rows(op, shape);
+        let cache_rows = self.forward_cache_rows(op, shape);
         let pieces = self.split_pieces(cache_rows.unwrap_or(rows), blocks);
         let fits_resident = blocks <= u64::from(self.max_resident_lanes()) * max_blocks;
         let auto_multi_blocks = u64::from(if self.cpu_tuned() {
@@ -574,7 +580,10 @@ mod tests {
             ..h100()
         };
         // 24 MiB hold 49 rows of 128256 f32 logits: 11 pieces a row fill 512 workgroups.
-        assert_eq!(gpu.cache_rows(Sm, Shape::new(256, 128_256)), Some(49));
+        assert_eq!(
+            gpu.forward_cache_rows(Sm, Shape::new(256, 128_256)),
+            Some(49)
+        );
         for (op, rows, cols, want, pieces) in [
             (Sm, 256, 128_256, S, 11),
             (Lsm, 1024, 128_256, S, 11),
@@ -595,8 +604,8 @@ mod tests {
                 "{op:?} {rows} x {cols}"
             );
         }
-        assert_eq!(gpu.cache_rows(Sm, Shape::new(49, 128_256)), None);
-        assert_eq!(gpu.cache_rows(Lse, Shape::new(1024, 128_256)), None);
+        assert_eq!(gpu.forward_cache_rows(Sm, Shape::new(49, 128_256)), None);
+        assert_eq!(gpu.forward_cache_rows(Lse, Shape::new(1024, 128_256)), None);
         // Forced split-row is cut for the dispatch's rows too.
         let forced = gpu
             .plan(Sm, Shape::new(1024, 32_000), Variant::SplitRow)
@@ -615,10 +624,13 @@ mod tests {
                 ..gpu.clone()
             },
         ] {
-            assert_eq!(p.cache_rows(Sm, Shape::new(4096, 128_256)), None);
+            assert_eq!(p.forward_cache_rows(Sm, Shape::new(4096, 128_256)), None);
         }
         // Off by default.
-        assert_eq!(h100().cache_rows(Sm, Shape::new(4096, 128_256)), None);
+        assert_eq!(
+            h100().forward_cache_rows(Sm, Shape::new(4096, 128_256)),
+            None
+        );
         let default = h100().plan(Sm, Shape::new(4096, 128_256), Variant::Auto);
         assert_eq!(default.unwrap().variant, O);
     }

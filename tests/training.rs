@@ -694,3 +694,59 @@ fn in_place_ce<T: Element>(e: &Engine, x: &[T], t: &[i64], shape: Shape) {
     );
     assert_eq!(common::read_f32(e, &lse, 0, shape.rows), want.lse, "{what}");
 }
+
+/// Split-row dispatches sized to a cache (`EngineOptions::cache_bytes`, GPU tuning): 600
+/// rows of 4100 logits (a workgroup per row without it) run split-row in dispatches of 40
+/// rows (cross-entropy: the logits) and of 20 (backward: `y` and `dy`), with special rows at
+/// a dispatch boundary; cross-entropy (smoothing, class weights, an ignored row) and both
+/// backward operations stay within the bounds of the tests above.
+#[test]
+fn cache_sized_split_row_dispatches() {
+    let (rows, cols) = (600, 4100);
+    let options = softmax_wgpu::EngineOptions {
+        tuning: softmax_wgpu::Tuning::Gpu,
+        cache_bytes: 40 * cols as u64 * 4,
+        ..Default::default()
+    };
+    let engines =
+        Engine::all_blocking(options).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+    let shape = Shape::new(rows, cols);
+    let mut x = random_logits(rows * cols, 6.0, 71);
+    x[39 * cols + 5] = f32::NAN;
+    x[40 * cols..41 * cols].fill(f32::NEG_INFINITY);
+    x[41 * cols + 4000] = f32::INFINITY;
+    x[599 * cols + 1] = 1e30;
+    let mut t = targets(rows, cols, 72);
+    t[300] = -100;
+    let weights: Vec<f32> = random_logits(cols, 1.0, 73)
+        .iter()
+        .map(|v| 0.5 + v.abs())
+        .collect();
+    let o = CrossEntropyOptions {
+        weight: Some(weights),
+        label_smoothing: 0.1,
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    let z = random_logits(rows * cols, 6.0, 74);
+    let dy = random_logits(rows * cols, 1.0, 75);
+    for e in &engines {
+        let plan = e
+            .explain_cross_entropy(shape, DType::F32, Some(DType::F32), true, &o)
+            .unwrap()
+            .plan;
+        assert!(plan.contains("partials"), "split-row: {plan}");
+        let plan = e
+            .explain_backward(false, shape, DType::F32, DType::F32)
+            .unwrap()
+            .plan;
+        assert!(plan.contains("partials"), "split-row: {plan}");
+        check_ce(e, &x, &t, shape, &o);
+        let y = e.softmax(&z, shape, &Default::default()).unwrap();
+        let ly = e.log_softmax(&z, shape, &Default::default()).unwrap();
+        for (log, y) in [(false, &y), (true, &ly)] {
+            let got = e.softmax_backward(log, y, &dy, shape).unwrap();
+            check_backward(log, y, &dy, shape, &got);
+        }
+    }
+}

@@ -49,7 +49,7 @@ impl DeviceProfile {
     /// The launch of a checked backward call on this device.
     pub(crate) fn launch_backward(&self, call: &BackwardCall) -> Result<BackwardLaunch> {
         let (rows, cols) = (call.shape.rows as u64, call.shape.cols as u64);
-        let (rows_per_chunk, align, max_groups) =
+        let (mut rows_per_chunk, align, max_groups) =
             self.chunking(cols * call.y.dtype.size().max(call.dx.dtype.size()))?;
         // Batch-invariant mode: by the row length alone, the rows summed by their columns in
         // their order (blocks for the stores only, no runs of rows; see `invariant_plan` in
@@ -84,10 +84,14 @@ impl DeviceProfile {
                 && db.block_phase() == xb.block_phase()
                 && (!row_per_lane || (self.contiguous() && xb.block_phase() == 0))
         };
+        // Split-row: each row's pieces' partial sums (one f32 each) merged by every piece.
+        let pieces = self.training_pieces(call.shape, 2, row_per_lane);
+        // Split-row dispatches sized to the cache take the rows that fit it (y and dy).
+        if let (Some(_), Some(fit)) = (pieces, self.cache_rows(call.shape, 2)) {
+            rows_per_chunk = rows_per_chunk.min(fit);
+        }
         let runs = row_dispatches(rows, cols, rows_per_chunk, row_per_lane, blocks_in);
         let workgroup = self.workgroup_for("softmax backward", cols)?;
-        // Split-row: each row's pieces' partial sums (one f32 each) merged by every piece.
-        let pieces = self.training_pieces(rows, cols, row_per_lane);
         let dispatches = runs
             .iter()
             .map(|d| {

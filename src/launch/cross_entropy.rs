@@ -84,7 +84,7 @@ impl DeviceProfile {
         .into_iter()
         .max()
         .unwrap_or(0);
-        let (rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
+        let (mut rows_per_chunk, align, max_groups) = self.chunking(row_bytes)?;
         // Batch-invariant mode: by the row length alone, the rows summed by their columns in
         // their order (blocks for the gradient's stores only, no runs of rows; see
         // `invariant_plan` in src/plan.rs).
@@ -109,7 +109,11 @@ impl DeviceProfile {
         } else {
             workgroup
         };
-        let pieces = self.training_pieces(rows, cols, row_per_lane);
+        let pieces = self.training_pieces(call.shape, 1, row_per_lane);
+        // Split-row dispatches sized to the cache take the rows that fit it.
+        if let (Some(_), Some(fit)) = (pieces, self.cache_rows(call.shape, 1)) {
+            rows_per_chunk = rows_per_chunk.min(fit);
+        }
         let key = |blocks: bool, entry: CeEntry| CeKey {
             input: self.storage(call.logits.dtype),
             grad: call.grad.map(|g| self.storage(g.dtype)),

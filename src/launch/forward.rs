@@ -112,7 +112,8 @@ impl DeviceProfile {
         let split_rows = plan.layout.split.then(|| {
             // Each dispatch's partial states fit the scratch buffer, and its logits the
             // cache where dispatches are sized to it.
-            let cache_rows = self.cache_rows(call.op, call.shape).unwrap_or(u64::MAX);
+            let cache_rows = self.forward_cache_rows(call.op, call.shape);
+            let cache_rows = cache_rows.unwrap_or(u64::MAX);
             rows_per_chunk = rows_per_chunk
                 .min(MAX_SPLIT_PARTIALS / u64::from(plan.chunks))
                 .min(cache_rows)

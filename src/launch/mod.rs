@@ -16,6 +16,7 @@ pub(crate) use sample::{SampleCall, PARAMS_BYTES, RESULT_BYTES, UNIFORM_BYTES};
 pub(crate) use vocab::{arg as vocab_arg, state_bytes, whole_f32, VocabCall, Whole};
 
 use crate::dtype::DType;
+use crate::options::Shape;
 use crate::profile::DeviceProfile;
 use crate::shader::{PipelineKey, BLOCK};
 use crate::tuning::{ROW_PER_LANE_MAX_COLS_GPU, ROW_PER_LANE_SHORT_COLS_CPU};
@@ -218,14 +219,24 @@ impl DeviceProfile {
     /// Split-row pieces per row of a training kernel, if it takes split-row: where the
     /// forward kernels would split (`wants_split`) and rows do not go a lane each. On CPU
     /// adapters that is only single long rows, since with rows enough for the threads a
-    /// workgroup per row finds its second pass in its core's cache. In batch-invariant mode,
-    /// by the row length alone (`invariant_pieces`).
-    pub(crate) fn training_pieces(&self, rows: u64, cols: u64, row_per_lane: bool) -> Option<u64> {
+    /// workgroup per row finds its second pass in its core's cache. Where dispatches are
+    /// sized to the cache (`cache_rows` of the `tensors` the kernel reads twice), also
+    /// batches of rows long enough for two pieces, cut for the rows of one dispatch. In
+    /// batch-invariant mode, by the row length alone (`invariant_pieces`).
+    pub(crate) fn training_pieces(
+        &self,
+        shape: Shape,
+        tensors: u64,
+        row_per_lane: bool,
+    ) -> Option<u64> {
+        let (rows, cols) = (shape.rows as u64, shape.cols as u64);
         if self.batch_invariant {
             return self.invariant_pieces(cols);
         }
-        let pieces = self.split_pieces(rows, cols / BLOCK);
-        (!row_per_lane && self.wants_split(rows, cols, pieces)).then_some(pieces)
+        let cache_rows = self.cache_rows(shape, tensors);
+        let pieces = self.split_pieces(cache_rows.unwrap_or(rows), cols / BLOCK);
+        let split = self.wants_split(rows, cols, pieces) || (cache_rows.is_some() && pieces >= 2);
+        (!row_per_lane && split).then_some(pieces)
     }
 }
 
@@ -284,6 +295,48 @@ mod tests {
         let plain = h100().launch_forward(&call(256)).unwrap();
         let rows: Vec<u64> = plain.dispatches.iter().map(|d| d.rows).collect();
         assert_eq!((rows, plain.plans[1].chunks), (vec![256], 2));
+        // Cross-entropy reads the logits twice too: the same dispatches, split-row where a
+        // workgroup per row ran before; backward reads y and dy twice, so half the rows fit.
+        let shape = Shape::new(1024, 128_256);
+        let ce = CrossEntropyCall {
+            shape,
+            logits: f32_at,
+            grad: Some(f32_at),
+            in_place: true,
+            targets: f32_at,
+            loss: f32_at,
+            lse: f32_at,
+            weight: None,
+            options: bytemuck::Zeroable::zeroed(),
+        };
+        let launch = h100_cache().launch_cross_entropy(&ce).unwrap();
+        let rows: Vec<u32> = launch.dispatches.iter().map(|d| d.params.rows).collect();
+        assert!(
+            rows[..20].iter().all(|&r| r == 49) && rows[20] == 44,
+            "{rows:?}"
+        );
+        assert_eq!(launch.whole_batch.chunks, 11);
+        let plain = h100().launch_cross_entropy(&ce).unwrap();
+        assert_eq!(
+            plain.whole_batch.chunks, 1,
+            "a workgroup per row, in 128 MiB bindings"
+        );
+        let backward = BackwardCall {
+            log: false,
+            shape,
+            y: f32_at,
+            dy: f32_at,
+            dx: f32_at,
+        };
+        let launch = h100_cache().launch_backward(&backward).unwrap();
+        let rows: Vec<u32> = launch.dispatches.iter().map(|d| d.params.rows).collect();
+        assert!(
+            rows[..42].iter().all(|&r| r == 24) && rows[42] == 16,
+            "{rows:?}"
+        );
+        assert_eq!(launch.dispatches[0].params.chunks, 22);
+        let plain = h100().launch_backward(&backward).unwrap();
+        assert_eq!(plain.dispatches[0].params.chunks, 1);
     }
 
     fn traces() -> BTreeMap<String, String> {

@@ -9,8 +9,9 @@
 #   session.log          the GPU, the driver, each phase's outcome and the bench tables
 #   tests.log            the test executables' output
 #   ours.json            softmax-wgpu bench --json over SHAPES (written after every case)
-#   variants.json        softmax under each forced variant over SWEEP_SHAPES, and with
-#                        split-row dispatches sized to CACHE_MIBS of the L2 over CACHE_SHAPES
+#   variants.json        softmax under each forced variant over SWEEP_SHAPES, and softmax
+#                        and cross-entropy with split-row dispatches sized to CACHE_MIBS of
+#                        the L2 over CACHE_SHAPES
 #   torch.json           tools/pytorch_reference.py --json over SHAPES
 #   gpu-vs-pytorch.json  the side-by-side records (tools/gpu_vs_pytorch.py)
 #   gpu-vs-pytorch.md    the same as a Markdown table
@@ -24,7 +25,7 @@ TORCH_S=${TORCH_S:-110}
 SHAPES=${SHAPES:-1x262144,1x1048576,32x32000,32x128256,256x32000,256x128256,1024x128256,4096x32000,4096x128256}
 SWEEP_SHAPES=${SWEEP_SHAPES:-32x32000,256x32000,4096x32000,256x128256,1024x128256,4096x128256}
 CACHE_SHAPES=${CACHE_SHAPES:-256x128256,1024x128256,4096x128256}
-CACHE_MIBS=${CACHE_MIBS:-16 32 48}
+CACHE_MIBS=${CACHE_MIBS:-24 48}
 OPS=${OPS:-softmax,log-softmax,logsumexp,cross-entropy}
 DTYPES=${DTYPES:-f32,f16}
 mkdir -p "$OUT"
@@ -96,7 +97,7 @@ if has sweep; then
   for mib in $CACHE_MIBS; do
     left=$(( deadline - $(date +%s) ))
     [ "$left" -le 5 ] && { log "sweep cache $mib MiB: not run (phase out of time)"; continue; }
-    timeout "$left" $CLI --cache-mib "$mib" bench --shapes "$CACHE_SHAPES" --op softmax \
+    timeout "$left" $CLI --cache-mib "$mib" bench --shapes "$CACHE_SHAPES" --op softmax,cross-entropy \
       --dtype "$DTYPES" --no-cpu --device-copy-mib 0 --json "$OUT/variant-cache$mib.json" \
       >> "$LOG" 2>&1
     log "sweep cache $mib MiB: rc=$?"
