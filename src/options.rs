@@ -347,11 +347,12 @@ pub struct EngineOptions {
     /// variants run that order too; off by default, since it gives up the resident and
     /// multi-row layouts (measured cost in the README).
     pub batch_invariant: bool,
-    /// Bytes of the device's cache (a GPU's L2) that split-row dispatches of softmax and
-    /// log-softmax may fill, so that each row's second read finds it there: batches of rows
-    /// of 4096 logits or more whose f32 logits exceed it run split-row, in dispatches of as
-    /// many rows as fit it (GPU tuning; not logsumexp, which reads once, nor the
-    /// batch-invariant mode). 0, the default, turns it off: it has not been measured on a
-    /// GPU yet (docs/tuning.md#cache-sized-split-row-dispatches).
+    /// Bytes of the device's cache (a GPU's L2) that split-row dispatches may fill, so that
+    /// each row's second read finds it there: batches of rows of 4096 logits or more whose
+    /// f32 logits exceed it (for the backward operations, `y` and `dy` together) run
+    /// split-row, in dispatches of as many rows as fit it. Softmax, log-softmax,
+    /// cross-entropy and the backward operations; not logsumexp, which reads once; GPU
+    /// tuning outside the batch-invariant mode. 0, the default, turns it off: it has not
+    /// been measured on a GPU yet (docs/tuning.md#cache-sized-split-row-dispatches).
     pub cache_bytes: u64,
 }
