@@ -16,12 +16,10 @@ pub use crate::stopwatch::{median, Clock, Stopwatch};
 pub use case::{BenchOp, Case, Prepared};
 pub use roofline::{device_copy, spread, CopyMethod, DeviceCopy};
 
-use std::time::Instant;
-
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::options::Variant;
-use roofline::{fastest, recent_median, steady};
+use roofline::{fastest, recent_median, steadiest, warm_up};
 
 /// What [`measure`] found for one case.
 #[derive(Clone, Debug)]
@@ -155,22 +153,12 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
     // The warm-up also times every copy method until each is steady; the fastest (median of
     // its last runs) is the roofline, and the faster kernel word moves the ceilings.
     let methods = CopyMethod::all(engine);
-    let mut warm_copies = vec![Vec::new(); methods.len()];
-    let warm_start = Instant::now();
-    let mut warm_runs = 0;
-    loop {
-        for (times, &method) in warm_copies.iter_mut().zip(&methods) {
-            times.push(run_copy(method)?.as_secs_f64());
-        }
-        run_op()?;
-        warm_runs += 1;
-        let elapsed = warm_start.elapsed().as_secs_f64();
-        let enough = warm_runs >= settings.warmup.max(3) && elapsed >= settings.warmup_seconds;
-        let all_steady = warm_copies.iter().all(|t| steady(t, settings.max_spread));
-        if enough && (all_steady || elapsed >= settings.warmup_max_seconds) {
-            break;
-        }
-    }
+    let warm_copies = warm_up(
+        &methods,
+        settings,
+        |m| Ok(run_copy(m)?.as_secs_f64()),
+        || run_op().map(drop),
+    )?;
     let copy_method = fastest(&methods, &warm_copies);
     let copy_word = methods
         .iter()
@@ -206,15 +194,7 @@ pub fn measure(engine: &Engine, case: &Case, settings: &Settings) -> Result<Meas
         Ok(r)
     };
     // Timed again while the copy spreads too much: a roofline that moves is no roofline.
-    let mut best = timed()?;
-    let mut attempts = 1;
-    while spread(&best.copy) > settings.max_spread && attempts < settings.attempts {
-        let next = timed()?;
-        attempts += 1;
-        if spread(&next.copy) < spread(&best.copy) {
-            best = next;
-        }
-    }
+    let (best, attempts) = steadiest(settings, timed, |r: &Runs| &r.copy)?;
     let cpu_seconds = (settings.cpu_runs > 0).then(|| {
         let times: Vec<f64> = (0..settings.cpu_runs)
             .map(|_| prepared.time_cpu())

@@ -121,6 +121,53 @@ pub fn fastest(methods: &[CopyMethod], times: &[Vec<f64>]) -> CopyMethod {
         .map_or(CopyMethod::Kernel(CopyWord::Bytes16), |(_, m)| m)
 }
 
+/// The warm-up: rounds of a run of every method (`time`, its seconds) and then `between`
+/// (the operation a case times, or nothing), at least `settings.warmup` (3 or more) rounds
+/// and `warmup_seconds`, and then until the last [`STEADY_RUNS`] of every method are within
+/// `max_spread` of each other, or `warmup_max_seconds` have passed. Each method's times, in
+/// the order of `methods`.
+pub(super) fn warm_up(
+    methods: &[CopyMethod],
+    settings: &Settings,
+    mut time: impl FnMut(CopyMethod) -> Result<f64>,
+    mut between: impl FnMut() -> Result<()>,
+) -> Result<Vec<Vec<f64>>> {
+    let mut times = vec![Vec::new(); methods.len()];
+    let start = std::time::Instant::now();
+    for round in 1.. {
+        for (t, &m) in times.iter_mut().zip(methods) {
+            t.push(time(m)?);
+        }
+        between()?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let enough = round >= settings.warmup.max(3) && elapsed >= settings.warmup_seconds;
+        let all_steady = times.iter().all(|t| steady(t, settings.max_spread));
+        if enough && (all_steady || elapsed >= settings.warmup_max_seconds) {
+            break;
+        }
+    }
+    Ok(times)
+}
+
+/// Runs `attempt` up to `settings.attempts` times while the copy times it returns
+/// (`copies`) spread by more than `max_spread`; the steadiest attempt, and how many ran.
+pub(super) fn steadiest<T>(
+    settings: &Settings,
+    mut attempt: impl FnMut() -> Result<T>,
+    copies: impl Fn(&T) -> &[f64],
+) -> Result<(T, usize)> {
+    let mut best = attempt()?;
+    let mut attempts = 1;
+    while spread(copies(&best)) > settings.max_spread && attempts < settings.attempts {
+        let next = attempt()?;
+        attempts += 1;
+        if spread(copies(&next)) < spread(copies(&best)) {
+            best = next;
+        }
+    }
+    Ok((best, attempts))
+}
+
 /// The device's copy bandwidth: the fastest [`CopyMethod`] over a buffer far larger than any
 /// cache, from [`device_copy`].
 #[derive(Clone, Copy, Debug)]
@@ -138,9 +185,8 @@ pub struct DeviceCopy {
 }
 
 /// Copies `mib` MiB (capped by the device's largest buffer) with every [`CopyMethod`] in
-/// alternation until each is steady or the warm-up's time is up, then times the fastest
-/// `settings.runs` times, again up to `settings.attempts` times while its spread is above
-/// `settings.max_spread` (keeping the steadiest attempt).
+/// alternation ([`warm_up`]), then times the fastest `settings.runs` times, again while
+/// its runs spread too much ([`steadiest`]).
 pub fn device_copy(engine: &Engine, mib: u64, settings: &Settings) -> Result<DeviceCopy> {
     let device = engine.device();
     let bytes = (mib << 20).min(engine.info().limits.max_buffer_size) / 256 * 256;
@@ -172,38 +218,10 @@ pub fn device_copy(engine: &Engine, mib: u64, settings: &Settings) -> Result<Dev
         Ok(d.as_secs_f64())
     };
     let methods = CopyMethod::all(engine);
-    let mut warm = vec![Vec::new(); methods.len()];
-    let start = std::time::Instant::now();
-    loop {
-        for (times, &m) in warm.iter_mut().zip(&methods) {
-            times.push(run(m)?);
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        let all_steady = warm.iter().all(|t| steady(t, settings.max_spread));
-        if (all_steady && elapsed >= settings.warmup_seconds)
-            || elapsed >= settings.warmup_max_seconds
-        {
-            break;
-        }
-    }
+    let warm = warm_up(&methods, settings, run, || Ok(()))?;
     let method = fastest(&methods, &warm);
-    let mut best: Option<Vec<f64>> = None;
-    for _ in 0..settings.attempts.max(1) {
-        let times = (0..settings.runs.max(2))
-            .map(|_| run(method))
-            .collect::<Result<Vec<f64>>>()?;
-        let better = best.as_ref().is_none_or(|b| spread(&times) < spread(b));
-        if better {
-            best = Some(times);
-        }
-        if best
-            .as_ref()
-            .is_some_and(|b| spread(b) <= settings.max_spread)
-        {
-            break;
-        }
-    }
-    let times = best.unwrap_or_default();
+    let timed = || (0..settings.runs.max(2)).map(|_| run(method)).collect();
+    let (times, _) = steadiest(settings, timed, |t: &Vec<f64>| t)?;
     let seconds = median(&times);
     Ok(DeviceCopy {
         method,
