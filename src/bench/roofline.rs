@@ -185,11 +185,16 @@ pub struct DeviceCopy {
 }
 
 /// Copies `mib` MiB (capped by the device's largest buffer) with every [`CopyMethod`] in
-/// alternation ([`warm_up`]), then times the fastest `settings.runs` times, again while
-/// its runs spread too much ([`steadiest`]).
+/// alternation, as the warm-up of [`measure`](super::measure) does, then times the fastest
+/// `settings.runs` times, again (up to `settings.attempts` times) while its runs spread by
+/// more than `settings.max_spread`, keeping the steadiest attempt.
 pub fn device_copy(engine: &Engine, mib: u64, settings: &Settings) -> Result<DeviceCopy> {
     let device = engine.device();
-    let bytes = (mib << 20).min(engine.info().limits.max_buffer_size) / 256 * 256;
+    let bytes = mib
+        .saturating_mul(1 << 20)
+        .min(engine.info().limits.max_buffer_size)
+        / 256
+        * 256;
     if bytes == 0 {
         return Err(Error::InvalidBuffer {
             what: "device copy",

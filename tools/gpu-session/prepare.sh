@@ -4,7 +4,8 @@
 # carried by the device tool: `carry: [".gpu"]`):
 #   .gpu/bin.tar.xz     the release CLI and the GPU test executables, stripped
 #   .gpu/manifest_dir   the path they were built in (the tests read files below it)
-#   .gpu/deb/           the Vulkan loader, which that machine lacks
+#   .gpu/commit         the commit they were built from
+#   .gpu/deb/           the Vulkan loader and GL dispatch libraries, which that machine lacks
 # Prints the size that will travel (the device tool carries at most 64 MiB).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,10 +34,13 @@ cp target/release/softmax-wgpu .gpu/bin/
 strip .gpu/bin/*
 printf '%s\n' "${TESTS[@]}" > .gpu/tests
 pwd > .gpu/manifest_dir
+# The commit the executables were built from (the device machine gets no .git).
+{ git rev-parse --short HEAD; git status --porcelain --untracked-files=no | grep -q . && echo "(with uncommitted changes)"; } > .gpu/commit || true
 tar -C .gpu -cJf .gpu/bin.tar.xz bin && rm -rf .gpu/bin
-# The Vulkan loader for that machine's x86-64 Ubuntu (any Debian/Ubuntu libvulkan1 will do).
+# The Vulkan loader, and the GL dispatch libraries NVIDIA's driver library links to, for
+# that machine's x86-64 Ubuntu (Debian's older builds run there).
 o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
 mkdir -p /tmp/amd64/partial
 apt-get "${o[@]}" update -qq
-(cd .gpu/deb && apt-get "${o[@]}" download libvulkan1)
+(cd .gpu/deb && apt-get "${o[@]}" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 du -sh .gpu

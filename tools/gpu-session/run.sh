@@ -35,7 +35,7 @@ has() { [[ " $PHASES " == *" $1 "* ]]; }
 start=$(date +%s)
 
 # The Vulkan loader, NVIDIA's driver manifest, the executables where the tests expect them.
-if ! ldconfig -p | grep -q 'libvulkan\.so\.1 '; then
+if ! ldconfig -p | grep -q 'libvulkan\.so\.1 ' || ! ldconfig -p | grep -q 'libGLdispatch\.so\.0 '; then
   for f in .gpu/deb/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
@@ -53,7 +53,7 @@ CLI=./target/release/softmax-wgpu
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw \
   --format=csv >> "$LOG" 2>&1
 $CLI info >> "$LOG" 2>&1 || log "softmax-wgpu info failed: no Vulkan adapter"
-git log -1 --format='commit %h %s' >> "$LOG" 2>/dev/null
+echo "built from commit $(tr '\n' ' ' < .gpu/commit)" >> "$LOG"
 
 if has tests; then
   deadline=$(( $(date +%s) + TESTS_S ))
