@@ -1,7 +1,7 @@
 //! `cargo bench`: every operation (the forward family, cross-entropy with its gradient and
 //! the two backward operations) in f32 and f16 over large-vocabulary shapes on the best
-//! adapter, timed by criterion (wall time of submit and wait), beside the copy kernel over
-//! the same bytes. For device-time medians, GB/s and ratios to the copy kernel, run the
+//! adapter, timed by criterion (wall time of submit and wait), beside each copy method of
+//! the roofline over the same bytes. For device-time medians, GB/s and ratios to copy, run the
 //! `bench` subcommand of the command-line tool (`softmax-wgpu bench`), which uses GPU
 //! timestamps.
 

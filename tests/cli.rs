@@ -585,7 +585,7 @@ fn bench_writes_json_and_plot() {
             assert_eq!(r["bytes"].as_u64(), Some(bytes), "{r}");
         }
         let plot = std::fs::read_to_string(&svg).unwrap();
-        assert!(plot.starts_with("<svg") && plot.contains("copy kernel"));
+        assert!(plot.starts_with("<svg") && plot.contains("copy (roofline)"));
     }
 }
 

@@ -1,5 +1,6 @@
 //! `softmax-wgpu bench`: a sweep of operations, dtypes and shapes, each timed against the
-//! copy kernel in alternation (`softmax_wgpu::bench::measure`); a table, JSON and an SVG plot.
+//! fastest copy of the same bytes in alternation (`softmax_wgpu::bench::measure`); a table,
+//! JSON and an SVG plot.
 
 use std::path::PathBuf;
 
@@ -357,7 +358,7 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// GB/s against cols (log scale) for the largest row count of the sweep: one line per op and
-/// dtype, and the copy kernel (the roofline) dashed.
+/// dtype, and the roofline copy dashed.
 fn plot(path: &std::path::Path, records: &[Record], adapter: &str) -> Result<(), String> {
     let rows = records.iter().map(|r| r.rows).max().unwrap_or(1);
     let mine: Vec<&Record> = records.iter().filter(|r| r.rows == rows).collect();
@@ -411,7 +412,7 @@ fn plot(path: &std::path::Path, records: &[Record], adapter: &str) -> Result<(),
             if i == 0 {
                 chart
                     .draw_series(DashedLineSeries::new(copy, 6, 4, BLACK.stroke_width(2)))?
-                    .label("copy kernel (roofline)")
+                    .label("copy (roofline)")
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
             }
         }
