@@ -597,7 +597,15 @@ fn bench_runs_an_odd_count_of_16_bit_logits() {
         for dtype in ["f16", "bf16"] {
             ok(on(e)
                 .args(["bench", "--rows", "3", "--cols", "33", "--dtype", dtype])
-                .args(["--op", "softmax", "--runs", "1", "--no-cpu"])
+                .args([
+                    "--op",
+                    "softmax",
+                    "--runs",
+                    "1",
+                    "--no-cpu",
+                    "--device-copy-mib",
+                    "0",
+                ])
                 .output()
                 .unwrap());
         }
