@@ -31,6 +31,14 @@ fn check_ce<T: Element>(
     );
 }
 
+/// Class weights in [0.5, 1.5), random by `seed`.
+fn class_weights(cols: usize, seed: u64) -> Vec<f32> {
+    random_logits(cols, 1.0, seed)
+        .iter()
+        .map(|v| 0.5 + v.abs())
+        .collect()
+}
+
 fn targets(rows: usize, cols: usize, seed: u64) -> Vec<i64> {
     random_logits(rows, 1.0, seed)
         .iter()
@@ -58,10 +66,7 @@ fn ce_semantics(e: &Engine, rows: usize, cols: usize) {
         let x = random_logits(rows * cols, 8.0, 3);
         let mut t = targets(rows, cols, 4);
         t[2] = -100; // ignored
-        let weights: Vec<f32> = random_logits(cols, 1.0, 5)
-            .iter()
-            .map(|v| 0.5 + v.abs())
-            .collect();
+        let weights = class_weights(cols, 5);
         let cases = [
             CrossEntropyOptions::default(),
             CrossEntropyOptions {
@@ -208,10 +213,7 @@ fn training_within_webgpu_default_limits() {
             let shape = Shape::new(rows, cols);
             let x = random_logits(shape.len(), 6.0, 80 + k as u64);
             let t: Vec<i64> = (0..rows as i64).map(|r| (r * 7919) % cols as i64).collect();
-            let weights: Vec<f32> = random_logits(cols, 1.0, 90)
-                .iter()
-                .map(|v| 0.5 + v.abs())
-                .collect();
+            let weights = class_weights(cols, 90);
             let o = CrossEntropyOptions {
                 weight: Some(weights),
                 label_smoothing: 0.1,
@@ -241,10 +243,7 @@ fn cross_entropy_split_row() {
         x[4 * cols + 17_000] = 1e30; // row 4: the max far in a late piece
         x[5 * cols + 8000] = f32::NAN; // row 5, ignored: loss and gradient 0 all the same
         let t = [15_000i64, 3, 4000, 10_001, 9000, -100];
-        let weights: Vec<f32> = random_logits(cols, 1.0, 62)
-            .iter()
-            .map(|v| 0.5 + v.abs())
-            .collect();
+        let weights = class_weights(cols, 62);
         let shape = Shape::new(rows, cols);
         for o in [
             CrossEntropyOptions {
@@ -718,10 +717,7 @@ fn cache_sized_split_row_dispatches() {
     x[599 * cols + 1] = 1e30;
     let mut t = targets(rows, cols, 72);
     t[300] = -100;
-    let weights: Vec<f32> = random_logits(cols, 1.0, 73)
-        .iter()
-        .map(|v| 0.5 + v.abs())
-        .collect();
+    let weights = class_weights(cols, 73);
     let o = CrossEntropyOptions {
         weight: Some(weights),
         label_smoothing: 0.1,

@@ -130,6 +130,12 @@ fn parse_op(s: &str) -> Result<BenchOp, String> {
     })
 }
 
+/// `op dtype ROWSxCOLS`.
+fn case_name(case: &Case) -> String {
+    let (op, dtype) = (case.op.name(), dtype_name(case.dtype));
+    format!("{op} {dtype} {}x{}", case.shape.rows, case.shape.cols)
+}
+
 fn variant_name(v: Option<Variant>) -> &'static str {
     v.map_or("-", Variant::name)
 }
@@ -214,13 +220,7 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     };
     let mut results: Vec<Measurement> = Vec::new();
     for case in &cases {
-        bar.set_message(format!(
-            "{} {} {}x{}",
-            case.op.name(),
-            dtype_name(case.dtype),
-            case.shape.rows,
-            case.shape.cols
-        ));
+        bar.set_message(case_name(case));
         results.push(measure(engine, case, &settings).map_err(|e| e.to_string())?);
         let records: Vec<Record> = results
             .iter()
@@ -314,16 +314,7 @@ fn print_table(
     let wide: Vec<String> = results
         .iter()
         .filter(|m| m.copy_spread > settings.max_spread)
-        .map(|m| {
-            format!(
-                "{} {} {}x{} ({:.0}%)",
-                m.case.op.name(),
-                dtype_name(m.case.dtype),
-                m.case.shape.rows,
-                m.case.shape.cols,
-                100.0 * m.copy_spread
-            )
-        })
+        .map(|m| format!("{} ({:.0}%)", case_name(&m.case), 100.0 * m.copy_spread))
         .collect();
     println!(
         "copy spread over runs (slowest - fastest) / median: median {:.1}%, max {:.1}%; \
