@@ -219,13 +219,12 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
         None
     };
     let mut results: Vec<Measurement> = Vec::new();
+    let mut records: Vec<Record> = Vec::new();
     for case in &cases {
         bar.set_message(case_name(case));
-        results.push(measure(engine, case, &settings).map_err(|e| e.to_string())?);
-        let records: Vec<Record> = results
-            .iter()
-            .map(|m| Record::new(engine, device.as_ref(), m))
-            .collect();
+        let m = measure(engine, case, &settings).map_err(|e| e.to_string())?;
+        records.push(Record::new(engine, device.as_ref(), &m));
+        results.push(m);
         // Written after every case, so that a bench stopped early keeps what it measured.
         if let Some(path) = &cmd.json {
             let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
@@ -236,10 +235,6 @@ pub fn run(engine: &Engine, cmd: &BenchCmd) -> Result<(), String> {
     bar.finish_and_clear();
 
     print_table(engine, device.as_ref(), &settings, &results);
-    let records: Vec<Record> = results
-        .iter()
-        .map(|m| Record::new(engine, device.as_ref(), m))
-        .collect();
     if let Some(path) = &cmd.plot {
         plot(path, &records, &adapter)?;
     }
